@@ -1,0 +1,298 @@
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
+import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import pino, { type Logger } from 'pino';
+import { type CallerIdentity, createIdentityVerifier, IdentityAssertionError } from './identity.ts';
+import { createSnippetsMcpServer, type SnippetsAuthExtra } from './server.ts';
+import type { SnippetStorage } from './storage.ts';
+
+export const DEFAULT_SNIPPETS_PORT = 7071;
+export const DEFAULT_KEY_HEADER = 'x-functions-key';
+export const DEFAULT_IDENTITY_HEADER = 'x-mcp-identity';
+/** Room for a 1 MiB snippet even with heavy JSON escaping. */
+export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+export interface SnippetsHttpOptions {
+  storage: SnippetStorage;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Default 7071 (the Azure Functions port); 0 picks a free port. */
+  port?: number;
+  /** The backend key every request must carry (like the reference's Azure Functions key). */
+  functionKey?: string;
+  /** Serve without a key; only when `functionKey` is absent and you mean it (local experiments). */
+  allowNoKey?: boolean;
+  /** Default `x-functions-key`. */
+  keyHeader?: string;
+  /** The gateway's JWKS; when set, every request must carry a valid identity assertion. */
+  identityJwksUrl?: string;
+  /** Required with identityJwksUrl: the `aud` the gateway puts in assertions for this backend. */
+  identityAudience?: string;
+  /** Checked against `iss` when set. */
+  identityIssuer?: string;
+  /** Default `x-mcp-identity`. */
+  identityHeader?: string;
+  /** Snippet content limit in UTF-8 bytes; default 1 MiB. */
+  maxSnippetBytes?: number;
+  /** Request body limit in bytes; default 4 MiB. */
+  maxBodyBytes?: number;
+  /** Default: pino at info level to stderr. */
+  logger?: Logger;
+}
+
+export interface RunningSnippetsServer {
+  /** Base URL, e.g. http://127.0.0.1:7071 */
+  url: string;
+  /** Streamable HTTP endpoint: `${url}/mcp`. */
+  mcpUrl: string;
+  /** Legacy HTTP+SSE endpoint: `${url}/sse` (messages go to `${url}/message?sessionId=…`). */
+  sseUrl: string;
+  close(): Promise<void>;
+}
+
+interface Session<T> {
+  transport: T;
+  server: McpServer;
+  /** `sub` of the identity that opened the session; later requests must come from the same one. */
+  sub: string | undefined;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly body: Record<string, unknown>,
+  ) {
+    super(String(body['error_description'] ?? body['error']));
+  }
+}
+
+/** Starts the snippets MCP server over HTTP: Streamable HTTP at /mcp, legacy HTTP+SSE at /sse + /message. */
+export async function startSnippetsServer(options: SnippetsHttpOptions): Promise<RunningSnippetsServer> {
+  // Options are checked once, here, so a bad configuration fails at start.
+  if (!options.functionKey && !options.allowNoKey) {
+    throw new Error('functionKey is required (set allowNoKey to serve without one)');
+  }
+  if (options.identityJwksUrl && !options.identityAudience) {
+    throw new Error('identityAudience is required when identityJwksUrl is set');
+  }
+  const logger = options.logger ?? pino({ name: 'snippets' }, pino.destination(2));
+  const keyHeader = (options.keyHeader ?? DEFAULT_KEY_HEADER).toLowerCase();
+  const identityHeader = (options.identityHeader ?? DEFAULT_IDENTITY_HEADER).toLowerCase();
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const keyDigest = options.functionKey ? sha256(options.functionKey) : undefined;
+  const verifyIdentity = options.identityJwksUrl
+    ? createIdentityVerifier({
+        jwksUrl: options.identityJwksUrl,
+        audience: options.identityAudience!,
+        ...(options.identityIssuer ? { issuer: options.identityIssuer } : {}),
+      })
+    : undefined;
+  const newMcpServer = () =>
+    createSnippetsMcpServer({
+      storage: options.storage,
+      logger,
+      ...(options.maxSnippetBytes !== undefined ? { maxSnippetBytes: options.maxSnippetBytes } : {}),
+    });
+
+  const streamable = new Map<string, Session<StreamableHTTPServerTransport>>();
+  const legacy = new Map<string, Session<SSEServerTransport>>();
+
+  /** Returns the SDK AuthInfo for this request (set as `req.auth`, read by tools as `extra.authInfo`). */
+  async function authenticate(req: IncomingMessage): Promise<AuthInfo> {
+    if (keyDigest) {
+      const presented = req.headers[keyHeader];
+      if (typeof presented !== 'string' || !timingSafeEqual(sha256(presented), keyDigest)) {
+        throw new HttpError(401, { error: 'unauthorized', error_description: `Missing or invalid ${keyHeader} header` });
+      }
+    }
+    let identity: CallerIdentity | undefined;
+    let assertion = '';
+    if (verifyIdentity) {
+      const presented = req.headers[identityHeader];
+      if (typeof presented !== 'string' || presented === '') {
+        throw new HttpError(401, { error: 'invalid_identity', error_description: `Missing ${identityHeader} header` });
+      }
+      assertion = presented;
+      try {
+        identity = await verifyIdentity(assertion);
+      } catch (error) {
+        if (error instanceof IdentityAssertionError) {
+          throw new HttpError(401, {
+            error: 'invalid_identity',
+            error_description: `Invalid ${identityHeader} assertion: ${error.message}`,
+          });
+        }
+        logger.error({ err: error }, 'cannot verify identity assertions: gateway JWKS unavailable');
+        throw new HttpError(503, { error: 'temporarily_unavailable', error_description: 'Cannot verify identity assertions right now' });
+      }
+    }
+    const extra: SnippetsAuthExtra = identity ? { identity } : {};
+    return { token: assertion, clientId: identity?.client_id ?? '', scopes: [], extra: { ...extra } };
+  }
+
+  async function handleStreamable(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse): Promise<void> {
+    const sub = identitySub(req.auth);
+    const sessionId = req.headers['mcp-session-id'];
+    if (req.method === 'POST') {
+      const body = await readJsonBody(req, maxBodyBytes);
+      if (typeof sessionId === 'string') {
+        await sessionFor(streamable, sessionId, sub).transport.handleRequest(req, res, body);
+        return;
+      }
+      if (!isInitializeRequest(body)) {
+        throw jsonRpcError(400, -32000, 'Bad Request: No valid session ID provided');
+      }
+      const server = newMcpServer();
+      const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+        sessionIdGenerator: randomUUID,
+        onsessioninitialized: (id) => {
+          streamable.set(id, { transport, server, sub });
+        },
+      });
+      transport.onclose = () => {
+        if (transport.sessionId) streamable.delete(transport.sessionId);
+      };
+      await server.connect(transport);
+      await transport.handleRequest(req, res, body);
+      return;
+    }
+    if (req.method === 'GET' || req.method === 'DELETE') {
+      if (typeof sessionId !== 'string') throw jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required');
+      await sessionFor(streamable, sessionId, sub).transport.handleRequest(req, res);
+      return;
+    }
+    throw new HttpError(405, { error: 'method_not_allowed', error_description: 'Use POST, GET or DELETE on /mcp' });
+  }
+
+  async function openLegacySse(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse): Promise<void> {
+    const server = newMcpServer();
+    const transport = new SSEServerTransport('/message', res);
+    legacy.set(transport.sessionId, { transport, server, sub: identitySub(req.auth) });
+    res.on('close', () => {
+      legacy.delete(transport.sessionId);
+      void server.close();
+    });
+    await server.connect(transport);
+  }
+
+  async function postLegacyMessage(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse, url: URL): Promise<void> {
+    const sessionId = url.searchParams.get('sessionId');
+    if (!sessionId) throw jsonRpcError(400, -32000, 'Bad Request: sessionId query parameter is required');
+    const session = sessionFor(legacy, sessionId, identitySub(req.auth));
+    const body = await readJsonBody(req, maxBodyBytes);
+    await session.transport.handlePostMessage(req, res, body);
+  }
+
+  async function route(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname === '/healthz' && req.method === 'GET') {
+      sendJson(res, 200, { status: 'ok' });
+      return;
+    }
+    req.auth = await authenticate(req);
+    if (url.pathname === '/mcp') return handleStreamable(req, res);
+    if (url.pathname === '/sse' && req.method === 'GET') return openLegacySse(req, res);
+    if (url.pathname === '/message' && req.method === 'POST') return postLegacyMessage(req, res, url);
+    throw new HttpError(404, { error: 'not_found', error_description: `No route for ${req.method} ${url.pathname}` });
+  }
+
+  const httpServer = createServer((req, res) => {
+    route(req, res).catch((error: unknown) => {
+      if (error instanceof HttpError) {
+        if (error.status === 401) logger.warn({ path: req.url?.split('?')[0], reason: error.message }, 'refused request');
+        if (!res.headersSent) sendJson(res, error.status, error.body);
+        else res.end();
+        return;
+      }
+      logger.error({ err: error }, 'request failed');
+      if (!res.headersSent) sendJson(res, 500, { jsonrpc: '2.0', error: { code: -32603, message: 'Internal server error' }, id: null });
+      else res.end();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port ?? DEFAULT_SNIPPETS_PORT, options.host ?? '127.0.0.1', () => {
+      httpServer.off('error', reject);
+      resolve();
+    });
+  });
+  const address = httpServer.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  logger.info(
+    { url, keyHeader, key: keyDigest ? 'required' : 'none', identity: options.identityJwksUrl ?? 'none' },
+    'snippets MCP server listening',
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    mcpUrl: `${url}/mcp`,
+    sseUrl: `${url}/sse`,
+    close() {
+      closing ??= (async () => {
+        const sessions = [...streamable.values(), ...legacy.values()];
+        await Promise.allSettled(sessions.map((session) => session.server.close()));
+        await new Promise<void>((resolve) => {
+          httpServer.close(() => resolve());
+          httpServer.closeAllConnections();
+        });
+        logger.info('snippets MCP server stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+/** Unknown session, or one opened by someone else: 404, so clients start a new session (MCP transports spec). */
+function sessionFor<T>(sessions: Map<string, Session<T>>, sessionId: string, sub: string | undefined): Session<T> {
+  const session = sessions.get(sessionId);
+  if (!session || session.sub !== sub) throw jsonRpcError(404, -32001, 'Session not found');
+  return session;
+}
+
+function identitySub(auth: AuthInfo | undefined): string | undefined {
+  return (auth?.extra as SnippetsAuthExtra | undefined)?.identity?.sub;
+}
+
+async function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<unknown> {
+  const contentType = req.headers['content-type'] ?? '';
+  if (!/^application\/json\s*(;|$)/i.test(contentType)) {
+    throw jsonRpcError(415, -32000, 'Unsupported Media Type: Content-Type must be application/json');
+  }
+  if (Number(req.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    received += chunk.byteLength;
+    if (received > maxBytes) throw tooLarge(maxBytes);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw jsonRpcError(400, -32700, 'Parse error: request body is not valid JSON');
+  }
+}
+
+function tooLarge(maxBytes: number): HttpError {
+  return jsonRpcError(413, -32000, `Payload Too Large: request body must not exceed ${maxBytes} bytes`);
+}
+
+function jsonRpcError(status: number, code: number, message: string): HttpError {
+  return new HttpError(status, { jsonrpc: '2.0', error: { code, message }, id: null });
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}

@@ -1,0 +1,230 @@
+import { z } from 'zod';
+
+/**
+ * A secret value. In YAML write `{ env: NAME }` or `{ file: PATH }` (any value may be written so);
+ * config/load.ts resolves those to strings before validation. Never logged.
+ */
+export const secretSchema = z.string().min(1);
+
+const devUserSchema = z
+  .object({
+    login: z.string().min(1),
+    password: z.string().min(1),
+    name: z.string().min(1),
+    email: z.string().email().optional(),
+    oid: z.string().uuid().optional(),
+    roles: z.array(z.string()).default([]),
+    groups: z.array(z.string()).default([]),
+  })
+  .strict();
+
+const devIdpSchema = z
+  .object({
+    host: z.string().default('127.0.0.1'),
+    /** 0 picks a free port. */
+    port: z.number().int().min(0).max(65535).default(8081),
+    /** Tenant id put in `tid` and in the Entra-shaped issuer. */
+    tenantId: z.string().uuid().default('00000000-0000-4000-8000-000000000001'),
+    users: z.array(devUserSchema).min(1),
+    /** The dev IdP refuses to start under NODE_ENV=production unless this is true. */
+    allowInProduction: z.boolean().default(false),
+  })
+  .strict();
+
+const privateKeyJwtSchema = z
+  .object({
+    /** PEM (PKCS#8) private key. */
+    privateKey: secretSchema,
+    /** PEM certificate; its SHA-1/SHA-256 thumbprint goes in the assertion header (Entra). */
+    certificate: secretSchema.optional(),
+    keyId: z.string().optional(),
+  })
+  .strict();
+
+const oidcIdpSchema = z
+  .object({
+    /** Issuer URL; metadata is discovered at /.well-known/openid-configuration. */
+    issuer: z.string().url(),
+    clientId: z.string().min(1),
+    clientSecret: secretSchema.optional(),
+    privateKeyJwt: privateKeyJwtSchema.optional(),
+    scopes: z.array(z.string()).default(['openid', 'profile', 'email', 'offline_access']),
+    /** Claim names mapped into the user identity. */
+    rolesClaim: z.string().default('roles'),
+    groupsClaim: z.string().default('groups'),
+  })
+  .strict()
+  .refine((v) => (v.clientSecret ? 1 : 0) + (v.privateKeyJwt ? 1 : 0) === 1, {
+    message: 'exactly one of clientSecret or privateKeyJwt is required',
+  });
+
+const entraIdpSchema = z
+  .object({
+    /** A tenant id, or `organizations` / `common` (then allowedTenants is required). */
+    tenantId: z.string().min(1),
+    allowedTenants: z.array(z.string().uuid()).default([]),
+    clientId: z.string().min(1),
+    authorityHost: z.string().url().default('https://login.microsoftonline.com'),
+    clientSecret: secretSchema.optional(),
+    certificate: privateKeyJwtSchema.optional(),
+    /** Federated credential from a managed identity (secretless, like the reference deployment). */
+    managedIdentity: z
+      .object({
+        /** Client id of a user-assigned identity; omit for system-assigned. */
+        clientId: z.string().optional(),
+        /** Token audience for the federated credential exchange. */
+        audience: z.string().default('api://AzureADTokenExchange'),
+      })
+      .strict()
+      .optional(),
+    /** Upstream scopes. OIDC scopes plus at most one resource's scopes; `.default` alone (DESIGN §6). */
+    scopes: z.array(z.string()).default(['openid', 'profile', 'email', 'offline_access', 'User.Read']),
+  })
+  .strict()
+  .superRefine((v, ctx) => {
+    const methods = (v.clientSecret ? 1 : 0) + (v.certificate ? 1 : 0) + (v.managedIdentity ? 1 : 0);
+    if (methods !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['clientSecret'],
+        message: 'exactly one of clientSecret, certificate or managedIdentity is required',
+      });
+    }
+    if (['organizations', 'common'].includes(v.tenantId) && v.allowedTenants.length === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allowedTenants'],
+        message: `required when tenantId is ${v.tenantId}`,
+      });
+    }
+  });
+
+/** Exactly one upstream: `upstream: { entra: {…} }`, `{ oidc: {…} }` or `{ dev: {…} }`. */
+export const upstreamSchema = z
+  .object({ dev: devIdpSchema.optional(), oidc: oidcIdpSchema.optional(), entra: entraIdpSchema.optional() })
+  .strict()
+  .refine((u) => [u.dev, u.oidc, u.entra].filter(Boolean).length === 1, {
+    message: 'exactly one of dev, oidc or entra is required',
+  });
+
+const storeSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('sqlite'), path: z.string().min(1).default('./data/gateway.db') }).strict(),
+  z
+    .object({
+      kind: z.literal('redis'),
+      /** redis:// or rediss:// (Azure Cache for Redis: rediss://…:6380). */
+      url: secretSchema,
+      keyPrefix: z.string().default('mcpgw:'),
+    })
+    .strict(),
+]);
+
+const backendSchema = z
+  .object({
+    name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes'),
+    /** Public path of the Streamable HTTP endpoint, e.g. /mcp or /github/mcp. */
+    path: z.string().regex(/^\/([a-z0-9-]+\/)*mcp$/, 'must end in /mcp, e.g. /mcp or /github/mcp'),
+    /** Upstream Streamable HTTP URL. */
+    url: z.string().url().optional(),
+    /** Upstream legacy SSE URL (served publicly at <path>/sse + <path>/message). */
+    sseUrl: z.string().url().optional(),
+    /** Scopes a token for this resource may carry; the first ones are the default request. */
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).min(1).default(['mcp:tools']),
+    credential: z
+      .object({ header: z.string().min(1).default('x-functions-key'), value: secretSchema })
+      .strict()
+      .optional(),
+    identityAssertion: z
+      .object({
+        header: z.string().min(1).default('x-mcp-identity'),
+        ttlSeconds: z.number().int().min(30).max(3600).default(300),
+      })
+      .strict()
+      .default({ header: 'x-mcp-identity', ttlSeconds: 300 }),
+    connectTimeoutMs: z.number().int().positive().default(5000),
+    headersTimeoutMs: z.number().int().positive().default(60000),
+    maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
+  })
+  .strict()
+  .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
+
+export const configSchema = z
+  .object({
+    /** `dev` relaxes CIMD fetch rules (http, loopback) and enables the dev IdP; `production` is strict. */
+    mode: z.enum(['dev', 'production']).default('production'),
+    /** The gateway's public base URL (the OAuth issuer). https, or http on loopback. */
+    publicUrl: z.string().url(),
+    listen: z
+      .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
+      .strict()
+      .default({ host: '127.0.0.1', port: 8080 }),
+    /** Origins allowed to call the MCP endpoints from a browser (Origin header). */
+    allowedOrigins: z.array(z.string()).default([]),
+    store: storeSchema.default({ kind: 'sqlite', path: './data/gateway.db' }),
+    secrets: z
+      .object({
+        /** AES-256-GCM keys for upstream tokens at rest: id → 32 bytes base64; the first one seals. */
+        encryptionKeys: z.array(z.object({ id: z.string().min(1), key: secretSchema }).strict()).min(1),
+        /** HMAC key for consent cookies and CSRF tokens (≥ 32 bytes). */
+        cookieKey: secretSchema,
+        /** PKCS#8 PEM of the P-256 key that signs identity assertions (ES256). */
+        signingKey: secretSchema,
+      })
+      .strict(),
+    upstream: upstreamSchema,
+    tokens: z
+      .object({
+        accessTokenTtlSeconds: z.number().int().min(60).max(86400).default(3600),
+        refreshTokenTtlSeconds: z.number().int().min(3600).default(30 * 86400),
+        authorizationCodeTtlSeconds: z.number().int().min(10).max(600).default(300),
+      })
+      .strict()
+      .default({ accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 30 * 86400, authorizationCodeTtlSeconds: 300 }),
+    clientRegistration: z
+      .object({
+        dynamic: z.boolean().default(true),
+        /** Client ID Metadata Documents: fetch limits and SSRF guards. */
+        metadataDocuments: z
+          .object({
+            enabled: z.boolean().default(true),
+            timeoutMs: z.number().int().positive().default(5000),
+            maxBytes: z.number().int().positive().default(64 * 1024),
+            /** Allow http:// and private/loopback/link-local addresses (defaults to true in dev mode). */
+            allowInsecure: z.boolean().optional(),
+          })
+          .strict()
+          .default({ enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 }),
+      })
+      .strict()
+      .default({ dynamic: true, metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 } }),
+    backends: z.array(backendSchema).min(1),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const paths = new Set<string>();
+    c.backends.forEach((b, i) => {
+      if (paths.has(b.path)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'path'], message: 'duplicate path' });
+      paths.add(b.path);
+    });
+    const url = new URL(c.publicUrl);
+    if (url.protocol !== 'https:' && !isLoopbackHost(url.hostname)) {
+      ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'must be https (http only on loopback)' });
+    }
+    if (url.pathname !== '/' || url.search || url.hash) {
+      ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'must be an origin without path, query or fragment' });
+    }
+  });
+
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
+}
+
+export type RawConfig = z.infer<typeof configSchema>;
+export type BackendConfig = z.infer<typeof backendSchema>;
+export type UpstreamConfig = z.infer<typeof upstreamSchema>;
+export type DevIdpConfig = z.infer<typeof devIdpSchema>;
+export type DevUser = z.infer<typeof devUserSchema>;
+export type OidcIdpConfig = z.infer<typeof oidcIdpSchema>;
+export type EntraIdpConfig = z.infer<typeof entraIdpSchema>;

@@ -1,0 +1,160 @@
+import * as client from 'openid-client';
+import type { EntraIdpConfig } from '../config/schema.ts';
+import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
+import { createOpenIdIdp, insecureAllowed, privateKeyJwtAuth } from './oidc.ts';
+
+export interface EntraIdpOptions {
+  /** The gateway's /callback URL, registered on the Entra app. */
+  redirectUri: string;
+  /** Source of the federated `client_assertion`, replacing the managed identity (tests). */
+  getFederatedAssertion?: () => Promise<string>;
+  /** Allow an http:// authority host on loopback (a local Entra look-alike in tests). */
+  allowInsecureHttp?: boolean;
+}
+
+const ENTRA_PUBLIC_CLOUD = 'https://login.microsoftonline.com';
+const MULTI_TENANT = new Set(['organizations', 'common']);
+const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
+/** Entra reads a scope without a resource prefix as a Microsoft Graph scope. */
+const GRAPH = 'https://graph.microsoft.com';
+const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+/** Renew the managed identity's token this long before it expires. */
+const ASSERTION_RENEW_MARGIN_MS = 5 * 60 * 1000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Microsoft Entra ID (v2 endpoints), applying every rule of DESIGN §6. */
+export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOptions): Promise<UpstreamIdp> {
+  const scopes = entraScopes(config.scopes);
+  const authorityHost = config.authorityHost.replace(/\/+$/, '');
+  const authority = new URL(`${authorityHost}/${config.tenantId}/v2.0`);
+  const multiTenant = MULTI_TENANT.has(config.tenantId.toLowerCase());
+  const allowedTenants = new Set(config.allowedTenants.map((t) => t.toLowerCase()));
+  const clientAuth = await entraClientAuth(config, options.getFederatedAssertion);
+
+  // Multi-tenant: the id_token issuer is per tenant ({authorityHost}/{tid}/v2.0) while discovery says
+  // `{authorityHost}/{tenantid}/v2.0`. openid-client validates such an issuer against the token's
+  // `tid`, but only for metadata discovered from https://login.microsoftonline.com itself. For another
+  // authority host (a national cloud, or a local look-alike in tests) we discover through that origin
+  // and send the requests to the configured host.
+  let server = authority;
+  let fetchFromAuthority: client.CustomFetch | undefined;
+  if (multiTenant && authorityHost !== ENTRA_PUBLIC_CLOUD) {
+    server = new URL(`${ENTRA_PUBLIC_CLOUD}/${config.tenantId}/v2.0`);
+    fetchFromAuthority = (url, init) =>
+      fetch(url.startsWith(`${ENTRA_PUBLIC_CLOUD}/`) ? authorityHost + url.slice(ENTRA_PUBLIC_CLOUD.length) : url, init);
+  }
+
+  return createOpenIdIdp({
+    kind: 'entra',
+    server,
+    clientId: config.clientId,
+    clientAuth,
+    redirectUri: options.redirectUri,
+    // Never a `resource` parameter: Entra v2 refuses it (AADSTS9010010); the resource is in the scopes.
+    scopes,
+    allowInsecureHttp: insecureAllowed(authority, options.allowInsecureHttp),
+    ...(fetchFromAuthority ? { fetch: fetchFromAuthority } : {}),
+    rolesClaim: 'roles',
+    groupsClaim: 'groups',
+    // Never `prompt=consent` (it asks every user for consent again, and needs admin rights for some
+    // scopes): a request for consent becomes `select_account`; `login` and `select_account` pass.
+    prompt: (requested) => {
+      if (requested === 'login' || requested === 'select_account') return requested;
+      return requested === 'consent' ? 'select_account' : undefined;
+    },
+    // Replay the stored scopes on refresh (Entra wants the same resource again), with offline_access
+    // so a new refresh token comes back.
+    refreshScope: (stored) => {
+      const replay = stored ? stored.split(' ').filter(Boolean) : scopes;
+      return [...new Set([...replay, 'offline_access'])].join(' ');
+    },
+    // The user is `oid` + `tid`; the tenant must be the configured one, or on the allow-list.
+    checkClaims: (claims) => {
+      const tid = typeof claims['tid'] === 'string' ? claims['tid'].toLowerCase() : undefined;
+      if (!tid) throw new UpstreamRefusedError('access_denied', 'the id_token has no tid claim');
+      if (typeof claims['oid'] !== 'string') throw new UpstreamRefusedError('access_denied', 'the id_token has no oid claim');
+      if (UUID.test(config.tenantId) && tid !== config.tenantId.toLowerCase()) {
+        throw new UpstreamRefusedError('access_denied', `tenant ${tid} is not the configured tenant`);
+      }
+      if ((multiTenant || allowedTenants.size > 0) && !allowedTenants.has(tid)) {
+        throw new UpstreamRefusedError('access_denied', `tenant ${tid} is not in upstream.entra.allowedTenants`);
+      }
+    },
+  });
+}
+
+/**
+ * The scopes sent to Entra: the configured ones plus `openid`, `profile` (for `oid`) and
+ * `offline_access` (without it no refresh token comes back). Entra issues a token for one resource
+ * per request, and `.default` cannot be combined with other scopes of a resource (AADSTS70011).
+ */
+export function entraScopes(configured: string[]): string[] {
+  const scopes = [...new Set([...configured, 'openid', 'profile', 'offline_access'])];
+  const resourceScopes = scopes.filter((s) => !OIDC_SCOPES.has(s));
+  const resources = new Set(resourceScopes.map(resourceOf));
+  if (resources.size > 1) {
+    throw new Error(
+      `upstream.entra.scopes: scopes of more than one resource (${[...resources].join(', ')}); Entra issues a token for one resource per request`,
+    );
+  }
+  const dotDefault = resourceScopes.find((s) => s === '.default' || s.endsWith('/.default'));
+  if (dotDefault && resourceScopes.length > 1) {
+    throw new Error(`upstream.entra.scopes: ${dotDefault} cannot be combined with other resource scopes`);
+  }
+  return scopes;
+}
+
+function resourceOf(scope: string): string {
+  const slash = scope.lastIndexOf('/');
+  return slash > 0 ? scope.slice(0, slash).toLowerCase() : GRAPH;
+}
+
+async function entraClientAuth(
+  config: EntraIdpConfig,
+  getFederatedAssertion: (() => Promise<string>) | undefined,
+): Promise<client.ClientAuth> {
+  if (config.clientSecret) return client.ClientSecretPost(config.clientSecret);
+  if (config.certificate) {
+    if (!config.certificate.certificate) throw new Error('upstream.entra.certificate.certificate: required');
+    // Entra's certificate credential: PS256, `x5t#S256` header, audience the token endpoint.
+    return privateKeyJwtAuth(config.certificate, 'upstream.entra.certificate', {
+      audience: 'token_endpoint',
+      rsaAlgorithm: 'PS256',
+    });
+  }
+  if (!config.managedIdentity && !getFederatedAssertion) {
+    throw new Error('upstream.entra.clientSecret: exactly one of clientSecret, certificate or managedIdentity is required');
+  }
+  const assertion = getFederatedAssertion ?? managedIdentityAssertion(config.managedIdentity!);
+  // A federated credential: the managed identity's token for api://AzureADTokenExchange is the
+  // client_assertion (RFC 7521 §4.2), the reference deployment's secretless way.
+  return async (_as, clientMetadata, body) => {
+    body.set('client_id', clientMetadata.client_id);
+    body.set('client_assertion_type', JWT_BEARER);
+    body.set('client_assertion', await assertion());
+  };
+}
+
+function managedIdentityAssertion(identity: NonNullable<EntraIdpConfig['managedIdentity']>): () => Promise<string> {
+  let credential: { getToken(scope: string): Promise<{ token: string; expiresOnTimestamp: number } | null> } | undefined;
+  let cached: { token: string; renewAt: number } | undefined;
+  return async () => {
+    if (cached && Date.now() < cached.renewAt) return cached.token;
+    try {
+      if (!credential) {
+        const { ManagedIdentityCredential } = await import('@azure/identity');
+        credential = identity.clientId
+          ? new ManagedIdentityCredential({ clientId: identity.clientId })
+          : new ManagedIdentityCredential();
+      }
+      const token = await credential.getToken(`${identity.audience}/.default`);
+      if (!token) throw new Error('no token');
+      cached = { token: token.token, renewAt: token.expiresOnTimestamp - ASSERTION_RENEW_MARGIN_MS };
+      return token.token;
+    } catch (error) {
+      throw new UpstreamUnavailableError('the managed identity gave no token for the federated credential', {
+        cause: error,
+      });
+    }
+  };
+}

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { UserIdentity } from '../ports/idp.ts';
+import { approvalCookieWithout } from './consent-cookie.ts';
+import type { AuthServerContext, ConsentRecord } from './context.ts';
+import { COOKIE, parseCookies } from './cookies.ts';
+import { redirectToUpstream } from './flow.ts';
+import { keys } from './keys.ts';
+import { accountPage, errorPage, PAGE_HEADERS } from './pages.ts';
+import { type Params, param } from './params.ts';
+import { constantTimeEqual, sha256 } from './secrets.ts';
+
+interface AccountSession {
+  userKey: string;
+  user: UserIdentity;
+}
+
+/**
+ * /account: the signed-in user's approved clients, each with a Revoke button that ends the
+ * consent and every grant of that client for that user.
+ */
+export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
+  app.get('/account', async (request, reply) => {
+    const session = await sessionOf(ctx, request);
+    if (!session) {
+      // Not signed in at the gateway: sign in upstream, then come back here.
+      return redirectToUpstream(
+        ctx,
+        { id: randomUUID(), purpose: 'account', scopes: [], consented: false, createdAt: ctx.clock.nowSeconds() },
+        reply,
+      );
+    }
+    const clients: ConsentRecord[] = [];
+    for (const clientId of await ctx.store.members(keys.userConsents(session.userKey))) {
+      const consent = await ctx.store.get<ConsentRecord>(keys.consent(session.userKey, clientId));
+      if (consent) clients.push(consent);
+    }
+    clients.sort((a, b) => (b.lastUsedAt ?? b.approvedAt) - (a.lastUsedAt ?? a.approvedAt));
+    const name = session.user.name ?? session.user.preferredUsername ?? session.user.subject;
+    return reply.headers(PAGE_HEADERS).send(accountPage(name, clients, accountCsrf(ctx, request)!));
+  });
+
+  app.post('/account/revoke', async (request, reply) => {
+    const session = await sessionOf(ctx, request);
+    if (!session) {
+      return reply.code(401).headers(PAGE_HEADERS).send(errorPage('Not signed in', 'invalid_request: sign in at /account first.'));
+    }
+    const body = request.body as Params;
+    const csrf = param(body, 'csrf');
+    const expected = accountCsrf(ctx, request);
+    if (!csrf || !expected || !constantTimeEqual(csrf, expected)) {
+      return reply.code(403).headers(PAGE_HEADERS).send(errorPage('Refused', 'invalid_request: missing or invalid CSRF token.'));
+    }
+    const clientId = param(body, 'client_id');
+    if (!clientId) return reply.code(400).headers(PAGE_HEADERS).send(errorPage('Refused', 'invalid_request: client_id is required.'));
+    await ctx.store.delete(keys.consent(session.userKey, clientId));
+    await ctx.store.removeFromSet(keys.userConsents(session.userKey), clientId);
+    const revoked = await ctx.grants.revokeUserClientGrants(session.userKey, clientId);
+    ctx.logger.info({ clientId, revoked }, 'client access revoked by the user');
+    let redirectUris: string[] = [];
+    try {
+      redirectUris = (await ctx.clients.find(clientId)).redirectUris;
+    } catch {
+      // Client gone: nothing to forget in the cookie beyond what expired already.
+    }
+    const now = ctx.clock.nowSeconds();
+    reply.header('set-cookie', approvalCookieWithout(ctx.signer, request.headers.cookie, clientId, redirectUris, now));
+    return reply.redirect('/account', 303);
+  });
+}
+
+async function sessionOf(ctx: AuthServerContext, request: FastifyRequest): Promise<AccountSession | undefined> {
+  const token = parseCookies(request.headers.cookie).get(COOKIE.session);
+  return token ? ctx.store.get<AccountSession>(keys.accountSession(sha256(token))) : undefined;
+}
+
+/** The session cookie is HttpOnly and SameSite=Lax; the CSRF token is derived from it. */
+function accountCsrf(ctx: AuthServerContext, request: FastifyRequest): string | undefined {
+  const token = parseCookies(request.headers.cookie).get(COOKIE.session);
+  return token ? ctx.signer.mac(`account|${token}`) : undefined;
+}

@@ -1,0 +1,88 @@
+import { randomBytes } from 'node:crypto';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
+import {
+  ACCOUNT_SESSION_TTL_SECONDS,
+  type AuthorizationRequest,
+  type AuthServerContext,
+  type ConsentRecord,
+  type UpstreamStateRecord,
+} from './context.ts';
+import { COOKIE, hostCookie } from './cookies.ts';
+import { completeWithCode, redirectToClient, rememberConsent, renderConsent, sealSignIn } from './flow.ts';
+import { userKeyOf } from './grants.ts';
+import { keys } from './keys.ts';
+import { errorPage, PAGE_HEADERS } from './pages.ts';
+import { type Params, param } from './params.ts';
+import { sha256 } from './secrets.ts';
+
+/** GET /callback: the upstream IdP returns the browser here. */
+export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
+  app.get('/callback', async (request, reply) => {
+    const query = request.query as Params;
+    const state = param(query, 'state');
+    // Upstream state: exact, single use (atomic take), ≤ 10 minutes (DESIGN §4).
+    const stateRecord = state ? await ctx.store.take<UpstreamStateRecord>(keys.upstreamState(state)) : undefined;
+    if (!stateRecord) return showError(reply, 400, 'Sign-in failed', 'invalid_request: unknown, expired or already used state.');
+    const pending = await ctx.store.get<AuthorizationRequest>(keys.authorizationRequest(stateRecord.requestId));
+    if (!pending) return showError(reply, 400, 'Sign-in failed', 'invalid_request: the sign-in request expired; start again.');
+
+    const upstreamError = param(query, 'error');
+    if (upstreamError) {
+      ctx.logger.info({ upstreamError, description: param(query, 'error_description') }, 'upstream sign-in refused');
+      if (pending.purpose === 'account') return showError(reply, 403, 'Sign-in failed', 'access_denied: the identity provider refused the sign-in.');
+      await ctx.store.delete(keys.authorizationRequest(pending.id));
+      return redirectToClient(ctx, pending, { error: 'access_denied', error_description: 'the identity provider refused the sign-in' }, reply);
+    }
+
+    let signIn: Awaited<ReturnType<typeof ctx.idp.completeSignIn>>;
+    try {
+      signIn = await ctx.idp.completeSignIn({
+        callbackUrl: new URL(request.url, ctx.issuer),
+        state: state!,
+        nonce: stateRecord.nonce,
+        codeVerifier: stateRecord.codeVerifier,
+      });
+    } catch (error) {
+      if (error instanceof UpstreamUnavailableError) {
+        return showError(reply, 503, 'Sign-in unavailable', 'temporarily_unavailable: the identity provider cannot be reached; try again.');
+      }
+      if (error instanceof UpstreamRefusedError) {
+        ctx.logger.warn({ err: error }, 'upstream sign-in rejected');
+        if (pending.purpose === 'account') return showError(reply, 403, 'Sign-in failed', `access_denied: ${error.message}`);
+        await ctx.store.delete(keys.authorizationRequest(pending.id));
+        return redirectToClient(ctx, pending, { error: 'access_denied', error_description: error.message }, reply);
+      }
+      throw error;
+    }
+
+    const userKey = userKeyOf(signIn.identity);
+    await startAccountSession(ctx, userKey, signIn.identity, reply);
+    if (pending.purpose === 'account') {
+      await ctx.store.delete(keys.authorizationRequest(pending.id));
+      return reply.redirect('/account', 302);
+    }
+    const sealed = sealSignIn(ctx, signIn);
+    const client = await ctx.clients.find(pending.clientId);
+    const remembered = await ctx.store.get<ConsentRecord>(keys.consent(userKey, client.clientId));
+    if (!pending.consented && !remembered) {
+      // The browser remembered an approval this user never gave (or revoked): ask now.
+      const withSignIn = { ...pending, signIn: sealed };
+      await ctx.store.set(keys.authorizationRequest(pending.id), withSignIn, 600);
+      return renderConsent(ctx, withSignIn, client, reply);
+    }
+    await rememberConsent(ctx, userKey, pending, client);
+    return completeWithCode(ctx, pending, sealed, reply);
+  });
+}
+
+/** Signs the browser in at the gateway so /account works without another upstream round trip. */
+async function startAccountSession(ctx: AuthServerContext, userKey: string, user: AuthorizationRequest['signIn'] extends infer S ? S extends { user: infer U } ? U : never : never, reply: FastifyReply) {
+  const session = randomBytes(32).toString('base64url');
+  await ctx.store.set(keys.accountSession(sha256(session)), { userKey, user }, ACCOUNT_SESSION_TTL_SECONDS);
+  reply.header('set-cookie', hostCookie(COOKIE.session, session, ACCOUNT_SESSION_TTL_SECONDS));
+}
+
+function showError(reply: FastifyReply, status: number, title: string, detail: string) {
+  return reply.code(status).headers(PAGE_HEADERS).send(errorPage(title, detail));
+}

@@ -1,0 +1,152 @@
+import type { Clock } from '../ports/clock.ts';
+import type { ClientRecord } from '../ports/records.ts';
+import type { Store } from '../ports/store.ts';
+import { OAuthError } from './errors.ts';
+import { keys } from './keys.ts';
+import { redirectUriProblem } from './redirect-uri.ts';
+import { type SafeFetch, SafeFetchError } from './safe-fetch.ts';
+
+const CIMD_DEFAULT_CACHE_SECONDS = 300;
+const CIMD_MAX_CACHE_SECONDS = 86400;
+const MAX_REDIRECT_URIS = 20;
+
+/** Client lookup: DCR clients from the Store, CIMD clients fetched by URL and cached. */
+export function createClients(deps: { store: Store; clock: Clock; fetchDocument: SafeFetch }, options: { cimdEnabled: boolean }) {
+  const { store, clock } = deps;
+
+  /** True for client ids that are Client ID Metadata Document URLs (draft-ietf-oauth-client-id-metadata-document). */
+  function isMetadataDocumentUrl(clientId: string): boolean {
+    return /^https?:\/\//.test(clientId);
+  }
+
+  /** Returns the client or throws invalid_client with the precise reason. */
+  async function find(clientId: string | undefined): Promise<ClientRecord> {
+    if (!clientId) throw new OAuthError('invalid_request', 'client_id is required');
+    if (clientId.length > 2048) throw new OAuthError('invalid_client', 'client_id is too long');
+    const cached = await store.get<ClientRecord>(keys.client(clientId));
+    if (cached) return cached;
+    if (!isMetadataDocumentUrl(clientId)) throw new OAuthError('invalid_client', 'unknown client_id');
+    if (!options.cimdEnabled) throw new OAuthError('invalid_client', 'client ID metadata documents are disabled');
+    return fetchMetadataDocument(clientId);
+  }
+
+  async function fetchMetadataDocument(clientId: string): Promise<ClientRecord> {
+    const url = new URL(clientId);
+    // CIMD §3: the URL has a path, no fragment, no credentials.
+    if (url.hash || url.username || url.password || url.pathname === '/') {
+      throw new OAuthError('invalid_client', 'client_id URL must have a path and no fragment or credentials');
+    }
+    let response: Awaited<ReturnType<SafeFetch>>;
+    try {
+      response = await deps.fetchDocument(url);
+    } catch (error) {
+      const reason = error instanceof SafeFetchError ? error.message : 'fetch failed';
+      throw new OAuthError('invalid_client', `client metadata document could not be fetched: ${reason}`);
+    }
+    if (response.status !== 200) {
+      throw new OAuthError('invalid_client', `client metadata document answered HTTP ${response.status}`);
+    }
+    let document: Record<string, unknown>;
+    try {
+      document = JSON.parse(response.body) as Record<string, unknown>;
+    } catch {
+      throw new OAuthError('invalid_client', 'client metadata document is not valid JSON');
+    }
+    if (typeof document !== 'object' || document === null || Array.isArray(document)) {
+      throw new OAuthError('invalid_client', 'client metadata document must be a JSON object');
+    }
+    if (document['client_id'] !== clientId) {
+      throw new OAuthError('invalid_client', 'client metadata document client_id does not equal its URL');
+    }
+    const method = document['token_endpoint_auth_method'] ?? 'none';
+    if (method !== 'none') {
+      throw new OAuthError('invalid_client', `token_endpoint_auth_method ${String(method)} is not supported for metadata documents`);
+    }
+    const record = buildRecord(clientId, 'cimd', document, 'invalid_client');
+    const ttl = cacheSeconds(response.headers['cache-control']);
+    if (ttl > 0) await store.set(keys.client(clientId), record, ttl);
+    return record;
+  }
+
+  /** RFC 7591 §3.1 registration; returns the stored record. */
+  async function register(metadata: unknown, clientId: string, clientSecretHash?: string): Promise<ClientRecord> {
+    if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
+      throw new OAuthError('invalid_client_metadata', 'registration request must be a JSON object');
+    }
+    const record = buildRecord(clientId, 'dcr', metadata as Record<string, unknown>, 'invalid_client_metadata');
+    if (clientSecretHash) record.clientSecretHash = clientSecretHash;
+    await store.set(keys.client(clientId), record);
+    return record;
+  }
+
+  function buildRecord(
+    clientId: string,
+    kind: ClientRecord['kind'],
+    doc: Record<string, unknown>,
+    errorCode: 'invalid_client' | 'invalid_client_metadata',
+  ): ClientRecord {
+    const redirectUris = doc['redirect_uris'];
+    if (!Array.isArray(redirectUris) || redirectUris.length === 0) {
+      throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, 'redirect_uris must be a non-empty array');
+    }
+    if (redirectUris.length > MAX_REDIRECT_URIS) {
+      throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, `at most ${MAX_REDIRECT_URIS} redirect_uris`);
+    }
+    for (const uri of redirectUris) {
+      const problem = typeof uri === 'string' ? redirectUriProblem(uri) : 'must be a string';
+      if (problem) {
+        throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, `redirect_uri ${JSON.stringify(uri)}: ${problem}`);
+      }
+    }
+    const grantTypes = stringArray(doc, 'grant_types', ['authorization_code', 'refresh_token'], errorCode);
+    const unsupportedGrant = grantTypes.find((g) => g !== 'authorization_code' && g !== 'refresh_token');
+    if (unsupportedGrant) throw new OAuthError(errorCode, `grant_type ${unsupportedGrant} is not supported`);
+    const responseTypes = stringArray(doc, 'response_types', ['code'], errorCode);
+    if (responseTypes.some((r) => r !== 'code')) throw new OAuthError(errorCode, 'only response_type code is supported');
+    const method = doc['token_endpoint_auth_method'] ?? 'none';
+    if (method !== 'none' && method !== 'client_secret_post' && method !== 'client_secret_basic') {
+      throw new OAuthError(errorCode, `token_endpoint_auth_method ${String(method)} is not supported`);
+    }
+    return {
+      clientId,
+      kind,
+      clientName: optionalString(doc, 'client_name', errorCode),
+      clientUri: optionalString(doc, 'client_uri', errorCode),
+      logoUri: optionalString(doc, 'logo_uri', errorCode),
+      redirectUris: redirectUris as string[],
+      grantTypes,
+      responseTypes,
+      tokenEndpointAuthMethod: method,
+      scope: optionalString(doc, 'scope', errorCode),
+      createdAt: clock.nowSeconds(),
+    };
+  }
+
+  return { find, register, isMetadataDocumentUrl };
+}
+export type Clients = ReturnType<typeof createClients>;
+
+function stringArray(doc: Record<string, unknown>, field: string, fallback: string[], code: 'invalid_client' | 'invalid_client_metadata'): string[] {
+  const value = doc[field];
+  if (value === undefined) return fallback;
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+    throw new OAuthError(code, `${field} must be an array of strings`);
+  }
+  return value as string[];
+}
+
+function optionalString(doc: Record<string, unknown>, field: string, code: 'invalid_client' | 'invalid_client_metadata'): string | undefined {
+  const value = doc[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || value.length > 1024) throw new OAuthError(code, `${field} must be a string of at most 1024 characters`);
+  return value;
+}
+
+/** RFC 9111 §5.2.2: honour max-age and no-store, capped; default when absent. */
+export function cacheSeconds(header: string | string[] | undefined): number {
+  const value = Array.isArray(header) ? header.join(',') : (header ?? '');
+  if (/\b(no-store|no-cache)\b/i.test(value)) return 0;
+  const maxAge = /\bmax-age=(\d+)/i.exec(value);
+  if (!maxAge) return CIMD_DEFAULT_CACHE_SECONDS;
+  return Math.min(Number(maxAge[1]), CIMD_MAX_CACHE_SECONDS);
+}

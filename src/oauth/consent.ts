@@ -1,0 +1,53 @@
+import type { FastifyInstance } from 'fastify';
+import { approvalCookieWith } from './consent-cookie.ts';
+import type { AuthorizationRequest, AuthServerContext } from './context.ts';
+import { browserNonceOf, completeWithCode, consentCsrf, redirectToClient, redirectToUpstream, rememberConsent } from './flow.ts';
+import { userKeyOf } from './grants.ts';
+import { keys } from './keys.ts';
+import { errorPage, PAGE_HEADERS } from './pages.ts';
+import { type Params, param } from './params.ts';
+import { constantTimeEqual } from './secrets.ts';
+
+/** POST /consent: the Allow / Deny form of the consent page (one form, `decision=allow|deny`). */
+export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
+  app.post('/consent', async (request, reply) => {
+    const body = request.body as Params;
+    const requestId = param(body, 'request');
+    const pending = requestId ? await ctx.store.get<AuthorizationRequest>(keys.authorizationRequest(requestId)) : undefined;
+    if (!pending || pending.purpose !== 'authorize') {
+      return reply
+        .code(400)
+        .headers(PAGE_HEADERS)
+        .send(errorPage('Consent request expired', 'invalid_request: start again from your application.'));
+    }
+    // CSRF: the token must match this request and this browser's nonce cookie.
+    const nonce = browserNonceOf(request.headers.cookie);
+    const csrf = param(body, 'csrf');
+    if (!nonce || !csrf || !constantTimeEqual(csrf, consentCsrf(ctx, pending.id, nonce))) {
+      return reply
+        .code(403)
+        .headers(PAGE_HEADERS)
+        .send(errorPage('Consent refused', 'invalid_request: missing or invalid CSRF token; reload the page and try again.'));
+    }
+    const decision = param(body, 'decision');
+    if (decision === 'deny') {
+      await ctx.store.delete(keys.authorizationRequest(pending.id));
+      return redirectToClient(ctx, pending, { error: 'access_denied', error_description: 'the user denied access' }, reply);
+    }
+    if (decision !== 'allow') {
+      return reply
+        .code(400)
+        .headers(PAGE_HEADERS)
+        .send(errorPage('Consent refused', 'invalid_request: decision must be allow or deny.'));
+    }
+    const client = await ctx.clients.find(pending.clientId);
+    const now = ctx.clock.nowSeconds();
+    reply.header('set-cookie', approvalCookieWith(ctx.signer, request.headers.cookie, client.clientId, pending.redirectUri!, now));
+    if (pending.signIn) {
+      // Consent asked after sign-in (no remembered approval for this user): finish now.
+      await rememberConsent(ctx, userKeyOf(pending.signIn.user), pending, client);
+      return completeWithCode(ctx, pending, pending.signIn, reply);
+    }
+    return redirectToUpstream(ctx, { ...pending, consented: true }, reply);
+  });
+}

@@ -1,0 +1,81 @@
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { UpstreamIdp, UserIdentity } from '../ports/idp.ts';
+import type { SealedSecret } from '../ports/records.ts';
+import type { Store } from '../ports/store.ts';
+import type { Clients } from './clients.ts';
+import type { Grants } from './grants.ts';
+import type { ProtectedResource } from './resources.ts';
+import type { Sealer, Signer } from './secrets.ts';
+
+/** Everything the authorization-server endpoints need, built once in main.ts. */
+export interface AuthServerContext {
+  config: Config;
+  /** Our issuer identifier (RFC 8414 §2): the public URL's origin, no trailing slash. */
+  issuer: string;
+  store: Store;
+  clock: Clock;
+  idp: UpstreamIdp;
+  clients: Clients;
+  grants: Grants;
+  sealer: Sealer;
+  signer: Signer;
+  resources: ProtectedResource[];
+  logger: Logger;
+}
+
+/** A pending /authorize (or /account sign-in) between the browser's hops; single use. */
+export interface AuthorizationRequest {
+  id: string;
+  purpose: 'authorize' | 'account';
+  clientId?: string;
+  redirectUri?: string;
+  state?: string;
+  codeChallenge?: string;
+  scopes: string[];
+  resource?: string;
+  prompt?: 'login' | 'select_account';
+  loginHint?: string;
+  /** Consent was given in this flow, before sign-in. */
+  consented: boolean;
+  /** Set after sign-in when consent is still needed (remembered approval was missing). */
+  signIn?: { user: UserIdentity; upstream?: SealedSecret; upstreamExpiresAt?: number };
+  createdAt: number;
+}
+
+/** Upstream `state` record: single use, ≤ 10 minutes (DESIGN §4). */
+export interface UpstreamStateRecord {
+  requestId: string;
+  codeVerifier: string;
+  nonce: string;
+}
+
+/** Authorization code record, under the code's SHA-256. */
+export interface CodeRecord {
+  grantId: string;
+  clientId: string;
+  redirectUri: string;
+  codeChallenge: string;
+  resource: string;
+  scopes: string[];
+  user: UserIdentity;
+  userKey: string;
+  upstream?: SealedSecret;
+  upstreamExpiresAt?: number;
+  expiresAt: number;
+}
+
+/** Remembered approval of one client by one user (shown and revocable at /account). */
+export interface ConsentRecord {
+  clientId: string;
+  clientName: string;
+  redirectHost: string;
+  scopes: string[];
+  approvedAt: number;
+  lastUsedAt?: number;
+}
+
+export const AUTHORIZATION_REQUEST_TTL_SECONDS = 600;
+export const ACCOUNT_SESSION_TTL_SECONDS = 8 * 3600;
+export const CONSENT_COOKIE_TTL_SECONDS = 90 * 86400;

@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../ports/clock.ts';
+import type { UpstreamIdp, UpstreamTokens, UserIdentity } from '../ports/idp.ts';
+import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
+import type { AccessTokenRecord, GrantRecord, SealedSecret } from '../ports/records.ts';
+import type { Store } from '../ports/store.ts';
+import { OAuthError } from './errors.ts';
+import { keys } from './keys.ts';
+import { randomToken, type Sealer, sha256 } from './secrets.ts';
+
+export const ACCESS_TOKEN_PREFIX = 'mcpgw_at_';
+export const REFRESH_TOKEN_PREFIX = 'mcpgw_rt_';
+
+export interface GrantOptions {
+  accessTokenTtlSeconds: number;
+  refreshTokenTtlSeconds: number;
+}
+
+export interface IssuedTokens {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_token: string;
+  scope: string;
+}
+
+export interface NewGrant {
+  grantId?: string;
+  user: UserIdentity;
+  userKey: string;
+  clientId: string;
+  scopes: string[];
+  resource: string;
+  upstream?: SealedSecret;
+  upstreamExpiresAt?: number;
+}
+
+/** Stable key of a user: Entra's tid+oid where present (DESIGN §6), else issuer+sub. */
+export function userKeyOf(user: UserIdentity): string {
+  return user.tenantId && user.objectId ? `${user.tenantId}|${user.objectId}` : `${user.issuer}|${user.subject}`;
+}
+
+/**
+ * Grants and the tokens issued from them: issue, rotate (OAuth 2.1 §4.3.1), detect refresh
+ * reuse (revoke the grant), validate access tokens, revoke (RFC 7009).
+ */
+export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp }, options: GrantOptions) {
+  const { store, clock, sealer, idp } = deps;
+
+  async function issueTokens(grant: GrantRecord): Promise<IssuedTokens> {
+    const now = clock.nowSeconds();
+    const accessToken = randomToken(ACCESS_TOKEN_PREFIX);
+    const refreshToken = randomToken(REFRESH_TOKEN_PREFIX);
+    const accessHash = sha256(accessToken);
+    const refreshHash = sha256(refreshToken);
+    const accessTtl = Math.min(options.accessTokenTtlSeconds, grant.expiresAt - now);
+    const record: AccessTokenRecord = {
+      grantId: grant.grantId,
+      clientId: grant.clientId,
+      userKey: grant.userKey,
+      user: grant.user,
+      scopes: grant.scopes,
+      resource: grant.resource,
+      expiresAt: now + accessTtl,
+    };
+    const grantTtl = grant.expiresAt - now;
+    grant.refreshTokenHash = refreshHash;
+    // Index entries first, tokens last: a crash in between leaves only unusable index entries.
+    await store.addToSet(keys.grantTokens(grant.grantId), `at:${accessHash}`, grantTtl);
+    await store.addToSet(keys.grantTokens(grant.grantId), `rt:${refreshHash}`, grantTtl);
+    await store.set(keys.grant(grant.grantId), grant, grantTtl);
+    await store.set(keys.refreshToken(refreshHash), { grantId: grant.grantId }, grantTtl);
+    await store.set(keys.accessToken(accessHash), record, accessTtl);
+    return {
+      access_token: accessToken,
+      token_type: 'Bearer',
+      expires_in: accessTtl,
+      refresh_token: refreshToken,
+      scope: grant.scopes.join(' '),
+    };
+  }
+
+  async function create(input: NewGrant): Promise<{ grant: GrantRecord; tokens: IssuedTokens }> {
+    const now = clock.nowSeconds();
+    const grant: GrantRecord = {
+      ...input,
+      grantId: input.grantId ?? randomUUID(),
+      createdAt: now,
+      expiresAt: now + options.refreshTokenTtlSeconds,
+    };
+    await store.addToSet(keys.userGrants(input.userKey), grant.grantId, options.refreshTokenTtlSeconds);
+    return { grant, tokens: await issueTokens(grant) };
+  }
+
+  async function revokeGrant(grantId: string): Promise<void> {
+    const grant = await store.get<GrantRecord>(keys.grant(grantId));
+    const tokenKeys = await store.members(keys.grantTokens(grantId));
+    await store.delete(...tokenKeys, keys.grant(grantId), keys.grantTokens(grantId));
+    if (grant) await store.removeFromSet(keys.userGrants(grant.userKey), grantId);
+  }
+
+  /** Refresh-token grant: rotation, reuse detection, upstream refresh (DESIGN §4). */
+  async function refresh(refreshToken: string, clientId: string, requested: { scopes?: string[]; resource?: string }) {
+    const hash = sha256(refreshToken);
+    const entry = await store.take<{ grantId: string }>(keys.refreshToken(hash));
+    if (!entry) {
+      const reusedGrant = await store.get<string>(keys.usedRefreshToken(hash));
+      if (reusedGrant) {
+        // OAuth 2.1 §4.3.1 / BCP for browser apps: a rotated refresh token presented again
+        // means it leaked; end the whole grant.
+        await revokeGrant(reusedGrant);
+        throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
+      }
+      throw new OAuthError('invalid_grant', 'unknown, expired or revoked refresh token');
+    }
+    const grant = await store.get<GrantRecord>(keys.grant(entry.grantId));
+    const now = clock.nowSeconds();
+    if (!grant || grant.expiresAt <= now) throw new OAuthError('invalid_grant', 'the grant has expired or was revoked');
+    const remaining = grant.expiresAt - now;
+    if (grant.clientId !== clientId) {
+      await store.set(keys.usedRefreshToken(hash), grant.grantId, remaining);
+      await revokeGrant(grant.grantId);
+      throw new OAuthError('invalid_grant', 'refresh token was issued to another client');
+    }
+    if (requested.resource !== undefined && requested.resource !== grant.resource) {
+      await store.set(keys.refreshToken(hash), entry, remaining);
+      throw new OAuthError('invalid_target', `refresh token is for resource ${grant.resource}`);
+    }
+    const scopes = requested.scopes ?? grant.scopes;
+    const widened = scopes.filter((s) => !grant.scopes.includes(s));
+    if (widened.length > 0) {
+      await store.set(keys.refreshToken(hash), entry, remaining);
+      throw new OAuthError('invalid_scope', `scope exceeds the original grant: ${widened.join(' ')}`);
+    }
+    await store.set(keys.usedRefreshToken(hash), grant.grantId, remaining);
+    try {
+      await refreshUpstream(grant);
+    } catch (error) {
+      if (error instanceof UpstreamRefusedError) {
+        await revokeGrant(grant.grantId);
+        throw new OAuthError('invalid_grant', `the identity provider refused to renew the sign-in (${error.upstreamError})`);
+      }
+      // Put the refresh token back: a passing upstream outage must not end the grant.
+      await store.delete(keys.usedRefreshToken(hash));
+      await store.set(keys.refreshToken(hash), entry, remaining);
+      if (error instanceof UpstreamUnavailableError) {
+        throw new OAuthError('temporarily_unavailable', 'the identity provider is unreachable; try again later', {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+    await store.removeFromSet(keys.grantTokens(grant.grantId), `rt:${hash}`);
+    return issueTokens({ ...grant, scopes });
+  }
+
+  /** A refresh renews the upstream grant too, so a user disabled upstream loses access (DESIGN §4). */
+  async function refreshUpstream(grant: GrantRecord): Promise<void> {
+    if (!grant.upstream) return;
+    const opened = sealer.open(grant.upstream);
+    if (!opened) throw new UpstreamRefusedError('key_unavailable', 'upstream tokens cannot be decrypted');
+    const current = JSON.parse(opened) as UpstreamTokens;
+    if (!current.refreshToken) return;
+    const renewed = await idp.refresh(current);
+    grant.upstream = sealer.seal(JSON.stringify(renewed));
+    grant.upstreamExpiresAt = renewed.expiresAt;
+  }
+
+  /** Resolves a bearer token to its record; undefined when unknown, expired or revoked. */
+  async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
+    if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
+    const record = await store.get<AccessTokenRecord>(keys.accessToken(sha256(token)));
+    if (!record || record.expiresAt <= clock.nowSeconds()) return undefined;
+    return record;
+  }
+
+  /** RFC 7009 §2.1: revoking a refresh token revokes its grant; an access token only itself. */
+  async function revokeToken(token: string, clientId: string): Promise<void> {
+    const hash = sha256(token);
+    const access = await store.get<AccessTokenRecord>(keys.accessToken(hash));
+    if (access) {
+      if (access.clientId !== clientId) throw new OAuthError('unauthorized_client', 'token was issued to another client');
+      await store.delete(keys.accessToken(hash));
+      return;
+    }
+    const refreshEntry = await store.get<{ grantId: string }>(keys.refreshToken(hash));
+    if (!refreshEntry) return; // §2.2: unknown tokens are answered 200 too.
+    const grant = await store.get<GrantRecord>(keys.grant(refreshEntry.grantId));
+    if (grant && grant.clientId !== clientId) throw new OAuthError('unauthorized_client', 'token was issued to another client');
+    await revokeGrant(refreshEntry.grantId);
+  }
+
+  async function revokeUserClientGrants(userKey: string, clientId: string): Promise<number> {
+    let revoked = 0;
+    for (const grantId of await store.members(keys.userGrants(userKey))) {
+      const grant = await store.get<GrantRecord>(keys.grant(grantId));
+      if (!grant) {
+        await store.removeFromSet(keys.userGrants(userKey), grantId);
+      } else if (grant.clientId === clientId) {
+        await revokeGrant(grantId);
+        revoked++;
+      }
+    }
+    return revoked;
+  }
+
+  return { create, refresh, revokeGrant, revokeToken, revokeUserClientGrants, validateAccessToken };
+}
+export type Grants = ReturnType<typeof createGrants>;

@@ -1,0 +1,20 @@
+/**
+ * Every Store key the authorization server writes, in one place (docs/storage-keys.md lists
+ * them with their TTLs). Token-derived keys use the token's SHA-256, never the token.
+ */
+export const keys = {
+  client: (clientId: string) => `client:${clientId}`,
+  authorizationRequest: (id: string) => `authreq:${id}`,
+  upstreamState: (state: string) => `state:${state}`,
+  code: (codeHash: string) => `code:${codeHash}`,
+  usedCode: (codeHash: string) => `code-used:${codeHash}`,
+  accessToken: (tokenHash: string) => `at:${tokenHash}`,
+  refreshToken: (tokenHash: string) => `rt:${tokenHash}`,
+  usedRefreshToken: (tokenHash: string) => `rt-used:${tokenHash}`,
+  grant: (grantId: string) => `grant:${grantId}`,
+  grantTokens: (grantId: string) => `grant-tokens:${grantId}`,
+  userGrants: (userKey: string) => `user-grants:${userKey}`,
+  consent: (userKey: string, clientId: string) => `consent:${userKey}:${clientId}`,
+  userConsents: (userKey: string) => `user-consents:${userKey}`,
+  accountSession: (sessionHash: string) => `account-session:${sessionHash}`,
+};

@@ -1,0 +1,20 @@
+import type { FastifyInstance } from 'fastify';
+import { authenticateClient } from './client-auth.ts';
+import type { AuthServerContext } from './context.ts';
+import { OAuthError } from './errors.ts';
+import { type Params, param, requiredParam } from './params.ts';
+
+/** POST /revoke (RFC 7009): 200 for revoked and for unknown tokens alike (§2.2). */
+export function registerRevoke(app: FastifyInstance, ctx: AuthServerContext) {
+  app.post('/revoke', async (request, reply) => {
+    const body = request.body as Params;
+    const token = requiredParam(body, 'token');
+    const hint = param(body, 'token_type_hint');
+    if (hint !== undefined && hint !== 'access_token' && hint !== 'refresh_token') {
+      throw new OAuthError('unsupported_token_type', `token_type_hint ${hint} is not supported`);
+    }
+    const client = await authenticateClient(ctx, request);
+    await ctx.grants.revokeToken(token, client.clientId);
+    return reply.header('cache-control', 'no-store').code(200).send();
+  });
+}

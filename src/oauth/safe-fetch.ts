@@ -1,0 +1,118 @@
+import { lookup } from 'node:dns';
+import { BlockList, isIP } from 'node:net';
+import { Agent, request } from 'undici';
+
+/**
+ * Addresses a server-side fetch must not reach unless explicitly allowed (SSRF guard for
+ * Client ID Metadata Documents, draft-ietf-oauth-client-id-metadata-document §6).
+ */
+const PRIVATE = new BlockList();
+for (const [net, prefix] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 3],
+] as const) {
+  PRIVATE.addSubnet(net, prefix, 'ipv4');
+}
+for (const [net, prefix] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+] as const) {
+  PRIVATE.addSubnet(net, prefix, 'ipv6');
+}
+
+export function isPrivateAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 4) return PRIVATE.check(address, 'ipv4');
+  if (family !== 6) return true;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  return mapped ? PRIVATE.check(mapped[1]!, 'ipv4') : PRIVATE.check(address, 'ipv6');
+}
+
+export class SafeFetchError extends Error {
+  override name = 'SafeFetchError';
+}
+
+export interface SafeFetchOptions {
+  timeoutMs: number;
+  maxBytes: number;
+  /** Allow http:// and private, loopback and link-local addresses (dev mode only). */
+  allowInsecure: boolean;
+}
+
+export interface SafeFetchResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/**
+ * GET a small public document: https only, no private addresses (checked on the resolved
+ * address actually connected to, so DNS rebinding cannot slip through), bounded in time and size,
+ * no redirects.
+ */
+export function createSafeFetch(options: SafeFetchOptions) {
+  const agent = new Agent({
+    connect: {
+      timeout: options.timeoutMs,
+      lookup(hostname, lookupOptions, callback) {
+        lookup(hostname, { ...lookupOptions, all: true }, (error, addresses) => {
+          if (error) return callback(error, '', 0);
+          const usable = options.allowInsecure ? addresses : addresses.filter((a) => !isPrivateAddress(a.address));
+          if (usable.length === 0) {
+            return callback(new SafeFetchError(`${hostname} resolves only to private addresses`), '', 0);
+          }
+          if (lookupOptions.all) return callback(null, usable as never, 0);
+          callback(null, usable[0]!.address, usable[0]!.family);
+        });
+      },
+    },
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+  });
+
+  return async function safeFetch(target: URL): Promise<SafeFetchResult> {
+    if (target.protocol !== 'https:' && !(options.allowInsecure && target.protocol === 'http:')) {
+      throw new SafeFetchError('only https URLs can be fetched');
+    }
+    const literal = target.hostname.replace(/^\[|\]$/g, '');
+    if (!options.allowInsecure && (isIP(literal) ? isPrivateAddress(literal) : literal === 'localhost')) {
+      throw new SafeFetchError(`${target.hostname} is a private, loopback or link-local address`);
+    }
+    const signal = AbortSignal.timeout(options.timeoutMs);
+    try {
+      const response = await request(target, {
+        dispatcher: agent,
+        method: 'GET',
+        headers: { accept: 'application/json' },
+        signal,
+      });
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of response.body) {
+        size += (chunk as Buffer).length;
+        if (size > options.maxBytes) {
+          response.body.destroy();
+          throw new SafeFetchError(`document is larger than ${options.maxBytes} bytes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
+      return { status: response.statusCode, headers: response.headers, body: Buffer.concat(chunks).toString('utf8') };
+    } catch (error) {
+      if (error instanceof SafeFetchError) throw error;
+      if (signal.aborted) throw new SafeFetchError(`no complete answer within ${options.timeoutMs} ms`);
+      throw new SafeFetchError(`fetch failed: ${(error as Error).message}`);
+    }
+  };
+}
+export type SafeFetch = ReturnType<typeof createSafeFetch>;

@@ -1,0 +1,80 @@
+import type { FastifyInstance } from 'fastify';
+import { authenticateClient } from './client-auth.ts';
+import type { AuthServerContext, CodeRecord } from './context.ts';
+import { OAuthError } from './errors.ts';
+import { AUTHORIZATION_CODE_PREFIX } from './flow.ts';
+import { keys } from './keys.ts';
+import { type Params, param, requiredParam, splitScopes } from './params.ts';
+import { verifyPkce } from './pkce.ts';
+import { findResource } from './resources.ts';
+import { sha256 } from './secrets.ts';
+
+/** POST /token (OAuth 2.1 §3.2): authorization_code and refresh_token grants. */
+export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
+  app.post('/token', async (request, reply) => {
+    const body = request.body as Params;
+    const grantType = requiredParam(body, 'grant_type');
+    const client = await authenticateClient(ctx, request);
+    if (!client.grantTypes.includes(grantType) && (grantType === 'authorization_code' || grantType === 'refresh_token')) {
+      throw new OAuthError('unauthorized_client', `client is not registered for grant_type ${grantType}`);
+    }
+    const resourceParam = param(body, 'resource');
+    const resource = resourceParam === undefined ? undefined : findResource(ctx.resources, resourceParam)?.resource;
+    if (resourceParam !== undefined && resource === undefined) {
+      throw new OAuthError('invalid_target', `resource ${resourceParam} is not served by this gateway`);
+    }
+    let tokens: unknown;
+    if (grantType === 'authorization_code') {
+      tokens = await exchangeCode(ctx, body, client.clientId, resource);
+    } else if (grantType === 'refresh_token') {
+      tokens = await ctx.grants.refresh(requiredParam(body, 'refresh_token'), client.clientId, {
+        scopes: splitScopes(param(body, 'scope')),
+        resource,
+      });
+    } else {
+      throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
+    }
+    return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
+  });
+}
+
+async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: string, resource: string | undefined) {
+  const code = requiredParam(body, 'code');
+  const verifier = requiredParam(body, 'code_verifier');
+  if (!code.startsWith(AUTHORIZATION_CODE_PREFIX)) throw new OAuthError('invalid_grant', 'unknown or expired authorization code');
+  const codeHash = sha256(code);
+  // Single use: exactly one request can take the code (DESIGN §4).
+  const record = await ctx.store.take<CodeRecord>(keys.code(codeHash));
+  if (!record) {
+    const issuedGrant = await ctx.store.get<string>(keys.usedCode(codeHash));
+    if (issuedGrant) {
+      // RFC 6749 §4.1.2: a replayed code revokes the tokens it issued.
+      await ctx.grants.revokeGrant(issuedGrant);
+      throw new OAuthError('invalid_grant', 'authorization code was already used; tokens issued from it are revoked');
+    }
+    throw new OAuthError('invalid_grant', 'unknown or expired authorization code');
+  }
+  await ctx.store.set(keys.usedCode(codeHash), record.grantId, 2 * ctx.config.tokens.authorizationCodeTtlSeconds);
+  if (record.expiresAt <= ctx.clock.nowSeconds()) throw new OAuthError('invalid_grant', 'authorization code has expired');
+  if (record.clientId !== clientId) throw new OAuthError('invalid_grant', 'authorization code was issued to another client');
+  // OAuth 2.1 §4.1.3: redirect_uri, when sent, must equal the one of the authorization request.
+  const redirectUri = param(body, 'redirect_uri');
+  if (redirectUri !== undefined && redirectUri !== record.redirectUri) {
+    throw new OAuthError('invalid_grant', 'redirect_uri does not match the authorization request');
+  }
+  if (!verifyPkce(verifier, record.codeChallenge)) throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge');
+  if (resource !== undefined && resource !== record.resource) {
+    throw new OAuthError('invalid_target', 'resource does not match the authorization request');
+  }
+  const { tokens } = await ctx.grants.create({
+    grantId: record.grantId,
+    user: record.user,
+    userKey: record.userKey,
+    clientId,
+    scopes: record.scopes,
+    resource: record.resource,
+    upstream: record.upstream,
+    upstreamExpiresAt: record.upstreamExpiresAt,
+  });
+  return tokens;
+}

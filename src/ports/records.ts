@@ -1,0 +1,59 @@
+import type { UpstreamTokens, UserIdentity } from './idp.ts';
+
+/** A registered OAuth client: from DCR (RFC 7591) or a Client ID Metadata Document. */
+export interface ClientRecord {
+  clientId: string;
+  /** 'dcr' clients are stored durably; 'cimd' ones are cached copies of their document. */
+  kind: 'dcr' | 'cimd';
+  clientName?: string;
+  clientUri?: string;
+  logoUri?: string;
+  redirectUris: string[];
+  grantTypes: string[];
+  responseTypes: string[];
+  tokenEndpointAuthMethod: 'none' | 'client_secret_post' | 'client_secret_basic';
+  /** SHA-256 (base64url) of the client secret for confidential DCR clients. */
+  clientSecretHash?: string;
+  scope?: string;
+  createdAt: number;
+}
+
+/** Encrypted upstream tokens (AES-256-GCM), with the id of the key that sealed them. */
+export interface SealedSecret {
+  keyId: string;
+  /** base64url of iv(12) | ciphertext | tag(16). */
+  sealed: string;
+}
+
+/** One user's authorization of one client for one resource; refresh rotates within it. */
+export interface GrantRecord {
+  grantId: string;
+  user: UserIdentity;
+  /** Stable user key: `${issuer}|${subject}` (for Entra `${tid}|${oid}`). */
+  userKey: string;
+  clientId: string;
+  scopes: string[];
+  /** The protected resource (audience), e.g. http://localhost:8080/mcp. */
+  resource: string;
+  createdAt: number;
+  /** The grant (and its refresh token) ends at this time. */
+  expiresAt: number;
+  /** SHA-256 of the current refresh token; an older one presented again means theft. */
+  refreshTokenHash?: string;
+  upstream?: SealedSecret;
+  /** Upstream access-token expiry (epoch seconds), for refresh decisions. */
+  upstreamExpiresAt?: number;
+}
+
+/** What an access token resolves to; kept under the token's SHA-256. */
+export interface AccessTokenRecord {
+  grantId: string;
+  clientId: string;
+  userKey: string;
+  user: UserIdentity;
+  scopes: string[];
+  resource: string;
+  expiresAt: number;
+}
+
+export type { UpstreamTokens, UserIdentity };

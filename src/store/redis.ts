@@ -1,0 +1,202 @@
+import type { ConnectionOptions } from 'node:tls';
+import { Redis } from 'ioredis';
+import { type Store, StoreUnavailableError } from '../ports/store.ts';
+
+export interface RedisStoreOptions {
+  /** redis://[:password@]host:port[/db] or rediss://… for TLS. */
+  url: string;
+  /** Prepended to every key, so several deployments can share one Redis. */
+  keyPrefix?: string;
+  /** Extra TLS options (CA, servername); rediss:// turns TLS on by itself. */
+  tls?: ConnectionOptions;
+  connectTimeoutMs?: number;
+  commandTimeoutMs?: number;
+}
+
+const MAX_RECONNECT_DELAY_MS = 2000;
+
+/**
+ * SADD, then extend the set's TTL to at least ARGV[2] seconds; with no ARGV[2] the set
+ * becomes durable. A new set gets the TTL; an existing durable set stays durable.
+ */
+const ADD_TO_SET_SCRIPT = `
+local existed = redis.call('EXISTS', KEYS[1])
+redis.call('SADD', KEYS[1], ARGV[1])
+if ARGV[2] == nil then
+  redis.call('PERSIST', KEYS[1])
+elseif existed == 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[2], 'GT')
+end
+return 1
+`;
+
+/** Store over Redis (ioredis), for several gateway replicas sharing state. */
+export class RedisStore implements Store {
+  readonly #redis: Redis;
+  readonly #keyPrefix: string;
+  readonly #connectTimeoutMs: number;
+  /** Kept for error messages: "Connection is closed" alone hides e.g. WRONGPASS. */
+  #lastConnectionError: Error | undefined;
+
+  private constructor(redis: Redis, keyPrefix: string, connectTimeoutMs: number) {
+    this.#redis = redis;
+    this.#keyPrefix = keyPrefix;
+    this.#connectTimeoutMs = connectTimeoutMs;
+    // Without an 'error' listener ioredis logs every failed reconnect to the console.
+    redis.on('error', (error: Error) => {
+      this.#lastConnectionError = error;
+    });
+    redis.on('ready', () => {
+      this.#lastConnectionError = undefined;
+    });
+  }
+
+  /**
+   * Connects and waits until Redis answers, so a wrong URL fails at start.
+   * Afterwards commands fail fast with StoreUnavailableError while Redis is away,
+   * and the client reconnects by itself with capped backoff.
+   */
+  static async connect(options: RedisStoreOptions): Promise<RedisStore> {
+    const protocol = new URL(options.url).protocol;
+    if (protocol !== 'redis:' && protocol !== 'rediss:') {
+      throw new TypeError(`Redis url must start with redis:// or rediss://, got ${protocol}//`);
+    }
+    const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+    const redis = new Redis(options.url, {
+      ...(options.tls ? { tls: options.tls } : {}),
+      lazyConnect: true,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: connectTimeoutMs,
+      commandTimeout: options.commandTimeoutMs ?? 1000,
+      retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
+    });
+    const store = new RedisStore(redis, options.keyPrefix ?? 'mcpgw:', connectTimeoutMs);
+    try {
+      await store.#call(() => redis.connect());
+      return store;
+    } catch (error) {
+      redis.disconnect();
+      throw error;
+    }
+  }
+
+  async get<T>(key: string): Promise<T | undefined> {
+    const json = await this.#call(() => this.#redis.get(this.#key(key)));
+    return json === null ? undefined : (JSON.parse(json) as T);
+  }
+
+  async set(key: string, value: unknown, ttlSeconds?: number): Promise<void> {
+    const json = toJson(value);
+    const ttl = ttlSeconds === undefined ? undefined : checkTtl(ttlSeconds);
+    await this.#call(() =>
+      ttl === undefined
+        ? this.#redis.set(this.#key(key), json)
+        : this.#redis.set(this.#key(key), json, 'EX', ttl),
+    );
+  }
+
+  async setIfAbsent(key: string, value: unknown, ttlSeconds?: number): Promise<boolean> {
+    const json = toJson(value);
+    const ttl = ttlSeconds === undefined ? undefined : checkTtl(ttlSeconds);
+    const reply = await this.#call(() =>
+      ttl === undefined
+        ? this.#redis.set(this.#key(key), json, 'NX')
+        : this.#redis.set(this.#key(key), json, 'EX', ttl, 'NX'),
+    );
+    return reply === 'OK';
+  }
+
+  async take<T>(key: string): Promise<T | undefined> {
+    // GETDEL (Redis ≥ 6.2) is atomic: exactly one concurrent caller gets the value.
+    const json = await this.#call(() => this.#redis.getdel(this.#key(key)));
+    return json === null ? undefined : (JSON.parse(json) as T);
+  }
+
+  async delete(...keys: string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.#call(() => this.#redis.del(...keys.map((key) => this.#key(key))));
+  }
+
+  async addToSet(key: string, member: string, ttlSeconds?: number): Promise<void> {
+    const args = ttlSeconds === undefined ? [member] : [member, checkTtl(ttlSeconds)];
+    await this.#call(() => this.#redis.eval(ADD_TO_SET_SCRIPT, 1, this.#key(key), ...args));
+  }
+
+  async removeFromSet(key: string, member: string): Promise<void> {
+    await this.#call(() => this.#redis.srem(this.#key(key), member));
+  }
+
+  async members(key: string): Promise<string[]> {
+    const members = await this.#call(() => this.#redis.smembers(this.#key(key)));
+    return members.sort();
+  }
+
+  async increment(key: string, ttlSeconds: number): Promise<number> {
+    const ttl = checkTtl(ttlSeconds);
+    const fullKey = this.#key(key);
+    // EXPIRE NX sets the TTL only on the first increment, so the window is fixed.
+    const replies = await this.#call(() =>
+      this.#redis.multi().incr(fullKey).expire(fullKey, ttl, 'NX').exec(),
+    );
+    const [incrError, count] = replies?.[0] ?? [new Error('MULTI was aborted'), null];
+    if (incrError) throw incrError;
+    return Number(count);
+  }
+
+  async ping(): Promise<void> {
+    await this.#call(() => this.#redis.ping());
+  }
+
+  async close(): Promise<void> {
+    if (this.#redis.status === 'end') return;
+    if (this.#redis.status !== 'ready') {
+      this.#redis.disconnect();
+      return;
+    }
+    try {
+      await this.#redis.quit();
+    } catch {
+      this.#redis.disconnect();
+    }
+  }
+
+  #key(key: string): string {
+    return this.#keyPrefix + key;
+  }
+
+  /**
+   * Runs one Redis call; connection-level failures become StoreUnavailableError.
+   * Validate arguments before calling: anything thrown in here counts as an outage.
+   */
+  async #call<R>(command: () => Promise<R>): Promise<R> {
+    try {
+      return await command();
+    } catch (error) {
+      // A ReplyError is Redis answering (WRONGTYPE, script error): a bug, not an outage.
+      if (error instanceof Error && error.name === 'ReplyError') throw error;
+      const reason = error instanceof Error ? error.message : String(error);
+      const last = this.#lastConnectionError?.message;
+      const status = `status ${this.#redis.status}, connect timeout ${this.#connectTimeoutMs} ms`;
+      throw new StoreUnavailableError(
+        `Redis unavailable (${status}): ${reason}${last ? `; last connection error: ${last}` : ''}`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+function checkTtl(ttlSeconds: number): number {
+  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
+    throw new RangeError(`ttlSeconds must be a positive integer, got ${ttlSeconds}`);
+  }
+  return ttlSeconds;
+}
+
+function toJson(value: unknown): string {
+  const json = JSON.stringify(value);
+  if (json === undefined) throw new TypeError('Store values must be JSON-serialisable');
+  return json;
+}
