@@ -1,4 +1,5 @@
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { OAuthError } from '../oauth/errors.ts';
 import { PAGE_HEADERS, errorPage } from '../oauth/pages.ts';
@@ -15,7 +16,7 @@ export function createHttpApp(logger: Logger, options: { trustProxy?: boolean } 
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: OAUTH_BODY_LIMIT_BYTES,
     trustProxy: options.trustProxy ?? false,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     forceCloseConnections: false,
     routerOptions: { maxParamLength: 500, ignoreTrailingSlash: false },

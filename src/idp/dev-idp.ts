@@ -230,18 +230,17 @@ function stableUuid(name: string): string {
 }
 
 /**
- * Entra honours offline_access whatever `prompt` says; oidc-provider, following OIDC Core §11,
- * drops offline_access when a prompt without `consent` is present. So `login`/`select_account`
- * become `max_age=0` (a fresh sign-in, which is what both ask for here) and refresh tokens still come.
+ * Entra semantics over oidc-provider's. oidc-provider follows OIDC Core §11 strictly: it drops
+ * `offline_access` from an authorization request unless `prompt` includes `consent`; Entra honours it
+ * without. So a request for offline_access gets `consent` added (granted without a page, see
+ * handleInteraction), and `select_account`, which oidc-provider does not know, becomes `login`.
  */
 function promptAsEntra(url: URL): void {
-  const prompt = url.searchParams.get('prompt');
-  if (prompt === null) return;
-  const rest = prompt.split(' ').filter((p) => p && p !== 'login' && p !== 'select_account');
-  if (rest.length === prompt.split(' ').filter(Boolean).length) return;
-  if (rest.length) url.searchParams.set('prompt', rest.join(' '));
-  else url.searchParams.delete('prompt');
-  url.searchParams.set('max_age', '0');
+  const prompts = new Set((url.searchParams.get('prompt') ?? '').split(' ').filter(Boolean));
+  if (prompts.delete('select_account')) prompts.add('login');
+  const scopes = (url.searchParams.get('scope') ?? '').split(' ');
+  if (scopes.includes('offline_access') && !prompts.has('none')) prompts.add('consent');
+  if (prompts.size) url.searchParams.set('prompt', [...prompts].join(' '));
 }
 
 function passwordMatches(expected: string, given: string): boolean {

@@ -1,0 +1,104 @@
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+/** Secrets of the one-command dev system, generated once and kept under the data directory. */
+export interface DevSecrets {
+  encryptionKey: string;
+  cookieKey: string;
+  signingKey: string;
+  functionKey: string;
+  users: { login: string; password: string; name: string; email: string; oid: string; roles: string[]; groups: string[] }[];
+}
+
+/** Reads ./data/dev-secrets.json, creating it (mode 0600) on first start. */
+export function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
+  const file = join(resolve(dataDir), 'dev-secrets.json');
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${file}: unreadable (${(error as Error).message})`);
+  }
+  const password = () => randomBytes(9).toString('base64url');
+  const secrets: DevSecrets = {
+    encryptionKey: randomBytes(32).toString('base64'),
+    cookieKey: randomBytes(32).toString('base64url'),
+    signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    functionKey: randomBytes(24).toString('base64url'),
+    users: [
+      { login: 'alice', password: password(), name: 'Alice Admin', email: 'alice@example.com', oid: randomUUID(), roles: ['admin'], groups: ['mcp-users'] },
+      { login: 'bob', password: password(), name: 'Bob Builder', email: 'bob@example.com', oid: randomUUID(), roles: [], groups: ['mcp-users'] },
+    ],
+  };
+  mkdirSync(resolve(dataDir), { recursive: true });
+  writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+  return secrets;
+}
+
+/** The dev system's gateway config, as YAML-shaped data (env MCPGW_* overrides still apply). */
+export function devConfig(options: { dataDir: string; port: number; idpPort: number; snippetsUrl: string; secrets: DevSecrets }) {
+  const publicUrl = `http://localhost:${options.port}`;
+  return {
+    mode: 'dev',
+    publicUrl,
+    listen: { host: '127.0.0.1', port: options.port },
+    store: { kind: 'sqlite', path: join(options.dataDir, 'gateway.db') },
+    secrets: {
+      encryptionKeys: [{ id: 'dev-1', key: options.secrets.encryptionKey }],
+      cookieKey: options.secrets.cookieKey,
+      signingKey: options.secrets.signingKey,
+    },
+    upstream: { dev: { port: options.idpPort, users: options.secrets.users } },
+    backends: [
+      {
+        name: 'snippets',
+        path: '/mcp',
+        url: `${options.snippetsUrl}/mcp`,
+        sseUrl: `${options.snippetsUrl}/sse`,
+        scopes: ['mcp:tools'],
+        credential: { header: 'x-functions-key', value: options.secrets.functionKey },
+      },
+    ],
+  };
+}
+
+/** What a newcomer pastes into their client. */
+export function connectionGuide(publicUrl: string, users: DevSecrets['users']): string {
+  const mcpUrl = `${publicUrl}/mcp`;
+  const sseUrl = `${publicUrl}/mcp/sse`;
+  const vscode = JSON.stringify({ servers: { snippets: { type: 'http', url: mcpUrl } } }, null, 2);
+  const cursor = JSON.stringify({ mcpServers: { snippets: { url: mcpUrl } } }, null, 2);
+  return [
+    '',
+    'mcp-entra-gateway is running (dev mode: embedded sign-in, SQLite state under ./data).',
+    '',
+    `  MCP URL (Streamable HTTP): ${mcpUrl}`,
+    `  MCP URL (legacy SSE):      ${sseUrl}`,
+    `  Your connected clients:    ${publicUrl}/account`,
+    '',
+    'Dev sign-in users:',
+    ...users.map((u) => `  ${u.login.padEnd(8)} password: ${u.password}   (${u.name}${u.roles.length ? `, roles: ${u.roles.join(',')}` : ''})`),
+    '',
+    'Claude Code:',
+    `  claude mcp add --transport http snippets ${mcpUrl}`,
+    '',
+    'VS Code (.vscode/mcp.json):',
+    indent(vscode),
+    '',
+    'Cursor (~/.cursor/mcp.json):',
+    indent(cursor),
+    '',
+    'MCP Inspector:',
+    `  npx @modelcontextprotocol/inspector   then connect to ${mcpUrl} (Streamable HTTP) or ${sseUrl} (SSE)`,
+    '',
+    'Press Ctrl-C to stop.',
+    '',
+  ].join('\n');
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
+}

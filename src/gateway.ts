@@ -1,0 +1,130 @@
+import { randomBytes } from 'node:crypto';
+import pino, { type Logger } from 'pino';
+import type { Config } from './config/load.ts';
+import { createHttpApp } from './http/app.ts';
+import { registerHealth } from './http/health.ts';
+import { type DevIdp, startDevIdp } from './idp/dev-idp.ts';
+import { createUpstreamIdp } from './idp/index.ts';
+import { registerAccount } from './oauth/account.ts';
+import { registerAuthorize } from './oauth/authorize.ts';
+import { registerCallback } from './oauth/callback.ts';
+import { createClients } from './oauth/clients.ts';
+import { registerConsent } from './oauth/consent.ts';
+import type { AuthServerContext } from './oauth/context.ts';
+import { createGrants } from './oauth/grants.ts';
+import { registerMetadata } from './oauth/metadata.ts';
+import { registerRegistration } from './oauth/register.ts';
+import { buildResources } from './oauth/resources.ts';
+import { registerRevoke } from './oauth/revoke.ts';
+import { createSafeFetch } from './oauth/safe-fetch.ts';
+import { createSealer, createSigner } from './oauth/secrets.ts';
+import { registerToken } from './oauth/token.ts';
+import { type Clock, systemClock } from './ports/clock.ts';
+import type { UpstreamIdp } from './ports/idp.ts';
+import type { Store } from './ports/store.ts';
+const registerMcpProxy = async (..._a: unknown[]) => ({ close: async () => {} });
+import { RedisStore } from './store/redis.ts';
+import { SqliteStore } from './store/sqlite.ts';
+
+export interface GatewayDeps {
+  env: Record<string, string | undefined>;
+  clock?: Clock;
+  logger?: Logger;
+  /** Replaces the configured store (tests). */
+  store?: Store;
+  /** Entra federated credential source override (tests). */
+  getFederatedAssertion?: () => Promise<string>;
+}
+
+export interface RunningGateway {
+  /** Base URL actually listened on (differs from publicUrl when port 0 was asked). */
+  url: string;
+  ctx: AuthServerContext;
+  devIdp?: DevIdp;
+  close(): Promise<void>;
+}
+
+/** Builds every part from a validated Config and listens. The only place concrete adapters are chosen. */
+export async function startGateway(config: Config, deps: GatewayDeps): Promise<RunningGateway> {
+  const clock = deps.clock ?? systemClock;
+  const logger =
+    deps.logger ??
+    pino({
+      level: config.logLevel,
+      redact: ['req.headers.authorization', 'req.headers.cookie', '*.client_secret', '*.refresh_token', '*.access_token'],
+    });
+  const issuer = new URL(config.publicUrl).origin;
+  const redirectUri = `${issuer}/callback`;
+  const store = deps.store ?? (await openStore(config, clock));
+
+  let devIdp: DevIdp | undefined;
+  let idp: UpstreamIdp;
+  if (config.upstream.dev) {
+    const devClient = { clientId: 'mcp-entra-gateway', clientSecret: randomBytes(32).toString('base64url'), redirectUris: [redirectUri] };
+    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env });
+    idp = await createUpstreamIdp(config.upstream, {
+      redirectUri,
+      devIdp: { issuer: devIdp.issuer, clientId: devClient.clientId, clientSecret: devClient.clientSecret },
+    });
+  } else {
+    idp = await createUpstreamIdp(config.upstream, {
+      redirectUri,
+      allowInsecureHttp: config.mode === 'dev',
+      getFederatedAssertion: deps.getFederatedAssertion,
+    });
+  }
+
+  const sealer = createSealer(config.secrets.encryptionKeys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })));
+  const signer = createSigner(Buffer.from(config.secrets.cookieKey, 'utf8'));
+  const metadataDocuments = config.clientRegistration.metadataDocuments;
+  const fetchDocument = createSafeFetch({
+    timeoutMs: metadataDocuments.timeoutMs,
+    maxBytes: metadataDocuments.maxBytes,
+    allowInsecure: metadataDocuments.allowInsecure ?? config.mode === 'dev',
+  });
+  const clients = createClients({ store, clock, fetchDocument }, { cimdEnabled: metadataDocuments.enabled });
+  const grants = createGrants({ store, clock, sealer, idp }, config.tokens);
+  const resources = buildResources(config.publicUrl, config.backends);
+  const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger };
+
+  const app = createHttpApp(logger);
+  registerHealth(app, { store, idp });
+  registerMetadata(app, ctx);
+  registerRegistration(app, ctx);
+  registerAuthorize(app, ctx);
+  registerConsent(app, ctx);
+  registerCallback(app, ctx);
+  registerToken(app, ctx);
+  registerRevoke(app, ctx);
+  registerAccount(app, ctx);
+  const proxy = await registerMcpProxy(app, {
+    resources,
+    validateAccessToken: grants.validateAccessToken,
+    store,
+    clock,
+    logger,
+    publicUrl: issuer,
+    allowedOrigins: config.allowedOrigins,
+    listenHost: config.listen.host,
+    signingKeyPem: config.secrets.signingKey,
+  });
+
+  const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  logger.info({ address, issuer, upstream: idp.kind, store: config.store.kind }, 'gateway listening');
+  return {
+    url: address.replace('[::1]', 'localhost'),
+    ctx,
+    devIdp,
+    async close() {
+      await app.close();
+      await proxy.close();
+      await devIdp?.close();
+      if (!deps.store) await store.close();
+    },
+  };
+}
+
+async function openStore(config: Config, clock: Clock): Promise<Store> {
+  if (config.store.kind === 'sqlite') return SqliteStore.open({ path: config.store.path, clock });
+  return RedisStore.connect({ url: config.store.url, keyPrefix: config.store.keyPrefix });
+}

@@ -1,0 +1,50 @@
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import type { UpstreamIdp } from '../ports/idp.ts';
+import type { Store } from '../ports/store.ts';
+
+const READINESS_TIMEOUT_MS = 2000;
+
+/** /healthz (process alive), /readyz (store and IdP reachable), /metrics (Prometheus). */
+export function registerHealth(app: FastifyInstance, deps: { store: Store; idp: UpstreamIdp }) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const requests = new Counter({
+    name: 'mcpgw_http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['route', 'method', 'status'],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'mcpgw_http_request_duration_seconds',
+    help: 'Time to response headers',
+    labelNames: ['route'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5],
+    registers: [registry],
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    requests.inc({ route, method: request.method, status: reply.statusCode });
+    duration.observe({ route }, reply.elapsedTime / 1000);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) => {
+    const [store, idp] = await Promise.all([check(() => deps.store.ping()), check(() => deps.idp.ping())]);
+    const ready = store === 'ok' && idp === 'ok';
+    return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'not_ready', store, idp });
+  });
+  app.get('/metrics', async (_request, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
+}
+
+async function check(probe: () => Promise<void>): Promise<'ok' | 'unreachable'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'unreachable'>((resolve) => {
+    timer = setTimeout(() => resolve('unreachable'), READINESS_TIMEOUT_MS);
+  });
+  try {
+    return await Promise.race([probe().then(() => 'ok' as const, () => 'unreachable' as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import pino from 'pino';
+import { stringify } from 'yaml';
+import { createFolderStorage } from '../servers/snippets/folder-storage.ts';
+import { startSnippetsServer } from '../servers/snippets/http.ts';
+import { type Config, ConfigError, loadConfig } from './config/load.ts';
+import { connectionGuide, devConfig, loadOrCreateDevSecrets } from './dev.ts';
+import { type RunningGateway, startGateway } from './gateway.ts';
+
+/**
+ * Composition root: the only reader of process.env. `serve` runs the gateway from a config file;
+ * `dev` runs the whole system on embedded defaults.
+ */
+export async function serve(configPath: string | undefined): Promise<void> {
+  const env = process.env;
+  const config = configOrExit(() => {
+    const yamlText = configPath ? readFileSync(resolve(configPath), 'utf8') : undefined;
+    return loadConfig({ yamlText, baseDir: configPath ? dirname(resolve(configPath)) : process.cwd(), env });
+  });
+  const gateway = await startGateway(config, { env });
+  stopOnSignals([gateway]);
+}
+
+export async function dev(options: { port: number; idpPort: number; snippetsPort: number; dataDir: string }): Promise<void> {
+  const env = process.env;
+  const dataDir = resolve(options.dataDir);
+  const secrets = loadOrCreateDevSecrets(dataDir);
+  const publicUrl = `http://localhost:${options.port}`;
+  const logger = pino({ level: env['LOG_LEVEL'] ?? 'warn' });
+  const snippets = await startSnippetsServer({
+    storage: await createFolderStorage(join(dataDir, 'snippets')),
+    port: options.snippetsPort,
+    functionKey: secrets.functionKey,
+    identityJwksUrl: `${publicUrl}/.well-known/jwks.json`,
+    identityAudience: `${publicUrl}/mcp`,
+    identityIssuer: publicUrl,
+    logger: logger.child({ name: 'snippets' }),
+  });
+  const yamlText = stringify(
+    devConfig({ dataDir, port: options.port, idpPort: options.idpPort, snippetsUrl: snippets.url, secrets }),
+  );
+  const config = configOrExit(() => loadConfig({ yamlText, env }));
+  const gateway = await startGateway(config, { env, logger });
+  process.stdout.write(connectionGuide(publicUrl, secrets.users));
+  stopOnSignals([gateway, snippets]);
+}
+
+function configOrExit(load: () => Config): Config {
+  try {
+    return load();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`${error.problems.join('\n')}\n`);
+      process.exit(2);
+    }
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      process.stderr.write(`config file not found: ${(error as NodeJS.ErrnoException).path}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+}
+
+/** Ctrl-C / SIGTERM: close everything, then exit 0; a second signal exits at once. */
+function stopOnSignals(parts: (RunningGateway | { close(): Promise<void> })[]): void {
+  let stopping = false;
+  const stop = () => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    Promise.all(parts.map((p) => p.close())).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`error while stopping: ${(error as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}

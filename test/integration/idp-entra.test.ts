@@ -1,0 +1,236 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import * as client from 'openid-client';
+import type { EntraIdpConfig } from '../../src/config/schema.ts';
+import { createEntraIdp } from '../../src/idp/entra.ts';
+import { type UpstreamIdp, UpstreamRefusedError } from '../../src/ports/idp.ts';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
+
+const REDIRECT_URI = 'http://127.0.0.1:9/callback';
+const CLIENT_ID = '3fa85f64-5717-4562-b3fc-2c963f66afa6';
+const CLIENT_SECRET = 'entra-test-secret-0123456789';
+const OTHER_TENANT = 'a0b1c2d3-e4f5-4a6b-8c7d-9e0f1a2b3c4d';
+const USER = { login: 'adele@contoso.test', password: 'correct horse' };
+const toCallback = (location: URL) => location.href.startsWith(REDIRECT_URI);
+
+function entraConfig(idp: EntraShapedIdp, overrides: Partial<EntraIdpConfig> = {}): EntraIdpConfig {
+  return {
+    tenantId: idp.tenantId,
+    allowedTenants: [],
+    clientId: CLIENT_ID,
+    authorityHost: idp.authorityHost,
+    clientSecret: CLIENT_SECRET,
+    scopes: ['openid', 'profile', 'email', 'offline_access'],
+    ...overrides,
+  };
+}
+
+async function signIn(idp: UpstreamIdp, prompt?: string) {
+  const browser = createHeadlessBrowser();
+  const request = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier: client.randomPKCECodeVerifier() };
+  // `prompt` is typed login|select_account; a caller passing `consent` anyway must not reach Entra.
+  const url = await idp.authorizationUrl({ ...request, prompt: prompt as 'login' | undefined });
+  const page = await browser.get(url);
+  const done = await signInAtDevIdp(browser, page, USER.login, USER.password, { stopAt: toCallback });
+  assert.ok(done.stoppedAt, `sign-in did not reach the callback: ${done.status} ${done.body.slice(0, 200)}`);
+  return { request, callbackUrl: done.stoppedAt };
+}
+
+describe('entra adapter against an Entra-shaped IdP', () => {
+  let lookalike: EntraShapedIdp;
+
+  before(async () => {
+    lookalike = await startEntraShapedIdp({
+      client: { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [REDIRECT_URI] },
+    });
+  });
+  after(() => lookalike.close());
+
+  test('on the wire: no resource, offline_access requested, no prompt=consent; scopes replayed on refresh', async () => {
+    const idp = await createEntraIdp(entraConfig(lookalike, { scopes: ['openid', 'email'] }), {
+      redirectUri: REDIRECT_URI,
+      allowInsecureHttp: true,
+    });
+    assert.equal(idp.kind, 'entra');
+    lookalike.authorizeRequests.length = 0;
+    lookalike.tokenRequests.length = 0;
+
+    const { request, callbackUrl } = await signIn(idp, 'consent');
+    const { identity, tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    assert.equal(identity.issuer, `${lookalike.authorityHost}/${ENTRA_TEST_TENANT}/v2.0`);
+    assert.equal(identity.tenantId, ENTRA_TEST_TENANT);
+    assert.equal(identity.objectId, '8f3c2a1e-5b7d-4e9f-a1c3-2d4e6f8a0b1c');
+    assert.equal(identity.name, 'Adele Vance');
+    assert.equal(identity.preferredUsername, USER.login);
+    assert.deepEqual(identity.roles, ['Snippets.Write']);
+    assert.deepEqual(identity.groups, ['4d2f6a8c-1e3b-4c5d-9f7a-0b2c4d6e8f1a']);
+    assert.ok(tokens.refreshToken);
+
+    const refreshed = await idp.refresh(tokens);
+    assert.ok(refreshed.accessToken);
+
+    assert.equal(lookalike.authorizeRequests.length, 1);
+    const authorize = lookalike.authorizeRequests[0]!;
+    assert.equal(authorize.has('resource'), false);
+    assert.deepEqual(authorize.get('scope')?.split(' ').sort(), ['email', 'offline_access', 'openid', 'profile']);
+    assert.equal(authorize.get('prompt'), 'select_account');
+    assert.equal(authorize.get('code_challenge_method'), 'S256');
+
+    assert.equal(lookalike.tokenRequests.length, 2);
+    const [code, refresh] = lookalike.tokenRequests as [URLSearchParams, URLSearchParams];
+    for (const body of [code, refresh]) {
+      assert.equal(body.has('resource'), false);
+      assert.equal(body.get('client_id'), CLIENT_ID);
+      assert.equal(body.get('client_secret'), CLIENT_SECRET);
+    }
+    assert.equal(code.get('grant_type'), 'authorization_code');
+    assert.ok(code.get('code_verifier'));
+    assert.equal(refresh.get('grant_type'), 'refresh_token');
+    assert.deepEqual(refresh.get('scope')?.split(' ').sort(), tokens.scope?.split(' ').concat('offline_access').sort());
+    assert.ok(tokens.scope?.includes('offline_access'));
+  });
+
+  test('prompt login and select_account pass through', async () => {
+    const idp = await createEntraIdp(entraConfig(lookalike), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const request = { state: 's', nonce: 'n', codeVerifier: client.randomPKCECodeVerifier() };
+    assert.equal((await idp.authorizationUrl({ ...request, prompt: 'login' })).searchParams.get('prompt'), 'login');
+    const selectAccount = await idp.authorizationUrl({ ...request, prompt: 'select_account', loginHint: USER.login });
+    assert.equal(selectAccount.searchParams.get('prompt'), 'select_account');
+    assert.equal(selectAccount.searchParams.get('login_hint'), USER.login);
+    assert.equal((await idp.authorizationUrl(request)).searchParams.has('prompt'), false);
+  });
+
+  test('multi-tenant: the per-tenant issuer is accepted for an allowed tid', async () => {
+    const idp = await createEntraIdp(
+      entraConfig(lookalike, { tenantId: 'organizations', allowedTenants: [OTHER_TENANT, ENTRA_TEST_TENANT] }),
+      { redirectUri: REDIRECT_URI, allowInsecureHttp: true },
+    );
+    const { request, callbackUrl } = await signIn(idp);
+    const { identity } = await idp.completeSignIn({ callbackUrl, ...request });
+    assert.equal(identity.issuer, `${lookalike.authorityHost}/${ENTRA_TEST_TENANT}/v2.0`);
+    assert.equal(identity.tenantId, ENTRA_TEST_TENANT);
+  });
+
+  test('multi-tenant: a tid outside allowedTenants is refused with access_denied', async () => {
+    const idp = await createEntraIdp(
+      entraConfig(lookalike, { tenantId: 'organizations', allowedTenants: [OTHER_TENANT] }),
+      { redirectUri: REDIRECT_URI, allowInsecureHttp: true },
+    );
+    const { request, callbackUrl } = await signIn(idp);
+    await assert.rejects(idp.completeSignIn({ callbackUrl, ...request }), (error: unknown) => {
+      assert.ok(error instanceof UpstreamRefusedError);
+      assert.equal(error.upstreamError, 'access_denied');
+      assert.match(error.message, new RegExp(ENTRA_TEST_TENANT));
+      return true;
+    });
+  });
+
+  test('a wrong nonce is refused', async () => {
+    const idp = await createEntraIdp(entraConfig(lookalike), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const { request, callbackUrl } = await signIn(idp);
+    await assert.rejects(
+      idp.completeSignIn({ callbackUrl, ...request, nonce: client.randomNonce() }),
+      (error: unknown) => error instanceof UpstreamRefusedError && /nonce|claim/i.test(String(error.cause)),
+    );
+  });
+
+  test('an upstream error in the callback is refused with its code', async () => {
+    const idp = await createEntraIdp(entraConfig(lookalike), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const callbackUrl = new URL(`${REDIRECT_URI}?error=access_denied&error_description=no&state=s1`);
+    await assert.rejects(
+      idp.completeSignIn({ callbackUrl, state: 's1', nonce: 'n', codeVerifier: client.randomPKCECodeVerifier() }),
+      (error: unknown) => error instanceof UpstreamRefusedError && error.upstreamError === 'access_denied',
+    );
+  });
+});
+
+describe('entra adapter configuration', () => {
+  const base: EntraIdpConfig = {
+    tenantId: ENTRA_TEST_TENANT,
+    allowedTenants: [],
+    clientId: CLIENT_ID,
+    authorityHost: 'https://login.microsoftonline.com',
+    clientSecret: CLIENT_SECRET,
+    scopes: [],
+  };
+  const options = { redirectUri: REDIRECT_URI };
+
+  test('.default mixed with other resource scopes is refused at construction', async () => {
+    await assert.rejects(
+      createEntraIdp({ ...base, scopes: ['openid', 'https://graph.microsoft.com/.default', 'User.Read'] }, options),
+      /^Error: upstream\.entra\.scopes: .*\.default cannot be combined/,
+    );
+    await assert.rejects(
+      createEntraIdp({ ...base, scopes: ['api://snippets/.default', 'api://snippets/Snippets.Read'] }, options),
+      /upstream\.entra\.scopes/,
+    );
+  });
+
+  test('scopes of two resources are refused at construction', async () => {
+    await assert.rejects(
+      createEntraIdp({ ...base, scopes: ['User.Read', 'api://snippets/Snippets.Read'] }, options),
+      /upstream\.entra\.scopes: scopes of more than one resource/,
+    );
+  });
+
+  test('.default alone with OIDC scopes, and one resource with several scopes, are accepted', async () => {
+    await createEntraIdp({ ...base, scopes: ['openid', 'api://snippets/.default'] }, options);
+    await createEntraIdp({ ...base, scopes: ['User.Read', 'https://graph.microsoft.com/Mail.Read'] }, options);
+  });
+
+  test('http authority hosts need allowInsecureHttp and loopback', async () => {
+    await assert.rejects(createEntraIdp({ ...base, authorityHost: 'http://127.0.0.1:1' }, options), /must be https/);
+  });
+});
+
+describe('entra adapter with a federated credential', () => {
+  let lookalike: EntraShapedIdp;
+  let assertions: string[];
+  let privateKey: CryptoKey;
+
+  before(async () => {
+    const pair = await generateKeyPair('RS256', { extractable: true });
+    privateKey = pair.privateKey;
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'federated-test', alg: 'RS256', use: 'sig' };
+    lookalike = await startEntraShapedIdp({
+      client: { clientId: CLIENT_ID, redirectUris: [REDIRECT_URI], jwks: { keys: [jwk] } },
+    });
+    assertions = [];
+  });
+  after(() => lookalike.close());
+
+  test('the managed-identity token reaches the token endpoint as client_assertion', async () => {
+    // Stands in for the managed identity's token for api://AzureADTokenExchange.
+    const getFederatedAssertion = async () => {
+      const jwt = await new SignJWT({})
+        .setProtectedHeader({ alg: 'RS256', kid: 'federated-test' })
+        .setIssuer(CLIENT_ID)
+        .setSubject(CLIENT_ID)
+        .setAudience(`${lookalike.issuer}/token`)
+        .setJti(client.randomState())
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(privateKey);
+      assertions.push(jwt);
+      return jwt;
+    };
+    const config: EntraIdpConfig = { ...entraConfig(lookalike), clientSecret: undefined, managedIdentity: { audience: 'api://AzureADTokenExchange' } };
+    const idp = await createEntraIdp(config, { redirectUri: REDIRECT_URI, allowInsecureHttp: true, getFederatedAssertion });
+
+    const { request, callbackUrl } = await signIn(idp);
+    const { identity, tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    assert.equal(identity.objectId, '8f3c2a1e-5b7d-4e9f-a1c3-2d4e6f8a0b1c');
+    await idp.refresh(tokens);
+
+    assert.equal(lookalike.tokenRequests.length, 2);
+    lookalike.tokenRequests.forEach((body, i) => {
+      assert.equal(body.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+      assert.equal(body.get('client_assertion'), assertions[i]);
+      assert.equal(body.get('client_id'), CLIENT_ID);
+      assert.equal(body.has('client_secret'), false);
+      assert.equal(body.has('resource'), false);
+    });
+  });
+});
