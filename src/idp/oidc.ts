@@ -212,7 +212,11 @@ function toUpstreamError(error: unknown, context: string): UpstreamRefusedError 
     if (e instanceof UpstreamRefusedError || e instanceof UpstreamUnavailableError) return e;
   }
   if (error instanceof client.ResponseBodyError) {
-    if (error.status >= 500) return new UpstreamUnavailableError(`${context}: upstream ${error.status}`, { cause: error });
+    // The gateway's own credentials being refused (an expired Entra secret) is an outage to fix,
+    // not a reason to end every user's grant.
+    if (error.status >= 500 || NOT_THE_USERS_FAULT.has(error.error)) {
+      return new UpstreamUnavailableError(`${context}: upstream ${error.status} ${error.error}`, { cause: error });
+    }
     return new UpstreamRefusedError(error.error, `${context}: ${error.error}`, { cause: error });
   }
   if (error instanceof client.AuthorizationResponseError) {
@@ -226,6 +230,8 @@ function toUpstreamError(error: unknown, context: string): UpstreamRefusedError 
     cause: error,
   });
 }
+
+const NOT_THE_USERS_FAULT = new Set(['invalid_client', 'unauthorized_client', 'server_error', 'temporarily_unavailable']);
 
 const UNAVAILABLE_CODES = new Set([
   'OAUTH_RESPONSE_IS_NOT_CONFORM',

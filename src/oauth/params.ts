@@ -20,3 +20,10 @@ export function splitScopes(scope: string | undefined): string[] | undefined {
   if (scope === undefined) return undefined;
   return [...new Set(scope.split(' ').filter(Boolean))];
 }
+
+/** RFC 6749 §3.2 / RFC 7009 §2.1: these endpoints take form-encoded bodies only. */
+export function requireForm(contentType: string | undefined, endpoint: string): void {
+  if (!contentType?.toLowerCase().startsWith('application/x-www-form-urlencoded')) {
+    throw new OAuthError('invalid_request', `the ${endpoint} endpoint takes application/x-www-form-urlencoded bodies`);
+  }
+}

@@ -2,11 +2,12 @@ import type { FastifyInstance } from 'fastify';
 import { authenticateClient } from './client-auth.ts';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
-import { type Params, param, requiredParam } from './params.ts';
+import { type Params, param, requiredParam, requireForm } from './params.ts';
 
 /** POST /revoke (RFC 7009): 200 for revoked and for unknown tokens alike (§2.2). */
 export function registerRevoke(app: FastifyInstance, ctx: AuthServerContext) {
   app.post('/revoke', async (request, reply) => {
+    requireForm(request.headers['content-type'], 'revocation');
     const body = request.body as Params;
     const token = requiredParam(body, 'token');
     const hint = param(body, 'token_type_hint');

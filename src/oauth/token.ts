@@ -4,7 +4,7 @@ import type { AuthServerContext, CodeRecord } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { AUTHORIZATION_CODE_PREFIX } from './flow.ts';
 import { keys } from './keys.ts';
-import { type Params, param, requiredParam, splitScopes } from './params.ts';
+import { type Params, param, requiredParam, requireForm, splitScopes } from './params.ts';
 import { verifyPkce } from './pkce.ts';
 import { findResource } from './resources.ts';
 import { sha256 } from './secrets.ts';
@@ -12,6 +12,7 @@ import { sha256 } from './secrets.ts';
 /** POST /token (OAuth 2.1 §3.2): authorization_code and refresh_token grants. */
 export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
   app.post('/token', async (request, reply) => {
+    requireForm(request.headers['content-type'], 'token');
     const body = request.body as Params;
     const grantType = requiredParam(body, 'grant_type');
     const client = await authenticateClient(ctx, request);

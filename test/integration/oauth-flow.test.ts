@@ -45,7 +45,7 @@ describe('sign-in with the MCP SDK auth flow (dev IdP)', () => {
     });
     assert.equal(await gateway.ctx.grants.validateAccessToken(second.access_token), undefined);
     const afterRevoke = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: second.refresh_token!, client_id: info!.client_id });
-    assert.equal((await afterRevoke.json()).error, 'invalid_grant');
+    assert.equal(((await afterRevoke.json()) as { error: string }).error, 'invalid_grant');
   });
 
   it('revoke (RFC 7009): access token alone, then refresh token ends the grant', async () => {

@@ -4,7 +4,7 @@
  * `{host}/{tenantid}/v2.0`), recording every authorization request and token request it receives so
  * tests can assert on the wire.
  */
-import type { IncomingMessage, RequestListener } from 'node:http';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { DevUser } from '../../src/config/schema.ts';
 import { type DevIdp, type DevIdpClient, startDevIdp } from '../../src/idp/dev-idp.ts';
 
@@ -17,6 +17,8 @@ export interface EntraShapedIdp extends DevIdp {
   /** Body of every token request, in order. */
   tokenRequests: URLSearchParams[];
 }
+
+const RAW = 'x-oidc-provider-metadata';
 
 export const ENTRA_TEST_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 
@@ -46,22 +48,30 @@ export async function startEntraShapedIdp(options: {
   const tokenRequests: URLSearchParams[] = [];
   let issuer = '';
 
+  // Entra's metadata, from oidc-provider's: the issuer (a template for organizations/common), and
+  // no RFC 9207 `iss` in authorization responses (Entra sends none).
+  const serveMetadata = (metadataIssuer: string, res: ServerResponse) => {
+    fetch(`${issuer}/.well-known/openid-configuration`, { headers: { [RAW]: '1' } })
+      .then((r) => r.json() as Promise<Record<string, unknown>>)
+      .then((metadata) => {
+        const { authorization_response_iss_parameter_supported: _, ...rest } = metadata;
+        const body = { ...rest, issuer: metadataIssuer };
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      })
+      .catch(() => res.writeHead(502).end());
+  };
+
   const wrap =
     (next: RequestListener): RequestListener =>
     (req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
-      const multiTenant = /^\/(organizations|common)\/v2\.0\/\.well-known\/openid-configuration$/.exec(url.pathname);
-      if (multiTenant) {
-        // Entra's multi-tenant metadata: the tenant's endpoints, with the issuer as a template.
-        fetch(`${issuer}/.well-known/openid-configuration`)
-          .then((r) => r.json() as Promise<Record<string, unknown>>)
-          .then((metadata) => {
-            const body = { ...metadata, issuer: issuer.replace(`/${tenantId}/`, '/{tenantid}/') };
-            res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-          })
-          .catch(() => res.writeHead(500).end());
+      const discovery = /^\/([^/]+)\/v2\.0\/\.well-known\/openid-configuration$/.exec(url.pathname);
+      const discoveryTenant = discovery?.[1];
+      if (discoveryTenant && [tenantId, 'organizations', 'common'].includes(discoveryTenant) && !req.headers[RAW]) {
+        serveMetadata(discoveryTenant === tenantId ? issuer : issuer.replace(`/${tenantId}/`, '/{tenantid}/'), res);
         return;
       }
+      if (url.pathname.startsWith(`/${tenantId}/v2.0/auth`)) withoutIssInRedirects(res);
       if (url.pathname === `/${tenantId}/v2.0/auth`) authorizeRequests.push(new URLSearchParams(url.search));
       if (url.pathname === `/${tenantId}/v2.0/token` && req.method === 'POST') {
         recordBody(req, (body) => tokenRequests.push(new URLSearchParams(body)));
@@ -82,6 +92,19 @@ export async function startEntraShapedIdp(options: {
   );
   issuer = idp.issuer;
   return { ...idp, authorityHost: idp.origin, tenantId, authorizeRequests, tokenRequests };
+}
+
+/** Entra's authorization responses carry no `iss` parameter (oidc-provider always adds it). */
+function withoutIssInRedirects(res: ServerResponse): void {
+  const setHeader = res.setHeader.bind(res);
+  res.setHeader = ((name: string, value: number | string | readonly string[]) => {
+    if (name.toLowerCase() === 'location' && typeof value === 'string' && value.includes('iss=')) {
+      const location = new URL(value);
+      location.searchParams.delete('iss');
+      return setHeader(name, location.href);
+    }
+    return setHeader(name, value);
+  }) as typeof res.setHeader;
 }
 
 /**

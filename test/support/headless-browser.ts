@@ -21,7 +21,7 @@ export interface RequestOptions {
 
 export interface HeadlessBrowser {
   get(url: string | URL, options?: RequestOptions): Promise<BrowserPage>;
-  /** POSTs a urlencoded form, as a browser submitting a form on `referrer` would. */
+  /** POSTs a urlencoded form (with an Origin header, as a browser sends), then follows redirects. */
   post(url: string | URL, fields: Record<string, string>, options?: RequestOptions): Promise<BrowserPage>;
   /**
    * Submits the first `<form>` of the page (or the first whose tag or content contains `formHint`):

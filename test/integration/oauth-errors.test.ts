@@ -1,0 +1,283 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { COOKIE } from '../../src/oauth/cookies.ts';
+import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
+import { createHeadlessBrowser } from '../support/headless-browser.ts';
+import {
+  authorizeUrl,
+  CLIENT_REDIRECT,
+  defaultAuthorizeParams,
+  exchangeCode,
+  obtainCode,
+  pkce,
+  postForm,
+  registerClient,
+} from '../support/oauth-steps.ts';
+
+type Json = Record<string, unknown>;
+
+describe('authorization server: bad input gets the exact error', () => {
+  const clock = mutableClock();
+  let gw: Harness;
+  let base: string;
+  let clientId: string;
+  before(async () => {
+    gw = await startHarness({ clock });
+    base = gw.publicUrl;
+    clientId = await registerClient(base);
+  });
+  after(() => gw.close());
+
+  async function authorize(params: Record<string, string | undefined>) {
+    return fetch(authorizeUrl(base, params), { redirect: 'manual', headers: { accept: 'text/html' } });
+  }
+
+  describe('/authorize before the client is verified: an error page, never a redirect', () => {
+    const cases: [string, (p: Record<string, string>) => Record<string, string | undefined>, string][] = [
+      ['missing client_id', (p) => ({ ...p, client_id: undefined }), 'invalid_request: client_id is required'],
+      ['unknown client_id', (p) => ({ ...p, client_id: 'nobody' }), 'invalid_client: unknown client_id'],
+      [
+        'unregistered redirect_uri',
+        (p) => ({ ...p, redirect_uri: 'https://evil.example.com/cb' }),
+        'invalid_request: redirect_uri is not registered for this client',
+      ],
+    ];
+    for (const [name, change, message] of cases) {
+      it(name, async () => {
+        const response = await authorize(change(defaultAuthorizeParams(base, clientId, pkce().challenge)));
+        assert.equal(response.status, 400);
+        assert.equal(response.headers.get('location'), null);
+        assert.equal(response.headers.get('content-security-policy')?.includes("frame-ancestors 'none'"), true);
+        assert.ok((await response.text()).includes(message));
+      });
+    }
+  });
+
+  describe('/authorize after verification: redirect with error, state and iss', () => {
+    const cases: [string, (p: Record<string, string>) => Record<string, string | undefined>, string, string][] = [
+      ['missing PKCE', (p) => ({ ...p, code_challenge: undefined, code_challenge_method: undefined }), 'invalid_request', 'code_challenge is required (PKCE)'],
+      ['plain PKCE', (p) => ({ ...p, code_challenge_method: 'plain' }), 'invalid_request', 'code_challenge_method must be S256'],
+      ['response_type token', (p) => ({ ...p, response_type: 'token' }), 'unsupported_response_type', 'response_type must be code'],
+      ['unknown resource', (p) => ({ ...p, resource: 'https://other.example.com/mcp' }), 'invalid_target', 'resource https://other.example.com/mcp is not served by this gateway'],
+      ['unknown scope', (p) => ({ ...p, scope: 'admin:all' }), 'invalid_scope', 'unknown scope: admin:all'],
+    ];
+    for (const [name, change, error, description] of cases) {
+      it(name, async () => {
+        const response = await authorize(change(defaultAuthorizeParams(base, clientId, pkce().challenge)));
+        assert.equal(response.status, 302);
+        const location = new URL(response.headers.get('location')!);
+        assert.equal(`${location.origin}${location.pathname}`, CLIENT_REDIRECT);
+        assert.equal(location.searchParams.get('error'), error);
+        assert.equal(location.searchParams.get('error_description'), description);
+        assert.equal(location.searchParams.get('state'), 'client-state-1');
+        assert.equal(location.searchParams.get('iss'), base);
+      });
+    }
+  });
+
+  describe('/token', () => {
+    it('wrong verifier → invalid_grant', async () => {
+      const { code, clientId: id } = await obtainCode(base);
+      const response = await exchangeCode(base, { code, verifier: pkce().verifier, clientId: id });
+      assert.equal(response.status, 400);
+      assert.deepEqual(await response.json(), { error: 'invalid_grant', error_description: 'code_verifier does not match the code_challenge' });
+      assert.equal(response.headers.get('cache-control'), 'no-store');
+    });
+
+    it('reused code → invalid_grant and the tokens it issued are dead', async () => {
+      const { code, verifier, clientId: id } = await obtainCode(base);
+      const first = await exchangeCode(base, { code, verifier, clientId: id });
+      assert.equal(first.status, 200);
+      const tokens = (await first.json()) as { access_token: string; refresh_token: string };
+      assert.ok(await gw.ctx.grants.validateAccessToken(tokens.access_token));
+      const replay = await exchangeCode(base, { code, verifier, clientId: id });
+      assert.equal(replay.status, 400);
+      assert.deepEqual(await replay.json(), {
+        error: 'invalid_grant',
+        error_description: 'authorization code was already used; tokens issued from it are revoked',
+      });
+      assert.equal(await gw.ctx.grants.validateAccessToken(tokens.access_token), undefined);
+      const refresh = await postForm(base, '/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: id });
+      assert.equal(((await refresh.json()) as Json).error, 'invalid_grant');
+    });
+
+    it('expired code → invalid_grant', async () => {
+      const { code, verifier, clientId: id } = await obtainCode(base);
+      clock.advance(301);
+      const response = await exchangeCode(base, { code, verifier, clientId: id });
+      assert.deepEqual(await response.json(), { error: 'invalid_grant', error_description: 'unknown or expired authorization code' });
+    });
+
+    it("another client's code → invalid_grant", async () => {
+      const { code, verifier } = await obtainCode(base);
+      const other = await registerClient(base, { client_name: 'Other' });
+      const response = await exchangeCode(base, { code, verifier, clientId: other });
+      assert.deepEqual(await response.json(), { error: 'invalid_grant', error_description: 'authorization code was issued to another client' });
+    });
+
+    it('resource differing from the authorization request → invalid_target', async () => {
+      const { code, verifier, clientId: id } = await obtainCode(base);
+      const response = await exchangeCode(base, { code, verifier, clientId: id, resource: 'https://elsewhere.example.com/mcp' });
+      assert.equal(response.status, 400);
+      assert.equal(((await response.json()) as Json).error, 'invalid_target');
+    });
+
+    const badBodies: [string, () => Promise<Response>, number, Json][] = [
+      ['missing grant_type', () => postForm(base, '/token', { client_id: 'x' }), 400, { error: 'invalid_request', error_description: 'grant_type is required' }],
+      [
+        'unknown client',
+        () => postForm(base, '/token', { grant_type: 'authorization_code', client_id: 'nobody', code: 'c', code_verifier: 'v' }),
+        401,
+        { error: 'invalid_client', error_description: 'unknown client_id' },
+      ],
+      [
+        'unsupported grant type',
+        () => postForm(base, '/token', { grant_type: 'password', client_id: clientId }),
+        400,
+        { error: 'unsupported_grant_type', error_description: 'grant_type password is not supported' },
+      ],
+      [
+        'repeated parameter',
+        () =>
+          fetch(`${base}/token`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/x-www-form-urlencoded' },
+            body: 'grant_type=authorization_code&grant_type=refresh_token',
+          }),
+        400,
+        { error: 'invalid_request', error_description: 'parameter grant_type must appear once' },
+      ],
+      [
+        'JSON instead of a form',
+        () => fetch(`${base}/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"grant_type":"refresh_token"}' }),
+        400,
+        { error: 'invalid_request', error_description: 'the token endpoint takes application/x-www-form-urlencoded bodies' },
+      ],
+      [
+        'oversized body',
+        () => postForm(base, '/token', { grant_type: 'authorization_code', pad: 'x'.repeat(70 * 1024) }),
+        413,
+        { error: 'invalid_request', error_description: 'request body is too large' },
+      ],
+    ];
+    for (const [name, send, status, body] of badBodies) {
+      it(name, async () => {
+        const response = await send();
+        assert.equal(response.status, status);
+        assert.deepEqual(await response.json(), body);
+      });
+    }
+  });
+
+  describe('/register', () => {
+    const cases: [string, string, string, number, Json][] = [
+      ['malformed JSON', 'application/json', '{"redirect_uris": [', 400, { error: 'invalid_request', error_description: 'request body is not valid JSON' }],
+      ['not JSON', 'text/plain', 'hello', 400, { error: 'invalid_client_metadata', error_description: 'registration requests must be application/json (RFC 7591 §3.1)' }],
+      ['no redirect_uris', 'application/json', '{"client_name":"x"}', 400, { error: 'invalid_redirect_uri', error_description: 'redirect_uris must be a non-empty array' }],
+      [
+        'http redirect off loopback',
+        'application/json',
+        '{"redirect_uris":["http://evil.example.com/cb"]}',
+        400,
+        { error: 'invalid_redirect_uri', error_description: 'redirect_uri "http://evil.example.com/cb": http is allowed only on loopback hosts' },
+      ],
+      ['array body', 'application/json', '[]', 400, { error: 'invalid_client_metadata', error_description: 'registration request must be a JSON object' }],
+      ['oversized', 'application/json', JSON.stringify({ redirect_uris: [CLIENT_REDIRECT], pad: 'x'.repeat(70 * 1024) }), 413, { error: 'invalid_request', error_description: 'request body is too large' }],
+    ];
+    for (const [name, type, body, status, expected] of cases) {
+      it(name, async () => {
+        const response = await fetch(`${base}/register`, { method: 'POST', headers: { 'content-type': type }, body });
+        assert.equal(response.status, status);
+        assert.deepEqual(await response.json(), expected);
+      });
+    }
+  });
+
+  describe('consent', () => {
+    async function consentPage() {
+      const browser = createHeadlessBrowser();
+      const page = await browser.get(authorizeUrl(base, defaultAuthorizeParams(base, clientId, pkce().challenge)));
+      assert.equal(page.status, 200);
+      assert.ok(page.body.includes('name="decision"'));
+      const requestId = /name="request" value="([^"]+)"/.exec(page.body)![1]!;
+      const csrf = /name="csrf" value="([^"]+)"/.exec(page.body)![1]!;
+      return { browser, page, requestId, csrf };
+    }
+
+    it('missing CSRF token → 403', async () => {
+      const { browser, requestId } = await consentPage();
+      const response = await postForm(base, '/consent', { request: requestId, decision: 'allow' }, { cookie: browser.cookieHeader(base) });
+      assert.equal(response.status, 403);
+      assert.ok((await response.text()).includes('missing or invalid CSRF token'));
+    });
+
+    it('wrong CSRF token, or the right token from another browser → 403', async () => {
+      const { browser, requestId, csrf } = await consentPage();
+      const wrong = await postForm(base, '/consent', { request: requestId, csrf: `${csrf}x`, decision: 'allow' }, { cookie: browser.cookieHeader(base) });
+      assert.equal(wrong.status, 403);
+      const noCookie = await postForm(base, '/consent', { request: requestId, csrf, decision: 'allow' });
+      assert.equal(noCookie.status, 403);
+    });
+
+    it('deny → access_denied at the client', async () => {
+      const { browser, page } = await consentPage();
+      const denied = await browser.submitForm(page, 'action="/consent"', { decision: 'deny' }, { stopAt: (l) => l.href.startsWith(CLIENT_REDIRECT) });
+      assert.equal(denied.stoppedAt?.searchParams.get('error'), 'access_denied');
+      assert.equal(denied.stoppedAt?.searchParams.get('state'), 'client-state-1');
+      assert.equal(denied.stoppedAt?.searchParams.get('iss'), base);
+    });
+
+    it('a forged or expired consent cookie is ignored: the consent page is shown', async () => {
+      const forged = gw.ctx.signer.sign({ approvals: [] }).replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'));
+      for (const value of [forged, 'garbage', gw.ctx.signer.sign({ approvals: [{ binding: 'x', expiresAt: 1 }] })]) {
+        const response = await fetch(authorizeUrl(base, defaultAuthorizeParams(base, clientId, pkce().challenge)), {
+          redirect: 'manual',
+          headers: { cookie: `${COOKIE.consent}=${value}` },
+        });
+        assert.equal(response.status, 200);
+        assert.ok((await response.text()).includes('name="decision"'));
+      }
+    });
+
+    it('a remembered approval skips the consent page for that client only', async () => {
+      const { browser } = await obtainCode(base, { clientId });
+      const again = await fetch(authorizeUrl(base, defaultAuthorizeParams(base, clientId, pkce().challenge)), {
+        redirect: 'manual',
+        headers: { cookie: browser.cookieHeader(base) },
+      });
+      assert.equal(again.status, 302, 'straight to the IdP');
+      assert.ok(new URL(again.headers.get('location')!).pathname.endsWith('/auth'));
+      const other = await registerClient(base, { client_name: 'Other' });
+      const otherResponse = await fetch(authorizeUrl(base, defaultAuthorizeParams(base, other, pkce().challenge)), {
+        redirect: 'manual',
+        headers: { cookie: browser.cookieHeader(base) },
+      });
+      assert.equal(otherResponse.status, 200);
+    });
+  });
+
+  describe('/callback', () => {
+    it('unknown state → 400 page', async () => {
+      const response = await fetch(`${base}/callback?code=abc&state=never-issued`);
+      assert.equal(response.status, 400);
+      assert.ok((await response.text()).includes('unknown, expired or already used state'));
+    });
+
+    it('replayed state → 400 page', async () => {
+      const { pages, browser } = await obtainCode(base, { clientId });
+      assert.ok(pages.length > 0);
+      // Replay the IdP's redirect to /callback: find it by walking the flow again without following it.
+      const fresh = await fetch(authorizeUrl(base, defaultAuthorizeParams(base, clientId, pkce().challenge)), {
+        redirect: 'manual',
+        headers: { cookie: browser.cookieHeader(base) },
+      });
+      const idpUrl = fresh.headers.get('location')!;
+      const callback = await browser.followUntil(idpUrl, (l) => l.pathname === '/callback');
+      const first = await browser.get(callback, { stopAt: (l) => l.href.startsWith(CLIENT_REDIRECT) });
+      assert.ok(first.stoppedAt?.searchParams.get('code'));
+      const replay = await fetch(callback);
+      assert.equal(replay.status, 400);
+      assert.ok((await replay.text()).includes('unknown, expired or already used state'));
+    });
+  });
+});
