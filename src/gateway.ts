@@ -81,6 +81,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     timeoutMs: metadataDocuments.timeoutMs,
     maxBytes: metadataDocuments.maxBytes,
     allowInsecure: metadataDocuments.allowInsecure ?? config.mode === 'dev',
+    extraCa: metadataDocuments.extraCa,
   });
   const clients = createClients({ store, clock, fetchDocument }, { cimdEnabled: metadataDocuments.enabled });
   const grants = createGrants({ store, clock, sealer, idp }, config.tokens);

@@ -191,6 +191,8 @@ export const configSchema = z
             maxBytes: z.number().int().positive().default(64 * 1024),
             /** Allow http:// and private/loopback/link-local addresses (defaults to true in dev mode). */
             allowInsecure: z.boolean().optional(),
+            /** Extra PEM CA bundle trusted for document hosts on a private PKI (in addition to the system's). */
+            extraCa: secretSchema.optional(),
           })
           .strict()
           .default({ enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 }),

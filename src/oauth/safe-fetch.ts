@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
 
 /**
@@ -48,6 +49,8 @@ export interface SafeFetchOptions {
   maxBytes: number;
   /** Allow http:// and private, loopback and link-local addresses (dev mode only). */
   allowInsecure: boolean;
+  /** PEM CA certificates trusted in addition to Node's bundled roots. */
+  extraCa?: string;
 }
 
 export interface SafeFetchResult {
@@ -65,6 +68,7 @@ export function createSafeFetch(options: SafeFetchOptions) {
   const agent = new Agent({
     connect: {
       timeout: options.timeoutMs,
+      ...(options.extraCa ? { ca: [...rootCertificates, options.extraCa] } : {}),
       lookup(hostname, lookupOptions, callback) {
         lookup(hostname, { ...lookupOptions, all: true }, (error, addresses) => {
           if (error) return callback(error, '', 0);

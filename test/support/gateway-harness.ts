@@ -14,7 +14,12 @@ export const DEV_USERS = [
 /** A clock tests can move forward. */
 export function mutableClock(start = Math.floor(Date.now() / 1000)): Clock & { advance(seconds: number): void } {
   let now = start;
-  return { nowSeconds: () => now, advance: (seconds) => void (now += seconds) };
+  return {
+    nowSeconds: () => now,
+    advance(seconds) {
+      now += seconds;
+    },
+  };
 }
 
 export interface HarnessOptions {
