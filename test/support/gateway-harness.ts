@@ -23,6 +23,8 @@ export function mutableClock(start = Math.floor(Date.now() / 1000)): Clock & { a
 }
 
 export interface HarnessOptions {
+  /** Listen port (default: a free one); choose it first when an IdP must know the redirect URI. */
+  port?: number;
   clock?: Clock;
   store?: Store;
   /** Extra/overriding config (merged shallowly at the top level). */
@@ -40,7 +42,7 @@ export interface Harness extends RunningGateway {
 
 /** The real gateway, in-process, on a loopback port, with the dev IdP unless another upstream is given. */
 export async function startHarness(options: HarnessOptions = {}): Promise<Harness> {
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const publicUrl = `http://localhost:${port}`;
   const raw = {
     mode: 'dev',
