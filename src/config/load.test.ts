@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from './load.ts';
+
+const VALID = `
+publicUrl: https://mcp.example.com
+secrets:
+  encryptionKeys: [{ id: k1, key: { env: ENC_KEY } }]
+  cookieKey: { env: COOKIE_KEY }
+  signingKey: { env: SIGNING_KEY }
+upstream:
+  entra:
+    tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47
+    clientId: app
+    clientSecret: { env: ENTRA_SECRET }
+backends:
+  - { name: snippets, path: /mcp, url: http://127.0.0.1:7071/mcp }
+`;
+const ENV = { ENC_KEY: 'a'.repeat(44), COOKIE_KEY: 'c'.repeat(40), SIGNING_KEY: 'pem', ENTRA_SECRET: 's3cret' };
+
+function problems(yamlText: string, env: Record<string, string> = ENV): string[] {
+  try {
+    loadConfig({ yamlText, env });
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+describe('loadConfig', () => {
+  it('resolves env secrets, applies defaults and freezes', () => {
+    const config = loadConfig({ yamlText: VALID, env: ENV });
+    assert.equal(config.upstream.entra?.clientSecret, 's3cret');
+    assert.equal(config.upstream.entra?.authorityHost, 'https://login.microsoftonline.com');
+    assert.equal(config.tokens.accessTokenTtlSeconds, 3600);
+    assert.equal(config.tokens.refreshTokenTtlSeconds, 30 * 86400);
+    assert.deepEqual(config.store, { kind: 'sqlite', path: './data/gateway.db' });
+    assert.throws(() => {
+      (config as { publicUrl: string }).publicUrl = 'x';
+    }, TypeError);
+  });
+
+  it('applies MCPGW_* overrides with snake → camel and YAML scalars', () => {
+    const config = loadConfig({ yamlText: VALID, env: { ...ENV, MCPGW_LISTEN__PORT: '9000', MCPGW_TOKENS__ACCESS_TOKEN_TTL_SECONDS: '600' } });
+    assert.equal(config.listen.port, 9000);
+    assert.equal(config.tokens.accessTokenTtlSeconds, 600);
+  });
+
+  const cases: [string, string, Record<string, string> | undefined, string[]][] = [
+    ['missing tenant id', VALID.replace('    tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47\n', ''), undefined, ['upstream.entra.tenantId: required']],
+    ['unset env secret', VALID, { ...ENV, ENTRA_SECRET: '' }, ['upstream.entra.clientSecret: environment variable ENTRA_SECRET is not set']],
+    ['http public URL off loopback', VALID.replace('https://mcp.example.com', 'http://mcp.example.com'), undefined, ['publicUrl: must be https (http only on loopback)']],
+    [
+      'multi-tenant without allow-list',
+      VALID.replace('72f988bf-86f1-41af-91ab-2d7cd011db47', 'organizations'),
+      undefined,
+      ['upstream.entra.allowedTenants: required when tenantId is organizations'],
+    ],
+    ['two upstreams', VALID.replace('upstream:\n', 'upstream:\n  oidc: { issuer: https://idp.example.com, clientId: x, clientSecret: y }\n'), undefined, ['upstream: exactly one of dev, oidc or entra is required']],
+    ['unknown key', `${VALID}\nbogus: 1\n`, undefined, ['(root): Unrecognized key: "bogus"']],
+    ['bad backend path', VALID.replace('path: /mcp', 'path: /tools'), undefined, ['backends.0.path: must end in /mcp, e.g. /mcp or /github/mcp']],
+    ['not YAML', 'a: [', undefined, ['(file): not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] at line 1, column 5:']],
+  ];
+  for (const [name, yamlText, env, expected] of cases) {
+    it(`names the key: ${name}`, () => assert.deepEqual(problems(yamlText, env), expected));
+  }
+});
