@@ -63,10 +63,9 @@ describe('MCP conformance suite: authorization server scenarios', () => {
 
     const run = await runConformance(
       ['authorization', '--url', gateway.publicUrl, '--client-id', clientId, '--resource', gateway.mcpUrl, '--port', String(port), '--output-dir', outputDir],
-      (authorizeUrl) => signInAndApprove(authorizeUrl, callback),
+      (authorizeUrl, callbackReady) => signInAndApprove(authorizeUrl, callback, callbackReady),
     );
     const transcript = `exit ${run.exitCode}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
-    console.log(transcript);
     assert.equal(run.glueError, undefined, `driving the authorize step failed: ${String(run.glueError)}\n${transcript}`);
 
     // The CLI asked for our authorization endpoint with PKCE S256 and the resource.
@@ -105,7 +104,7 @@ describe('MCP conformance suite: authorization server scenarios', () => {
   });
 
   /** Consent (allow) then the dev IdP sign-in, until the gateway redirects to the CLI's callback; then land there. */
-  async function signInAndApprove(start: URL, callback: string): Promise<URL> {
+  async function signInAndApprove(start: URL, callback: string, callbackReady: Promise<void>): Promise<URL> {
     const browser = createHeadlessBrowser();
     const atCallback = (location: URL) => location.href.startsWith(callback);
     let page: BrowserPage = await browser.get(start, { stopAt: atCallback });
@@ -115,6 +114,7 @@ describe('MCP conformance suite: authorization server scenarios', () => {
       else throw new Error(`stuck at ${page.url} (${page.status}): ${page.body.slice(0, 300)}`);
     }
     if (!page.stoppedAt) throw new Error('the gateway never redirected to the callback');
+    await callbackReady;
     const landed = await fetch(page.stoppedAt);
     assert.equal(landed.status, 200, 'the CLI callback server accepted the redirect');
     await landed.body?.cancel();
@@ -122,8 +122,11 @@ describe('MCP conformance suite: authorization server scenarios', () => {
   }
 });
 
-/** Runs the CLI with this Node (24); when it prints the authorize URL, `authorize` plays the browser. */
-function runConformance(args: string[], authorize: (url: URL) => Promise<URL>): Promise<CliRun> {
+/**
+ * Runs the CLI with this Node (24); when it prints the authorize URL, `authorize` plays the browser
+ * (`callbackReady` settles once the CLI reports its callback server listening).
+ */
+function runConformance(args: string[], authorize: (url: URL, callbackReady: Promise<void>) => Promise<URL>): Promise<CliRun> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
     const run: CliRun = { exitCode: null, stdout: '', stderr: '' };
@@ -133,13 +136,18 @@ function runConformance(args: string[], authorize: (url: URL) => Promise<URL>): 
       run.stderr += chunk;
     });
     let expectUrl = false;
+    let callbackListening = () => {};
+    const callbackReady = new Promise<void>((ready) => {
+      callbackListening = ready;
+    });
     createInterface({ input: child.stdout }).on('line', (line) => {
       run.stdout += `${line}\n`;
-      if (line.startsWith('Access the following URL')) expectUrl = true;
+      if (line.startsWith('Callback server started:')) callbackListening();
+      else if (line.startsWith('Access the following URL')) expectUrl = true;
       else if (expectUrl && line.trim()) {
         expectUrl = false;
         run.authorizeUrl = new URL(line.trim());
-        glue = authorize(run.authorizeUrl).then(
+        glue = authorize(run.authorizeUrl, callbackReady).then(
           (returnedTo) => {
             run.returnedTo = returnedTo;
           },
