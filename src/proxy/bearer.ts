@@ -1,0 +1,69 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { ProtectedResource } from '../oauth/resources.ts';
+import type { AccessTokenRecord } from '../ports/records.ts';
+
+export type ValidateAccessToken = (token: string) => Promise<AccessTokenRecord | undefined>;
+
+export type BearerResult =
+  | { ok: true; token: string; record: AccessTokenRecord }
+  | { ok: false; status: 401 | 403; wwwAuthenticate: string; body: { error: string; error_description: string } };
+
+/** The scope a token must carry to use the resource: its first (default) scope. */
+export function requiredScope(resource: ProtectedResource): string {
+  return resource.scopes[0]!;
+}
+
+/**
+ * RFC 6750 §2.1: `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
+ * Tokens in the query or a form body are not accepted (PRM advertises the header method only).
+ */
+export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
+  const match = /^Bearer +(\S+) *$/i.exec(headers.authorization ?? '');
+  return match?.[1];
+}
+
+/**
+ * The gate in front of every MCP endpoint (MCP 2025-11-25 authorization §Access Token Usage):
+ * - no Bearer credentials → 401 with the RFC 9728 §5.1 challenge (`resource_metadata`, `scope`) and no
+ *   error code (RFC 6750 §3.1);
+ * - unknown, expired, revoked token, or one issued for another resource (audience, RFC 8707) →
+ *   401 `error="invalid_token"`;
+ * - token without the required scope → 403 `error="insufficient_scope"` naming it (RFC 6750 §3.1,
+ *   MCP §Scope Challenge Handling, for step-up).
+ */
+export async function checkBearer(
+  headers: IncomingHttpHeaders,
+  resource: ProtectedResource,
+  validate: ValidateAccessToken,
+): Promise<BearerResult> {
+  const challenge = `Bearer resource_metadata="${resource.metadataUrl}", scope="${resource.scopes.join(' ')}"`;
+  const token = bearerToken(headers);
+  if (token === undefined) {
+    return {
+      ok: false,
+      status: 401,
+      wwwAuthenticate: challenge,
+      body: { error: 'invalid_token', error_description: 'A bearer token is required' },
+    };
+  }
+  const record = await validate(token);
+  // The audience check: a token is only good for the resource it was issued for.
+  if (!record || record.resource !== resource.resource) {
+    return {
+      ok: false,
+      status: 401,
+      wwwAuthenticate: `${challenge}, error="invalid_token"`,
+      body: { error: 'invalid_token', error_description: 'The access token is invalid, expired, revoked or for another resource' },
+    };
+  }
+  const needed = requiredScope(resource);
+  if (!record.scopes.includes(needed)) {
+    return {
+      ok: false,
+      status: 403,
+      wwwAuthenticate: `Bearer error="insufficient_scope", scope="${needed}", resource_metadata="${resource.metadataUrl}"`,
+      body: { error: 'insufficient_scope', error_description: `The access token lacks the scope ${needed}` },
+    };
+  }
+  return { ok: true, token, record };
+}

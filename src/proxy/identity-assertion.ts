@@ -1,0 +1,78 @@
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { calculateJwkThumbprint, exportJWK, type JWK, SignJWT } from 'jose';
+import { sha256 } from '../oauth/secrets.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { AccessTokenRecord } from '../ports/records.ts';
+
+/** Cached assertions are replaced this long before they expire (or at half their life if shorter). */
+const REUSE_MARGIN_SECONDS = 60;
+/** Bound on cached assertions; the oldest go first. */
+const MAX_CACHED_ASSERTIONS = 10_000;
+
+export interface IdentityAssertions {
+  /** RFC 7517 JWK Set with the one public key, served at /.well-known/jwks.json. */
+  jwks: { keys: JWK[] };
+  /** A signed assertion of the token's user for one backend, reused until near its expiry. */
+  assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number): Promise<string>;
+}
+
+/**
+ * Short-lived ES256 JWTs (RFC 7519, RFC 7518 §3.4) telling a backend who is calling:
+ * iss = the gateway, aud = the backend's resource URL, sub/oid/tid/name/email/preferred_username/
+ * roles/groups/client_id from the validated grant, exp = now + ttl (never past the access token).
+ * The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
+ */
+export async function createIdentityAssertions(deps: {
+  signingKeyPem: string;
+  issuer: string;
+  clock: Clock;
+}): Promise<IdentityAssertions> {
+  let privateKey: KeyObject;
+  try {
+    privateKey = createPrivateKey(deps.signingKeyPem);
+  } catch (error) {
+    throw new Error('secrets.signingKey: not a PEM private key', { cause: error });
+  }
+  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new Error('secrets.signingKey: must be a P-256 (prime256v1) EC key for ES256');
+  }
+  const publicJwk = await exportJWK(createPublicKey(privateKey));
+  const kid = await calculateJwkThumbprint(publicJwk);
+  const jwks = { keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] };
+  const cache = new Map<string, { assertion: string; reuseUntil: number }>();
+
+  async function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number) {
+    const now = deps.clock.nowSeconds();
+    const key = `${sha256(token)} ${audience}`;
+    const cached = cache.get(key);
+    if (cached && now < cached.reuseUntil) return cached.assertion;
+    const expiresAt = Math.max(now + 1, Math.min(now + ttlSeconds, record.expiresAt));
+    const user = record.user;
+    const claims: Record<string, unknown> = {
+      oid: user.objectId,
+      tid: user.tenantId,
+      name: user.name,
+      email: user.email,
+      preferred_username: user.preferredUsername,
+      roles: user.roles,
+      groups: user.groups,
+      client_id: record.clientId,
+    };
+    for (const [name, value] of Object.entries(claims)) if (value === undefined) delete claims[name];
+    const assertion = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256', kid, typ: 'JWT' })
+      .setIssuer(deps.issuer)
+      .setAudience(audience)
+      .setSubject(user.subject)
+      .setIssuedAt(now)
+      .setExpirationTime(expiresAt)
+      .sign(privateKey);
+    if (cache.size >= MAX_CACHED_ASSERTIONS) cache.delete(cache.keys().next().value!);
+    cache.delete(key);
+    const margin = Math.min(REUSE_MARGIN_SECONDS, Math.floor((expiresAt - now) / 2));
+    cache.set(key, { assertion, reuseUntil: expiresAt - margin });
+    return assertion;
+  }
+
+  return { jwks, assertionFor };
+}

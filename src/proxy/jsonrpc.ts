@@ -1,0 +1,104 @@
+/**
+ * The few JSON-RPC facts the gateway needs: its own error bodies, and the 2026-07-28 rule that
+ * an intermediary reading the body rejects requests whose mirrored headers disagree with it.
+ */
+
+/** JSON-RPC 2.0 §5.1 reserves -32000…-32099 for implementation-defined server errors. */
+export const JSONRPC_SERVER_ERROR = -32000;
+/** The code the MCP SDKs use for an unknown (or not-yours) session. */
+export const JSONRPC_SESSION_NOT_FOUND = -32001;
+/** MCP 2026-07-28 transports/streamable-http §Server Validation: `HeaderMismatch`. */
+export const JSONRPC_HEADER_MISMATCH = -32020;
+export const JSONRPC_PARSE_ERROR = -32700;
+export const JSONRPC_INVALID_REQUEST = -32600;
+
+/** The protocol revision whose requests carry Mcp-Method / Mcp-Name (SEP "HTTP header standardization"). */
+export const HEADER_VALIDATION_PROTOCOL_VERSION = '2026-07-28';
+
+export type JsonRpcId = string | number | null;
+
+export interface JsonRpcErrorBody {
+  jsonrpc: '2.0';
+  error: { code: number; message: string };
+  id: JsonRpcId;
+}
+
+export function jsonRpcError(code: number, message: string, id: JsonRpcId = null): JsonRpcErrorBody {
+  return { jsonrpc: '2.0', error: { code, message }, id };
+}
+
+/** Methods whose `Mcp-Name` mirrors a body field (2026-07-28 §Standard Request Headers). */
+const NAME_SOURCE: Record<string, 'name' | 'uri'> = {
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+};
+
+const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
+
+/**
+ * 2026-07-28 §Value Encoding: `=?base64?…?=` (case-sensitive markers) carries the UTF-8 value in
+ * Base64; anything else is the value itself. Returns undefined for a malformed sentinel.
+ */
+export function decodeHeaderValue(value: string): string | undefined {
+  if (!value.startsWith('=?base64?') || !value.endsWith('?=')) return value;
+  const match = SENTINEL.exec(value);
+  if (!match) return undefined;
+  return Buffer.from(match[1]!, 'base64').toString('utf8');
+}
+
+export interface MetadataHeaders {
+  protocolVersion: string | undefined;
+  method: string | undefined;
+  name: string | undefined;
+}
+
+/**
+ * 2026-07-28 §Server Validation, applied as an intermediary that reads the body: returns the
+ * HeaderMismatch message, or undefined when the headers agree with the body.
+ * - `Mcp-Method` is required on requests and must equal `method` (on notifications it is
+ *   compared when present: "header requirements for notification POSTs are not defined").
+ * - `Mcp-Name` is required for tools/call, prompts/get (`params.name`) and resources/read
+ *   (`params.uri`) and must equal it after sentinel decoding; values are case-sensitive.
+ * - `MCP-Protocol-Version` must equal `params._meta["io.modelcontextprotocol/protocolVersion"]`
+ *   when the body carries it.
+ * `Mcp-Param-*` headers are forwarded unchecked: which ones exist depends on tool schemas the
+ * gateway does not read ("intermediate servers that do not recognize … MUST forward it").
+ */
+export function headerMismatch(headers: MetadataHeaders, message: Record<string, unknown>): string | undefined {
+  const method = typeof message['method'] === 'string' ? message['method'] : undefined;
+  if (method === undefined) return undefined; // a response or garbage: the backend answers it
+  const isRequest = 'id' in message;
+  if (headers.method === undefined) {
+    if (isRequest) return 'Header mismatch: required Mcp-Method header is missing';
+  } else if (headers.method !== method) {
+    return `Header mismatch: Mcp-Method header value '${headers.method}' does not match body value '${method}'`;
+  }
+  const params = isObject(message['params']) ? message['params'] : {};
+  const source = NAME_SOURCE[method];
+  if (source) {
+    const bodyName = params[source];
+    if (headers.name === undefined) return 'Header mismatch: required Mcp-Name header is missing';
+    const decoded = decodeHeaderValue(headers.name);
+    if (decoded === undefined) return 'Header mismatch: Mcp-Name header has a malformed base64 value';
+    if (decoded !== bodyName) {
+      return `Header mismatch: Mcp-Name header value '${decoded}' does not match body value '${String(bodyName)}'`;
+    }
+  }
+  const meta = isObject(params['_meta']) ? params['_meta'] : {};
+  const bodyVersion = meta['io.modelcontextprotocol/protocolVersion'];
+  if (typeof bodyVersion === 'string' && bodyVersion !== headers.protocolVersion) {
+    return `Header mismatch: MCP-Protocol-Version header value '${headers.protocolVersion}' does not match body value '${bodyVersion}'`;
+  }
+  return undefined;
+}
+
+export function idOf(message: unknown): JsonRpcId {
+  if (!isObject(message)) return null;
+  const id = message['id'];
+  return typeof id === 'string' || typeof id === 'number' ? id : null;
+}
+
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

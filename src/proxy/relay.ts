@@ -1,0 +1,73 @@
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { Transform, type Readable } from 'node:stream';
+import { GatewayError } from './forward.ts';
+
+/** An SSE comment (WHATWG HTML §9.2.6: lines starting with ':' are ignored by clients). */
+export const SSE_KEEP_ALIVE = ': keep-alive\n\n';
+
+export function isEventStream(contentType: string | string[] | undefined): boolean {
+  return typeof contentType === 'string' && /^text\/event-stream\b/i.test(contentType);
+}
+
+/**
+ * Copies a backend body to the client as it arrives (never buffered whole), honouring
+ * back-pressure. On SSE streams a keep-alive comment is written after `keepAliveMs` without
+ * output, only between events. A backend stream that dies mid-way ends the client's stream
+ * (SSE) or drops the connection (anything else, so a truncated body is not taken as complete).
+ */
+export async function relay(body: AsyncIterable<Buffer>, res: ServerResponse, options: { sse: boolean; keepAliveMs: number }) {
+  let lastWriteAt = Date.now();
+  let tail = '\n\n';
+  const timer = options.sse
+    ? setInterval(() => {
+        const atBoundary = tail.endsWith('\n\n') || tail.endsWith('\r\n\r\n') || tail.endsWith('\r\r');
+        if (atBoundary && Date.now() - lastWriteAt >= options.keepAliveMs && !res.writableEnded) {
+          res.write(SSE_KEEP_ALIVE);
+          lastWriteAt = Date.now();
+        }
+      }, Math.max(10, Math.floor(options.keepAliveMs / 2)))
+    : undefined;
+  try {
+    for await (const chunk of body) {
+      if (res.destroyed) return;
+      tail = (tail + chunk.subarray(Math.max(0, chunk.length - 4)).toString('latin1')).slice(-4);
+      lastWriteAt = Date.now();
+      if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    }
+    res.end();
+  } catch {
+    if (options.sse) res.end();
+    else res.destroy();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+/** Counts request bytes on their way to the backend; past the limit the forward fails with 413. */
+export function limitBytes(maxBytes: number): Transform {
+  let received = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      if (received > maxBytes) callback(tooLarge(maxBytes));
+      else callback(null, chunk);
+    },
+  });
+}
+
+/** Reads a whole request body, refusing more than maxBytes (used where policy must read it). */
+export async function readBounded(source: Readable, maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let received = 0;
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    received += chunk.length;
+    if (received > maxBytes) throw tooLarge(maxBytes);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+export function tooLarge(maxBytes: number): GatewayError {
+  return new GatewayError(413, `Payload Too Large: request body must not exceed ${maxBytes} bytes`);
+}
