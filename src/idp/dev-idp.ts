@@ -5,6 +5,8 @@ import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { type Account, type OidcContext } from 'oidc-provider';
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 import type { DevIdpConfig, DevUser } from '../config/schema.ts';
+import type { Store } from '../ports/store.ts';
+import { createStoreAdapter } from './store-adapter.ts';
 
 /** The gateway: the dev IdP's one static confidential client. */
 export interface DevIdpClient {
@@ -27,6 +29,8 @@ export interface DevIdp {
 }
 
 export interface DevIdpOptions {
+  /** Persist the provider's state here (the gateway's Store) instead of in memory. */
+  store?: Store;
   env?: Record<string, string | undefined>;
   /** Wraps the HTTP handler (test/support/entra-shaped-idp.ts records requests with it). */
   wrap?: (handler: RequestListener) => RequestListener;
@@ -68,9 +72,9 @@ export async function startDevIdp(
   const signingKey = { ...(await exportJWK(privateKey)), alg: 'RS256', use: 'sig', kid: randomBytes(8).toString('hex') };
 
   const provider = new Provider(issuer, {
-    // oidc-provider's own in-memory adapter (state is lost on restart, which is right for a dev IdP).
-    // Passed explicitly, as a per-instance factory, only to silence its "development-only adapter" warning.
-    adapter: createMemoryAdapter(),
+    // The gateway's Store when given (sessions and refresh tokens survive a restart of `npm start`),
+    // else oidc-provider's own in-memory adapter, passed explicitly to silence its dev-only warning.
+    adapter: options.store ? createStoreAdapter(options.store) : createMemoryAdapter(),
     jwks: { keys: [signingKey] },
     clients: [
       {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { type StartedSystem, startSystem } from '../support/child-system.ts';
@@ -53,6 +53,12 @@ describe('npm start: the whole system in one command', () => {
     assert.equal(provider.authorizationCode, undefined, 'no new sign-in');
     assert.equal(provider.pages.length, redirectsBefore);
     await again.close();
+
+    // The refresh renews the dev IdP's grant too: its state lives in the same SQLite file.
+    const before = provider.tokens()!.refresh_token;
+    assert.equal(await auth(provider, { serverUrl: system.mcpUrl }), 'AUTHORIZED');
+    assert.notEqual(provider.tokens()!.refresh_token, before);
+    assert.equal(provider.pages.length, redirectsBefore, 'still no sign-in');
   });
 });
 
