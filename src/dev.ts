@@ -43,6 +43,7 @@ export function devConfig(options: { dataDir: string; port: number; idpPort: num
     publicUrl,
     listen: { host: '127.0.0.1', port: options.port },
     store: { kind: 'sqlite', path: join(options.dataDir, 'gateway.db') },
+    shutdownGraceSeconds: 2,
     secrets: {
       encryptionKeys: [{ id: 'dev-1', key: options.secrets.encryptionKey }],
       cookieKey: options.secrets.cookieKey,

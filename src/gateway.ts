@@ -22,7 +22,7 @@ import { registerToken } from './oauth/token.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
 import type { UpstreamIdp } from './ports/idp.ts';
 import type { Store } from './ports/store.ts';
-const registerMcpProxy = async (..._a: unknown[]) => ({ close: async () => {} });
+import { registerMcpProxy } from './proxy/register.ts';
 import { RedisStore } from './store/redis.ts';
 import { SqliteStore } from './store/sqlite.ts';
 
@@ -61,7 +61,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   let idp: UpstreamIdp;
   if (config.upstream.dev) {
     const devClient = { clientId: 'mcp-entra-gateway', clientSecret: randomBytes(32).toString('base64url'), redirectUris: [redirectUri] };
-    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env });
+    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store });
     idp = await createUpstreamIdp(config.upstream, {
       redirectUri,
       devIdp: { issuer: devIdp.issuer, clientId: devClient.clientId, clientSecret: devClient.clientSecret },
@@ -117,7 +117,11 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     ctx,
     devIdp,
     async close() {
+      // Stop accepting; open streams are ended by the proxy's preClose hook; in-flight requests
+      // drain within the grace period, then remaining connections are cut.
+      const force = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
       await app.close();
+      clearTimeout(force);
       await proxy.close();
       await devIdp?.close();
       if (!deps.store) await store.close();

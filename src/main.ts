@@ -62,14 +62,26 @@ function configOrExit(load: () => Config): Config {
   }
 }
 
-/** Ctrl-C / SIGTERM: close everything, then exit 0; a second signal exits at once. */
+const SHUTDOWN_LIMIT_MS = 15_000;
+
+/**
+ * Ctrl-C / SIGTERM: close everything, then exit 0. Repeated signals are ignored (a terminal's
+ * Ctrl-C reaches npm and us both, and npm forwards it again); a stuck close exits 1 after a bound.
+ */
 function stopOnSignals(parts: (RunningGateway | { close(): Promise<void> })[]): void {
   let stopping = false;
   const stop = () => {
-    if (stopping) process.exit(1);
+    if (stopping) return;
     stopping = true;
+    setTimeout(() => {
+      process.stderr.write(`shutdown did not finish within ${SHUTDOWN_LIMIT_MS} ms\n`);
+      process.exit(1);
+    }, SHUTDOWN_LIMIT_MS).unref();
     Promise.all(parts.map((p) => p.close())).then(
-      () => process.exit(0),
+      () => {
+        process.stdout.write('Stopped cleanly.\n');
+        process.exit(0);
+      },
       (error: unknown) => {
         process.stderr.write(`error while stopping: ${(error as Error).message}\n`);
         process.exit(1);

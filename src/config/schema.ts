@@ -200,6 +200,8 @@ export const configSchema = z
       .strict()
       .default({ dynamic: true, metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 } }),
     backends: z.array(backendSchema).min(1),
+    /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
+    shutdownGraceSeconds: z.number().min(0).max(300).default(10),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   })
   .strict()

@@ -18,7 +18,6 @@ export function createHttpApp(logger: Logger, options: { trustProxy?: boolean } 
     trustProxy: options.trustProxy ?? false,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
-    forceCloseConnections: false,
     routerOptions: { maxParamLength: 500, ignoreTrailingSlash: false },
   });
 

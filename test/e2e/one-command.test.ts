@@ -42,7 +42,7 @@ describe('npm start: the whole system in one command', () => {
     assert.match(got.content[1]!.text, /saved by Alice Admin/);
     await client.close();
 
-    assert.equal(await system.stop(), 0, 'Ctrl-C exits cleanly');
+    assert.equal(await system.stop(), true, 'Ctrl-C stops every process cleanly');
     system = await startSystem(args);
     const redirectsBefore = provider.pages.length;
     provider.authorizationCode = undefined;

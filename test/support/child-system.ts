@@ -5,8 +5,8 @@ export interface StartedSystem {
   output: () => string;
   mcpUrl: string;
   users: { login: string; password: string }[];
-  /** SIGINT (Ctrl-C) and wait for exit; resolves with the exit code. */
-  stop(): Promise<number | null>;
+  /** Ctrl-C: SIGINT to the process group, as a terminal does; resolves true when every process is gone and the system said it stopped cleanly. */
+  stop(): Promise<boolean>;
 }
 
 /** Runs the README's start command (`npm start`) as a newcomer would, with ports and data dir as flags. */
@@ -41,12 +41,26 @@ export async function startSystem(args: string[], timeoutMs = 60_000): Promise<S
     mcpUrl,
     users,
     async stop() {
-      // npm forwards signals to its child; signal the whole group like a terminal's Ctrl-C does.
       process.kill(-child.pid!, 'SIGINT');
-      const timer = setTimeout(() => process.kill(-child.pid!, 'SIGKILL'), 10_000);
-      const code = await exited;
-      clearTimeout(timer);
-      return code;
+      await exited;
+      const deadline = Date.now() + 10_000;
+      while (groupAlive(child.pid!)) {
+        if (Date.now() > deadline) {
+          process.kill(-child.pid!, 'SIGKILL');
+          return false;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      return output.includes('Stopped cleanly.');
     },
   };
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,0 +1,89 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import type { ProtectedResource } from '../oauth/resources.ts';
+import { type BackendRequest, type Forwarder, forwardedRequestHeaders, forwardedResponseHeaders, GatewayError } from './forward.ts';
+import type { Admitted } from './gate.ts';
+import type { IdentityAssertions } from './identity-assertion.ts';
+import { jsonRpcError } from './jsonrpc.ts';
+import { isEventStream, relay } from './relay.ts';
+
+export interface ProxyContext {
+  forwarders: Map<string, Forwarder>;
+  assertions: IdentityAssertions;
+  keepAliveMs: number;
+  logger: Logger;
+  /** Backend exchanges in flight; aborted when the server closes so open streams end. */
+  active: Set<AbortController>;
+}
+
+/** What a backend receives: the allowed client headers, its credential, and who is calling. */
+export async function backendHeaders(
+  ctx: ProxyContext,
+  request: FastifyRequest,
+  caller: Admitted,
+  resource: ProtectedResource,
+): Promise<Record<string, string>> {
+  const headers = forwardedRequestHeaders(request.headers);
+  const { credential, identityAssertion } = resource.backend;
+  if (credential) headers[credential.header.toLowerCase()] = credential.value;
+  headers[identityAssertion.header.toLowerCase()] = await ctx.assertions.assertionFor(
+    caller.token,
+    caller.record,
+    resource.resource,
+    identityAssertion.ttlSeconds,
+  );
+  return headers;
+}
+
+export function sendGatewayError(reply: FastifyReply, error: GatewayError, id: string | number | null = null) {
+  return reply.code(error.status).header('cache-control', 'no-store').send(jsonRpcError(error.code, error.message, id));
+}
+
+/**
+ * Sends the request to the backend. A client that goes away aborts it (and later its body).
+ * Undefined when an error answer was already sent (or the client is gone).
+ */
+export async function openBackend(
+  ctx: ProxyContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  resource: ProtectedResource,
+  backendRequest: Omit<BackendRequest, 'signal'>,
+): Promise<Dispatcher.ResponseData | undefined> {
+  const controller = new AbortController();
+  ctx.active.add(controller);
+  reply.raw.on('close', () => {
+    ctx.active.delete(controller);
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  try {
+    return await ctx.forwarders.get(resource.name)!.request({ ...backendRequest, signal: controller.signal });
+  } catch (error) {
+    if (controller.signal.aborted) return undefined;
+    if (!(error instanceof GatewayError)) throw error;
+    request.log.warn({ backend: resource.name, status: error.status, err: error.cause ?? error }, 'backend request failed');
+    sendGatewayError(reply, error);
+    return undefined;
+  }
+}
+
+/** Streams the backend's answer to the client; `prefix` is written before the remaining body. */
+export async function sendBackendResponse(
+  ctx: ProxyContext,
+  reply: FastifyReply,
+  response: Dispatcher.ResponseData,
+  options: { prefix?: string; body?: AsyncIterable<Buffer> } = {},
+): Promise<void> {
+  const sse = isEventStream(response.headers['content-type']);
+  reply.hijack();
+  const res = reply.raw;
+  const headers: OutgoingHttpHeaders = { ...(reply.getHeaders() as OutgoingHttpHeaders), ...forwardedResponseHeaders(response.headers) };
+  // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
+  if (sse) headers['x-accel-buffering'] = 'no';
+  res.writeHead(response.statusCode, headers);
+  res.flushHeaders();
+  if (options.prefix) res.write(options.prefix);
+  await relay(options.body ?? response.body, res, { sse, keepAliveMs: ctx.keepAliveMs });
+}

@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import type { ProtectedResource } from '../oauth/resources.ts';
+import type { Store } from '../ports/store.ts';
+import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse, sendGatewayError } from './exchange.ts';
+import { GatewayError } from './forward.ts';
+import type { Gate } from './gate.ts';
+import { JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError } from './jsonrpc.ts';
+import { isEventStream, limitBytes, tooLarge } from './relay.ts';
+
+/** A legacy session outlives its last use by this long; refreshed while its stream is open. */
+export const LEGACY_SESSION_TTL_SECONDS = 3600;
+
+/** Store value under `legacy-session:<id>`: where that session's messages go, and whose it is. */
+interface LegacySession {
+  resource: string;
+  userKey: string;
+  /** The backend's message URL for this session (from its `endpoint` event). */
+  messageUrl: string;
+}
+
+const legacyKey = (id: string) => `legacy-session:${id}`;
+
+/**
+ * HTTP+SSE (MCP 2024-11-05 transports §HTTP with SSE), served at `<path>/sse` and
+ * `<path>/message`: the gateway opens the backend's stream, replaces the first `endpoint` event
+ * with its own message URL (under a session id of its own), and forwards each POST to the
+ * backend URL for that session. The mapping lives in the Store so any replica can take the POSTs.
+ */
+export function registerLegacySse(
+  scope: FastifyInstance,
+  ctx: ProxyContext & { gate: Gate; store: Store; publicUrl: string },
+  resource: ProtectedResource,
+): void {
+  const backend = resource.backend;
+  const sseUrl = new URL(backend.sseUrl!);
+  const ssePath = `${resource.path}/sse`;
+  const messagePath = `${resource.path}/message`;
+  const publicMessageUrl = `${new URL(ctx.publicUrl).origin}${messagePath}`;
+
+  scope.options(ssePath, (request, reply) => ctx.gate.preflight(request, reply, 'GET'));
+  scope.options(messagePath, (request, reply) => ctx.gate.preflight(request, reply, 'POST'));
+
+  scope.get(ssePath, async (request, reply) => {
+    const caller = await ctx.gate.admit(request, reply, resource);
+    if (!caller) return reply;
+    const headers = await backendHeaders(ctx, request, caller, resource);
+    const response = await openBackend(ctx, request, reply, resource, { url: sseUrl, method: 'GET', headers });
+    if (!response) return reply;
+    if (response.statusCode !== 200 || !isEventStream(response.headers['content-type'])) {
+      await sendBackendResponse(ctx, reply, response);
+      return reply;
+    }
+    const body = response.body[Symbol.asyncIterator]();
+    const first = await readFirstEvent(body);
+    const endpoint = first && parseEvent(first.event);
+    const messageUrl = endpoint?.event === 'endpoint' && endpoint.data !== undefined ? new URL(endpoint.data, sseUrl) : undefined;
+    // The message URL must stay on the configured backend's origin: no forwarding elsewhere.
+    if (!first || messageUrl?.origin !== sseUrl.origin) {
+      response.body.destroy();
+      return sendGatewayError(reply, new GatewayError(502, `Bad Gateway: backend ${backend.name} sent no endpoint event`));
+    }
+    const sessionId = randomBytes(24).toString('base64url');
+    const session: LegacySession = {
+      resource: resource.resource,
+      userKey: caller.record.userKey,
+      messageUrl: messageUrl.href,
+    };
+    await ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS);
+    const refresh = setInterval(
+      () => void ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS).catch(() => {}),
+      (LEGACY_SESSION_TTL_SECONDS / 2) * 1000,
+    );
+    refresh.unref();
+    reply.raw.on('close', () => {
+      clearInterval(refresh);
+      void ctx.store.delete(legacyKey(sessionId)).catch(() => {});
+    });
+    const rest = (async function* () {
+      if (first.rest.length > 0) yield first.rest;
+      for (let next = await body.next(); !next.done; next = await body.next()) yield next.value as Buffer;
+    })();
+    await sendBackendResponse(ctx, reply, response, {
+      prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
+      body: rest,
+    });
+    return reply;
+  });
+
+  scope.post(messagePath, async (request, reply) => {
+    const caller = await ctx.gate.admit(request, reply, resource);
+    if (!caller) return reply;
+    const sessionId = (request.query as Record<string, unknown>)['sessionId'];
+    if (typeof sessionId !== 'string' || sessionId === '') {
+      return reply.code(400).send(jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: sessionId query parameter is required'));
+    }
+    const session = await ctx.store.get<LegacySession>(legacyKey(sessionId));
+    // Unknown, expired, another resource's or another user's session: all look the same (404).
+    if (!session || session.resource !== resource.resource || session.userKey !== caller.record.userKey) {
+      return reply.code(404).send(jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+    }
+    if (Number(request.headers['content-length']) > backend.maxBodyBytes) return sendGatewayError(reply, tooLarge(backend.maxBodyBytes));
+    const source = request.body as Readable | undefined;
+    const body = source && typeof source.pipe === 'function' ? source.pipe(limitBytes(backend.maxBodyBytes)) : undefined;
+    const headers = await backendHeaders(ctx, request, caller, resource);
+    const response = await openBackend(ctx, request, reply, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
+    if (!response) return reply;
+    await sendBackendResponse(ctx, reply, response);
+    return reply;
+  });
+}
+
+/** Reads until the first complete SSE event (WHATWG HTML §9.2.6: events end with a blank line). */
+async function readFirstEvent(body: AsyncIterator<unknown>): Promise<{ event: string; rest: Buffer } | undefined> {
+  let buffered = Buffer.alloc(0);
+  for (let next = await body.next(); !next.done; next = await body.next()) {
+    buffered = Buffer.concat([buffered, next.value as Buffer]);
+    const match = /\r\n\r\n|\n\n|\r\r/.exec(buffered.toString('latin1'));
+    if (match) {
+      const end = match.index + match[0].length;
+      return { event: buffered.subarray(0, end).toString('utf8'), rest: buffered.subarray(end) };
+    }
+    if (buffered.length > 64 * 1024) return undefined;
+  }
+  return undefined;
+}
+
+function parseEvent(text: string): { event: string; data: string | undefined } {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of text.split(/\r\n|\n|\r/)) {
+    const colon = line.indexOf(':');
+    if (colon === 0 || line === '') continue;
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  }
+  return { event, data: data.length > 0 ? data.join('\n') : undefined };
+}

@@ -1,0 +1,130 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import type { BackendConfig } from '../../src/config/schema.ts';
+import { createHttpApp } from '../../src/http/app.ts';
+import { createGrants, type Grants, userKeyOf } from '../../src/oauth/grants.ts';
+import { buildResources, type ProtectedResource } from '../../src/oauth/resources.ts';
+import { createSealer } from '../../src/oauth/secrets.ts';
+import { type Clock, systemClock } from '../../src/ports/clock.ts';
+import type { UpstreamIdp, UserIdentity } from '../../src/ports/idp.ts';
+import { registerMcpProxy } from '../../src/proxy/register.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
+import { freePort } from './ports.ts';
+
+export const USERS = {
+  alice: {
+    issuer: 'https://idp.test/tenant-1/v2.0',
+    subject: 'alice-sub',
+    objectId: '11111111-1111-4111-8111-111111111111',
+    tenantId: '00000000-0000-4000-8000-000000000001',
+    name: 'Alice Admin',
+    email: 'alice@example.com',
+    preferredUsername: 'alice@example.com',
+    roles: ['admin'],
+    groups: ['g-1'],
+  },
+  bob: {
+    issuer: 'https://idp.test/tenant-1/v2.0',
+    subject: 'bob-sub',
+    objectId: '22222222-2222-4222-8222-222222222222',
+    tenantId: '00000000-0000-4000-8000-000000000001',
+    name: 'Bob Builder',
+    roles: [],
+    groups: [],
+  },
+} satisfies Record<string, UserIdentity>;
+
+export type BackendInput = Pick<BackendConfig, 'name' | 'path'> & Partial<BackendConfig>;
+
+export interface ProxyHarnessOptions {
+  backends: BackendInput[];
+  allowedOrigins?: string[];
+  /** Default 127.0.0.1 (loopback: Host checked). */
+  listenHost?: string;
+  keepAliveIntervalMs?: number;
+  clock?: Clock;
+}
+
+export interface ProxyHarness {
+  /** Base URL, also the publicUrl (http://127.0.0.1:<port>). */
+  url: string;
+  app: FastifyInstance;
+  store: SqliteStore;
+  grants: Grants;
+  resources: ProtectedResource[];
+  signingKeyPem: string;
+  /** Mints a real access token for a user and a backend (by name). */
+  tokenFor(user: keyof typeof USERS, backend: string, scopes?: string[]): Promise<string>;
+  close(): Promise<void>;
+}
+
+export function backendConfig(input: BackendInput): BackendConfig {
+  return {
+    scopes: ['mcp:tools'],
+    identityAssertion: { header: 'x-mcp-identity', ttlSeconds: 300 },
+    connectTimeoutMs: 2000,
+    headersTimeoutMs: 10_000,
+    maxBodyBytes: 4 * 1024 * 1024,
+    ...input,
+  };
+}
+
+/** The proxy routes on a fastify app from createHttpApp, an in-memory store and real tokens. */
+export async function startProxyHarness(options: ProxyHarnessOptions): Promise<ProxyHarness> {
+  const clock = options.clock ?? systemClock;
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const store = SqliteStore.open({ path: ':memory:', clock });
+  const idp = {} as UpstreamIdp; // grants.create never calls the upstream
+  const sealer = createSealer([{ id: 'k1', key: randomBytes(32) }]);
+  const grants = createGrants({ store, clock, sealer, idp }, { accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 86400 });
+  const resources = buildResources(url, options.backends.map(backendConfig));
+  const signingKeyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const app = createHttpApp(pino({ level: 'silent' }));
+  const proxy = await registerMcpProxy(
+    app,
+    {
+      resources,
+      validateAccessToken: grants.validateAccessToken,
+      store,
+      clock,
+      logger: pino({ level: 'silent' }),
+      publicUrl: url,
+      allowedOrigins: options.allowedOrigins ?? [],
+      listenHost: options.listenHost ?? '127.0.0.1',
+      signingKeyPem,
+    },
+    options.keepAliveIntervalMs !== undefined ? { keepAliveIntervalMs: options.keepAliveIntervalMs } : {},
+  );
+  await app.listen({ host: '127.0.0.1', port });
+  return {
+    url,
+    app,
+    store,
+    grants,
+    resources,
+    signingKeyPem,
+    async tokenFor(user, backend, scopes) {
+      const resource = resources.find((r) => r.name === backend)!;
+      const identity = USERS[user];
+      const { tokens } = await grants.create({
+        user: identity,
+        userKey: userKeyOf(identity),
+        clientId: 'https://client.example/metadata.json',
+        scopes: scopes ?? resource.scopes,
+        resource: resource.resource,
+      });
+      return tokens.access_token;
+    },
+    async close() {
+      // Clients may leave a connection opened but never used (undici after an abort): not idle
+      // to node:http, so close() alone would wait for its timeout.
+      const closing = app.close();
+      app.server.closeAllConnections();
+      await closing;
+      await proxy.close();
+      await store.close();
+    },
+  };
+}
