@@ -14,7 +14,7 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
     const body = request.body as Params;
     const requestId = param(body, 'request');
     const pending = requestId ? await ctx.store.get<AuthorizationRequest>(keys.authorizationRequest(requestId)) : undefined;
-    if (!pending || pending.purpose !== 'authorize') {
+    if (pending?.purpose !== 'authorize') {
       return reply
         .code(400)
         .headers(PAGE_HEADERS)

@@ -40,7 +40,7 @@ export function redirectUriMatches(registered: readonly string[], requested: str
   if (asked.protocol !== 'http:' || !isLoopbackHost(asked.hostname)) return false;
   return registered.some((candidate) => {
     const known = URL.canParse(candidate) ? new URL(candidate) : undefined;
-    if (!known || known.protocol !== 'http:' || !isLoopbackHost(known.hostname)) return false;
+    if (known?.protocol !== 'http:' || !isLoopbackHost(known.hostname)) return false;
     return (
       known.hostname === asked.hostname &&
       known.pathname === asked.pathname &&
