@@ -14,7 +14,13 @@ export const REFRESH_TOKEN_PREFIX = 'mcpgw_rt_';
 export interface GrantOptions {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
+  /** How long a replica may trust a token lookup it made (bounds cross-replica revocation delay). */
+  tokenCacheMs?: number;
 }
+
+/** Revocation on one replica must be effective on every replica within one second. */
+export const MAX_TOKEN_CACHE_MS = 1000;
+const TOKEN_CACHE_MAX_ENTRIES = 50_000;
 
 export interface IssuedTokens {
   access_token: string;
@@ -46,6 +52,8 @@ export function userKeyOf(user: UserIdentity): string {
  */
 export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp }, options: GrantOptions) {
   const { store, clock, sealer, idp } = deps;
+  const cacheMs = Math.min(options.tokenCacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
+  const cache = new Map<string, { record: AccessTokenRecord; until: number }>();
 
   async function issueTokens(grant: GrantRecord): Promise<IssuedTokens> {
     const now = clock.nowSeconds();
@@ -95,6 +103,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
   async function revokeGrant(grantId: string): Promise<void> {
     const grant = await store.get<GrantRecord>(keys.grant(grantId));
     const tokenKeys = await store.members(keys.grantTokens(grantId));
+    for (const key of tokenKeys) cache.delete(key.slice('at:'.length));
     await store.delete(...tokenKeys, keys.grant(grantId), keys.grantTokens(grantId));
     if (grant) await store.removeFromSet(keys.userGrants(grant.userKey), grantId);
   }
@@ -166,10 +175,27 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     grant.upstreamExpiresAt = renewed.expiresAt;
   }
 
-  /** Resolves a bearer token to its record; undefined when unknown, expired or revoked. */
+  /**
+   * Resolves a bearer token to its record; undefined when unknown, expired or revoked.
+   * Lookups are cached in memory for at most MAX_TOKEN_CACHE_MS, so a revocation made on
+   * another replica takes effect here within that bound.
+   */
   async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
     if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
-    const record = await store.get<AccessTokenRecord>(keys.accessToken(sha256(token)));
+    const hash = sha256(token);
+    const now = Date.now();
+    const cached = cache.get(hash);
+    let record: AccessTokenRecord | undefined;
+    if (cached && cached.until > now) {
+      record = cached.record;
+    } else {
+      record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
+      if (cached) cache.delete(hash);
+      if (record && cacheMs > 0) {
+        if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+        cache.set(hash, { record, until: now + cacheMs });
+      }
+    }
     if (!record || record.expiresAt <= clock.nowSeconds()) return undefined;
     return record;
   }
@@ -180,6 +206,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const access = await store.get<AccessTokenRecord>(keys.accessToken(hash));
     if (access) {
       if (access.clientId !== clientId) throw new OAuthError('unauthorized_client', 'token was issued to another client');
+      cache.delete(hash);
       await store.delete(keys.accessToken(hash));
       return;
     }
