@@ -60,6 +60,7 @@ describe('loadConfig', () => {
     ['two upstreams', VALID.replace('upstream:\n', 'upstream:\n  oidc: { issuer: https://idp.example.com, clientId: x, clientSecret: y }\n'), undefined, ['upstream: exactly one of dev, oidc or entra is required']],
     ['unknown key', `${VALID}\nbogus: 1\n`, undefined, ['(root): Unrecognized key: "bogus"']],
     ['bad backend path', VALID.replace('path: /mcp', 'path: /tools'), undefined, ['backends.0.path: must end in /mcp, e.g. /mcp or /github/mcp']],
+    ['not a URL', VALID.replace('https://mcp.example.com', 'nope'), undefined, ['publicUrl: Invalid URL']],
     ['not YAML', 'a: [', undefined, ['(file): not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] at line 1, column 5:']],
   ];
   for (const [name, yamlText, env, expected] of cases) {

@@ -153,7 +153,14 @@ export const configSchema = z
     /** `dev` relaxes CIMD fetch rules (http, loopback) and enables the dev IdP; `production` is strict. */
     mode: z.enum(['dev', 'production']).default('production'),
     /** The gateway's public base URL (the OAuth issuer). https, or http on loopback. */
-    publicUrl: z.string().url(),
+    publicUrl: z
+      .string()
+      .url()
+      .refine((u) => !URL.canParse(u) || new URL(u).protocol === 'https:' || isLoopbackHost(new URL(u).hostname), 'must be https (http only on loopback)')
+      .refine((u) => {
+        const url = URL.canParse(u) ? new URL(u) : undefined;
+        return !url || (url.pathname === '/' && !url.search && !url.hash);
+      }, 'must be an origin without path, query or fragment'),
     listen: z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
       .strict()
@@ -211,13 +218,6 @@ export const configSchema = z
       if (paths.has(b.path)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'path'], message: 'duplicate path' });
       paths.add(b.path);
     });
-    const url = new URL(c.publicUrl);
-    if (url.protocol !== 'https:' && !isLoopbackHost(url.hostname)) {
-      ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'must be https (http only on loopback)' });
-    }
-    if (url.pathname !== '/' || url.search || url.hash) {
-      ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'must be an origin without path, query or fragment' });
-    }
   });
 
 export function isLoopbackHost(hostname: string): boolean {
