@@ -115,6 +115,16 @@ const storeSchema = z.discriminatedUnion('kind', [
       /** redis:// or rediss:// (Azure Cache for Redis: rediss://…:6380). */
       url: secretSchema,
       keyPrefix: z.string().default('mcpgw:'),
+      /** rediss:// turns TLS on with the system CAs; this adds a private CA or a server name. */
+      tls: z
+        .object({
+          /** PEM CA bundle trusted for the Redis server (in addition to the system's). */
+          ca: secretSchema.optional(),
+          /** Name checked against the server certificate when it differs from the URL host. */
+          servername: z.string().min(1).optional(),
+        })
+        .strict()
+        .optional(),
     })
     .strict(),
 ]);

@@ -44,9 +44,14 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
     const now = ctx.clock.nowSeconds();
     reply.header('set-cookie', approvalCookieWith(ctx.signer, request.headers.cookie, client.clientId, pending.redirectUri!, now));
     if (pending.signIn) {
-      // Consent asked after sign-in (no remembered approval for this user): finish now.
-      await rememberConsent(ctx, userKeyOf(pending.signIn.user), pending, client);
-      return completeWithCode(ctx, pending, pending.signIn, reply);
+      // Consent asked after sign-in (no remembered approval for this user): finish now, once —
+      // the request is taken atomically so a double submit cannot mint two codes.
+      const taken = await ctx.store.take<AuthorizationRequest>(keys.authorizationRequest(pending.id));
+      if (!taken?.signIn) {
+        return reply.code(400).headers(PAGE_HEADERS).send(errorPage('Consent request expired', 'invalid_request: start again from your application.'));
+      }
+      await rememberConsent(ctx, userKeyOf(taken.signIn.user), taken, client);
+      return completeWithCode(ctx, taken, taken.signIn, reply);
     }
     return redirectToUpstream(ctx, { ...pending, consented: true }, reply);
   });

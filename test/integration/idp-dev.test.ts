@@ -143,29 +143,20 @@ describe('dev IdP through the oidc adapter', () => {
     });
   });
 
-  test('a wrong nonce is refused', async () => {
-    const browser = createHeadlessBrowser();
-    const request = newRequest();
-    const page = await browser.get(await idp.authorizationUrl(request));
-    const done = await signInAtDevIdp(browser, page, 'alice', 'alice-pw', { stopAt: toCallback });
-    assert.ok(done.stoppedAt);
-    await assert.rejects(
-      idp.completeSignIn({ callbackUrl: done.stoppedAt, ...request, nonce: client.randomNonce() }),
-      UpstreamRefusedError,
-    );
-  });
-
-  test('a wrong state is refused', async () => {
-    const browser = createHeadlessBrowser();
-    const request = newRequest();
-    const page = await browser.get(await idp.authorizationUrl(request));
-    const done = await signInAtDevIdp(browser, page, 'alice', 'alice-pw', { stopAt: toCallback });
-    assert.ok(done.stoppedAt);
-    await assert.rejects(
-      idp.completeSignIn({ callbackUrl: done.stoppedAt, ...request, state: client.randomState() }),
-      UpstreamRefusedError,
-    );
-  });
+  const tampered: [string, () => Record<string, string>][] = [
+    ['a wrong nonce is refused', () => ({ nonce: client.randomNonce() })],
+    ['a wrong state is refused', () => ({ state: client.randomState() })],
+  ];
+  for (const [name, override] of tampered) {
+    test(name, async () => {
+      const browser = createHeadlessBrowser();
+      const request = newRequest();
+      const page = await browser.get(await idp.authorizationUrl(request));
+      const done = await signInAtDevIdp(browser, page, 'alice', 'alice-pw', { stopAt: toCallback });
+      assert.ok(done.stoppedAt);
+      await assert.rejects(idp.completeSignIn({ callbackUrl: done.stoppedAt, ...request, ...override() }), UpstreamRefusedError);
+    });
+  }
 });
 
 describe('dev IdP start rules', () => {
