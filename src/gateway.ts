@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { rootCertificates } from 'node:tls';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/load.ts';
 import { createHttpApp } from './http/app.ts';
@@ -131,5 +132,11 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
 
 async function openStore(config: Config, clock: Clock): Promise<Store> {
   if (config.store.kind === 'sqlite') return SqliteStore.open({ path: config.store.path, clock });
-  return RedisStore.connect({ url: config.store.url, keyPrefix: config.store.keyPrefix });
+  const { url, keyPrefix, tls } = config.store;
+  return RedisStore.connect({
+    url,
+    keyPrefix,
+    // rediss:// verifies against the system CAs; a configured CA is trusted in addition.
+    tls: tls && { ...(tls.ca ? { ca: [...rootCertificates, tls.ca] } : {}), ...(tls.servername ? { servername: tls.servername } : {}) },
+  });
 }

@@ -19,7 +19,7 @@ export async function serve(configPath: string | undefined): Promise<void> {
     return loadConfig({ yamlText, baseDir: configPath ? dirname(resolve(configPath)) : process.cwd(), env });
   });
   const gateway = await startGateway(config, { env });
-  stopOnSignals([gateway]);
+  stopOnSignals([gateway], config.shutdownGraceSeconds);
 }
 
 export async function dev(options: { port: number; idpPort: number; snippetsPort: number; dataDir: string }): Promise<void> {
@@ -43,7 +43,7 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
   const config = configOrExit(() => loadConfig({ yamlText, env }));
   const gateway = await startGateway(config, { env, logger });
   process.stdout.write(connectionGuide(publicUrl, secrets.users));
-  stopOnSignals([gateway, snippets]);
+  stopOnSignals([gateway, snippets], config.shutdownGraceSeconds);
 }
 
 function configOrExit(load: () => Config): Config {
@@ -62,21 +62,24 @@ function configOrExit(load: () => Config): Config {
   }
 }
 
-const SHUTDOWN_LIMIT_MS = 15_000;
+/** Closing the store and the rest after the grace period must not take longer than this. */
+const SHUTDOWN_MARGIN_MS = 5000;
 
 /**
- * Ctrl-C / SIGTERM: close everything, then exit 0. Repeated signals are ignored (a terminal's
- * Ctrl-C reaches npm and us both, and npm forwards it again); a stuck close exits 1 after a bound.
+ * Ctrl-C / SIGTERM: stop accepting, end open streams, let in-flight requests finish within the
+ * grace period, close the store, then exit 0. Repeated signals are ignored (a terminal's Ctrl-C
+ * reaches npm and us both, and npm forwards it again); a stuck close exits 1 after a bound.
  */
-function stopOnSignals(parts: (RunningGateway | { close(): Promise<void> })[]): void {
+function stopOnSignals(parts: (RunningGateway | { close(): Promise<void> })[], graceSeconds: number): void {
+  const limitMs = graceSeconds * 1000 + SHUTDOWN_MARGIN_MS;
   let stopping = false;
   const stop = () => {
     if (stopping) return;
     stopping = true;
     setTimeout(() => {
-      process.stderr.write(`shutdown did not finish within ${SHUTDOWN_LIMIT_MS} ms\n`);
+      process.stderr.write(`shutdown did not finish within ${limitMs} ms\n`);
       process.exit(1);
-    }, SHUTDOWN_LIMIT_MS).unref();
+    }, limitMs).unref();
     Promise.all(parts.map((p) => p.close())).then(
       () => {
         process.stdout.write('Stopped cleanly.\n');

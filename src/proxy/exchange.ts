@@ -14,7 +14,7 @@ export interface ProxyContext {
   assertions: IdentityAssertions;
   keepAliveMs: number;
   logger: Logger;
-  /** Backend exchanges in flight; aborted when the server closes so open streams end. */
+  /** Standalone streams (GET) in flight; aborted when the server closes so they end. POSTs drain instead. */
   active: Set<AbortController>;
 }
 
@@ -53,7 +53,7 @@ export async function openBackend(
   backendRequest: Omit<BackendRequest, 'signal'>,
 ): Promise<Dispatcher.ResponseData | undefined> {
   const controller = new AbortController();
-  ctx.active.add(controller);
+  if (backendRequest.method === 'GET') ctx.active.add(controller);
   reply.raw.on('close', () => {
     ctx.active.delete(controller);
     if (!reply.raw.writableFinished) controller.abort();

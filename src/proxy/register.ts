@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
-import type { Store } from '../ports/store.ts';
+import { type Store, StoreUnavailableError } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
 import { createForwarder } from './forward.ts';
 import { createGate } from './gate.ts';
@@ -12,6 +12,9 @@ import { JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
 import { registerLegacySse } from './legacy-sse.ts';
 import { createSessionBinding } from './session-binding.ts';
 import { registerStreamableHttp } from './streamable-http.ts';
+
+/** Retry-After on 503 answers while the store is unreachable (Redis reconnects within 2 s). */
+const STORE_RETRY_AFTER_SECONDS = 2;
 
 /** Idle SSE streams get a comment this often so intermediaries do not cut them. */
 export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
@@ -60,7 +63,8 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     reply.header('cache-control', 'public, max-age=300').send(assertions.jwks);
   });
 
-  // Open SSE streams would hold the server open: end them (via their backend exchange) first.
+  // Graceful shutdown: open SSE streams (GET) would hold the server open, so they are ended
+  // (cleanly, via their backend exchange); requests in flight (POST, DELETE) finish within the grace period.
   app.addHook('preClose', (done) => {
     for (const controller of ctx.active) controller.abort();
     done();
@@ -71,6 +75,16 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
     scope.setErrorHandler((error: FastifyError, request, reply) => {
+      if (error instanceof StoreUnavailableError) {
+        // Issue 5: a store outage is the gateway's own failure, answered quickly as a JSON-RPC
+        // error with 503 (RFC 9110 §15.6.4) and Retry-After; clients retry, nothing is lost.
+        request.log.warn({ err: error }, 'MCP request refused: store unavailable');
+        if (reply.sent || reply.raw.headersSent) return;
+        return reply
+          .code(503)
+          .headers({ 'retry-after': String(STORE_RETRY_AFTER_SECONDS), 'cache-control': 'no-store' })
+          .send(jsonRpcError(JSONRPC_SERVER_ERROR, 'Service Unavailable: the gateway cannot reach its store; try again later'));
+      }
       const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
       if (status === 500) request.log.error({ err: error }, 'MCP request failed');
       if (reply.sent || reply.raw.headersSent) return;

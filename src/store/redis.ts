@@ -63,6 +63,7 @@ export class RedisStore implements Store {
     if (protocol !== 'redis:' && protocol !== 'rediss:') {
       throw new TypeError(`Redis url must start with redis:// or rediss://, got ${protocol}//`);
     }
+    if (options.tls && protocol !== 'rediss:') throw new TypeError('Redis TLS options need a rediss:// url');
     const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
     const redis = new Redis(options.url, {
       ...(options.tls ? { tls: options.tls } : {}),

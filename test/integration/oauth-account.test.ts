@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
-import { authorizeUrl, defaultAuthorizeParams, exchangeCode, obtainCode, pkce, postForm } from '../support/oauth-steps.ts';
+import { signInAtDevIdp } from '../support/headless-browser.ts';
+import { authorizeUrl, CLIENT_REDIRECT, defaultAuthorizeParams, exchangeCode, obtainCode, pkce, postForm } from '../support/oauth-steps.ts';
 
 describe('/account and upstream-driven revocation', () => {
   let gw: Harness;
@@ -38,6 +39,23 @@ describe('/account and upstream-driven revocation', () => {
     const again = await browser.get(authorizeUrl(gw.publicUrl, defaultAuthorizeParams(gw.publicUrl, clientId, pkce().challenge)));
     assert.equal(again.status, 200);
     assert.ok(again.body.includes('name="decision"'), 'consent page shown again');
+  });
+
+  it('a remembered approval of another user in the same browser: consent is asked after sign-in', async () => {
+    const { clientId, browser } = await obtainCode(gw.publicUrl);
+    const start = authorizeUrl(gw.publicUrl, { ...defaultAuthorizeParams(gw.publicUrl, clientId, pkce().challenge), prompt: 'login' });
+    const toClient = { stopAt: (l: URL) => l.href.startsWith(CLIENT_REDIRECT) };
+    const signInPage = await browser.get(start, toClient);
+    assert.ok(signInPage.body.includes('name="password"'), 'the approval cookie skipped the pre-sign-in consent');
+    let consent = await signInAtDevIdp(browser, signInPage, 'bob', 'bob-password', toClient);
+    // oidc-provider ends alice's IdP session first with an auto-submitting form (a browser's script would submit it).
+    if (consent.body.includes('session/end/confirm')) consent = await browser.submitForm(consent, undefined, {}, toClient);
+    assert.equal(consent.status, 200, consent.body.slice(0, 600));
+    assert.ok(consent.body.includes('Signed in as <strong>Bob Builder</strong>'), consent.body.slice(0, 900));
+    const done = await browser.submitForm(consent, 'action="/consent"', { decision: 'allow' }, toClient);
+    assert.ok(done.stoppedAt?.searchParams.get('code'));
+    const replay = await browser.submitForm(consent, 'action="/consent"', { decision: 'allow' }, toClient);
+    assert.equal(replay.status, 400, 'the post-sign-in consent is single use');
   });
 
   it('/account without a session sends the browser to sign in first', async () => {

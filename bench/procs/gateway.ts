@@ -1,0 +1,137 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { loadConfig } from '../../src/config/load.ts';
+import { startGateway } from '../../src/gateway.ts';
+import { userKeyOf } from '../../src/oauth/grants.ts';
+import { systemClock } from '../../src/ports/clock.ts';
+import type { UserIdentity } from '../../src/ports/idp.ts';
+import type { Store } from '../../src/ports/store.ts';
+import { RedisStore } from '../../src/store/redis.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
+import { freePort } from '../../test/support/ports.ts';
+import { serveWorker, workerArgs } from '../lib/procs.ts';
+
+export interface GatewayWorkerArgs {
+  backendUrl: string;
+  store: { kind: 'sqlite'; path: string } | { kind: 'redis'; url: string; keyPrefix: string };
+  /** Time every Store call (benchmark 5). */
+  instrumentStore?: boolean;
+}
+
+export const BENCH_USER: UserIdentity = {
+  issuer: 'https://idp.bench/tenant/v2.0',
+  subject: 'bench-sub',
+  objectId: '33333333-3333-4333-8333-333333333333',
+  tenantId: '00000000-0000-4000-8000-000000000001',
+  name: 'Bench User',
+  email: 'bench@example.com',
+  preferredUsername: 'bench@example.com',
+  roles: ['reader'],
+  groups: ['g-bench'],
+};
+
+export const DEV_USERS = [{ login: 'alice', password: 'alice-password', name: 'Alice Admin', email: 'alice@example.com' }];
+
+/**
+ * The real gateway (startGateway: fastify, dev IdP upstream, the configured Store) in its own
+ * process, fronting one backend at /mcp (+ legacy /mcp/sse). Answers `mint` with a real access
+ * token, `stats` with Store timings and CPU use, `gc` with RSS after a full collection.
+ */
+const args = workerArgs<GatewayWorkerArgs>();
+const port = await freePort();
+const publicUrl = `http://127.0.0.1:${port}`;
+const config = loadConfig({
+  yamlText: JSON.stringify({
+    mode: 'dev',
+    publicUrl,
+    listen: { host: '127.0.0.1', port },
+    store: args.store,
+    secrets: {
+      encryptionKeys: [{ id: 'bench', key: randomBytes(32).toString('base64') }],
+      cookieKey: randomBytes(32).toString('base64url'),
+      signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    },
+    upstream: { dev: { port: 0, users: DEV_USERS } },
+    backends: [
+      {
+        name: 'bench',
+        path: '/mcp',
+        url: `${args.backendUrl}/mcp`,
+        sseUrl: `${args.backendUrl}/sse`,
+        credential: { header: 'x-functions-key', value: 'bench-backend-key' },
+      },
+    ],
+    logLevel: 'error',
+  }),
+  env: {},
+});
+
+const stats = { calls: 0, ms: 0, byMethod: {} as Record<string, number> };
+const rawStore: Store =
+  args.store.kind === 'sqlite'
+    ? SqliteStore.open({ path: args.store.path, clock: systemClock })
+    : await RedisStore.connect({ url: args.store.url, keyPrefix: args.store.keyPrefix, commandTimeoutMs: 5000 });
+const store = args.instrumentStore ? timed(rawStore) : rawStore;
+const gateway = await startGateway(config, { env: {}, store, logger: pino({ level: 'error' }) });
+const resource = gateway.ctx.resources[0]!;
+
+async function mint(): Promise<string> {
+  const { tokens } = await gateway.ctx.grants.create({
+    user: BENCH_USER,
+    userKey: userKeyOf(BENCH_USER),
+    clientId: 'https://client.bench/metadata.json',
+    scopes: resource.scopes,
+    resource: resource.resource,
+  });
+  return tokens.access_token;
+}
+
+let cpuMark = process.cpuUsage();
+serveWorker(
+  { url: publicUrl, mcpUrl: resource.resource, token: await mint() },
+  async (message) => {
+    switch (message['type']) {
+      case 'mint':
+        return { token: await mint() };
+      case 'resetStats':
+        stats.calls = 0;
+        stats.ms = 0;
+        stats.byMethod = {};
+        cpuMark = process.cpuUsage();
+        return {};
+      case 'stats': {
+        const cpu = process.cpuUsage(cpuMark);
+        return { ...stats, cpuMs: (cpu.user + cpu.system) / 1000 };
+      }
+      case 'gc':
+        for (let i = 0; i < 3; i++) globalThis.gc?.();
+        return { rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed };
+      default:
+        throw new Error(`unknown message ${String(message['type'])}`);
+    }
+  },
+  async () => {
+    await gateway.close();
+    await rawStore.close();
+  },
+);
+
+/** The Store with every call timed (wall time: for SQLite that is its CPU time, for Redis a round trip). */
+function timed(inner: Store): Store {
+  return new Proxy(inner, {
+    get(target, name, receiver) {
+      const value = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function' || name === 'close') return typeof value === 'function' ? value.bind(target) : value;
+      return async (...callArgs: unknown[]) => {
+        const start = performance.now();
+        try {
+          return await (value as (...a: unknown[]) => Promise<unknown>).apply(target, callArgs);
+        } finally {
+          stats.calls++;
+          stats.ms += performance.now() - start;
+          stats.byMethod[String(name)] = (stats.byMethod[String(name)] ?? 0) + 1;
+        }
+      };
+    },
+  });
+}

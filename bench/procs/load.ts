@@ -1,0 +1,72 @@
+import autocannon from 'autocannon';
+import { serveWorker } from '../lib/procs.ts';
+
+interface LoadRequest {
+  url: string;
+  connections: number;
+  durationSeconds: number;
+  warmupSeconds: number;
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** Rotated round-robin through Authorization (benchmark 4: many tokens, mostly cache misses). */
+  tokens?: string[];
+}
+
+type OnResponse = (statusCode: number, responseTimeMs: number) => void;
+
+/**
+ * The load generator (autocannon's programmatic API) in its own process, so it does not share
+ * an event loop with anything measured. Each `run` first loads for warmupSeconds (discarded).
+ */
+function load(options: LoadRequest, seconds: number, counter: { next: number }, onResponse?: OnResponse): Promise<autocannon.Result> {
+  const tokens = options.tokens;
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: options.url,
+        connections: options.connections,
+        duration: seconds,
+        method: (options.method ?? 'POST') as 'POST',
+        headers: options.headers,
+        body: options.body,
+        ...(tokens && tokens.length > 0
+          ? {
+              requests: [
+                {
+                  setupRequest: (request) => {
+                    const token = tokens[counter.next++ % tokens.length];
+                    return { ...request, headers: { ...request.headers, authorization: `Bearer ${token}` } };
+                  },
+                },
+              ],
+            }
+          : {}),
+      },
+      (error, result) => (error ? reject(error) : resolve(result)),
+    );
+    if (onResponse) instance.on('response', (_client, statusCode, _bytes, responseTime) => onResponse(statusCode, responseTime));
+  });
+}
+
+serveWorker({}, async (message) => {
+  const options = message as unknown as LoadRequest;
+  const counter = { next: 0 };
+  if (options.warmupSeconds > 0) await load(options, options.warmupSeconds, counter);
+  // autocannon's histogram keeps whole milliseconds; the per-response times are exact (hrtime).
+  const samples: number[] = [];
+  const result = await load(options, options.durationSeconds, counter, (statusCode, ms) => {
+    if (statusCode >= 200 && statusCode < 300) samples.push(ms);
+  });
+  samples.sort((a, b) => a - b);
+  const at = (q: number) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] ?? Number.NaN;
+  return {
+    requests: result.requests.total,
+    rps: result.requests.total / options.durationSeconds,
+    p50: at(0.5),
+    p99: at(0.99),
+    mean: samples.reduce((sum, v) => sum + v, 0) / Math.max(1, samples.length),
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+  };
+});
