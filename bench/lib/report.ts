@@ -7,6 +7,8 @@ export interface Section {
   notes: string[];
   /** Named figures the goals table reads (e.g. ratio16). */
   figures: Record<string, number>;
+  /** Further markdown after the notes (a second table). */
+  extra?: string;
   /** Set when the benchmark could not run (e.g. nginx missing in quick mode). */
   skipped?: string;
 }
@@ -22,6 +24,7 @@ export function renderSection(section: Section): string {
   if (section.rows.length > 0) parts.push(markdownTable(section.columns, section.rows), '');
   for (const note of section.notes) parts.push(`- ${note}`);
   if (section.notes.length > 0) parts.push('');
+  if (section.extra) parts.push(section.extra, '');
   return parts.join('\n');
 }
 

@@ -216,6 +216,14 @@ export const configSchema = z
       })
       .strict()
       .default({ dynamic: true, metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 } }),
+    /** Per client IP, fixed windows, counted in the Store (so shared by every replica). 0 disables. */
+    rateLimits: z
+      .object({
+        registrationsPerHour: z.number().int().min(0).default(30),
+        tokenRequestsPerMinute: z.number().int().min(0).default(300),
+      })
+      .strict()
+      .default({ registrationsPerHour: 30, tokenRequestsPerMinute: 300 }),
     backends: z.array(backendSchema).min(1),
     /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
     shutdownGraceSeconds: z.number().min(0).max(300).default(10),

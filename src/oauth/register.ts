@@ -2,14 +2,17 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
+import { createRateLimit } from './rate-limit.ts';
 import { sha256 } from './secrets.ts';
 
 /** POST /register: Dynamic Client Registration (RFC 7591), kept for clients without CIMD. */
 export function registerRegistration(app: FastifyInstance, ctx: AuthServerContext) {
+  const rateLimit = createRateLimit(ctx, 'registration', ctx.config.rateLimits.registrationsPerHour, 3600);
   app.post('/register', async (request, reply) => {
     if (!ctx.config.clientRegistration.dynamic) {
       throw new OAuthError('invalid_request', 'dynamic client registration is disabled; use a client ID metadata document');
     }
+    await rateLimit(request);
     if (!request.headers['content-type']?.toLowerCase().startsWith('application/json')) {
       throw new OAuthError('invalid_client_metadata', 'registration requests must be application/json (RFC 7591 §3.1)');
     }

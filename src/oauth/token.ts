@@ -6,12 +6,15 @@ import { AUTHORIZATION_CODE_PREFIX } from './flow.ts';
 import { keys } from './keys.ts';
 import { type Params, param, requiredParam, requireForm, splitScopes } from './params.ts';
 import { verifyPkce } from './pkce.ts';
+import { createRateLimit } from './rate-limit.ts';
 import { findResource } from './resources.ts';
 import { sha256 } from './secrets.ts';
 
 /** POST /token (OAuth 2.1 §3.2): authorization_code and refresh_token grants. */
 export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
+  const rateLimit = createRateLimit(ctx, 'token', ctx.config.rateLimits.tokenRequestsPerMinute, 60);
   app.post('/token', async (request, reply) => {
+    await rateLimit(request);
     requireForm(request.headers['content-type'], 'token');
     const body = request.body as Params;
     const grantType = requiredParam(body, 'grant_type');

@@ -281,3 +281,34 @@ describe('authorization server: bad input gets the exact error', () => {
     });
   });
 });
+
+describe('rate limits', () => {
+  let gw: Harness;
+  before(async () => {
+    gw = await startHarness({ config: { rateLimits: { registrationsPerHour: 2, tokenRequestsPerMinute: 3 } } });
+  });
+  after(() => gw.close());
+
+  it('registration: the third in an hour from one address gets 429 with Retry-After', async () => {
+    await registerClient(gw.publicUrl);
+    await registerClient(gw.publicUrl);
+    const third = await fetch(`${gw.publicUrl}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ redirect_uris: [CLIENT_REDIRECT] }),
+    });
+    assert.equal(third.status, 429);
+    const retryAfter = Number(third.headers.get('retry-after'));
+    assert.ok(retryAfter > 0 && retryAfter <= 3600);
+    assert.deepEqual(await third.json(), {
+      error: 'temporarily_unavailable',
+      error_description: `too many registration requests from this address; retry in ${retryAfter} s`,
+    });
+  });
+
+  it('token: the fourth in a minute gets 429', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', client_id: 'x' })).status);
+    assert.deepEqual(statuses, [401, 401, 401, 429]);
+  });
+});

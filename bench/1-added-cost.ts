@@ -1,0 +1,154 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import { type BenchContext, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
+import { findNginx, NGINX_MISSING, type RunningNginx, startNginx } from './lib/nginx.ts';
+import { startWorker, type Worker } from './lib/procs.ts';
+import { fmtInt, round, type Section } from './lib/report.ts';
+
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
+
+/**
+ * Benchmark 1: the added cost per call. One trivial backend; the same tools/call through three
+ * paths (direct, nginx, gateway with a real token), interleaved round by round so drift on a
+ * shared machine hits all three alike, at 1, 16 and 64 connections.
+ */
+export async function addedCost(ctx: BenchContext): Promise<Section> {
+  const section: Section = {
+    id: 1,
+    title: 'Added cost per call (tools/call, JSON response mode)',
+    columns: ['connections', 'path', 'req/s', 'p50 ms', 'p99 ms', 'errors'],
+    rows: [],
+    notes: [],
+    figures: {},
+  };
+  const connectionLevels = [1, 16, 64];
+  const rounds = ctx.quick ? 1 : 2;
+  const durationSeconds = ctx.quick ? 1 : 5;
+  const warmupSeconds = ctx.quick ? 0.5 : 1;
+
+  let nginxBinary = findNginx();
+  if (!nginxBinary && !ctx.quick) nginxBinary = tryInstallNginx(ctx);
+  if (!nginxBinary) {
+    ctx.log(`benchmark 1: skipping nginx: ${NGINX_MISSING}`);
+    section.notes.push(`nginx path skipped: ${NGINX_MISSING}`);
+  }
+
+  const workers: Worker[] = [];
+  let nginx: RunningNginx | undefined;
+  try {
+    const backend = await startWorker('backend', { role: 'server', maxFds: 65_536 });
+    workers.push(backend);
+    const backendUrl = String(backend.ready['url']);
+    const gateway = await startWorker('gateway', {
+      role: 'server',
+      nodeArgs: ctx.gatewayNodeArgs,
+      args: { backendUrl, store: { kind: 'sqlite', path: join(ctx.tmp, 'b1-gateway.db') } },
+    });
+    workers.push(gateway);
+    if (nginxBinary) nginx = await startNginx(nginxBinary, backendUrl, join(ctx.tmp, 'nginx'));
+    const load = await startWorker('load', { role: 'client', maxFds: 65_536 });
+    workers.push(load);
+
+    const token = String(gateway.ready['token']);
+    const targets: { name: string; url: string }[] = [
+      { name: 'direct', url: `${backendUrl}/mcp` },
+      ...(nginx ? [{ name: 'nginx', url: `${nginx.url}/mcp` }] : []),
+      { name: 'gateway', url: String(gateway.ready['mcpUrl']) },
+    ];
+    const results = new Map<string, LoadResult[]>();
+    for (const connections of connectionLevels) {
+      for (let r = 0; r < rounds; r++) {
+        // Rotate the order each round so no path always runs first (or right after another).
+        const order = targets.map((_, i) => targets[(i + r) % targets.length]!);
+        for (const target of order) {
+          const result = await load.call<LoadResult>({
+            type: 'run',
+            url: target.url,
+            connections,
+            durationSeconds,
+            warmupSeconds,
+            method: 'POST',
+            headers: { ...MCP_HEADERS, authorization: `Bearer ${token}` },
+            body: TOOLS_CALL_BODY,
+          });
+          const key = `${connections}|${target.name}`;
+          results.set(key, [...(results.get(key) ?? []), result]);
+          ctx.log(`  ${connections} conn ${target.name}: ${fmtInt(result.rps)} req/s p50 ${round(result.p50, 3)} ms p99 ${round(result.p99, 3)} ms`);
+        }
+      }
+    }
+
+    const mean = (list: LoadResult[], pick: (r: LoadResult) => number) => list.reduce((s, r) => s + pick(r), 0) / list.length;
+    const summary: (string | number)[][] = [];
+    for (const connections of connectionLevels) {
+      const agg = new Map<string, LoadResult>();
+      for (const target of targets) {
+        const list = results.get(`${connections}|${target.name}`)!;
+        const row: LoadResult = {
+          rps: mean(list, (r) => r.rps),
+          p50: mean(list, (r) => r.p50),
+          p99: mean(list, (r) => r.p99),
+          errors: list.reduce((s, r) => s + r.errors + r.non2xx, 0),
+          non2xx: 0,
+        };
+        agg.set(target.name, row);
+        section.rows.push([connections, target.name, fmtInt(row.rps), round(row.p50, 3), round(row.p99, 3), row.errors]);
+      }
+      const direct = agg.get('direct')!;
+      const gw = agg.get('gateway')!;
+      const ng = agg.get('nginx');
+      const vsNginx = ng ? gw.rps / ng.rps : Number.NaN;
+      const vsDirect = gw.rps / direct.rps;
+      const addedP50 = gw.p50 - direct.p50;
+      const addedP99 = gw.p99 - direct.p99;
+      section.figures[`gatewayVsNginx${connections}`] = vsNginx;
+      section.figures[`gatewayVsDirect${connections}`] = vsDirect;
+      section.figures[`addedP50_${connections}`] = addedP50;
+      section.figures[`addedP99_${connections}`] = addedP99;
+      if (ng) {
+        section.figures[`nginxAddedP50_${connections}`] = ng.p50 - direct.p50;
+        section.figures[`nginxAddedP99_${connections}`] = ng.p99 - direct.p99;
+      }
+      summary.push([
+        connections,
+        ng ? round(vsNginx) : 'n/a',
+        round(vsDirect),
+        round(addedP50, 3),
+        round(addedP99, 3),
+        ng ? round(ng.p50 - direct.p50, 3) : 'n/a',
+        ng ? round(ng.p99 - direct.p99, 3) : 'n/a',
+      ]);
+    }
+    section.notes.push(
+      `${rounds} interleaved round(s) of ${warmupSeconds} s warm-up (discarded) + ${durationSeconds} s per path and level; figures are means over rounds.`,
+      'Ratios and added latency (gateway minus direct; nginx minus direct for comparison):',
+    );
+    section.extra = [
+      '| connections | gateway/nginx req/s | gateway/direct req/s | gateway added p50 ms | gateway added p99 ms | nginx added p50 ms | nginx added p99 ms |',
+      '| --- | --- | --- | --- | --- | --- | --- |',
+      ...summary.map((cells) => `| ${cells.join(' | ')} |`),
+    ].join('\n');
+  } finally {
+    await nginx?.stop();
+    for (const worker of workers.reverse()) await worker.stop();
+  }
+  return section;
+}
+
+/** On a fresh Debian/Ubuntu machine run as root, install nginx (the issue: "installs nginx via apt if missing"). */
+function tryInstallNginx(ctx: BenchContext): string | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  try {
+    ctx.log('benchmark 1: nginx missing; installing with apt-get (nginx-light)…');
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'nginx-light'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  } catch {
+    return undefined;
+  }
+  return findNginx();
+}

@@ -1,0 +1,6 @@
+import type { BenchContext } from './lib/context.ts';
+import type { Section } from './lib/report.ts';
+
+export async function streams(_ctx: BenchContext): Promise<Section> {
+  throw new Error('todo');
+}
