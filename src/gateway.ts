@@ -45,6 +45,9 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
+/** While draining on shutdown, keep-alive connections that went idle are closed this often. */
+const IDLE_CLOSE_INTERVAL_MS = 100;
+
 /** Builds every part from a validated Config and listens. The only place concrete adapters are chosen. */
 export async function startGateway(config: Config, deps: GatewayDeps): Promise<RunningGateway> {
   const clock = deps.clock ?? systemClock;
@@ -119,10 +122,17 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     devIdp,
     async close() {
       // Stop accepting; open streams are ended by the proxy's preClose hook; in-flight requests
-      // drain within the grace period, then remaining connections are cut.
+      // drain within the grace period, then remaining connections are cut. Node closes idle
+      // keep-alive connections only once, when close begins: those freed by a finished request
+      // afterwards are closed as they go idle, so the drain ends with the last request.
+      const idle = setInterval(() => app.server.closeIdleConnections(), IDLE_CLOSE_INTERVAL_MS);
       const force = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
-      await app.close();
-      clearTimeout(force);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(idle);
+        clearTimeout(force);
+      }
       await proxy.close();
       await devIdp?.close();
       if (!deps.store) await store.close();

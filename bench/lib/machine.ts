@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { availableParallelism, cpus, totalmem } from 'node:os';
 
 export interface Machine {
@@ -23,16 +23,11 @@ export function describeMachine(): Machine {
 }
 
 function versionOf(binary: string, args: string[], pattern: RegExp): string | undefined {
-  for (const path of [binary, `/usr/sbin/${binary}`, `/usr/bin/${binary}`]) {
-    try {
-      // nginx -v writes to stderr; capture both.
-      const out = execFileSync(path, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      return pattern.exec(out)?.[1];
-    } catch (error) {
-      const stderr = String((error as { stderr?: unknown }).stderr ?? '');
-      const match = pattern.exec(stderr);
-      if (match) return match[1];
-    }
+  for (const path of [`/usr/sbin/${binary}`, `/usr/bin/${binary}`, `/usr/local/bin/${binary}`]) {
+    // nginx -v writes to stderr; read both.
+    const run = spawnSync(path, args, { encoding: 'utf8' });
+    const match = pattern.exec(`${run.stdout ?? ''}${run.stderr ?? ''}`);
+    if (match) return match[1];
   }
   return undefined;
 }

@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +19,11 @@ export function cpuOf(role: Role): string | undefined {
 export function wrapped(command: string, args: string[], options: { cpu?: string; maxFds?: number }): [string, string[]] {
   let argv = [command, ...args];
   if (options.cpu !== undefined) argv = ['taskset', '-c', options.cpu, ...argv];
-  if (options.maxFds !== undefined) argv = ['sh', '-c', `ulimit -n ${options.maxFds} && exec "$@"`, 'sh', ...argv];
+  // Raise the soft limit; where the hard limit is lower and cannot be raised (no
+  // CAP_SYS_RESOURCE, e.g. in containers), settle for the hard limit.
+  if (options.maxFds !== undefined) {
+    argv = ['sh', '-c', `ulimit -n ${options.maxFds} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$@"`, 'sh', ...argv];
+  }
   return [argv[0]!, argv.slice(1)];
 }
 
@@ -141,4 +146,21 @@ export async function rssOf(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   const kb = /VmRSS:\s+(\d+) kB/.exec(status)?.[1];
   return Number(kb) * 1024;
+}
+
+/** The file-descriptor limit a worker can get: the hard limit (what `ulimit -Hn` says). */
+export function hardFdLimit(): number {
+  const out = execFileSync('sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).trim();
+  return out === 'unlimited' ? Number.POSITIVE_INFINITY : Number(out);
+}
+
+/** Whether this process may raise its hard limits (CAP_SYS_RESOURCE, capability bit 24). */
+export function canRaiseFdLimit(): boolean {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const eff = /CapEff:\s+([0-9a-f]+)/.exec(status)?.[1];
+    return eff !== undefined && (BigInt(`0x${eff}`) & (1n << 24n)) !== 0n;
+  } catch {
+    return false;
+  }
 }

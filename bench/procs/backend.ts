@@ -34,7 +34,6 @@ const server = createServer((req, res) => {
   res.writeHead(404).end();
 });
 server.keepAliveTimeout = 60_000;
-server.maxConnections = 0;
 server.listen(0, '127.0.0.1', () => {
   const { port } = server.address() as AddressInfo;
   serveWorker({ url: `http://127.0.0.1:${port}` }, async (message) => {

@@ -4,33 +4,22 @@ import { loadConfig } from '../../src/config/load.ts';
 import { startGateway } from '../../src/gateway.ts';
 import { userKeyOf } from '../../src/oauth/grants.ts';
 import { systemClock } from '../../src/ports/clock.ts';
-import type { UserIdentity } from '../../src/ports/idp.ts';
 import type { Store } from '../../src/ports/store.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { freePort } from '../../test/support/ports.ts';
 import { serveWorker, workerArgs } from '../lib/procs.ts';
+import { BENCH_USER, DEV_USERS } from '../lib/users.ts';
 
 export interface GatewayWorkerArgs {
   backendUrl: string;
   store: { kind: 'sqlite'; path: string } | { kind: 'redis'; url: string; keyPrefix: string };
+  /** Listen port (benchmark 4 writes records for this resource before the gateway starts). */
+  port?: number;
   /** Time every Store call (benchmark 5). */
   instrumentStore?: boolean;
 }
 
-export const BENCH_USER: UserIdentity = {
-  issuer: 'https://idp.bench/tenant/v2.0',
-  subject: 'bench-sub',
-  objectId: '33333333-3333-4333-8333-333333333333',
-  tenantId: '00000000-0000-4000-8000-000000000001',
-  name: 'Bench User',
-  email: 'bench@example.com',
-  preferredUsername: 'bench@example.com',
-  roles: ['reader'],
-  groups: ['g-bench'],
-};
-
-export const DEV_USERS = [{ login: 'alice', password: 'alice-password', name: 'Alice Admin', email: 'alice@example.com' }];
 
 /**
  * The real gateway (startGateway: fastify, dev IdP upstream, the configured Store) in its own
@@ -38,7 +27,7 @@ export const DEV_USERS = [{ login: 'alice', password: 'alice-password', name: 'A
  * token, `stats` with Store timings and CPU use, `gc` with RSS after a full collection.
  */
 const args = workerArgs<GatewayWorkerArgs>();
-const port = await freePort();
+const port = args.port ?? (await freePort());
 const publicUrl = `http://127.0.0.1:${port}`;
 const config = loadConfig({
   yamlText: JSON.stringify({
@@ -61,6 +50,8 @@ const config = loadConfig({
         credential: { header: 'x-functions-key', value: 'bench-backend-key' },
       },
     ],
+    // Benchmark 5 signs in from one address far more often than a person does.
+    rateLimits: { registrationsPerHour: 0, tokenRequestsPerMinute: 0 },
     logLevel: 'error',
   }),
   env: {},

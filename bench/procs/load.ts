@@ -6,6 +6,8 @@ interface LoadRequest {
   connections: number;
   durationSeconds: number;
   warmupSeconds: number;
+  /** Instead of warmupSeconds: this many requests (benchmark 4 visits every token once). */
+  warmupRequests?: number;
   method?: string;
   headers?: Record<string, string>;
   body?: string;
@@ -19,14 +21,14 @@ type OnResponse = (statusCode: number, responseTimeMs: number) => void;
  * The load generator (autocannon's programmatic API) in its own process, so it does not share
  * an event loop with anything measured. Each `run` first loads for warmupSeconds (discarded).
  */
-function load(options: LoadRequest, seconds: number, counter: { next: number }, onResponse?: OnResponse): Promise<autocannon.Result> {
+function load(options: LoadRequest, seconds: number, counter: { next: number }, onResponse?: OnResponse, amount?: number): Promise<autocannon.Result> {
   const tokens = options.tokens;
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
         url: options.url,
         connections: options.connections,
-        duration: seconds,
+        ...(amount ? { amount } : { duration: seconds }),
         method: (options.method ?? 'POST') as 'POST',
         headers: options.headers,
         body: options.body,
@@ -52,7 +54,8 @@ function load(options: LoadRequest, seconds: number, counter: { next: number }, 
 serveWorker({}, async (message) => {
   const options = message as unknown as LoadRequest;
   const counter = { next: 0 };
-  if (options.warmupSeconds > 0) await load(options, options.warmupSeconds, counter);
+  if (options.warmupRequests) await load(options, 0, counter, undefined, options.warmupRequests);
+  else if (options.warmupSeconds > 0) await load(options, options.warmupSeconds, counter);
   // autocannon's histogram keeps whole milliseconds; the per-response times are exact (hrtime).
   const samples: number[] = [];
   const result = await load(options, options.durationSeconds, counter, (statusCode, ms) => {

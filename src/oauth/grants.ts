@@ -53,7 +53,16 @@ export function userKeyOf(user: UserIdentity): string {
 export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp }, options: GrantOptions) {
   const { store, clock, sealer, idp } = deps;
   const cacheMs = Math.min(options.tokenCacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
-  const cache = new Map<string, { record: AccessTokenRecord; until: number }>();
+  // Keyed by the token itself so a hit costs no hash (benchmark 2); `cachedByHash` lets a
+  // revocation, which knows only hashes, drop the entry. Process memory only, never the Store.
+  const cache = new Map<string, { record: AccessTokenRecord; until: number; hash: string }>();
+  const cachedByHash = new Map<string, string>();
+  function forget(hash: string): void {
+    const token = cachedByHash.get(hash);
+    if (token === undefined) return;
+    cachedByHash.delete(hash);
+    cache.delete(token);
+  }
 
   async function issueTokens(grant: GrantRecord): Promise<IssuedTokens> {
     const now = clock.nowSeconds();
@@ -103,7 +112,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
   async function revokeGrant(grantId: string): Promise<void> {
     const grant = await store.get<GrantRecord>(keys.grant(grantId));
     const tokenKeys = await store.members(keys.grantTokens(grantId));
-    for (const key of tokenKeys) cache.delete(key.slice('at:'.length));
+    for (const key of tokenKeys) forget(key.slice('at:'.length));
     await store.delete(...tokenKeys, keys.grant(grantId), keys.grantTokens(grantId));
     if (grant) await store.removeFromSet(keys.userGrants(grant.userKey), grantId);
   }
@@ -181,19 +190,20 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
    * another replica takes effect here within that bound.
    */
   async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
-    if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
-    const hash = sha256(token);
     const now = Date.now();
-    const cached = cache.get(hash);
+    const cached = cache.get(token);
     let record: AccessTokenRecord | undefined;
-    if (cached && cached.until > now) {
+    if (cached !== undefined && cached.until > now) {
       record = cached.record;
     } else {
+      if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
+      const hash = cached?.hash ?? sha256(token);
       record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
-      if (cached) cache.delete(hash);
+      if (cached) forget(hash);
       if (record && cacheMs > 0) {
-        if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-        cache.set(hash, { record, until: now + cacheMs });
+        if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) forget(cache.values().next().value!.hash);
+        cache.set(token, { record, until: now + cacheMs, hash });
+        cachedByHash.set(hash, token);
       }
     }
     if (!record || record.expiresAt <= clock.nowSeconds()) return undefined;
@@ -206,7 +216,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const access = await store.get<AccessTokenRecord>(keys.accessToken(hash));
     if (access) {
       if (access.clientId !== clientId) throw new OAuthError('unauthorized_client', 'token was issued to another client');
-      cache.delete(hash);
+      forget(hash);
       await store.delete(keys.accessToken(hash));
       return;
     }

@@ -7,7 +7,7 @@ import { type BackendRequest, type Forwarder, forwardedRequestHeaders, forwarded
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { jsonRpcError } from './jsonrpc.ts';
-import { isEventStream, relay } from './relay.ts';
+import { isEventStream, readBounded, relay, WHOLE_BODY_BYTES } from './relay.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
@@ -79,7 +79,24 @@ export async function sendBackendResponse(
   const sse = isEventStream(response.headers['content-type']);
   reply.hijack();
   const res = reply.raw;
-  const headers: OutgoingHttpHeaders = { ...(reply.getHeaders() as OutgoingHttpHeaders), ...forwardedResponseHeaders(response.headers) };
+  const headers = reply.getHeaders() as OutgoingHttpHeaders; // a fresh copy (CORS, set by the gate)
+  forwardedResponseHeaders(response.headers, headers);
+  const length = Number(response.headers['content-length']);
+  if (!sse && options.prefix === undefined && options.body === undefined && length <= WHOLE_BODY_BYTES) {
+    // A small answer of known length (a JSON-RPC response) goes out with its headers in one
+    // write; only streams and large bodies are relayed chunk by chunk.
+    let body: Buffer;
+    try {
+      body = await readBounded(response.body, length);
+    } catch {
+      res.destroy(); // as relay: a truncated body must not pass for a complete one
+      return;
+    }
+    headers['content-length'] = body.length;
+    res.writeHead(response.statusCode, headers);
+    res.end(body);
+    return;
+  }
   // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
   if (sse) headers['x-accel-buffering'] = 'no';
   res.writeHead(response.statusCode, headers);

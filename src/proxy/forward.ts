@@ -44,8 +44,8 @@ export function forwardedRequestHeaders(incoming: IncomingHttpHeaders): Record<s
   return out;
 }
 
-export function forwardedResponseHeaders(incoming: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = {};
+/** Copies the forwarded response headers into `out` (a fresh object by default). */
+export function forwardedResponseHeaders(incoming: IncomingHttpHeaders, out: OutgoingHttpHeaders = {}): OutgoingHttpHeaders {
   for (const name of FORWARDED_RESPONSE_HEADERS) {
     const value = incoming[name];
     if (typeof value === 'string') out[name] = value;

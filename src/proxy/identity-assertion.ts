@@ -1,6 +1,5 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, type JWK, SignJWT } from 'jose';
-import { sha256 } from '../oauth/secrets.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 
@@ -43,7 +42,8 @@ export async function createIdentityAssertions(deps: {
 
   async function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number) {
     const now = deps.clock.nowSeconds();
-    const key = `${sha256(token)} ${audience}`;
+    // Keyed by the token itself (in process memory only): a hit costs no hash (benchmark 1).
+    const key = `${audience} ${token}`;
     const cached = cache.get(key);
     if (cached && now < cached.reuseUntil) return cached.assertion;
     const expiresAt = Math.max(now + 1, Math.min(now + ttlSeconds, record.expiresAt));

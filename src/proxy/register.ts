@@ -5,7 +5,7 @@ import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import { type Store, StoreUnavailableError } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
-import { createForwarder } from './forward.ts';
+import { createForwarder, type Forwarder, GatewayError } from './forward.ts';
 import { createGate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
 import { JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
@@ -53,7 +53,8 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   }
   const issuer = new URL(deps.publicUrl).origin;
   const assertions = await createIdentityAssertions({ signingKeyPem: deps.signingKeyPem, issuer, clock: deps.clock });
-  const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
+  let closing = false;
+  const forwarders = new Map(deps.resources.map((r) => [r.name, refuseStreamsWhenClosing(createForwarder(r.backend), () => closing)]));
   const ctx: ProxyContext = { forwarders, assertions, keepAliveMs, logger: deps.logger, active: new Set() };
   const gate = createGate({ ...deps, publicUrl: issuer });
   const sessions = createSessionBinding(deps.store);
@@ -66,6 +67,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   // Graceful shutdown: open SSE streams (GET) would hold the server open, so they are ended
   // (cleanly, via their backend exchange); requests in flight (POST, DELETE) finish within the grace period.
   app.addHook('preClose', (done) => {
+    closing = true;
     for (const controller of ctx.active) controller.abort();
     done();
   });
@@ -100,5 +102,21 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     async close() {
       await Promise.allSettled([...forwarders.values()].map((f) => f.close()));
     },
+  };
+}
+
+/**
+ * A GET admitted just before shutdown began reaches its backend after the streams were ended:
+ * refused (503) instead, so no new stream holds the server open.
+ */
+function refuseStreamsWhenClosing(forwarder: Forwarder, closing: () => boolean): Forwarder {
+  return {
+    request(request) {
+      if (closing() && request.method === 'GET') {
+        return Promise.reject(new GatewayError(503, 'Service Unavailable: the gateway is shutting down'));
+      }
+      return forwarder.request(request);
+    },
+    close: () => forwarder.close(),
   };
 }

@@ -15,7 +15,7 @@ import {
   JSONRPC_SESSION_NOT_FOUND,
   jsonRpcError,
 } from './jsonrpc.ts';
-import { limitBytes, readBounded, tooLarge } from './relay.ts';
+import { limitBytes, readBounded, tooLarge, WHOLE_BODY_BYTES } from './relay.ts';
 import type { SessionBinding } from './session-binding.ts';
 
 /**
@@ -81,7 +81,13 @@ async function requestBody(request: FastifyRequest, maxBytes: number): Promise<R
   const source = request.body as Readable | undefined;
   if (Number(request.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
   if (source === undefined || typeof source.pipe !== 'function') return undefined;
-  if (header(request, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION) return source.pipe(limitBytes(maxBytes));
+  if (header(request, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION) {
+    // A small body of known length is read whole: the backend request then goes out in one
+    // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
+    const length = Number(request.headers['content-length']);
+    if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes);
+    return source.pipe(limitBytes(maxBytes));
+  }
 
   const raw = await readBounded(source, maxBytes);
   let message: unknown;

@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Section } from '../../bench/lib/report.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * `npm run bench -- --quick` as the suite runs it, so the benchmarks cannot rot: every benchmark
+ * runs and reports its rows. Speed is not asserted (goals live in benchmarks, never in tests).
+ */
+test('bench --quick runs all five benchmarks and reports their rows', { timeout: 180_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bench-quick-'));
+  try {
+    const results = join(dir, 'RESULTS.md');
+    const json = join(dir, 'results.json');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick', `--results=${results}`, `--json=${json}`], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    child.stderr.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const [code] = await once(child, 'exit');
+    assert.equal(code, 0, output);
+    const report = JSON.parse(readFileSync(json, 'utf8')) as { machine: { cores: number; node: string }; sections: Section[] };
+    assert.ok(report.machine.cores >= 1);
+    assert.match(report.machine.node, /^v\d+/);
+    assert.deepEqual(
+      report.sections.map((s) => s.id),
+      [1, 2, 3, 4, 5],
+    );
+    const rowsOf = (id: number) => report.sections.find((s) => s.id === id)!.rows;
+    const nginx = rowsOf(1).some((row) => row[1] === 'nginx');
+    // Benchmark 1: direct, gateway (and nginx unless it is missing) at 1, 16 and 64 connections.
+    assert.equal(rowsOf(1).length, 3 * (nginx ? 3 : 2));
+    if (!nginx) assert.match(output, /skipping nginx: nginx is not installed/);
+    assert.equal(rowsOf(2).length, 4); // SQLite, Redis × cached, uncached
+    assert.equal(rowsOf(3).length, 2); // GET /mcp, legacy /mcp/sse
+    assert.equal(rowsOf(4).length, 4); // SQLite, Redis × two sizes
+    assert.equal(rowsOf(5).length, 2); // SQLite, Redis
+    for (const section of report.sections) {
+      for (const row of section.rows) for (const cell of row) assert.doesNotMatch(String(cell), /NaN|undefined/, `benchmark ${section.id}: ${row}`);
+    }
+    const markdown = readFileSync(results, 'utf8');
+    assert.match(markdown, /Machine: \d+ cores/);
+    assert.match(markdown, /### Goals/);
+    for (const id of [1, 2, 3, 4, 5]) assert.match(markdown, new RegExp(`### ${id}\\. `));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

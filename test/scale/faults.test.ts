@@ -1,0 +1,188 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
+import { startMcpBackend } from '../support/mcp-backend.ts';
+import { freePort } from '../support/ports.ts';
+import {
+  connectSignedIn,
+  gatewayConfig,
+  mcpPost,
+  openMcpSession,
+  type Stoppable,
+  sharedSecrets,
+  startGatewayProcess,
+  startSharedDevIdp,
+  stopAll,
+} from '../support/scale-cluster.ts';
+import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
+
+const REPO_ROOT = new URL('../..', import.meta.url).pathname;
+
+/** test/support/mcp-backend-process.ts on a fixed port; resolves once it listens. */
+async function startBackendProcess(port: number): Promise<Stoppable & { pid: number; exited: Promise<unknown> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/mcp-backend-process.ts', String(port)], {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = once(child, 'exit');
+  const stop = async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGKILL');
+    await exited;
+  };
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+  });
+  const deadline = Date.now() + 15_000;
+  while (!output.includes('ready')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      await stop();
+      throw new Error(`backend process did not start: ${output}`);
+    }
+    await sleep(50);
+  }
+  return { pid: child.pid!, exited, stop };
+}
+
+async function signIn(mcpUrl: string, login: string): Promise<string> {
+  const provider = new HeadlessOAuthProvider({ login, password: `${login}-password` });
+  assert.equal(await auth(provider, { serverUrl: mcpUrl }), 'REDIRECT');
+  assert.equal(await auth(provider, { serverUrl: mcpUrl, authorizationCode: provider.authorizationCode! }), 'AUTHORIZED');
+  return provider.tokens()!.access_token;
+}
+
+/** Issue 5 must-show 5 and 6: a backend that dies mid-stream, and SIGTERM with calls in flight. */
+describe('faults: backend crash, graceful shutdown', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-faults-'));
+  const started: Stoppable[] = [];
+  after(async () => {
+    await stopAll(started);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('5. backend killed mid-stream: the stream ends within 1 s without a result; new requests work once it is back', async () => {
+    const backendPort = await freePort();
+    let backend = await startBackendProcess(backendPort);
+    started.push({ stop: () => backend.stop() });
+    const port = await freePort();
+    const publicUrl = `http://localhost:${port}`;
+    const idp = await startSharedDevIdp(publicUrl);
+    started.push(idp);
+    const gateway = await startGatewayProcess(
+      gatewayConfig({
+        publicUrl,
+        port,
+        store: { kind: 'sqlite', path: join(dir, 'backend-crash.db') },
+        upstream: idp.upstream,
+        secrets: sharedSecrets(),
+        backend: { url: `http://127.0.0.1:${backendPort}/mcp` },
+      }),
+      dir,
+      'backend-crash',
+    );
+    started.push(gateway);
+    const mcpUrl = `${publicUrl}/mcp`;
+    const token = await signIn(mcpUrl, 'alice');
+    const sessionId = await openMcpSession(mcpUrl, token);
+
+    const response = await mcpPost(
+      mcpUrl,
+      token,
+      { id: 1, method: 'tools/call', params: { name: 'progress', arguments: { steps: 50, intervalMs: 100 }, _meta: { progressToken: 'p' } } },
+      { sessionId, timeoutMs: 10_000 },
+    );
+    assert.equal(response.status, 200);
+    assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let received = '';
+    while (!received.includes('notifications/progress')) {
+      const { value, done } = await reader.read();
+      assert.ok(!done, 'stream open until the first progress event');
+      received += value;
+    }
+    const killedAt = Date.now();
+    process.kill(backend.pid, 'SIGKILL');
+    let streamError: unknown;
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        received += value;
+      }
+    } catch (error) {
+      streamError = error;
+    }
+    const endedAfter = Date.now() - killedAt;
+    assert.ok(endedAfter <= 1000, `stream ended ${endedAfter} ms after the kill`);
+    assert.doesNotMatch(received, /"result"/, 'the call did not complete: the client knows it failed');
+    console.log(`# backend kill -9 → client stream ended after ${endedAfter} ms (${streamError ? `error: ${String(streamError)}` : 'end of stream, no result'})`);
+    await backend.exited;
+
+    // While the backend is down: a quick 502 JSON-RPC error, not a hang.
+    const down = await mcpPost(mcpUrl, token, { id: 2, method: 'tools/list' }, { sessionId, timeoutMs: 3000 });
+    assert.equal(down.status, 502);
+    assert.equal(((await down.json()) as { error: { code: number } }).error.code, -32000);
+
+    // Back on the same port: the old backend session is gone with the process, a new one works.
+    backend = await startBackendProcess(backendPort);
+    const newSession = await openMcpSession(mcpUrl, token);
+    const echoed = await mcpPost(mcpUrl, token, { id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'back' } } }, { sessionId: newSession });
+    assert.equal(echoed.status, 200);
+    assert.match(await echoed.text(), /"text":"back"/);
+  });
+
+  it('6. SIGTERM during 50 in-flight tool calls: all 50 complete, the process exits 0', async () => {
+    const backend = await startMcpBackend();
+    started.push({ stop: () => backend.close() });
+    const port = await freePort();
+    const publicUrl = `http://localhost:${port}`;
+    const idp = await startSharedDevIdp(publicUrl);
+    started.push(idp);
+    const gateway = await startGatewayProcess(
+      gatewayConfig({
+        publicUrl,
+        port,
+        store: { kind: 'sqlite', path: join(dir, 'sigterm.db') },
+        upstream: idp.upstream,
+        secrets: sharedSecrets(),
+        backend: { url: backend.mcpUrl },
+        shutdownGraceSeconds: 5,
+      }),
+      dir,
+      'sigterm',
+    );
+    started.push(gateway);
+    const provider = new HeadlessOAuthProvider({ login: 'bob', password: 'bob-password' });
+    const client = await connectSignedIn(`${publicUrl}/mcp`, provider);
+    client.onerror = () => {}; // the standalone GET stream ends at shutdown; its reconnects then fail
+    try {
+      const postsBefore = backend.requests.filter((r) => r.method === 'POST').length;
+      const calls = Array.from({ length: 50 }, (_, i) => client.callTool({ name: 'slow', arguments: { ms: 1000 + i } }));
+      for (let i = 0; i < 100 && backend.requests.filter((r) => r.method === 'POST').length < postsBefore + 50; i++) await sleep(20);
+      assert.equal(backend.requests.filter((r) => r.method === 'POST').length, postsBefore + 50, 'all 50 calls reached the backend');
+      const signalledAt = Date.now();
+      process.kill(gateway.pid, 'SIGTERM');
+      const outcomes = await Promise.allSettled(calls);
+      const failed = outcomes.filter((o) => o.status === 'rejected');
+      assert.deepEqual(failed, [], 'every in-flight call completed');
+      for (const outcome of outcomes) {
+        assert.deepEqual((outcome as PromiseFulfilledResult<{ content: unknown }>).value.content, [{ type: 'text', text: 'slow done' }]);
+      }
+      const exit = await gateway.exited;
+      const exitedAfter = Date.now() - signalledAt;
+      assert.deepEqual(exit, { code: 0, signal: null }, gateway.output());
+      assert.match(gateway.output(), /Stopped cleanly\./);
+      assert.ok(exitedAfter < 5000, `exited ${exitedAfter} ms after SIGTERM (grace 5 s)`);
+      console.log(`# SIGTERM with 50 calls in flight: all completed, exit 0 after ${exitedAfter} ms`);
+    } finally {
+      await client.close().catch(() => {});
+    }
+  });
+});
