@@ -117,10 +117,14 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     if (grant) await store.removeFromSet(keys.userGrants(grant.userKey), grantId);
   }
 
-  /** Refresh-token grant: rotation, reuse detection, upstream refresh (DESIGN §4). */
+  /**
+   * Refresh-token grant: rotation, reuse detection, upstream refresh (DESIGN §4).
+   * Crash-safe order: nothing is consumed until the new tokens are written; the old refresh token
+   * is then taken atomically. A store or IdP failure part-way leaves the old token usable.
+   */
   async function refresh(refreshToken: string, clientId: string, requested: { scopes?: string[]; resource?: string }) {
     const hash = sha256(refreshToken);
-    const entry = await store.take<{ grantId: string }>(keys.refreshToken(hash));
+    const entry = await store.get<{ grantId: string }>(keys.refreshToken(hash));
     if (!entry) {
       const reusedGrant = await store.get<string>(keys.usedRefreshToken(hash));
       if (reusedGrant) {
@@ -134,23 +138,16 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const grant = await store.get<GrantRecord>(keys.grant(entry.grantId));
     const now = clock.nowSeconds();
     if (!grant || grant.expiresAt <= now) throw new OAuthError('invalid_grant', 'the grant has expired or was revoked');
-    const remaining = grant.expiresAt - now;
     if (grant.clientId !== clientId) {
-      await store.set(keys.usedRefreshToken(hash), grant.grantId, remaining);
       await revokeGrant(grant.grantId);
       throw new OAuthError('invalid_grant', 'refresh token was issued to another client');
     }
     if (requested.resource !== undefined && requested.resource !== grant.resource) {
-      await store.set(keys.refreshToken(hash), entry, remaining);
       throw new OAuthError('invalid_target', `refresh token is for resource ${grant.resource}`);
     }
     const scopes = requested.scopes ?? grant.scopes;
     const widened = scopes.filter((s) => !grant.scopes.includes(s));
-    if (widened.length > 0) {
-      await store.set(keys.refreshToken(hash), entry, remaining);
-      throw new OAuthError('invalid_scope', `scope exceeds the original grant: ${widened.join(' ')}`);
-    }
-    await store.set(keys.usedRefreshToken(hash), grant.grantId, remaining);
+    if (widened.length > 0) throw new OAuthError('invalid_scope', `scope exceeds the original grant: ${widened.join(' ')}`);
     try {
       await refreshUpstream(grant);
     } catch (error) {
@@ -158,18 +155,21 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
         await revokeGrant(grant.grantId);
         throw new OAuthError('invalid_grant', `the identity provider refused to renew the sign-in (${error.upstreamError})`);
       }
-      // Put the refresh token back: a passing upstream outage must not end the grant.
-      await store.delete(keys.usedRefreshToken(hash));
-      await store.set(keys.refreshToken(hash), entry, remaining);
       if (error instanceof UpstreamUnavailableError) {
-        throw new OAuthError('temporarily_unavailable', 'the identity provider is unreachable; try again later', {
-          cause: error,
-        });
+        // A passing upstream outage must not end the grant: the old refresh token stays valid.
+        throw new OAuthError('temporarily_unavailable', 'the identity provider is unreachable; try again later', { cause: error });
       }
       throw error;
     }
+    const tokens = await issueTokens({ ...grant, scopes });
+    if (!(await store.take(keys.refreshToken(hash)))) {
+      // Another request rotated this refresh token meanwhile: treat as reuse.
+      await revokeGrant(grant.grantId);
+      throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
+    }
+    await store.set(keys.usedRefreshToken(hash), grant.grantId, Math.max(1, grant.expiresAt - now));
     await store.removeFromSet(keys.grantTokens(grant.grantId), `rt:${hash}`);
-    return issueTokens({ ...grant, scopes });
+    return tokens;
   }
 
   /** A refresh renews the upstream grant too, so a user disabled upstream loses access (DESIGN §4). */

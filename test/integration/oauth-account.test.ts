@@ -77,3 +77,26 @@ describe('/account and upstream-driven revocation', () => {
     assert.equal(await gw.ctx.grants.validateAccessToken(tokens.access_token), undefined, 'the whole grant ended');
   });
 });
+
+describe('an IdP outage during refresh does not end the grant', () => {
+  let gw: Harness;
+  before(async () => {
+    gw = await startHarness();
+  });
+  after(() => gw.close());
+
+  it('answers 503 temporarily_unavailable and keeps the refresh token valid', async () => {
+    const { clientId, code, verifier } = await obtainCode(gw.publicUrl);
+    const tokens = (await (await exchangeCode(gw.publicUrl, { code, verifier, clientId })).json()) as { refresh_token: string; access_token: string };
+    await gw.devIdp!.close();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const refresh = await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: clientId });
+      assert.equal(refresh.status, 503);
+      assert.deepEqual(await refresh.json(), {
+        error: 'temporarily_unavailable',
+        error_description: 'the identity provider is unreachable; try again later',
+      });
+    }
+    assert.ok(await gw.ctx.grants.validateAccessToken(tokens.access_token), 'the grant is intact');
+  });
+});
