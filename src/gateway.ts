@@ -92,7 +92,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const resources = buildResources(config.publicUrl, config.backends);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger };
 
-  const app = createHttpApp(logger);
+  const app = createHttpApp(logger, { trustProxy: config.trustProxy });
   registerHealth(app, { store, idp });
   registerMetadata(app, ctx);
   registerRegistration(app, ctx);

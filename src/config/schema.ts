@@ -175,6 +175,11 @@ export const configSchema = z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
       .strict()
       .default({ host: '127.0.0.1', port: 8080 }),
+    /**
+     * Behind a load balancer: trust X-Forwarded-For for the client IP (rate limits, logs).
+     * true (any), or a list of proxy addresses/CIDRs.
+     */
+    trustProxy: z.union([z.boolean(), z.array(z.string().min(1))]).default(false),
     /** Origins allowed to call the MCP endpoints from a browser (Origin header). */
     allowedOrigins: z.array(z.string()).default([]),
     store: storeSchema.default({ kind: 'sqlite', path: './data/gateway.db' }),

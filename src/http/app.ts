@@ -11,7 +11,7 @@ export const OAUTH_BODY_LIMIT_BYTES = 64 * 1024;
  * Fastify with the gateway's shared behaviour: strict form parsing, one error boundary, JSON 404s.
  * Route modules are registered on the returned instance by main.ts.
  */
-export function createHttpApp(logger: Logger, options: { trustProxy?: boolean } = {}): FastifyInstance {
+export function createHttpApp(logger: Logger, options: { trustProxy?: boolean | string[] } = {}): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: OAUTH_BODY_LIMIT_BYTES,
