@@ -36,7 +36,9 @@ describe('browser: consent and dev sign-in in Chromium', () => {
   before(async () => {
     gateway = await startHarness();
     redirectServer = createServer((req, res) => {
-      received.push(new URL(req.url ?? '/', callback));
+      const url = new URL(req.url ?? '/', callback);
+      // Chromium also asks the redirect host for /favicon.ico; only the callback counts.
+      if (url.pathname === new URL(callback).pathname) received.push(url);
       res.writeHead(200, { 'content-type': 'text/plain' }).end('signed in; you can close this window');
     });
     await new Promise<void>((resolve) => redirectServer.listen(0, '127.0.0.1', resolve));
