@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createPublicKey, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as client from 'openid-client';
 import type { EntraIdpConfig } from '../../src/config/schema.ts';
 import { createEntraIdp } from '../../src/idp/entra.ts';
@@ -249,3 +254,49 @@ describe('entra adapter with a federated credential', () => {
     });
   });
 });
+
+describe('entra adapter with a certificate credential', () => {
+  let lookalike: EntraShapedIdp;
+  let certificate: { key: string; cert: string };
+
+  before(async () => {
+    certificate = rsaCertificate();
+    const jwk = createPublicKey(certificate.cert).export({ format: 'jwk' });
+    lookalike = await startEntraShapedIdp({
+      client: { clientId: CLIENT_ID, redirectUris: [REDIRECT_URI], jwks: { keys: [{ ...jwk, use: 'sig' }] } },
+    });
+  });
+  after(() => lookalike.close());
+
+  test('signs client assertions with the private key, naming the certificate by its thumbprints', async () => {
+    const config: EntraIdpConfig = {
+      ...entraConfig(lookalike),
+      clientSecret: undefined,
+      certificate: { privateKey: certificate.key, certificate: certificate.cert },
+    };
+    const idp = await createEntraIdp(config, { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const { request, callbackUrl } = await signIn(idp);
+    const { identity } = await idp.completeSignIn({ callbackUrl, ...request });
+    assert.equal(identity.objectId, '8f3c2a1e-5b7d-4e9f-a1c3-2d4e6f8a0b1c');
+
+    const body = lookalike.tokenRequests.at(-1)!;
+    assert.equal(body.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
+    const header = decodeProtectedHeader(body.get('client_assertion')!);
+    const x509 = new X509Certificate(certificate.cert);
+    assert.equal(header.alg, 'PS256');
+    assert.equal(header['x5t#S256'], Buffer.from(x509.fingerprint256.replace(/:/g, ''), 'hex').toString('base64url'));
+    assert.equal(header.x5t, Buffer.from(x509.fingerprint.replace(/:/g, ''), 'hex').toString('base64url'));
+    assert.equal(body.has('client_secret'), false);
+  });
+});
+
+function rsaCertificate(): { key: string; cert: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-cert-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=mcp-gateway-test',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+    return { key: readFileSync(join(dir, 'key.pem'), 'utf8'), cert: readFileSync(join(dir, 'cert.pem'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
