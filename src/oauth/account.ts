@@ -28,6 +28,7 @@ export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
         ctx,
         { id: randomUUID(), purpose: 'account', scopes: [], consented: false, createdAt: ctx.clock.nowSeconds() },
         reply,
+        request.headers.cookie,
       );
     }
     const clients: ConsentRecord[] = [];

@@ -103,7 +103,7 @@ async function continueAuthorization(
   if (hasApprovalCookie(ctx.signer, cookie, client.clientId, authorizationRequest.redirectUri!, now)) {
     // Approved earlier in this browser; the server-side approval is checked again after sign-in.
     reply.header('set-cookie', approvalCookieWith(ctx.signer, cookie, client.clientId, authorizationRequest.redirectUri!, now));
-    return redirectToUpstream(ctx, authorizationRequest, reply);
+    return redirectToUpstream(ctx, authorizationRequest, reply, cookie);
   }
   await ctx.store.set(keys.authorizationRequest(authorizationRequest.id), authorizationRequest, AUTHORIZATION_REQUEST_TTL_SECONDS);
   return renderConsent(ctx, authorizationRequest, client, reply);

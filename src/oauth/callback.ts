@@ -9,12 +9,12 @@ import {
   type UpstreamStateRecord,
 } from './context.ts';
 import { COOKIE, hostCookie } from './cookies.ts';
-import { completeWithCode, redirectToClient, rememberConsent, renderConsent, sealSignIn } from './flow.ts';
+import { browserIdOf, completeWithCode, redirectToClient, rememberConsent, renderConsent, sealSignIn } from './flow.ts';
 import { userKeyOf } from './grants.ts';
 import { keys } from './keys.ts';
 import { errorPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param } from './params.ts';
-import { sha256 } from './secrets.ts';
+import { constantTimeEqual, sha256 } from './secrets.ts';
 
 /** GET /callback: the upstream IdP returns the browser here. */
 export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
@@ -24,6 +24,11 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     // Upstream state: exact, single use (atomic take), ≤ 10 minutes (DESIGN §4).
     const stateRecord = state ? await ctx.store.take<UpstreamStateRecord>(keys.upstreamState(state)) : undefined;
     if (!stateRecord) return showError(reply, 400, 'Sign-in failed', 'invalid_request: unknown, expired or already used state.');
+    const browserId = browserIdOf(request.headers.cookie);
+    if (!browserId || !constantTimeEqual(sha256(browserId), stateRecord.browserHash)) {
+      ctx.logger.warn('callback from a browser other than the one sent to sign in');
+      return showError(reply, 400, 'Sign-in failed', 'invalid_request: this sign-in was started in another browser; start again from your application.');
+    }
     const pending = await ctx.store.get<AuthorizationRequest>(keys.authorizationRequest(stateRecord.requestId));
     if (!pending) return showError(reply, 400, 'Sign-in failed', 'invalid_request: the sign-in request expired; start again.');
 

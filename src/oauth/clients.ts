@@ -19,6 +19,12 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
     return /^https?:\/\//.test(clientId);
   }
 
+  /** CIMD client ids that could be fetched at all; malformed ones are refused, never thrown. */
+  function parseMetadataDocumentUrl(clientId: string): URL {
+    if (!URL.canParse(clientId)) throw new OAuthError('invalid_client', 'client_id is not a valid URL');
+    return new URL(clientId);
+  }
+
   /** Returns the client or throws invalid_client with the precise reason. */
   async function find(clientId: string | undefined): Promise<ClientRecord> {
     if (!clientId) throw new OAuthError('invalid_request', 'client_id is required');
@@ -31,7 +37,7 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
   }
 
   async function fetchMetadataDocument(clientId: string): Promise<ClientRecord> {
-    const url = new URL(clientId);
+    const url = parseMetadataDocumentUrl(clientId);
     // CIMD §3: the URL has a path, no fragment, no credentials.
     if (url.hash || url.username || url.password || url.pathname === '/') {
       throw new OAuthError('invalid_client', 'client_id URL must have a path and no fragment or credentials');
@@ -60,7 +66,7 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
     }
     const method = document['token_endpoint_auth_method'] ?? 'none';
     if (method !== 'none') {
-      throw new OAuthError('invalid_client', `token_endpoint_auth_method ${String(method)} is not supported for metadata documents`);
+      throw new OAuthError('invalid_client', `token_endpoint_auth_method ${describe(method)} is not supported for metadata documents`);
     }
     const record = buildRecord(clientId, 'cimd', document, 'invalid_client');
     const ttl = cacheSeconds(response.headers['cache-control']);
@@ -105,7 +111,7 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
     if (responseTypes.some((r) => r !== 'code')) throw new OAuthError(errorCode, 'only response_type code is supported');
     const method = doc['token_endpoint_auth_method'] ?? 'none';
     if (method !== 'none' && method !== 'client_secret_post' && method !== 'client_secret_basic') {
-      throw new OAuthError(errorCode, `token_endpoint_auth_method ${String(method)} is not supported`);
+      throw new OAuthError(errorCode, `token_endpoint_auth_method ${describe(method)} is not supported`);
     }
     return {
       clientId,
@@ -140,6 +146,11 @@ function optionalString(doc: Record<string, unknown>, field: string, code: 'inva
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string' || value.length > 1024) throw new OAuthError(code, `${field} must be a string of at most 1024 characters`);
   return value;
+}
+
+/** A value from an untrusted document, safe to put in a message (never throws). */
+function describe(value: unknown): string {
+  return typeof value === 'string' ? value : (JSON.stringify(value) ?? typeof value).slice(0, 100);
 }
 
 /** RFC 9111 §5.2.2: honour max-age and no-store, capped; default when absent. */

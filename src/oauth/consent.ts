@@ -53,6 +53,6 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
       await rememberConsent(ctx, userKeyOf(taken.signIn.user), taken, client);
       return completeWithCode(ctx, taken, taken.signIn, reply);
     }
-    return redirectToUpstream(ctx, { ...pending, consented: true }, reply);
+    return redirectToUpstream(ctx, { ...pending, consented: true }, reply, request.headers.cookie);
   });
 }

@@ -49,6 +49,8 @@ export interface UpstreamStateRecord {
   requestId: string;
   codeVerifier: string;
   nonce: string;
+  /** SHA-256 of the browser id cookie of the browser that was sent upstream. */
+  browserHash: string;
 }
 
 /** Authorization code record, under the code's SHA-256. */

@@ -21,4 +21,5 @@ export const COOKIE = {
   consent: '__Host-mcpgw-consent',
   csrf: '__Host-mcpgw-csrf',
   session: '__Host-mcpgw-session',
+  browser: '__Host-mcpgw-browser',
 } as const;

@@ -131,7 +131,7 @@ describe('browser: consent and dev sign-in in Chromium', () => {
       // and Chromium kept them on http://localhost (a secure context, so Secure cookies are allowed).
       await Promise.all(recording);
       // csrf (consent page), consent approval (Allow), account session (/callback).
-      assert.deepEqual([...gatewaySetCookies.keys()].sort(), ['__Host-mcpgw-consent', '__Host-mcpgw-csrf', '__Host-mcpgw-session']);
+      assert.deepEqual([...gatewaySetCookies.keys()].sort(), ['__Host-mcpgw-browser', '__Host-mcpgw-consent', '__Host-mcpgw-csrf', '__Host-mcpgw-session']);
       for (const [name, header] of gatewaySetCookies) {
         assert.match(name, /^__Host-/, header);
         assert.match(header, /;\s*Secure(;|$)/i, header);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { COOKIE } from '../../src/oauth/cookies.ts';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
-import { createHeadlessBrowser } from '../support/headless-browser.ts';
+import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 import {
   authorizeUrl,
   CLIENT_REDIRECT,
@@ -257,6 +257,19 @@ describe('authorization server: bad input gets the exact error', () => {
   });
 
   describe('/callback', () => {
+    it("a sign-in URL from one browser's consent cannot complete in another browser (confused deputy)", async () => {
+      const attacker = createHeadlessBrowser();
+      const consent = await attacker.get(authorizeUrl(base, defaultAuthorizeParams(base, clientId, pkce().challenge)));
+      const toIdp = await attacker.submitForm(consent, 'action="/consent"', { decision: 'allow' }, { stopAt: (l) => l.pathname.endsWith('/auth') });
+      assert.ok(toIdp.stoppedAt, 'the attacker stops at the IdP redirect');
+      const victim = createHeadlessBrowser();
+      const signIn = await victim.get(toIdp.stoppedAt);
+      const result = await signInAtDevIdp(victim, signIn, 'bob', 'bob-password', { stopAt: (l) => l.href.startsWith(CLIENT_REDIRECT) });
+      assert.equal(result.stoppedAt, undefined, 'no code reached the client');
+      assert.equal(result.status, 400);
+      assert.ok(result.body.includes('this sign-in was started in another browser'));
+    });
+
     it('unknown state → 400 page', async () => {
       const response = await fetch(`${base}/callback?code=abc&state=never-issued`);
       assert.equal(response.status, 400);
