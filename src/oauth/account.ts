@@ -58,14 +58,7 @@ export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
     await ctx.store.removeFromSet(keys.userConsents(session.userKey), clientId);
     const revoked = await ctx.grants.revokeUserClientGrants(session.userKey, clientId);
     ctx.logger.info({ clientId, revoked }, 'client access revoked by the user');
-    let redirectUris: string[] = [];
-    try {
-      redirectUris = (await ctx.clients.find(clientId)).redirectUris;
-    } catch {
-      // Client gone: nothing to forget in the cookie beyond what expired already.
-    }
-    const now = ctx.clock.nowSeconds();
-    reply.header('set-cookie', approvalCookieWithout(ctx.signer, request.headers.cookie, clientId, redirectUris, now));
+    reply.header('set-cookie', approvalCookieWithout(ctx.signer, request.headers.cookie, clientId, ctx.clock.nowSeconds()));
     return reply.redirect('/account', 303);
   });
 }

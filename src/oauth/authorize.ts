@@ -5,7 +5,7 @@ import { approvalCookieWith, hasApprovalCookie } from './consent-cookie.ts';
 import { AUTHORIZATION_REQUEST_TTL_SECONDS, type AuthorizationRequest, type AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { redirectToClient, redirectToUpstream, renderConsent } from './flow.ts';
+import { approvalOf, redirectToClient, redirectToUpstream, renderConsent } from './flow.ts';
 import { errorPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param, splitScopes } from './params.ts';
 import { isValidChallenge } from './pkce.ts';
@@ -100,9 +100,10 @@ async function continueAuthorization(
 ) {
   const now = ctx.clock.nowSeconds();
   const cookie = request.headers.cookie;
-  if (hasApprovalCookie(ctx.signer, cookie, client.clientId, authorizationRequest.redirectUri!, now)) {
+  const approval = approvalOf(authorizationRequest);
+  if (hasApprovalCookie(ctx.signer, cookie, approval, now)) {
     // Approved earlier in this browser; the server-side approval is checked again after sign-in.
-    reply.header('set-cookie', approvalCookieWith(ctx.signer, cookie, client.clientId, authorizationRequest.redirectUri!, now));
+    reply.header('set-cookie', approvalCookieWith(ctx.signer, cookie, approval, now));
     return redirectToUpstream(ctx, authorizationRequest, reply, cookie);
   }
   await ctx.store.set(keys.authorizationRequest(authorizationRequest.id), authorizationRequest, AUTHORIZATION_REQUEST_TTL_SECONDS);

@@ -9,7 +9,7 @@ import {
   type UpstreamStateRecord,
 } from './context.ts';
 import { COOKIE, hostCookie } from './cookies.ts';
-import { browserIdOf, completeWithCode, redirectToClient, rememberConsent, renderConsent, sealSignIn } from './flow.ts';
+import { browserIdOf, completeWithCode, consentCovers, redirectToClient, rememberConsent, renderConsent, sealSignIn } from './flow.ts';
 import { userKeyOf } from './grants.ts';
 import { keys } from './keys.ts';
 import { errorPage, PAGE_HEADERS } from './pages.ts';
@@ -70,7 +70,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     const sealed = sealSignIn(ctx, signIn);
     const client = await ctx.clients.find(pending.clientId);
     const remembered = await ctx.store.get<ConsentRecord>(keys.consent(userKey, client.clientId));
-    if (!pending.consented && !remembered) {
+    if (!pending.consented && !consentCovers(remembered, pending)) {
       // The browser remembered an approval this user never gave (or revoked): ask now.
       const withSignIn = { ...pending, signIn: sealed };
       await ctx.store.set(keys.authorizationRequest(pending.id), withSignIn, 600);

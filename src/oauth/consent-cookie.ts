@@ -5,37 +5,49 @@ import { sha256 } from './secrets.ts';
 
 const MAX_APPROVALS = 20;
 
-/** Signed list of approvals, each bound to one client_id + redirect_uri pair. */
-interface ConsentCookie {
-  approvals: { binding: string; expiresAt: number }[];
+/** What one approval covers: a client at one redirect URI, for one resource and these scopes. */
+export interface Approval {
+  clientId: string;
+  redirectUri: string;
+  resource: string;
+  scopes: string[];
 }
 
-function bindingOf(clientId: string, redirectUri: string): string {
-  return sha256(`${clientId}\n${redirectUri}`).slice(0, 22);
+/**
+ * Signed list of approvals. Each is bound to client_id + redirect_uri + resource + the exact
+ * scope set shown on the consent page, so it never covers a wider request.
+ */
+interface ConsentCookie {
+  approvals: { client: string; binding: string; expiresAt: number }[];
 }
+
+const clientHash = (clientId: string) => sha256(`client\n${clientId}`).slice(0, 16);
+const bindingOf = (a: Approval) => sha256([a.clientId, a.redirectUri, a.resource, [...a.scopes].sort().join(' ')].join('\n')).slice(0, 22);
 
 function readApprovals(signer: Signer, cookieHeader: string | undefined, now: number) {
   const cookie = signer.verify<ConsentCookie>(parseCookies(cookieHeader).get(COOKIE.consent));
   if (!cookie || !Array.isArray(cookie.approvals)) return [];
-  return cookie.approvals.filter((a) => typeof a?.binding === 'string' && typeof a.expiresAt === 'number' && a.expiresAt > now);
+  return cookie.approvals.filter(
+    (a) => typeof a?.binding === 'string' && typeof a.client === 'string' && typeof a.expiresAt === 'number' && a.expiresAt > now,
+  );
 }
 
 /** The pre-sign-in consent memory (MCP security best practices: per client, signed, __Host-). */
-export function hasApprovalCookie(signer: Signer, cookieHeader: string | undefined, clientId: string, redirectUri: string, now: number) {
-  const binding = bindingOf(clientId, redirectUri);
+export function hasApprovalCookie(signer: Signer, cookieHeader: string | undefined, approval: Approval, now: number) {
+  const binding = bindingOf(approval);
   return readApprovals(signer, cookieHeader, now).some((a) => a.binding === binding);
 }
 
-export function approvalCookieWith(signer: Signer, cookieHeader: string | undefined, clientId: string, redirectUri: string, now: number) {
-  const binding = bindingOf(clientId, redirectUri);
+export function approvalCookieWith(signer: Signer, cookieHeader: string | undefined, approval: Approval, now: number) {
+  const binding = bindingOf(approval);
   const approvals = readApprovals(signer, cookieHeader, now).filter((a) => a.binding !== binding);
-  approvals.push({ binding, expiresAt: now + CONSENT_COOKIE_TTL_SECONDS });
+  approvals.push({ client: clientHash(approval.clientId), binding, expiresAt: now + CONSENT_COOKIE_TTL_SECONDS });
   return hostCookie(COOKIE.consent, signer.sign({ approvals: approvals.slice(-MAX_APPROVALS) }), CONSENT_COOKIE_TTL_SECONDS);
 }
 
-/** Removes every approval of `clientId` (any redirect URI in `redirectUris`). */
-export function approvalCookieWithout(signer: Signer, cookieHeader: string | undefined, clientId: string, redirectUris: string[], now: number) {
-  const removed = new Set(redirectUris.map((uri) => bindingOf(clientId, uri)));
-  const approvals = readApprovals(signer, cookieHeader, now).filter((a) => !removed.has(a.binding));
+/** Removes every approval of `clientId` (revoked at /account). */
+export function approvalCookieWithout(signer: Signer, cookieHeader: string | undefined, clientId: string, now: number) {
+  const client = clientHash(clientId);
+  const approvals = readApprovals(signer, cookieHeader, now).filter((a) => a.client !== client);
   return hostCookie(COOKIE.consent, signer.sign({ approvals }), CONSENT_COOKIE_TTL_SECONDS);
 }

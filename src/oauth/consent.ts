@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { approvalCookieWith } from './consent-cookie.ts';
 import type { AuthorizationRequest, AuthServerContext } from './context.ts';
-import { browserNonceOf, completeWithCode, consentCsrf, redirectToClient, redirectToUpstream, rememberConsent } from './flow.ts';
+import { approvalOf, browserNonceOf, completeWithCode, consentCsrf, redirectToClient, redirectToUpstream, rememberConsent } from './flow.ts';
 import { userKeyOf } from './grants.ts';
 import { keys } from './keys.ts';
 import { errorPage, PAGE_HEADERS } from './pages.ts';
@@ -42,7 +42,7 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
     }
     const client = await ctx.clients.find(pending.clientId);
     const now = ctx.clock.nowSeconds();
-    reply.header('set-cookie', approvalCookieWith(ctx.signer, request.headers.cookie, client.clientId, pending.redirectUri!, now));
+    reply.header('set-cookie', approvalCookieWith(ctx.signer, request.headers.cookie, approvalOf(pending), now));
     if (pending.signIn) {
       // Consent asked after sign-in (no remembered approval for this user): finish now, once —
       // the request is taken atomically so a double submit cannot mint two codes.

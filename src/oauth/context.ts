@@ -73,7 +73,8 @@ export interface ConsentRecord {
   clientId: string;
   clientName: string;
   redirectHost: string;
-  scopes: string[];
+  /** Approved scopes per resource: an approval never covers another resource or more scopes. */
+  resources: Record<string, string[]>;
   approvedAt: number;
   lastUsedAt?: number;
 }

@@ -10,6 +10,7 @@ import {
   type ConsentRecord,
   type UpstreamStateRecord,
 } from './context.ts';
+import type { Approval } from './consent-cookie.ts';
 import { COOKIE, hostCookie, parseCookies } from './cookies.ts';
 import { userKeyOf } from './grants.ts';
 import { keys } from './keys.ts';
@@ -102,12 +103,26 @@ export async function rememberConsent(ctx: AuthServerContext, userKey: string, r
     clientId: client.clientId,
     clientName: client.clientName ?? client.clientId,
     redirectHost: redirectHost(request.redirectUri!),
-    scopes: [...new Set([...(existing?.scopes ?? []), ...request.scopes])],
+    resources: {
+      ...existing?.resources,
+      [request.resource!]: [...new Set([...(existing?.resources?.[request.resource!] ?? []), ...request.scopes])],
+    },
     approvedAt: existing?.approvedAt ?? now,
     lastUsedAt: now,
   };
   await ctx.store.set(key, record);
   await ctx.store.addToSet(keys.userConsents(userKey), client.clientId);
+}
+
+/** The approval a consent page shows for this request. */
+export function approvalOf(request: AuthorizationRequest): Approval {
+  return { clientId: request.clientId!, redirectUri: request.redirectUri!, resource: request.resource!, scopes: request.scopes };
+}
+
+/** Whether a remembered approval covers this request's resource and every scope it asks for. */
+export function consentCovers(consent: ConsentRecord | undefined, request: AuthorizationRequest): boolean {
+  const approved = consent?.resources?.[request.resource!];
+  return approved !== undefined && request.scopes.every((scope) => approved.includes(scope));
 }
 
 export function redirectHost(uri: string): string {

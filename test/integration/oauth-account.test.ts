@@ -2,7 +2,16 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { signInAtDevIdp } from '../support/headless-browser.ts';
-import { authorizeUrl, CLIENT_REDIRECT, defaultAuthorizeParams, exchangeCode, obtainCode, pkce, postForm } from '../support/oauth-steps.ts';
+import {
+  authorizeUrl,
+  CLIENT_REDIRECT,
+  defaultAuthorizeParams,
+  exchangeCode,
+  obtainCode,
+  pkce,
+  postForm,
+  registerClient,
+} from '../support/oauth-steps.ts';
 
 describe('/account and upstream-driven revocation', () => {
   let gw: Harness;
@@ -98,5 +107,33 @@ describe('an IdP outage during refresh does not end the grant', () => {
       });
     }
     assert.ok(await gw.ctx.grants.validateAccessToken(tokens.access_token), 'the grant is intact');
+  });
+});
+
+describe('a remembered approval covers only what the consent page showed', () => {
+  let gw: Harness;
+  before(async () => {
+    gw = await startHarness({
+      backends: [
+        { name: 'tools', path: '/mcp', url: 'http://127.0.0.1:9/mcp', scopes: ['mcp:read', 'mcp:write'] },
+        { name: 'github', path: '/github/mcp', url: 'http://127.0.0.1:9/mcp', scopes: ['gh:tools'] },
+      ],
+    });
+  });
+  after(() => gw.close());
+
+  it('a wider scope or another resource shows the consent page again', async () => {
+    const base = gw.publicUrl;
+    const clientId = await registerClient(base);
+    const narrow = { ...defaultAuthorizeParams(base, clientId, pkce().challenge), scope: 'mcp:read' };
+    const { browser } = await obtainCode(base, { clientId, start: authorizeUrl(base, narrow) });
+    const ask = async (params: Record<string, string>) =>
+      fetch(authorizeUrl(base, { ...defaultAuthorizeParams(base, clientId, pkce().challenge), ...params }), {
+        redirect: 'manual',
+        headers: { cookie: browser.cookieHeader(base) },
+      });
+    assert.equal((await ask({ scope: 'mcp:read' })).status, 302, 'the same request goes straight to sign-in');
+    assert.equal((await ask({ scope: 'mcp:read mcp:write' })).status, 200, 'a wider scope asks again');
+    assert.equal((await ask({ resource: `${base}/github/mcp`, scope: 'gh:tools' })).status, 200, 'another resource asks again');
   });
 });

@@ -36,6 +36,7 @@ describe('authorization server: bad input gets the exact error', () => {
     const cases: [string, (p: Record<string, string>) => Record<string, string | undefined>, string][] = [
       ['missing client_id', (p) => ({ ...p, client_id: undefined }), 'invalid_request: client_id is required'],
       ['unknown client_id', (p) => ({ ...p, client_id: 'nobody' }), 'invalid_client: unknown client_id'],
+      ['malformed URL client_id', (p) => ({ ...p, client_id: 'https://a b/x' }), 'invalid_client: client_id is not a valid URL'],
       [
         'unregistered redirect_uri',
         (p) => ({ ...p, redirect_uri: 'https://evil.example.com/cb' }),
@@ -182,6 +183,13 @@ describe('authorization server: bad input gets the exact error', () => {
         { error: 'invalid_redirect_uri', error_description: 'redirect_uri "http://evil.example.com/cb": http is allowed only on loopback hosts' },
       ],
       ['array body', 'application/json', '[]', 400, { error: 'invalid_client_metadata', error_description: 'registration request must be a JSON object' }],
+      [
+        'hostile auth method value',
+        'application/json',
+        '{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":{"toString":1}}',
+        400,
+        { error: 'invalid_client_metadata', error_description: 'token_endpoint_auth_method {"toString":1} is not supported' },
+      ],
       ['oversized', 'application/json', JSON.stringify({ redirect_uris: [CLIENT_REDIRECT], pad: 'x'.repeat(70 * 1024) }), 413, { error: 'invalid_request', error_description: 'request body is too large' }],
     ];
     for (const [name, type, body, status, expected] of cases) {

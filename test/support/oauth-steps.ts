@@ -55,11 +55,16 @@ export async function approveAndSignIn(browser: HeadlessBrowser, start: URL, use
 }
 
 /** Register, authorize, consent, sign in: a fresh code and its verifier. */
-export async function obtainCode(baseUrl: string, options: { clientId?: string; browser?: HeadlessBrowser; user?: { login: string; password: string } } = {}) {
+export async function obtainCode(
+  baseUrl: string,
+  options: { clientId?: string; browser?: HeadlessBrowser; user?: { login: string; password: string }; start?: URL } = {},
+) {
   const clientId = options.clientId ?? (await registerClient(baseUrl));
   const browser = options.browser ?? createHeadlessBrowser();
   const { verifier, challenge } = pkce();
-  const { returnedTo, pages } = await approveAndSignIn(browser, authorizeUrl(baseUrl, defaultAuthorizeParams(baseUrl, clientId, challenge)), options.user);
+  const start = options.start ?? authorizeUrl(baseUrl, defaultAuthorizeParams(baseUrl, clientId, challenge));
+  if (options.start) start.searchParams.set('code_challenge', challenge);
+  const { returnedTo, pages } = await approveAndSignIn(browser, start, options.user);
   const code = returnedTo.searchParams.get('code');
   if (!code) throw new Error(`no code: ${returnedTo.href}`);
   return { clientId, code, verifier, browser, pages, returnedTo };
