@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ClientRecord } from '../ports/records.ts';
-import { approvalCookieWith, hasApprovalCookie } from './consent-cookie.ts';
+import { approvalCookieWith, hasAnyApprovalFor, hasApprovalCookie } from './consent-cookie.ts';
 import { AUTHORIZATION_REQUEST_TTL_SECONDS, type AuthorizationRequest, type AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { approvalOf, redirectToClient, redirectToUpstream, renderConsent } from './flow.ts';
-import { errorPage, PAGE_HEADERS } from './pages.ts';
+import { approvalOf, clientRedirectUrl, redirectHost, redirectToClient, redirectToUpstream, renderConsent } from './flow.ts';
+import { errorPage, errorReturnPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param, splitScopes } from './params.ts';
 import { isValidChallenge } from './pkce.ts';
 import { redirectUriMatches } from './redirect-uri.ts';
@@ -35,7 +35,17 @@ export function registerAuthorize(app: FastifyInstance, ctx: AuthServerContext) 
       authorizationRequest = parseRequest(ctx, query, client, redirectUri);
     } catch (error) {
       if (!(error instanceof OAuthError) || error.status >= 500) throw error;
-      return redirectToClient(ctx, { redirectUri, state }, { error: error.code, error_description: error.description }, reply);
+      const params = { error: error.code, error_description: error.description };
+      // RFC 9700 §4.11.2: anyone can register a client, so only a client this browser approved
+      // before gets an automatic error redirect; otherwise the user sees the error and a link.
+      if (hasAnyApprovalFor(ctx.signer, request.headers.cookie, client.clientId, ctx.clock.nowSeconds())) {
+        return redirectToClient(ctx, { redirectUri, state }, params, reply);
+      }
+      const target = clientRedirectUrl(ctx, { redirectUri, state }, params);
+      return reply
+        .code(400)
+        .headers(PAGE_HEADERS)
+        .send(errorReturnPage('Sign-in request refused', `${error.code}: ${error.description}`, target.href, redirectHost(redirectUri)));
     }
     return continueAuthorization(ctx, authorizationRequest, client, request, reply);
   });

@@ -38,6 +38,12 @@ export function hasApprovalCookie(signer: Signer, cookieHeader: string | undefin
   return readApprovals(signer, cookieHeader, now).some((a) => a.binding === binding);
 }
 
+/** Whether this browser approved the client before (for any resource): it trusts its redirect URIs. */
+export function hasAnyApprovalFor(signer: Signer, cookieHeader: string | undefined, clientId: string, now: number) {
+  const client = clientHash(clientId);
+  return readApprovals(signer, cookieHeader, now).some((a) => a.client === client);
+}
+
 export function approvalCookieWith(signer: Signer, cookieHeader: string | undefined, approval: Approval, now: number) {
   const binding = bindingOf(approval);
   const approvals = readApprovals(signer, cookieHeader, now).filter((a) => a.binding !== binding);

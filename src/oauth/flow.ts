@@ -53,11 +53,19 @@ export function redirectToClient(
   params: Record<string, string>,
   reply: FastifyReply,
 ) {
+  return reply.header('cache-control', 'no-store').redirect(clientRedirectUrl(ctx, request, params).href, 302);
+}
+
+export function clientRedirectUrl(
+  ctx: AuthServerContext,
+  request: Pick<AuthorizationRequest, 'redirectUri' | 'state'>,
+  params: Record<string, string>,
+): URL {
   const url = new URL(request.redirectUri!);
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
   if (request.state !== undefined) url.searchParams.set('state', request.state);
   url.searchParams.set('iss', ctx.issuer);
-  return reply.header('cache-control', 'no-store').redirect(url.href, 302);
+  return url;
 }
 
 /** Issues a single-use authorization code for a signed-in, consenting user. */

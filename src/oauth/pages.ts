@@ -27,6 +27,14 @@ export function errorPage(title: string, detail: string): string {
   return page(title, `<h1 class="error">${escapeHtml(title)}</h1><p>${escapeHtml(detail)}</p>`);
 }
 
+/** An error the client should hear about, shown with a link back rather than redirected automatically. */
+export function errorReturnPage(title: string, detail: string, returnUrl: string, returnHost: string): string {
+  return page(
+    title,
+    `<h1 class="error">${escapeHtml(title)}</h1><p>${escapeHtml(detail)}</p><p><a id="return" href="${escapeHtml(returnUrl)}">Return to ${escapeHtml(returnHost)}</a></p>`,
+  );
+}
+
 export interface ConsentView {
   requestId: string;
   csrf: string;

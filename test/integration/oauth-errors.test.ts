@@ -54,7 +54,12 @@ describe('authorization server: bad input gets the exact error', () => {
     }
   });
 
-  describe('/authorize after verification: redirect with error, state and iss', () => {
+  describe('/authorize after verification: the error with state and iss, redirected only for an approved client', () => {
+    let approvedCookie: string;
+    before(async () => {
+      approvedCookie = (await obtainCode(base, { clientId })).browser.cookieHeader(base);
+    });
+
     const cases: [string, (p: Record<string, string>) => Record<string, string | undefined>, string, string][] = [
       ['missing PKCE', (p) => ({ ...p, code_challenge: undefined, code_challenge_method: undefined }), 'invalid_request', 'code_challenge is required (PKCE)'],
       ['plain PKCE', (p) => ({ ...p, code_challenge_method: 'plain' }), 'invalid_request', 'code_challenge_method must be S256'],
@@ -62,16 +67,28 @@ describe('authorization server: bad input gets the exact error', () => {
       ['unknown resource', (p) => ({ ...p, resource: 'https://other.example.com/mcp' }), 'invalid_target', 'resource https://other.example.com/mcp is not served by this gateway'],
       ['unknown scope', (p) => ({ ...p, scope: 'admin:all' }), 'invalid_scope', 'unknown scope: admin:all'],
     ];
+    const assertErrorUrl = (target: URL, error: string, description: string) => {
+      assert.equal(`${target.origin}${target.pathname}`, CLIENT_REDIRECT);
+      assert.equal(target.searchParams.get('error'), error);
+      assert.equal(target.searchParams.get('error_description'), description);
+      assert.equal(target.searchParams.get('state'), 'client-state-1');
+      assert.equal(target.searchParams.get('iss'), base);
+    };
     for (const [name, change, error, description] of cases) {
-      it(name, async () => {
-        const response = await authorize(change(defaultAuthorizeParams(base, clientId, pkce().challenge)));
+      it(`${name}: redirected in a browser that approved the client`, async () => {
+        const url = authorizeUrl(base, change(defaultAuthorizeParams(base, clientId, pkce().challenge)));
+        const response = await fetch(url, { redirect: 'manual', headers: { cookie: approvedCookie } });
         assert.equal(response.status, 302);
-        const location = new URL(response.headers.get('location')!);
-        assert.equal(`${location.origin}${location.pathname}`, CLIENT_REDIRECT);
-        assert.equal(location.searchParams.get('error'), error);
-        assert.equal(location.searchParams.get('error_description'), description);
-        assert.equal(location.searchParams.get('state'), 'client-state-1');
-        assert.equal(location.searchParams.get('iss'), base);
+        assertErrorUrl(new URL(response.headers.get('location')!), error, description);
+      });
+      it(`${name}: otherwise an error page with a link back (no open redirect)`, async () => {
+        const response = await authorize(change(defaultAuthorizeParams(base, clientId, pkce().challenge)));
+        assert.equal(response.status, 400);
+        assert.equal(response.headers.get('location'), null);
+        const body = await response.text();
+        assert.ok(body.includes(`${error}: ${description}`));
+        const href = /id="return" href="([^"]+)"/.exec(body)![1]!.replace(/&#38;/g, '&');
+        assertErrorUrl(new URL(href), error, description);
       });
     }
   });
