@@ -51,7 +51,7 @@ const config = loadConfig({
       },
     ],
     // Benchmark 5 signs in from one address far more often than a person does.
-    rateLimits: { registrationsPerHour: 0, tokenRequestsPerMinute: 0 },
+    rateLimits: { registrationsPerHour: 0, tokenRequestsPerMinute: 0, authorizationsPerMinute: 0 },
     logLevel: 'error',
   }),
   env: {},

@@ -226,9 +226,11 @@ export const configSchema = z
       .object({
         registrationsPerHour: z.number().int().min(0).default(30),
         tokenRequestsPerMinute: z.number().int().min(0).default(300),
+        /** GET /authorize and /account: each writes short-lived state and may fetch a CIMD document. */
+        authorizationsPerMinute: z.number().int().min(0).default(120),
       })
       .strict()
-      .default({ registrationsPerHour: 30, tokenRequestsPerMinute: 300 }),
+      .default({ registrationsPerHour: 30, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 }),
     backends: z.array(backendSchema).min(1),
     /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
     shutdownGraceSeconds: z.number().min(0).max(300).default(10),

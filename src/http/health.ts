@@ -4,6 +4,7 @@ import type { UpstreamIdp } from '../ports/idp.ts';
 import type { Store } from '../ports/store.ts';
 
 const READINESS_TIMEOUT_MS = 2000;
+const IDP_PROBE_INTERVAL_MS = 2000;
 
 /** /healthz (process alive), /readyz (store and IdP reachable), /metrics (Prometheus). */
 export function registerHealth(app: FastifyInstance, deps: { store: Store; idp: UpstreamIdp }) {
@@ -29,8 +30,14 @@ export function registerHealth(app: FastifyInstance, deps: { store: Store; idp: 
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // The IdP probe fetches its metadata: probe at most once per interval, however often /readyz is hit.
+  let idpProbe: { at: number; result: Promise<'ok' | 'unreachable'> } | undefined;
+  const probeIdp = () => {
+    if (!idpProbe || Date.now() - idpProbe.at >= IDP_PROBE_INTERVAL_MS) idpProbe = { at: Date.now(), result: check(() => deps.idp.ping()) };
+    return idpProbe.result;
+  };
   app.get('/readyz', async (_request, reply) => {
-    const [store, idp] = await Promise.all([check(() => deps.store.ping()), check(() => deps.idp.ping())]);
+    const [store, idp] = await Promise.all([check(() => deps.store.ping()), probeIdp()]);
     const ready = store === 'ok' && idp === 'ok';
     return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'not_ready', store, idp });
   });

@@ -8,6 +8,7 @@ import { redirectToUpstream } from './flow.ts';
 import { keys } from './keys.ts';
 import { accountPage, errorPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param } from './params.ts';
+import { createRateLimit } from './rate-limit.ts';
 import { constantTimeEqual, sha256 } from './secrets.ts';
 
 interface AccountSession {
@@ -20,9 +21,11 @@ interface AccountSession {
  * consent and every grant of that client for that user.
  */
 export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
+  const rateLimit = createRateLimit(ctx, 'authorization', ctx.config.rateLimits.authorizationsPerMinute, 60);
   app.get('/account', async (request, reply) => {
     const session = await sessionOf(ctx, request);
     if (!session) {
+      await rateLimit(request);
       // Not signed in at the gateway: sign in upstream, then come back here.
       return redirectToUpstream(
         ctx,

@@ -9,12 +9,15 @@ import { approvalOf, clientRedirectUrl, redirectHost, redirectToClient, redirect
 import { errorPage, errorReturnPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param, splitScopes } from './params.ts';
 import { isValidChallenge } from './pkce.ts';
+import { createRateLimit } from './rate-limit.ts';
 import { redirectUriMatches } from './redirect-uri.ts';
 import { findResource } from './resources.ts';
 
 /** GET /authorize (OAuth 2.1 §4.1.1), consent before any upstream redirect (MCP security best practices). */
 export function registerAuthorize(app: FastifyInstance, ctx: AuthServerContext) {
+  const rateLimit = createRateLimit(ctx, 'authorization', ctx.config.rateLimits.authorizationsPerMinute, 60);
   app.get('/authorize', async (request, reply) => {
+    await rateLimit(request);
     const query = request.query as Params;
     // Until client and redirect_uri are verified, errors are shown, never redirected (RFC 6749 §4.1.2.1).
     let client: ClientRecord;

@@ -8,6 +8,7 @@ import { type SafeFetch, SafeFetchError } from './safe-fetch.ts';
 
 const CIMD_DEFAULT_CACHE_SECONDS = 300;
 const CIMD_MAX_CACHE_SECONDS = 86400;
+const CIMD_FAILURE_CACHE_SECONDS = 30;
 const MAX_REDIRECT_URIS = 20;
 
 /** Client lookup: DCR clients from the Store, CIMD clients fetched by URL and cached. */
@@ -36,7 +37,21 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
     return fetchMetadataDocument(clientId);
   }
 
+  /** Failures are remembered briefly, so a bad document URL cannot make us fetch on every request. */
   async function fetchMetadataDocument(clientId: string): Promise<ClientRecord> {
+    const failed = await store.get<string>(keys.failedClient(clientId));
+    if (failed) throw new OAuthError('invalid_client', failed);
+    try {
+      return await fetchAndValidate(clientId);
+    } catch (error) {
+      if (error instanceof OAuthError && error.code === 'invalid_client') {
+        await store.set(keys.failedClient(clientId), error.description, CIMD_FAILURE_CACHE_SECONDS);
+      }
+      throw error;
+    }
+  }
+
+  async function fetchAndValidate(clientId: string): Promise<ClientRecord> {
     const url = parseMetadataDocumentUrl(clientId);
     // CIMD §3: the URL has a path, no fragment, no credentials.
     if (url.hash || url.username || url.password || url.pathname === '/') {

@@ -41,9 +41,13 @@ export interface NewGrant {
   upstreamExpiresAt?: number;
 }
 
-/** Stable key of a user: Entra's tid+oid where present (DESIGN §6), else issuer+sub. */
+/**
+ * Stable key of a user: Entra's tid+oid (DESIGN §6) when the validated issuer is that tenant's
+ * v2.0 issuer; for any other IdP issuer+sub, so claims named tid/oid there cannot collide.
+ */
 export function userKeyOf(user: UserIdentity): string {
-  return user.tenantId && user.objectId ? `${user.tenantId}|${user.objectId}` : `${user.issuer}|${user.subject}`;
+  const entraShaped = user.tenantId && user.objectId && user.issuer.endsWith(`/${user.tenantId}/v2.0`);
+  return entraShaped ? `${user.tenantId}|${user.objectId}` : `${user.issuer}|${user.subject}`;
 }
 
 /**

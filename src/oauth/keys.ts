@@ -4,6 +4,7 @@
  */
 export const keys = {
   client: (clientId: string) => `client:${clientId}`,
+  failedClient: (clientId: string) => `client-failed:${clientId}`,
   authorizationRequest: (id: string) => `authreq:${id}`,
   upstreamState: (state: string) => `state:${state}`,
   code: (codeHash: string) => `code:${codeHash}`,

@@ -323,7 +323,7 @@ describe('authorization server: bad input gets the exact error', () => {
 describe('rate limits', () => {
   let gw: Harness;
   before(async () => {
-    gw = await startHarness({ config: { rateLimits: { registrationsPerHour: 2, tokenRequestsPerMinute: 3 } } });
+    gw = await startHarness({ config: { rateLimits: { registrationsPerHour: 2, tokenRequestsPerMinute: 3, authorizationsPerMinute: 2 } } });
   });
   after(() => gw.close());
 
@@ -342,6 +342,12 @@ describe('rate limits', () => {
       error: 'temporarily_unavailable',
       error_description: `too many registration requests from this address; retry in ${retryAfter} s`,
     });
+  });
+
+  it('authorization: the third in a minute gets 429', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await fetch(`${gw.publicUrl}/authorize?client_id=nobody`, { redirect: 'manual' })).status);
+    assert.deepEqual(statuses, [400, 400, 429]);
   });
 
   it('token: the fourth in a minute gets 429', async () => {

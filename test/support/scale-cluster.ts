@@ -77,7 +77,7 @@ export function gatewayConfig(options: {
     upstream: options.upstream,
     backends: [{ name: 'test', path: '/mcp', ...options.backend, credential: { header: 'x-functions-key', value: 'k' } }],
     // All load comes from one loopback address: limits high enough not to trip, still counted in the Store.
-    rateLimits: { registrationsPerHour: 100_000, tokenRequestsPerMinute: 100_000 },
+    rateLimits: { registrationsPerHour: 100_000, tokenRequestsPerMinute: 100_000, authorizationsPerMinute: 100_000 },
     shutdownGraceSeconds: options.shutdownGraceSeconds ?? 5,
     logLevel: 'warn',
   };
