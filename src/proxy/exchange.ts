@@ -1,12 +1,19 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { Dispatcher } from 'undici';
 import type { ProtectedResource } from '../oauth/resources.ts';
-import { type BackendRequest, type Forwarder, forwardedRequestHeaders, forwardedResponseHeaders, GatewayError } from './forward.ts';
+import {
+  type BackendRequest,
+  type BackendResponse,
+  type Forwarder,
+  forwardedRequestHeaders,
+  forwardedResponseHeaders,
+  GatewayError,
+  TruncatedResponseError,
+} from './forward.ts';
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { sendGatewayError } from './respond.ts';
-import { isEventStream, readBounded, relay, WHOLE_BODY_BYTES } from './relay.ts';
+import { isEventStream, relay } from './relay.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
@@ -45,7 +52,7 @@ export async function openBackend(
   res: ServerResponse,
   resource: ProtectedResource,
   backendRequest: Omit<BackendRequest, 'signal'>,
-): Promise<Dispatcher.ResponseData | undefined> {
+): Promise<BackendResponse | undefined> {
   const controller = new AbortController();
   if (backendRequest.method === 'GET') ctx.active.add(controller);
   res.on('close', () => {
@@ -56,6 +63,10 @@ export async function openBackend(
     return await ctx.forwarders.get(resource.name)!.request({ ...backendRequest, signal: controller.signal });
   } catch (error) {
     if (controller.signal.aborted) return undefined;
+    if (error instanceof TruncatedResponseError) {
+      res.destroy(); // as relay: a truncated body must not pass for a complete one
+      return undefined;
+    }
     if (!(error instanceof GatewayError)) throw error;
     ctx.logger.warn({ backend: resource.name, status: error.status, err: error.cause ?? error }, 'backend request failed');
     sendGatewayError(res, error);
@@ -67,26 +78,18 @@ export async function openBackend(
 export async function sendBackendResponse(
   ctx: ProxyContext,
   res: ServerResponse,
-  response: Dispatcher.ResponseData,
+  response: BackendResponse,
   options: { prefix?: string; body?: AsyncIterable<Buffer> } = {},
 ): Promise<void> {
   const sse = isEventStream(response.headers['content-type']);
   // CORS headers set by the gate on `res` are merged in by writeHead.
   const headers = forwardedResponseHeaders(response.headers);
-  const length = Number(response.headers['content-length']);
-  if (!sse && options.prefix === undefined && options.body === undefined && length <= WHOLE_BODY_BYTES) {
-    // A small answer of known length (a JSON-RPC response) goes out with its headers in one
-    // write; only streams and large bodies are relayed chunk by chunk.
-    let body: Buffer;
-    try {
-      body = await readBounded(response.body, length);
-    } catch {
-      res.destroy(); // as relay: a truncated body must not pass for a complete one
-      return;
-    }
-    headers['content-length'] = body.length;
+  if (Buffer.isBuffer(response.body) && options.prefix === undefined && options.body === undefined) {
+    // A small answer of known length (a JSON-RPC response), collected whole by the forwarder,
+    // goes out with its headers in one write; only streams and large bodies are relayed.
+    headers['content-length'] = response.body.length;
     res.writeHead(response.statusCode, headers);
-    res.end(body);
+    res.end(response.body);
     return;
   }
   // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
@@ -94,5 +97,6 @@ export async function sendBackendResponse(
   res.writeHead(response.statusCode, headers);
   res.flushHeaders();
   if (options.prefix) res.write(options.prefix);
-  await relay(options.body ?? response.body, res, { sse, keepAliveMs: ctx.keepAliveMs });
+  const body = options.body ?? (Buffer.isBuffer(response.body) ? [response.body] : response.body);
+  await relay(body, res, { sse, keepAliveMs: ctx.keepAliveMs });
 }

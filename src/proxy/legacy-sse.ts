@@ -49,7 +49,7 @@ export function registerLegacySse(
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
     const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
     if (!response) return;
-    if (response.statusCode !== 200 || !isEventStream(response.headers['content-type'])) {
+    if (response.statusCode !== 200 || Buffer.isBuffer(response.body) || !isEventStream(response.headers['content-type'])) {
       await sendBackendResponse(ctx, res, response);
       return;
     }
