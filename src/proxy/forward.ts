@@ -44,7 +44,8 @@ export function forwardedRequestHeaders(incoming: IncomingHttpHeaders): Record<s
     const value = incoming[name];
     if (typeof value === 'string') out[name] = value;
   }
-  for (const [name, value] of Object.entries(incoming)) {
+  for (const name in incoming) {
+    const value = incoming[name];
     if (name.startsWith(FORWARDED_REQUEST_PREFIX) && typeof value === 'string') out[name] = value;
   }
   return out;

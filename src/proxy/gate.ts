@@ -11,6 +11,7 @@ import { sendJson } from './respond.ts';
 const CORS_ALLOW_HEADERS = 'authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id, mcp-method, mcp-name';
 const CORS_EXPOSE_HEADERS = 'mcp-session-id, www-authenticate';
 const CORS_MAX_AGE_SECONDS = 600;
+const MAX_HOST_VERDICTS = 64;
 
 export interface Admitted {
   token: string;
@@ -33,9 +34,21 @@ export function createGate(deps: {
   const allowedOrigins = new Set([publicUrl.origin, ...deps.allowedOrigins.map((o) => o.replace(/\/$/, ''))]);
   const checkHost = isLoopbackHost(deps.listenHost);
 
+  // Verdicts per Host value (a URL parse per request otherwise); bounded, as Host is the client's.
+  const hostVerdicts = new Map<string, boolean>();
   function hostAllowed(host: string | undefined): boolean {
     if (!checkHost) return true;
     if (!host) return false;
+    let verdict = hostVerdicts.get(host);
+    if (verdict === undefined) {
+      verdict = parseHostAllowed(host);
+      if (hostVerdicts.size >= MAX_HOST_VERDICTS) hostVerdicts.clear();
+      hostVerdicts.set(host, verdict);
+    }
+    return verdict;
+  }
+
+  function parseHostAllowed(host: string): boolean {
     let hostname: string;
     try {
       hostname = new URL(`http://${host}`).hostname;
