@@ -1,3 +1,4 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Fastify, {
   LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -12,13 +13,35 @@ export const OAUTH_BODY_LIMIT_BYTES = 64 * 1024;
  * Route modules are registered on the returned instance by main.ts.
  */
 export function createHttpApp(logger: Logger, options: { trustProxy?: boolean | string[] } = {}): FastifyInstance {
+  const raw = createRawRoutes();
   const app = Fastify({
+    // Requests for a raw route skip fastify (routing, hooks, request/reply objects): the MCP
+    // Streamable HTTP endpoint, on every tool call (bench/README.md, benchmark 1).
+    serverFactory: (handler, fastifyOptions) => {
+      const opts = fastifyOptions as unknown as ServerTimeouts;
+      const server = createServer((req, res) => {
+        if (!raw.dispatch(req, res)) handler(req, res);
+      });
+      // What fastify sets on the servers it creates itself.
+      server.keepAliveTimeout = opts.keepAliveTimeout;
+      server.requestTimeout = opts.requestTimeout;
+      server.setTimeout(opts.connectionTimeout);
+      if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
+      return server;
+    },
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: OAUTH_BODY_LIMIT_BYTES,
     trustProxy: options.trustProxy ?? false,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     routerOptions: { maxParamLength: 500, ignoreTrailingSlash: false },
+  });
+
+  Object.defineProperty(app, RAW_ROUTES, { value: raw.routes });
+  // Fastify answers new requests with 503 once it is closing (return503OnClosing); so do raw routes.
+  app.addHook('preClose', (done) => {
+    raw.closing = true;
+    done();
   });
 
   // RFC 6749 §3.1 / Appendix B: form bodies, each parameter at most once.
@@ -46,6 +69,78 @@ export function createHttpApp(logger: Logger, options: { trustProxy?: boolean | 
   });
 
   return app;
+}
+
+/** Fastify's resolved server options (defaults filled in) that it applies to servers it creates. */
+interface ServerTimeouts {
+  keepAliveTimeout: number;
+  requestTimeout: number;
+  connectionTimeout: number;
+  maxRequestsPerSocket: number;
+}
+
+export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
+export type RawObserver = (route: string, method: string, status: number, seconds: number) => void;
+
+/** Routes served by a plain node:http handler instead of fastify (the app's other routes stay on fastify). */
+export interface RawRoutes {
+  /** Serves these methods on `path` (exact, query ignored); other methods stay with fastify. */
+  add(path: string, methods: readonly string[], handler: RawHandler): void;
+  /** Called when each raw-served response is done (metrics). */
+  observe(observer: RawObserver): void;
+}
+
+const RAW_ROUTES = Symbol('rawRoutes');
+
+/** The raw routes of an app from createHttpApp (also reachable from its encapsulated scopes). */
+export function rawRoutes(app: FastifyInstance): RawRoutes {
+  const routes = (app as unknown as { [RAW_ROUTES]?: RawRoutes })[RAW_ROUTES];
+  if (!routes) throw new Error('raw routes need an app from createHttpApp');
+  return routes;
+}
+
+function createRawRoutes() {
+  const table = new Map<string, Map<string, RawHandler>>();
+  let observer: RawObserver | undefined;
+  const state = {
+    closing: false,
+    routes: {
+      add(path, methods, handler) {
+        let byMethod = table.get(path);
+        if (!byMethod) {
+          byMethod = new Map();
+          table.set(path, byMethod);
+        }
+        for (const method of methods) byMethod.set(method, handler);
+      },
+      observe(next) {
+        observer = next;
+      },
+    } satisfies RawRoutes,
+    /** True when a raw route took the request. */
+    dispatch(req: IncomingMessage, res: ServerResponse): boolean {
+      const url = req.url ?? '/';
+      const query = url.indexOf('?');
+      const path = query < 0 ? url : url.slice(0, query);
+      const handler = table.get(path)?.get(req.method ?? '');
+      if (handler === undefined) return false;
+      if (state.closing) {
+        // As fastify's own answer while closing (lib/route.js, return503OnClosing).
+        res.setHeader('connection', 'close');
+        res.writeHead(503, { 'content-type': 'application/json', 'content-length': '80' });
+        res.end('{"error":"Service Unavailable","message":"Service Unavailable","statusCode":503}');
+        return true;
+      }
+      if (observer !== undefined) {
+        const seen = observer;
+        const started = performance.now();
+        res.once('close', () => seen(path, req.method!, res.statusCode, (performance.now() - started) / 1000));
+      }
+      handler(req, res);
+      return true;
+    },
+  };
+  return state;
 }
 
 /** The one error boundary: our errors pass through, framework 4xx are named, anything else is server_error. */

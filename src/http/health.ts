@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import type { UpstreamIdp } from '../ports/idp.ts';
 import type { Store } from '../ports/store.ts';
+import { rawRoutes } from './app.ts';
 
 const READINESS_TIMEOUT_MS = 2000;
 const IDP_PROBE_INTERVAL_MS = 2000;
@@ -27,6 +28,24 @@ export function registerHealth(app: FastifyInstance, deps: { store: Store; idp: 
     const route = request.routeOptions.url ?? 'unmatched';
     requests.inc({ route, method: request.method, status: reply.statusCode });
     duration.observe({ route }, reply.elapsedTime / 1000);
+  });
+  // Raw (non-fastify) routes: the same two metrics, with the label children cached per value.
+  const counters = new Map<string, Counter.Internal>();
+  const timers = new Map<string, Histogram.Internal<'route'>>();
+  rawRoutes(app).observe((route, method, status, seconds) => {
+    const key = `${route} ${method} ${status}`;
+    let counter = counters.get(key);
+    if (!counter) {
+      counter = requests.labels({ route, method, status });
+      counters.set(key, counter);
+    }
+    counter.inc();
+    let timer = timers.get(route);
+    if (!timer) {
+      timer = duration.labels({ route });
+      timers.set(route, timer);
+    }
+    timer.observe(seconds);
   });
 
   app.get('/healthz', async () => ({ status: 'ok' }));

@@ -1,13 +1,19 @@
-import type { OutgoingHttpHeaders } from 'node:http';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { Dispatcher } from 'undici';
 import type { ProtectedResource } from '../oauth/resources.ts';
-import { type BackendRequest, type Forwarder, forwardedRequestHeaders, forwardedResponseHeaders, GatewayError } from './forward.ts';
+import {
+  type BackendRequest,
+  type BackendResponse,
+  type Forwarder,
+  forwardedRequestHeaders,
+  forwardedResponseHeaders,
+  GatewayError,
+  TruncatedResponseError,
+} from './forward.ts';
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
-import { jsonRpcError } from './jsonrpc.ts';
-import { isEventStream, readBounded, relay, WHOLE_BODY_BYTES } from './relay.ts';
+import { sendGatewayError } from './respond.ts';
+import { isEventStream, relay } from './relay.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
@@ -21,11 +27,11 @@ export interface ProxyContext {
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
 export async function backendHeaders(
   ctx: ProxyContext,
-  request: FastifyRequest,
+  incoming: IncomingHttpHeaders,
   caller: Admitted,
   resource: ProtectedResource,
 ): Promise<Record<string, string>> {
-  const headers = forwardedRequestHeaders(request.headers);
+  const headers = forwardedRequestHeaders(incoming);
   const { credential, identityAssertion } = resource.backend;
   if (credential) headers[credential.header.toLowerCase()] = credential.value;
   headers[identityAssertion.header.toLowerCase()] = await ctx.assertions.assertionFor(
@@ -37,34 +43,33 @@ export async function backendHeaders(
   return headers;
 }
 
-export function sendGatewayError(reply: FastifyReply, error: GatewayError, id: string | number | null = null) {
-  return reply.code(error.status).header('cache-control', 'no-store').send(jsonRpcError(error.code, error.message, id));
-}
-
 /**
  * Sends the request to the backend. A client that goes away aborts it (and later its body).
  * Undefined when an error answer was already sent (or the client is gone).
  */
 export async function openBackend(
   ctx: ProxyContext,
-  request: FastifyRequest,
-  reply: FastifyReply,
+  res: ServerResponse,
   resource: ProtectedResource,
   backendRequest: Omit<BackendRequest, 'signal'>,
-): Promise<Dispatcher.ResponseData | undefined> {
+): Promise<BackendResponse | undefined> {
   const controller = new AbortController();
   if (backendRequest.method === 'GET') ctx.active.add(controller);
-  reply.raw.on('close', () => {
+  res.on('close', () => {
     ctx.active.delete(controller);
-    if (!reply.raw.writableFinished) controller.abort();
+    if (!res.writableFinished) controller.abort();
   });
   try {
     return await ctx.forwarders.get(resource.name)!.request({ ...backendRequest, signal: controller.signal });
   } catch (error) {
     if (controller.signal.aborted) return undefined;
+    if (error instanceof TruncatedResponseError) {
+      res.destroy(); // as relay: a truncated body must not pass for a complete one
+      return undefined;
+    }
     if (!(error instanceof GatewayError)) throw error;
-    request.log.warn({ backend: resource.name, status: error.status, err: error.cause ?? error }, 'backend request failed');
-    sendGatewayError(reply, error);
+    ctx.logger.warn({ backend: resource.name, status: error.status, err: error.cause ?? error }, 'backend request failed');
+    sendGatewayError(res, error);
     return undefined;
   }
 }
@@ -72,29 +77,19 @@ export async function openBackend(
 /** Streams the backend's answer to the client; `prefix` is written before the remaining body. */
 export async function sendBackendResponse(
   ctx: ProxyContext,
-  reply: FastifyReply,
-  response: Dispatcher.ResponseData,
+  res: ServerResponse,
+  response: BackendResponse,
   options: { prefix?: string; body?: AsyncIterable<Buffer> } = {},
 ): Promise<void> {
   const sse = isEventStream(response.headers['content-type']);
-  reply.hijack();
-  const res = reply.raw;
-  const headers = reply.getHeaders() as OutgoingHttpHeaders; // a fresh copy (CORS, set by the gate)
-  forwardedResponseHeaders(response.headers, headers);
-  const length = Number(response.headers['content-length']);
-  if (!sse && options.prefix === undefined && options.body === undefined && length <= WHOLE_BODY_BYTES) {
-    // A small answer of known length (a JSON-RPC response) goes out with its headers in one
-    // write; only streams and large bodies are relayed chunk by chunk.
-    let body: Buffer;
-    try {
-      body = await readBounded(response.body, length);
-    } catch {
-      res.destroy(); // as relay: a truncated body must not pass for a complete one
-      return;
-    }
-    headers['content-length'] = body.length;
+  // CORS headers set by the gate on `res` are merged in by writeHead.
+  const headers = forwardedResponseHeaders(response.headers);
+  if (Buffer.isBuffer(response.body) && options.prefix === undefined && options.body === undefined) {
+    // A small answer of known length (a JSON-RPC response), collected whole by the forwarder,
+    // goes out with its headers in one write; only streams and large bodies are relayed.
+    headers['content-length'] = response.body.length;
     res.writeHead(response.statusCode, headers);
-    res.end(body);
+    res.end(response.body);
     return;
   }
   // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
@@ -102,5 +97,6 @@ export async function sendBackendResponse(
   res.writeHead(response.statusCode, headers);
   res.flushHeaders();
   if (options.prefix) res.write(options.prefix);
-  await relay(options.body ?? response.body, res, { sse, keepAliveMs: ctx.keepAliveMs });
+  const body = options.body ?? (Buffer.isBuffer(response.body) ? [response.body] : response.body);
+  await relay(body, res, { sse, keepAliveMs: ctx.keepAliveMs });
 }

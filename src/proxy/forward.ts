@@ -1,8 +1,14 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import { Readable } from 'node:stream';
+import { type Dispatcher, Pool } from 'undici';
 import type { BackendConfig } from '../config/schema.ts';
 import { JSONRPC_SERVER_ERROR } from './jsonrpc.ts';
+
+/**
+ * Response bodies of at most this many bytes with a Content-Length and not SSE are collected
+ * whole; larger or open-ended ones stream (relay.ts WHOLE_BODY_BYTES, the same bound).
+ */
+const WHOLE_RESPONSE_BYTES = 64 * 1024;
 
 /**
  * Request headers a backend receives from the client (DESIGN §5, issue 3). Everything else is
@@ -38,7 +44,8 @@ export function forwardedRequestHeaders(incoming: IncomingHttpHeaders): Record<s
     const value = incoming[name];
     if (typeof value === 'string') out[name] = value;
   }
-  for (const [name, value] of Object.entries(incoming)) {
+  for (const name in incoming) {
+    const value = incoming[name];
     if (name.startsWith(FORWARDED_REQUEST_PREFIX) && typeof value === 'string') out[name] = value;
   }
   return out;
@@ -74,9 +81,27 @@ export interface BackendRequest {
   signal: AbortSignal;
 }
 
+export interface BackendResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  /**
+   * A small answer of known length (not SSE) whole, as one Buffer; anything else as a stream
+   * (back-pressured: reading resumes the backend socket; destroying it aborts the request).
+   */
+  body: Buffer | Readable;
+}
+
 export interface Forwarder {
-  request(request: BackendRequest): Promise<Dispatcher.ResponseData>;
+  request(request: BackendRequest): Promise<BackendResponse>;
   close(): Promise<void>;
+}
+
+/** The backend dropped a small answer part-way: the client's connection is dropped too (relay.ts). */
+export class TruncatedResponseError extends Error {
+  constructor(cause: unknown) {
+    super('backend response ended early', { cause });
+    this.name = 'TruncatedResponseError';
+  }
 }
 
 /**
@@ -99,12 +124,11 @@ export function createForwarder(backend: BackendConfig): Forwarder {
     return pool;
   }
   return {
-    async request({ url, method, headers, body, signal }) {
-      try {
-        return await poolFor(url).request({ path: url.pathname + url.search, method, headers, body, signal });
-      } catch (error) {
-        throw toGatewayError(error, backend);
-      }
+    request({ url, method, headers, body, signal }) {
+      return new Promise<BackendResponse>((resolve, reject) => {
+        const fail = (error: unknown) => reject(toGatewayError(error, backend));
+        poolFor(url).dispatch({ path: url.pathname + url.search, method, headers, body }, exchangeHandler(signal, resolve, fail));
+      });
     },
     async close() {
       await Promise.allSettled([...pools.values()].map((pool) => pool.destroy()));
@@ -112,9 +136,102 @@ export function createForwarder(backend: BackendConfig): Forwarder {
   };
 }
 
+/**
+ * undici's dispatch handler (no BodyReadable/promise wrapper per call, unlike `request()`): small
+ * answers are collected whole, others become a back-pressured stream.
+ */
+function exchangeHandler(
+  signal: AbortSignal,
+  resolve: (response: BackendResponse) => void,
+  reject: (error: unknown) => void,
+): Dispatcher.DispatchHandler {
+  let abort: ((error: Error) => void) | undefined;
+  let settled = false;
+  let stream: Readable | undefined;
+  let whole: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; length: number } | undefined;
+  let done = false;
+  const onAbort = () => abort?.(abortError());
+  signal.addEventListener('abort', onAbort, { once: true });
+  const finish = () => {
+    done = true;
+    signal.removeEventListener('abort', onAbort);
+  };
+  return {
+    onConnect(abortRequest) {
+      abort = abortRequest;
+      if (signal.aborted) abortRequest(abortError());
+    },
+    onHeaders(statusCode, rawHeaders, resume) {
+      if (statusCode < 200) return true;
+      const headers = parseRawHeaders(rawHeaders as unknown as Buffer[]);
+      const length = Number(headers['content-length']);
+      const contentType = headers['content-type'];
+      const sse = typeof contentType === 'string' && /^text\/event-stream\b/i.test(contentType);
+      if (!sse && length <= WHOLE_RESPONSE_BYTES) {
+        whole = { status: statusCode, headers, chunks: [], length: 0 };
+        return true;
+      }
+      stream = new Readable({
+        read: () => resume(),
+        destroy: (error, callback) => {
+          if (!done) abort?.(error ?? abortError());
+          callback(error);
+        },
+      });
+      settled = true;
+      resolve({ statusCode, headers, body: stream });
+      return true;
+    },
+    onData(chunk) {
+      if (whole) {
+        whole.chunks.push(chunk);
+        whole.length += chunk.length;
+        return true;
+      }
+      return stream!.push(chunk);
+    },
+    onComplete() {
+      finish();
+      if (whole) {
+        settled = true;
+        const body = whole.chunks.length === 1 ? whole.chunks[0]! : Buffer.concat(whole.chunks, whole.length);
+        resolve({ statusCode: whole.status, headers: whole.headers, body });
+      } else {
+        stream?.push(null);
+      }
+    },
+    onError(error) {
+      finish();
+      if (stream) stream.destroy(error);
+      else if (!settled) reject(whole ? new TruncatedResponseError(error) : error);
+    },
+  };
+}
+
+function abortError(): Error {
+  const error = new Error('The backend request was aborted');
+  error.name = 'AbortError';
+  return error;
+}
+
+/** undici's raw header list (name, value, …) as node:http-style headers (lower-case names). */
+function parseRawHeaders(raw: Buffer[]): IncomingHttpHeaders {
+  const headers: Record<string, string | string[]> = Object.create(null);
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase();
+    const rawValue = raw[i + 1]!;
+    const value = typeof rawValue === 'string' ? rawValue : rawValue.toString('latin1');
+    const previous = headers[name];
+    if (previous === undefined) headers[name] = value;
+    else if (Array.isArray(previous)) previous.push(value);
+    else headers[name] = [previous, value];
+  }
+  return headers;
+}
+
 /** undici failures before response headers: 504 when the backend is slow, 502 when it is unreachable. */
 function toGatewayError(error: unknown, backend: BackendConfig): unknown {
-  if (error instanceof GatewayError) return error;
+  if (error instanceof GatewayError || error instanceof TruncatedResponseError) return error;
   const code = (error as { code?: string }).code;
   if ((error as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') return error;
   if (code === 'UND_ERR_HEADERS_TIMEOUT') {

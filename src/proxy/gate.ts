@@ -1,14 +1,17 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isLoopbackHost } from '../config/schema.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import { checkBearer, type ValidateAccessToken } from './bearer.ts';
 import { JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
+import { sendJson } from './respond.ts';
 
 /** DESIGN §5: what browsers may send and read on the MCP endpoints. */
 const CORS_ALLOW_HEADERS = 'authorization, content-type, mcp-protocol-version, mcp-session-id, last-event-id, mcp-method, mcp-name';
 const CORS_EXPOSE_HEADERS = 'mcp-session-id, www-authenticate';
 const CORS_MAX_AGE_SECONDS = 600;
+const MAX_HOST_VERDICTS = 64;
 
 export interface Admitted {
   token: string;
@@ -31,9 +34,21 @@ export function createGate(deps: {
   const allowedOrigins = new Set([publicUrl.origin, ...deps.allowedOrigins.map((o) => o.replace(/\/$/, ''))]);
   const checkHost = isLoopbackHost(deps.listenHost);
 
+  // Verdicts per Host value (a URL parse per request otherwise); bounded, as Host is the client's.
+  const hostVerdicts = new Map<string, boolean>();
   function hostAllowed(host: string | undefined): boolean {
     if (!checkHost) return true;
     if (!host) return false;
+    let verdict = hostVerdicts.get(host);
+    if (verdict === undefined) {
+      verdict = parseHostAllowed(host);
+      if (hostVerdicts.size >= MAX_HOST_VERDICTS) hostVerdicts.clear();
+      hostVerdicts.set(host, verdict);
+    }
+    return verdict;
+  }
+
+  function parseHostAllowed(host: string): boolean {
     let hostname: string;
     try {
       hostname = new URL(`http://${host}`).hostname;
@@ -43,27 +58,26 @@ export function createGate(deps: {
     return hostname === publicUrl.hostname || ['localhost', '127.0.0.1', '[::1]'].includes(hostname);
   }
 
-  /** Origin and Host; sets CORS response headers for an allowed Origin. False when it answered 403. */
-  function checkTransport(request: FastifyRequest, reply: FastifyReply): boolean {
-    const origin = request.headers.origin;
-    if (origin !== undefined && !allowedOrigins.has(origin)) {
-      reply.code(403).send(jsonRpcError(JSONRPC_SERVER_ERROR, 'Forbidden: Origin not allowed'));
-      return false;
-    }
-    if (!hostAllowed(request.headers.host)) {
-      reply.code(403).send(jsonRpcError(JSONRPC_SERVER_ERROR, 'Forbidden: Host not allowed'));
-      return false;
-    }
-    if (origin !== undefined) {
-      reply.headers({ 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSE_HEADERS, vary: 'Origin' });
-    }
-    return true;
+  /** Origin and Host: the 403 message when refused, else undefined. */
+  function transportRefusal(headers: IncomingHttpHeaders): string | undefined {
+    const origin = headers.origin;
+    if (origin !== undefined && !allowedOrigins.has(origin)) return 'Forbidden: Origin not allowed';
+    if (!hostAllowed(headers.host)) return 'Forbidden: Host not allowed';
+    return undefined;
+  }
+
+  /** The CORS response headers for an allowed Origin. */
+  function corsHeaders(origin: string): Record<string, string> {
+    return { 'access-control-allow-origin': origin, 'access-control-expose-headers': CORS_EXPOSE_HEADERS, vary: 'Origin' };
   }
 
   return {
-    /** CORS preflight (Fetch §3.2.2); no token is involved. */
+    /** CORS preflight (Fetch §3.2.2); no token is involved. Served by fastify. */
     preflight(request: FastifyRequest, reply: FastifyReply, methods: string) {
-      if (!checkTransport(request, reply)) return reply;
+      const refusal = transportRefusal(request.headers);
+      if (refusal !== undefined) return reply.code(403).send(jsonRpcError(JSONRPC_SERVER_ERROR, refusal));
+      const origin = request.headers.origin;
+      if (origin !== undefined) reply.headers(corsHeaders(origin));
       const requested = String(request.headers['access-control-request-headers'] ?? '')
         .split(',')
         .map((h) => h.trim().toLowerCase())
@@ -78,12 +92,22 @@ export function createGate(deps: {
         .send();
     },
 
-    /** Resolves to the caller, or undefined after answering 401/403. */
-    async admit(request: FastifyRequest, reply: FastifyReply, resource: ProtectedResource): Promise<Admitted | undefined> {
-      if (!checkTransport(request, reply)) return undefined;
-      const result = await checkBearer(request.headers, resource, deps.validateAccessToken);
+    /**
+     * Resolves to the caller, or undefined after answering 401/403 on `res`. For an allowed
+     * Origin the CORS headers are set on `res` (kept by the answer written later).
+     */
+    async admit(req: IncomingMessage, res: ServerResponse, resource: ProtectedResource): Promise<Admitted | undefined> {
+      const headers = req.headers;
+      const refusal = transportRefusal(headers);
+      if (refusal !== undefined) {
+        sendJson(res, 403, jsonRpcError(JSONRPC_SERVER_ERROR, refusal));
+        return undefined;
+      }
+      const origin = headers.origin;
+      if (origin !== undefined) for (const [name, value] of Object.entries(corsHeaders(origin))) res.setHeader(name, value);
+      const result = await checkBearer(headers, resource, deps.validateAccessToken);
       if (result.ok) return { token: result.token, record: result.record };
-      reply.code(result.status).header('www-authenticate', result.wwwAuthenticate).header('cache-control', 'no-store').send(result.body);
+      sendJson(res, result.status, result.body, { 'www-authenticate': result.wwwAuthenticate, 'cache-control': 'no-store' });
       return undefined;
     },
   };

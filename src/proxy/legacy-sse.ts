@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import type { FastifyInstance } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Store } from '../ports/store.ts';
-import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse, sendGatewayError } from './exchange.ts';
+import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import { GatewayError } from './forward.ts';
 import type { Gate } from './gate.ts';
 import { JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError } from './jsonrpc.ts';
 import { isEventStream, limitBytes, tooLarge } from './relay.ts';
+import { answerFailure, requestStream, sendGatewayError, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */
 export const LEGACY_SESSION_TTL_SECONDS = 3600;
@@ -42,15 +43,15 @@ export function registerLegacySse(
   scope.options(ssePath, (request, reply) => ctx.gate.preflight(request, reply, 'GET'));
   scope.options(messagePath, (request, reply) => ctx.gate.preflight(request, reply, 'POST'));
 
-  scope.get(ssePath, async (request, reply) => {
-    const caller = await ctx.gate.admit(request, reply, resource);
-    if (!caller) return reply;
-    const headers = await backendHeaders(ctx, request, caller, resource);
-    const response = await openBackend(ctx, request, reply, resource, { url: sseUrl, method: 'GET', headers });
-    if (!response) return reply;
-    if (response.statusCode !== 200 || !isEventStream(response.headers['content-type'])) {
-      await sendBackendResponse(ctx, reply, response);
-      return reply;
+  scope.get(ssePath, raw(ctx, async (req, res) => {
+    const caller = await ctx.gate.admit(req, res, resource);
+    if (!caller) return;
+    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
+    if (!response) return;
+    if (response.statusCode !== 200 || Buffer.isBuffer(response.body) || !isEventStream(response.headers['content-type'])) {
+      await sendBackendResponse(ctx, res, response);
+      return;
     }
     const body = response.body[Symbol.asyncIterator]();
     const first = await readFirstEvent(body);
@@ -59,7 +60,7 @@ export function registerLegacySse(
     // The message URL must stay on the configured backend's origin: no forwarding elsewhere.
     if (!first || messageUrl?.origin !== sseUrl.origin) {
       response.body.destroy();
-      return sendGatewayError(reply, new GatewayError(502, `Bad Gateway: backend ${backend.name} sent no endpoint event`));
+      return sendGatewayError(res, new GatewayError(502, `Bad Gateway: backend ${backend.name} sent no endpoint event`));
     }
     const sessionId = randomBytes(24).toString('base64url');
     const session: LegacySession = {
@@ -73,7 +74,7 @@ export function registerLegacySse(
       (LEGACY_SESSION_TTL_SECONDS / 2) * 1000,
     );
     refresh.unref();
-    reply.raw.on('close', () => {
+    res.on('close', () => {
       clearInterval(refresh);
       void ctx.store.delete(legacyKey(sessionId)).catch(() => {});
     });
@@ -81,34 +82,49 @@ export function registerLegacySse(
       if (first.rest.length > 0) yield first.rest;
       for (let next = await body.next(); !next.done; next = await body.next()) yield next.value as Buffer;
     })();
-    await sendBackendResponse(ctx, reply, response, {
+    await sendBackendResponse(ctx, res, response, {
       prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
       body: rest,
     });
-    return reply;
-  });
+  }));
 
-  scope.post(messagePath, async (request, reply) => {
-    const caller = await ctx.gate.admit(request, reply, resource);
-    if (!caller) return reply;
+  scope.post(messagePath, raw(ctx, async (req, res, request) => {
+    const caller = await ctx.gate.admit(req, res, resource);
+    if (!caller) return;
     const sessionId = (request.query as Record<string, unknown>)['sessionId'];
     if (typeof sessionId !== 'string' || sessionId === '') {
-      return reply.code(400).send(jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: sessionId query parameter is required'));
+      return sendJson(res, 400, jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: sessionId query parameter is required'));
     }
     const session = await ctx.store.get<LegacySession>(legacyKey(sessionId));
     // Unknown, expired, another resource's or another user's session: all look the same (404).
     if (!session || session.resource !== resource.resource || session.userKey !== caller.record.userKey) {
-      return reply.code(404).send(jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+      return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
     }
-    if (Number(request.headers['content-length']) > backend.maxBodyBytes) return sendGatewayError(reply, tooLarge(backend.maxBodyBytes));
-    const source = request.body as Readable | undefined;
-    const body = source && typeof source.pipe === 'function' ? source.pipe(limitBytes(backend.maxBodyBytes)) : undefined;
-    const headers = await backendHeaders(ctx, request, caller, resource);
-    const response = await openBackend(ctx, request, reply, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
-    if (!response) return reply;
-    await sendBackendResponse(ctx, reply, response);
-    return reply;
-  });
+    if (Number(req.headers['content-length']) > backend.maxBodyBytes) return sendGatewayError(res, tooLarge(backend.maxBodyBytes));
+    const body = requestStream(req)?.pipe(limitBytes(backend.maxBodyBytes));
+    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
+    if (!response) return;
+    await sendBackendResponse(ctx, res, response);
+  }));
+}
+
+/**
+ * A fastify route whose handler answers on the raw response (as the Streamable HTTP routes do,
+ * with the same error boundary): the reply is hijacked before anything is written.
+ */
+function raw(
+  ctx: ProxyContext,
+  handler: (req: IncomingMessage, res: ServerResponse, request: FastifyRequest) => Promise<void>,
+): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
+  return async (request, reply) => {
+    reply.hijack();
+    try {
+      await handler(request.raw, reply.raw, request);
+    } catch (error) {
+      answerFailure(reply.raw, error, ctx.logger);
+    }
+  };
 }
 
 /** Reads until the first complete SSE event (WHATWG HTML §9.2.6: events end with a blank line). */

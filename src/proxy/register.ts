@@ -3,18 +3,15 @@ import type { Logger } from 'pino';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
-import { type Store, StoreUnavailableError } from '../ports/store.ts';
+import type { Store } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
 import { createForwarder, type Forwarder, GatewayError } from './forward.ts';
 import { createGate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
-import { JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
 import { registerLegacySse } from './legacy-sse.ts';
+import { answerFailure } from './respond.ts';
 import { createSessionBinding } from './session-binding.ts';
 import { registerStreamableHttp } from './streamable-http.ts';
-
-/** Retry-After on 503 answers while the store is unreachable (Redis reconnects within 2 s). */
-const STORE_RETRY_AFTER_SECONDS = 2;
 
 /** Idle SSE streams get a comment this often so intermediaries do not cut them. */
 export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
@@ -42,8 +39,9 @@ export interface ProxyDeps {
 
 /**
  * Mounts every backend's MCP endpoints (Streamable HTTP at `<path>`, legacy HTTP+SSE at
- * `<path>/sse` + `<path>/message`) and `/.well-known/jwks.json`. The MCP routes live in their own
- * scope: raw (streamed) bodies, per-backend size limits, JSON-RPC error bodies.
+ * `<path>/sse` + `<path>/message`) and `/.well-known/jwks.json`. Streamable HTTP's GET/POST/DELETE
+ * are raw node:http routes (src/http/app.ts rawRoutes); the rest live in their own fastify scope:
+ * raw (streamed) bodies, per-backend size limits, JSON-RPC error bodies.
  */
 export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, options: ProxyOptions = {}): Promise<{ close(): Promise<void> }> {
   const keepAliveMs = options.keepAliveIntervalMs ?? SSE_KEEP_ALIVE_INTERVAL_MS;
@@ -76,21 +74,12 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     // Bodies pass through as streams; each route enforces its backend's maxBodyBytes itself.
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    scope.setErrorHandler((error: FastifyError, request, reply) => {
-      if (error instanceof StoreUnavailableError) {
-        // Issue 5: a store outage is the gateway's own failure, answered quickly as a JSON-RPC
-        // error with 503 (RFC 9110 §15.6.4) and Retry-After; clients retry, nothing is lost.
-        request.log.warn({ err: error }, 'MCP request refused: store unavailable');
-        if (reply.sent || reply.raw.headersSent) return;
-        return reply
-          .code(503)
-          .headers({ 'retry-after': String(STORE_RETRY_AFTER_SECONDS), 'cache-control': 'no-store' })
-          .send(jsonRpcError(JSONRPC_SERVER_ERROR, 'Service Unavailable: the gateway cannot reach its store; try again later'));
-      }
-      const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
-      if (status === 500) request.log.error({ err: error }, 'MCP request failed');
-      if (reply.sent || reply.raw.headersSent) return;
-      reply.code(status).send(jsonRpcError(JSONRPC_SERVER_ERROR, status === 500 ? 'Internal error' : error.message));
+    // Errors before a handler took the raw response (the handlers catch their own): the same
+    // boundary as theirs (respond.ts answerFailure: 503 on a store outage, else 4xx or 500).
+    scope.setErrorHandler((error: FastifyError, _request, reply) => {
+      if (reply.sent) return;
+      reply.hijack();
+      answerFailure(reply.raw, error, deps.logger);
     });
     for (const resource of deps.resources) {
       if (resource.backend.url) registerStreamableHttp(scope, { ...ctx, gate, sessions }, resource);

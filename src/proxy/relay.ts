@@ -22,7 +22,7 @@ export function isEventStream(contentType: string | string[] | undefined): boole
  * output, only between events. A backend stream that dies mid-way ends the client's stream
  * (SSE) or drops the connection (anything else, so a truncated body is not taken as complete).
  */
-export async function relay(body: AsyncIterable<Buffer>, res: ServerResponse, options: { sse: boolean; keepAliveMs: number }) {
+export async function relay(body: AsyncIterable<Buffer> | Iterable<Buffer>, res: ServerResponse, options: { sse: boolean; keepAliveMs: number }) {
   let lastWriteAt = Date.now();
   let tail = '\n\n';
   const timer = options.sse

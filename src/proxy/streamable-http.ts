@@ -1,7 +1,9 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
-import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse, sendGatewayError } from './exchange.ts';
+import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import { GatewayError } from './forward.ts';
 import type { Gate } from './gate.ts';
 import {
@@ -16,56 +18,59 @@ import {
   jsonRpcError,
 } from './jsonrpc.ts';
 import { limitBytes, readBounded, tooLarge, WHOLE_BODY_BYTES } from './relay.ts';
+import { answerFailure, header, requestStream, sendGatewayError, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
 
 /**
  * Streamable HTTP (MCP 2025-03-26 … 2026-07-28 transports): POST (JSON or SSE answer), GET
  * (server stream) and DELETE (session end) on the resource's path, forwarded to backend.url.
+ * These three are raw node:http routes (no fastify objects on every tool call, benchmark 1);
+ * the CORS preflight stays on fastify.
  */
 export function registerStreamableHttp(
   scope: FastifyInstance,
   ctx: ProxyContext & { gate: Gate; sessions: SessionBinding },
   resource: ProtectedResource,
 ): void {
+  scope.options(resource.path, (request, reply) => ctx.gate.preflight(request, reply, 'GET, POST, DELETE'));
+  const handle = streamableHttpHandler(ctx, resource);
+  rawRoutes(scope).add(resource.path, ['GET', 'POST', 'DELETE'], (req, res) => {
+    handle(req, res).catch((error: unknown) => answerFailure(res, error, ctx.logger));
+  });
+}
+
+function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: SessionBinding }, resource: ProtectedResource) {
   const backend = resource.backend;
   const upstream = new URL(backend.url!);
-
-  scope.options(resource.path, (request, reply) => ctx.gate.preflight(request, reply, 'GET, POST, DELETE'));
-
-  scope.route({
-    method: ['GET', 'POST', 'DELETE'],
-    url: resource.path,
-    handler: async (request, reply) => {
-      const caller = await ctx.gate.admit(request, reply, resource);
-      if (!caller) return reply;
-      const sessionId = header(request, 'mcp-session-id');
-      if (sessionId !== undefined && !(await ctx.sessions.claim(resource.resource, sessionId, caller.record.userKey))) {
-        return reply.code(404).send(jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const caller = await ctx.gate.admit(req, res, resource);
+    if (!caller) return;
+    const sessionId = header(req.headers, 'mcp-session-id');
+    if (sessionId !== undefined && !(await ctx.sessions.claim(resource.resource, sessionId, caller.record.userKey))) {
+      return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+    }
+    const method = req.method as 'GET' | 'POST' | 'DELETE';
+    let body: Readable | Buffer | undefined;
+    if (method === 'POST') {
+      try {
+        body = await requestBody(req, backend.maxBodyBytes);
+      } catch (error) {
+        if (error instanceof GatewayError) return sendGatewayError(res, error, error instanceof RequestError ? error.id : null);
+        throw error;
       }
-      let body: Readable | Buffer | undefined;
-      if (request.method === 'POST') {
-        try {
-          body = await requestBody(request, backend.maxBodyBytes);
-        } catch (error) {
-          if (error instanceof GatewayError) return sendGatewayError(reply, error, error instanceof RequestError ? error.id : null);
-          throw error;
-        }
-      }
-      const headers = await backendHeaders(ctx, request, caller, resource);
-      const method = request.method as 'GET' | 'POST' | 'DELETE';
-      const response = await openBackend(ctx, request, reply, resource, { url: upstream, method, headers, body });
-      if (!response) return reply;
-      const issued = response.headers['mcp-session-id'];
-      if (typeof issued === 'string' && issued !== sessionId) {
-        await ctx.sessions.claim(resource.resource, issued, caller.record.userKey);
-      }
-      if (method === 'DELETE' && sessionId !== undefined && response.statusCode < 300) {
-        await ctx.sessions.forget(resource.resource, sessionId);
-      }
-      await sendBackendResponse(ctx, reply, response);
-      return reply;
-    },
-  });
+    }
+    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
+    if (!response) return;
+    const issued = response.headers['mcp-session-id'];
+    if (typeof issued === 'string' && issued !== sessionId) {
+      await ctx.sessions.claim(resource.resource, issued, caller.record.userKey);
+    }
+    if (method === 'DELETE' && sessionId !== undefined && response.statusCode < 300) {
+      await ctx.sessions.forget(resource.resource, sessionId);
+    }
+    await sendBackendResponse(ctx, res, response);
+  };
 }
 
 class RequestError extends GatewayError {
@@ -77,14 +82,14 @@ class RequestError extends GatewayError {
  * requests, which are read (bounded) so the mirrored headers can be checked against the body
  * (2026-07-28 transports/streamable-http §Server Validation).
  */
-async function requestBody(request: FastifyRequest, maxBytes: number): Promise<Readable | Buffer | undefined> {
-  const source = request.body as Readable | undefined;
-  if (Number(request.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
-  if (source === undefined || typeof source.pipe !== 'function') return undefined;
-  if (header(request, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION) {
+async function requestBody(req: IncomingMessage, maxBytes: number): Promise<Readable | Buffer | undefined> {
+  const source = requestStream(req);
+  if (Number(req.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
+  if (source === undefined) return undefined;
+  if (header(req.headers, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    const length = Number(request.headers['content-length']);
+    const length = Number(req.headers['content-length']);
     if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes);
     return source.pipe(limitBytes(maxBytes));
   }
@@ -101,9 +106,9 @@ async function requestBody(request: FastifyRequest, maxBytes: number): Promise<R
   }
   const mismatch = headerMismatch(
     {
-      protocolVersion: header(request, 'mcp-protocol-version'),
-      method: header(request, 'mcp-method'),
-      name: header(request, 'mcp-name'),
+      protocolVersion: header(req.headers, 'mcp-protocol-version'),
+      method: header(req.headers, 'mcp-method'),
+      name: header(req.headers, 'mcp-name'),
     },
     message,
   );
@@ -113,9 +118,4 @@ async function requestBody(request: FastifyRequest, maxBytes: number): Promise<R
     throw error;
   }
   return raw;
-}
-
-function header(request: FastifyRequest, name: string): string | undefined {
-  const value = request.headers[name];
-  return typeof value === 'string' ? value : undefined;
 }

@@ -1,0 +1,67 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import { StoreUnavailableError } from '../ports/store.ts';
+import type { GatewayError } from './forward.ts';
+import { JSONRPC_SERVER_ERROR, type JsonRpcId, jsonRpcError } from './jsonrpc.ts';
+
+/** Retry-After on 503 answers while the store is unreachable (Redis reconnects within 2 s). */
+const STORE_RETRY_AFTER_SECONDS = 2;
+
+/** A JSON answer on a plain node:http response (what fastify's reply.send(object) writes). */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: OutgoingHttpHeaders = {}): void {
+  const payload = JSON.stringify(body);
+  headers['content-type'] = 'application/json; charset=utf-8';
+  headers['content-length'] = Buffer.byteLength(payload);
+  res.writeHead(status, headers);
+  res.end(payload);
+}
+
+export function sendGatewayError(res: ServerResponse, error: GatewayError, id: JsonRpcId = null): void {
+  sendJson(res, error.status, jsonRpcError(error.code, error.message, id), { 'cache-control': 'no-store' });
+}
+
+/**
+ * The error boundary of the MCP endpoints: what an MCP handler threw, answered as a JSON-RPC
+ * error (or the connection dropped when an answer had already begun).
+ */
+export function answerFailure(res: ServerResponse, error: unknown, log: Logger): void {
+  if (error instanceof StoreUnavailableError) {
+    // Issue 5: a store outage is the gateway's own failure, answered quickly as a JSON-RPC
+    // error with 503 (RFC 9110 §15.6.4) and Retry-After; clients retry, nothing is lost.
+    log.warn({ err: error }, 'MCP request refused: store unavailable');
+    if (res.headersSent) return void res.destroy();
+    sendJson(res, 503, jsonRpcError(JSONRPC_SERVER_ERROR, 'Service Unavailable: the gateway cannot reach its store; try again later'), {
+      'retry-after': String(STORE_RETRY_AFTER_SECONDS),
+      'cache-control': 'no-store',
+    });
+    return;
+  }
+  const statusCode = (error as { statusCode?: number } | undefined)?.statusCode;
+  const status = statusCode && statusCode >= 400 && statusCode < 500 ? statusCode : 500;
+  if (status === 500) log.error({ err: error }, 'MCP request failed');
+  if (res.headersSent) return void res.destroy();
+  sendJson(res, status, jsonRpcError(JSONRPC_SERVER_ERROR, status === 500 ? 'Internal error' : (error as Error).message));
+}
+
+/** A request header's single value. */
+export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * The request body as fastify hands it to a catch-all content-type parser: none for a POST
+ * without Content-Type, Transfer-Encoding and a non-zero Content-Length; otherwise the stream.
+ */
+export function requestStream(req: Readable & { headers: IncomingHttpHeaders }): Readable | undefined {
+  const headers = req.headers;
+  if (
+    headers['content-type'] === undefined &&
+    headers['transfer-encoding'] === undefined &&
+    (headers['content-length'] === undefined || headers['content-length'] === '0')
+  ) {
+    return undefined;
+  }
+  return req;
+}
