@@ -12,6 +12,7 @@ import {
 } from './forward.ts';
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
+import { isObject, JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
 import { sendGatewayError } from './respond.ts';
 import { isEventStream, relay } from './relay.ts';
 
@@ -79,7 +80,7 @@ export async function sendBackendResponse(
   ctx: ProxyContext,
   res: ServerResponse,
   response: BackendResponse,
-  options: { prefix?: string; body?: AsyncIterable<Buffer> } = {},
+  options: { prefix?: string; body?: AsyncIterable<Buffer>; requestBody?: Buffer } = {},
 ): Promise<void> {
   const sse = isEventStream(response.headers['content-type']);
   // CORS headers set by the gate on `res` are merged in by writeHead.
@@ -98,5 +99,25 @@ export async function sendBackendResponse(
   res.flushHeaders();
   if (options.prefix) res.write(options.prefix);
   const body = options.body ?? (Buffer.isBuffer(response.body) ? [response.body] : response.body);
-  await relay(body, res, { sse, keepAliveMs: ctx.keepAliveMs });
+  const requestBody = options.requestBody;
+  await relay(body, res, { sse, keepAliveMs: ctx.keepAliveMs, lastWords: requestBody ? () => brokenStreamEvent(requestBody) : undefined });
+}
+
+/**
+ * When a backend's SSE answer to a POST dies before the end, the client would wait for its own
+ * timeout: answer each request id of the (small, buffered) POST body with a JSON-RPC error event.
+ */
+function brokenStreamEvent(requestBody: Buffer): string | undefined {
+  let message: unknown;
+  try {
+    message = JSON.parse(requestBody.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  const requests = (Array.isArray(message) ? message : [message]).filter(
+    (m): m is { id: string | number } => isObject(m) && typeof m['method'] === 'string' && (typeof m['id'] === 'string' || typeof m['id'] === 'number'),
+  );
+  return requests
+    .map((r) => `event: message\ndata: ${JSON.stringify(jsonRpcError(JSONRPC_SERVER_ERROR, 'Bad Gateway: the backend stream ended before the response', r.id))}\n\n`)
+    .join('') || undefined;
 }

@@ -22,7 +22,11 @@ export function isEventStream(contentType: string | string[] | undefined): boole
  * output, only between events. A backend stream that dies mid-way ends the client's stream
  * (SSE) or drops the connection (anything else, so a truncated body is not taken as complete).
  */
-export async function relay(body: AsyncIterable<Buffer> | Iterable<Buffer>, res: ServerResponse, options: { sse: boolean; keepAliveMs: number }) {
+export async function relay(
+  body: AsyncIterable<Buffer> | Iterable<Buffer>,
+  res: ServerResponse,
+  options: { sse: boolean; keepAliveMs: number; lastWords?: () => string | undefined },
+) {
   let lastWriteAt = Date.now();
   let tail = '\n\n';
   const timer = options.sse
@@ -43,8 +47,13 @@ export async function relay(body: AsyncIterable<Buffer> | Iterable<Buffer>, res:
     }
     res.end();
   } catch {
-    if (options.sse) res.end();
-    else res.destroy();
+    if (!options.sse) res.destroy();
+    else {
+      // Between events, tell the client what its pending request will never get (see lastWords).
+      const farewell = tail.endsWith('\n\n') ? options.lastWords?.() : undefined;
+      if (farewell && !res.destroyed) res.write(farewell);
+      res.end();
+    }
   } finally {
     clearInterval(timer);
   }

@@ -69,7 +69,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     if (method === 'DELETE' && sessionId !== undefined && response.statusCode < 300) {
       await ctx.sessions.forget(resource.resource, sessionId);
     }
-    await sendBackendResponse(ctx, res, response);
+    await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) ? { requestBody: body } : {});
   };
 }
 
