@@ -11,8 +11,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { sha256 } from '../../src/oauth/secrets.ts';
 import type { AccessTokenRecord, GrantRecord } from '../../src/ports/records.ts';
 import { startMcpBackend } from '../support/mcp-backend.ts';
-import { freePort } from '../support/ports.ts';
-import { connectSignedIn, gatewayConfig, type Stoppable, sharedSecrets, startGatewayProcess, startSharedDevIdp, stopAll } from '../support/scale-cluster.ts';
+import { connectSignedIn, type Stoppable, singleGatewaySetup, startGatewayProcess, stopAll } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 type ToolResult = { content: { type: string; text: string }[] };
@@ -29,19 +28,8 @@ describe('durability: kill -9 of a SQLite gateway mid-session', () => {
   it('3. restart: same access token, then a refresh, no new sign-in; the database holds no partial records', async () => {
     const backend = await startMcpBackend();
     started.push({ stop: () => backend.close() });
-    const port = await freePort();
-    const publicUrl = `http://localhost:${port}`;
-    const idp = await startSharedDevIdp(publicUrl);
-    started.push(idp);
     const dbPath = join(dir, 'gateway.db');
-    const config = gatewayConfig({
-      publicUrl,
-      port,
-      store: { kind: 'sqlite', path: dbPath },
-      upstream: idp.upstream,
-      secrets: sharedSecrets(),
-      backend: { url: backend.mcpUrl },
-    });
+    const { publicUrl, config } = await singleGatewaySetup(started, dbPath, { url: backend.mcpUrl });
     const first = await startGatewayProcess(config, dir, 'first');
     started.push(first);
 

@@ -11,13 +11,11 @@ import { startMcpBackend } from '../support/mcp-backend.ts';
 import { freePort } from '../support/ports.ts';
 import {
   connectSignedIn,
-  gatewayConfig,
   mcpPost,
   openMcpSession,
   type Stoppable,
-  sharedSecrets,
+  singleGatewaySetup,
   startGatewayProcess,
-  startSharedDevIdp,
   stopAll,
 } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
@@ -71,24 +69,9 @@ describe('faults: backend crash, graceful shutdown', () => {
     const backendPort = await freePort();
     let backend = await startBackendProcess(backendPort);
     started.push({ stop: () => backend.stop() });
-    const port = await freePort();
-    const publicUrl = `http://localhost:${port}`;
-    const idp = await startSharedDevIdp(publicUrl);
-    started.push(idp);
-    const gateway = await startGatewayProcess(
-      gatewayConfig({
-        publicUrl,
-        port,
-        store: { kind: 'sqlite', path: join(dir, 'backend-crash.db') },
-        upstream: idp.upstream,
-        secrets: sharedSecrets(),
-        backend: { url: `http://127.0.0.1:${backendPort}/mcp` },
-      }),
-      dir,
-      'backend-crash',
-    );
+    const { mcpUrl, config } = await singleGatewaySetup(started, join(dir, 'backend-crash.db'), { url: `http://127.0.0.1:${backendPort}/mcp` });
+    const gateway = await startGatewayProcess(config, dir, 'backend-crash');
     started.push(gateway);
-    const mcpUrl = `${publicUrl}/mcp`;
     const token = await signIn(mcpUrl, 'alice');
     const sessionId = await openMcpSession(mcpUrl, token);
 
@@ -145,23 +128,8 @@ describe('faults: backend crash, graceful shutdown', () => {
   it('6. SIGTERM during 50 in-flight tool calls: all 50 complete, the process exits 0', async () => {
     const backend = await startMcpBackend();
     started.push({ stop: () => backend.close() });
-    const port = await freePort();
-    const publicUrl = `http://localhost:${port}`;
-    const idp = await startSharedDevIdp(publicUrl);
-    started.push(idp);
-    const gateway = await startGatewayProcess(
-      gatewayConfig({
-        publicUrl,
-        port,
-        store: { kind: 'sqlite', path: join(dir, 'sigterm.db') },
-        upstream: idp.upstream,
-        secrets: sharedSecrets(),
-        backend: { url: backend.mcpUrl },
-        shutdownGraceSeconds: 5,
-      }),
-      dir,
-      'sigterm',
-    );
+    const { publicUrl, config } = await singleGatewaySetup(started, join(dir, 'sigterm.db'), { url: backend.mcpUrl }, { shutdownGraceSeconds: 5 });
+    const gateway = await startGatewayProcess(config, dir, 'sigterm');
     started.push(gateway);
     const provider = new HeadlessOAuthProvider({ login: 'bob', password: 'bob-password' });
     const client = await connectSignedIn(`${publicUrl}/mcp`, provider);

@@ -12,6 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { stringify } from 'yaml';
 import { type DevIdp, startDevIdp } from '../../src/idp/dev-idp.ts';
 import { DEV_USERS } from './gateway-harness.ts';
+import { freePort } from './ports.ts';
 import type { HeadlessOAuthProvider } from './sdk-oauth.ts';
 
 /**
@@ -91,6 +92,21 @@ export interface GatewayProcess extends Stoppable {
   output(): string;
   /** Resolves with the exit code (null when killed by a signal). */
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** One SQLite gateway with its own shared dev IdP on a free port: its config, to start (and restart). */
+export async function singleGatewaySetup(
+  started: Stoppable[],
+  dbPath: string,
+  backend: { url?: string; sseUrl?: string },
+  extra: { shutdownGraceSeconds?: number } = {},
+) {
+  const port = await freePort();
+  const publicUrl = `http://localhost:${port}`;
+  const idp = await startSharedDevIdp(publicUrl);
+  started.push(idp);
+  const config = gatewayConfig({ publicUrl, port, store: { kind: 'sqlite', path: dbPath }, upstream: idp.upstream, secrets: sharedSecrets(), backend, ...extra });
+  return { publicUrl, mcpUrl: `${publicUrl}/mcp`, config };
 }
 
 /** `node --import tsx src/cli.ts serve --config FILE`, resolved once /readyz answers 200. */
