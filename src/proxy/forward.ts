@@ -81,6 +81,11 @@ export interface BackendRequest {
   signal: AbortSignal;
 }
 
+/** Releases a backend answer that will not be delivered (its stream would hold the connection). */
+export function destroyBody(response: BackendResponse): void {
+  if (!Buffer.isBuffer(response.body)) response.body.destroy();
+}
+
 export interface BackendResponse {
   statusCode: number;
   headers: IncomingHttpHeaders;

@@ -46,7 +46,7 @@ export function registerLegacySse(
   scope.get(ssePath, raw(ctx, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
-    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
     const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
     if (!response) return;
     if (response.statusCode !== 200 || Buffer.isBuffer(response.body) || !isEventStream(response.headers['content-type'])) {
@@ -56,7 +56,8 @@ export function registerLegacySse(
     const body = response.body[Symbol.asyncIterator]();
     const first = await readFirstEvent(body);
     const endpoint = first && parseEvent(first.event);
-    const messageUrl = endpoint?.event === 'endpoint' && endpoint.data !== undefined ? new URL(endpoint.data, sseUrl) : undefined;
+    const messageUrl =
+      endpoint?.event === 'endpoint' && endpoint.data !== undefined && URL.canParse(endpoint.data, sseUrl.href) ? new URL(endpoint.data, sseUrl) : undefined;
     // The message URL must stay on the configured backend's origin: no forwarding elsewhere.
     if (!first || messageUrl?.origin !== sseUrl.origin) {
       response.body.destroy();
@@ -102,11 +103,21 @@ export function registerLegacySse(
     }
     if (Number(req.headers['content-length']) > backend.maxBodyBytes) return sendGatewayError(res, tooLarge(backend.maxBodyBytes));
     const body = requestStream(req)?.pipe(limitBytes(backend.maxBodyBytes));
-    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
     const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
     if (!response) return;
     await sendBackendResponse(ctx, res, response);
   }));
+}
+
+/**
+ * HTTP+SSE (2024-11-05) has no session or method headers: a client's Streamable HTTP headers are
+ * not passed on, so a backend that also speaks Streamable HTTP cannot be steered into another
+ * user's session through the legacy routes (their sessions are checked by the gateway's own ids).
+ */
+function legacyHeaders(headers: Record<string, string>): Record<string, string> {
+  for (const name of ['mcp-session-id', 'last-event-id', 'mcp-method', 'mcp-name']) delete headers[name];
+  return headers;
 }
 
 /**

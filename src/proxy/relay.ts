@@ -43,7 +43,7 @@ export async function relay(
       if (res.destroyed) return;
       tail = (tail + chunk.subarray(Math.max(0, chunk.length - 4)).toString('latin1')).slice(-4);
       lastWriteAt = Date.now();
-      if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (!res.write(chunk)) await drainOrClose(res);
     }
     res.end();
   } catch {
@@ -56,6 +56,16 @@ export async function relay(
     }
   } finally {
     clearInterval(timer);
+  }
+}
+
+/** Waits for back-pressure to clear or the client to go, leaving no listener behind (long streams). */
+async function drainOrClose(res: ServerResponse): Promise<void> {
+  const done = new AbortController();
+  try {
+    await Promise.race([once(res, 'drain', { signal: done.signal }), once(res, 'close', { signal: done.signal })]);
+  } finally {
+    done.abort();
   }
 }
 

@@ -5,25 +5,26 @@ import type { Store } from '../ports/store.ts';
 export const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
 
 /**
- * MCP security best practices §Session Hijacking: a session id is not authentication. The first
- * user seen with an `Mcp-Session-Id` owns it; anyone else presenting it is answered 404, as for
- * an unknown session. Kept in the Store (`mcp-session:<resource>:<sha256(id)>` → userKey) so
- * every replica agrees.
+ * MCP security best practices §Session Hijacking: a session id is not authentication. A session id
+ * is bound to the user whose request the backend issued it in answer to; anyone else presenting
+ * it, and any id the backend never issued through us, is answered 404 as an unknown session. Kept
+ * in the Store (`mcp-session:<resource>:<sha256(id)>` → userKey) so every replica agrees.
  */
 export function createSessionBinding(store: Store) {
   const key = (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`;
   return {
-    /** True when the session is (now) bound to userKey; false when another user owns it. */
-    async claim(resource: string, sessionId: string, userKey: string): Promise<boolean> {
+    /** True when a session id presented by a client is bound to this user (and keeps it alive). */
+    async owns(resource: string, sessionId: string, userKey: string): Promise<boolean> {
       const k = key(resource, sessionId);
-      const owner = await store.get<string>(k);
-      if (owner === undefined) {
-        if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) return true;
-        return (await store.get<string>(k)) === userKey;
-      }
-      if (owner !== userKey) return false;
+      if ((await store.get<string>(k)) !== userKey) return false;
       await store.set(k, userKey, SESSION_BINDING_TTL_SECONDS);
       return true;
+    },
+    /** Binds a session id the backend just issued; false when it is already another user's. */
+    async bindIssued(resource: string, sessionId: string, userKey: string): Promise<boolean> {
+      const k = key(resource, sessionId);
+      if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) return true;
+      return (await store.get<string>(k)) === userKey;
     },
     async forget(resource: string, sessionId: string): Promise<void> {
       await store.delete(key(resource, sessionId));

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
-import { GatewayError } from './forward.ts';
+import { destroyBody, GatewayError } from './forward.ts';
 import type { Gate } from './gate.ts';
 import {
   HEADER_VALIDATION_PROTOCOL_VERSION,
@@ -46,7 +46,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
     const sessionId = header(req.headers, 'mcp-session-id');
-    if (sessionId !== undefined && !(await ctx.sessions.claim(resource.resource, sessionId, caller.record.userKey))) {
+    if (sessionId !== undefined && !(await ctx.sessions.owns(resource.resource, sessionId, caller.record.userKey))) {
       return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
     }
     const method = req.method as 'GET' | 'POST' | 'DELETE';
@@ -62,12 +62,18 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
     const response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
     if (!response) return;
-    const issued = response.headers['mcp-session-id'];
-    if (typeof issued === 'string' && issued !== sessionId) {
-      await ctx.sessions.claim(resource.resource, issued, caller.record.userKey);
-    }
-    if (method === 'DELETE' && sessionId !== undefined && response.statusCode < 300) {
-      await ctx.sessions.forget(resource.resource, sessionId);
+    try {
+      const issued = response.headers['mcp-session-id'];
+      if (typeof issued === 'string' && issued !== sessionId && !(await ctx.sessions.bindIssued(resource.resource, issued, caller.record.userKey))) {
+        throw new GatewayError(502, 'Bad Gateway: the backend issued a session id that belongs to another user');
+      }
+      if (method === 'DELETE' && sessionId !== undefined && response.statusCode < 300) {
+        await ctx.sessions.forget(resource.resource, sessionId);
+      }
+    } catch (error) {
+      // Nothing of the backend's answer is delivered; release its connection.
+      destroyBody(response);
+      throw error;
     }
     await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) ? { requestBody: body } : {});
   };

@@ -127,6 +127,15 @@ describe('MCP proxy: the gate', () => {
     assert.match(await owner.text(), /"name":"echo"/);
   });
 
+  it('refuses a session id the backend never issued (no pre-claiming), without forwarding it', async () => {
+    const before = backend.requests.length;
+    const list = JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'tools/list' });
+    const guessed = await post(bob, list, { 'mcp-session-id': 'guessed-session-id', 'mcp-protocol-version': '2025-06-18' });
+    assert.equal(guessed.status, 404);
+    assert.deepEqual(await guessed.json(), { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null });
+    assert.equal(backend.requests.length, before, 'the backend never saw it');
+  });
+
   it('refuses another user\'s legacy SSE session id with 404', async () => {
     const controller = new AbortController();
     const stream = await fetch(`${gateway.url}/mcp/sse`, { headers: { authorization: `Bearer ${alice}`, accept: 'text/event-stream' }, signal: controller.signal });
