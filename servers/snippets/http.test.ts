@@ -335,3 +335,55 @@ describe('startSnippetsServer options', () => {
     }
   });
 });
+
+describe('snippets session limits', () => {
+  let running: RunningSnippetsServer;
+  let temp: Awaited<ReturnType<typeof withTempDir>>;
+  const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-functions-key': KEY };
+
+  before(async () => {
+    temp = await withTempDir();
+    running = await startSnippetsServer({
+      storage: await createFolderStorage(temp.dir),
+      port: 0,
+      functionKey: KEY,
+      logger: silent,
+      sessionIdleMs: 300,
+      maxSessionsPerUser: 2,
+    });
+  });
+  after(async () => {
+    await running.close();
+    await temp.remove();
+  });
+
+  async function openSession(): Promise<Response> {
+    const response = await fetch(running.mcpUrl, { method: 'POST', headers, body: JSON.stringify(INITIALIZE) });
+    if (response.status === 200) await response.body?.cancel();
+    return response;
+  }
+
+  it('caps open sessions per user, then closes idle ones', async () => {
+    const first = await openSession();
+    const second = await openSession();
+    assert.equal(first.status, 200);
+    assert.equal(second.status, 200);
+    const third = await openSession();
+    assert.equal(third.status, 429);
+    assert.deepEqual(await third.json(), {
+      jsonrpc: '2.0',
+      error: { code: -32000, message: 'Too Many Requests: at most 2 open sessions per user; end one with DELETE' },
+      id: null,
+    });
+
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    const list = { jsonrpc: '2.0', id: 2, method: 'tools/list' };
+    const stale = await fetch(running.mcpUrl, {
+      method: 'POST',
+      headers: { ...headers, 'mcp-session-id': first.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-06-18' },
+      body: JSON.stringify(list),
+    });
+    assert.equal(stale.status, 404, 'the idle session was closed');
+    assert.equal((await openSession()).status, 200, 'room for a new session again');
+  });
+});

@@ -43,6 +43,10 @@ export interface SnippetsHttpOptions {
   maxBodyBytes?: number;
   /** Default: pino at info level to stderr. */
   logger?: Logger;
+  /** Streamable HTTP sessions unused this long are closed (default 30 min). */
+  sessionIdleMs?: number;
+  /** Open Streamable HTTP sessions per user (`sub`); one more initialize gets 429 (default 32). */
+  maxSessionsPerUser?: number;
 }
 
 export interface RunningSnippetsServer {
@@ -60,6 +64,8 @@ interface Session<T> {
   server: McpServer;
   /** `sub` of the identity that opened the session; later requests must come from the same one. */
   sub: string | undefined;
+  /** Date.now() of the last request in this session (Streamable HTTP idle expiry). */
+  lastUsedAt?: number;
 }
 
 class HttpError extends Error {
@@ -101,6 +107,16 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
 
   const streamable = new Map<string, Session<StreamableHTTPServerTransport>>();
   const legacy = new Map<string, Session<SSEServerTransport>>();
+  const sessionIdleMs = options.sessionIdleMs ?? 30 * 60_000;
+  const maxSessionsPerUser = options.maxSessionsPerUser ?? 32;
+  // Clients that never send DELETE would otherwise keep their sessions (and servers) forever.
+  const idleSweep = setInterval(() => {
+    const idleSince = Date.now() - sessionIdleMs;
+    for (const session of streamable.values()) {
+      if ((session.lastUsedAt ?? 0) < idleSince) void session.server.close();
+    }
+  }, Math.max(50, Math.min(60_000, Math.floor(sessionIdleMs / 2))));
+  idleSweep.unref();
 
   /** Returns the SDK AuthInfo for this request (set as `req.auth`, read by tools as `extra.authInfo`). */
   async function authenticate(req: IncomingMessage): Promise<AuthInfo> {
@@ -141,17 +157,20 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
     if (req.method === 'POST') {
       const body = await readJsonBody(req, maxBodyBytes);
       if (typeof sessionId === 'string') {
-        await sessionFor(streamable, sessionId, sub).transport.handleRequest(req, res, body);
+        await touch(sessionFor(streamable, sessionId, sub)).transport.handleRequest(req, res, body);
         return;
       }
       if (!isInitializeRequest(body)) {
         throw jsonRpcError(400, -32000, 'Bad Request: No valid session ID provided');
       }
+      if ([...streamable.values()].filter((session) => session.sub === sub).length >= maxSessionsPerUser) {
+        throw jsonRpcError(429, -32000, `Too Many Requests: at most ${maxSessionsPerUser} open sessions per user; end one with DELETE`);
+      }
       const server = newMcpServer();
       const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
         sessionIdGenerator: randomUUID,
         onsessioninitialized: (id) => {
-          streamable.set(id, { transport, server, sub });
+          streamable.set(id, { transport, server, sub, lastUsedAt: Date.now() });
         },
       });
       transport.onclose = () => {
@@ -163,7 +182,13 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
     }
     if (req.method === 'GET' || req.method === 'DELETE') {
       if (typeof sessionId !== 'string') throw jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required');
-      await sessionFor(streamable, sessionId, sub).transport.handleRequest(req, res);
+      const session = touch(sessionFor(streamable, sessionId, sub));
+      if (req.method === 'GET') {
+        // An open server stream is use: the session is not idle until it closes.
+        session.lastUsedAt = Number.POSITIVE_INFINITY;
+        res.on('close', () => touch(session));
+      }
+      await session.transport.handleRequest(req, res);
       return;
     }
     throw new HttpError(405, { error: 'method_not_allowed', error_description: 'Use POST, GET or DELETE on /mcp' });
@@ -236,6 +261,7 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
     mcpUrl: `${url}/mcp`,
     sseUrl: `${url}/sse`,
     close() {
+      clearInterval(idleSweep);
       closing ??= (async () => {
         const sessions = [...streamable.values(), ...legacy.values()];
         await Promise.allSettled(sessions.map((session) => session.server.close()));
@@ -254,6 +280,11 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
 function sessionFor<T>(sessions: Map<string, Session<T>>, sessionId: string, sub: string | undefined): Session<T> {
   const session = sessions.get(sessionId);
   if (!session || session.sub !== sub) throw jsonRpcError(404, -32001, 'Session not found');
+  return session;
+}
+
+function touch<T>(session: Session<T>): Session<T> {
+  session.lastUsedAt = Date.now();
   return session;
 }
 
