@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
+import { UpstreamRefusedError, UpstreamUnavailableError, type UserIdentity } from '../ports/idp.ts';
 import {
   ACCOUNT_SESSION_TTL_SECONDS,
+  AUTHORIZATION_REQUEST_TTL_SECONDS,
   type AuthorizationRequest,
   type AuthServerContext,
   type ConsentRecord,
@@ -73,7 +74,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     if (!pending.consented && !consentCovers(remembered, pending)) {
       // The browser remembered an approval this user never gave (or revoked): ask now.
       const withSignIn = { ...pending, signIn: sealed };
-      await ctx.store.set(keys.authorizationRequest(pending.id), withSignIn, 600);
+      await ctx.store.set(keys.authorizationRequest(pending.id), withSignIn, AUTHORIZATION_REQUEST_TTL_SECONDS);
       return renderConsent(ctx, withSignIn, client, reply);
     }
     await rememberConsent(ctx, userKey, pending, client);
@@ -82,7 +83,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
 }
 
 /** Signs the browser in at the gateway so /account works without another upstream round trip. */
-async function startAccountSession(ctx: AuthServerContext, userKey: string, user: AuthorizationRequest['signIn'] extends infer S ? S extends { user: infer U } ? U : never : never, reply: FastifyReply) {
+async function startAccountSession(ctx: AuthServerContext, userKey: string, user: UserIdentity, reply: FastifyReply) {
   const session = randomBytes(32).toString('base64url');
   await ctx.store.set(keys.accountSession(sha256(session)), { userKey, user }, ACCOUNT_SESSION_TTL_SECONDS);
   reply.header('set-cookie', hostCookie(COOKIE.session, session, ACCOUNT_SESSION_TTL_SECONDS));

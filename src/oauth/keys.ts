@@ -18,4 +18,5 @@ export const keys = {
   consent: (userKey: string, clientId: string) => `consent:${userKey}:${clientId}`,
   userConsents: (userKey: string) => `user-consents:${userKey}`,
   accountSession: (sessionHash: string) => `account-session:${sessionHash}`,
+  rateLimit: (name: string, ip: string, window: number) => `ratelimit:${name}:${ip}:${window}`,
 };

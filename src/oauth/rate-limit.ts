@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import type { Clock } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 import { OAuthError } from './errors.ts';
+import { keys } from './keys.ts';
 
 /**
  * Fixed-window counters per client IP in the Store, so every replica shares them. Unauthenticated
@@ -11,7 +12,7 @@ export function createRateLimit(deps: { store: Store; clock: Clock }, name: stri
   return async function check(request: FastifyRequest): Promise<void> {
     if (limit <= 0) return;
     const window = Math.floor(deps.clock.nowSeconds() / windowSeconds);
-    const count = await deps.store.increment(`ratelimit:${name}:${request.ip}:${window}`, windowSeconds);
+    const count = await deps.store.increment(keys.rateLimit(name, request.ip, window), windowSeconds);
     if (count > limit) {
       const retryAfter = (window + 1) * windowSeconds - deps.clock.nowSeconds();
       throw new OAuthError('temporarily_unavailable', `too many ${name} requests from this address; retry in ${retryAfter} s`, {

@@ -6,10 +6,10 @@ import {
   authorizeUrl,
   CLIENT_REDIRECT,
   defaultAuthorizeParams,
-  exchangeCode,
   obtainCode,
   pkce,
   postForm,
+  redeemCode,
   registerClient,
 } from '../support/oauth-steps.ts';
 
@@ -22,7 +22,7 @@ describe('/account and upstream-driven revocation', () => {
 
   it('lists the approved client; Revoke kills its refresh token and brings the consent page back', async () => {
     const { clientId, code, verifier, browser } = await obtainCode(gw.publicUrl);
-    const tokens = (await (await exchangeCode(gw.publicUrl, { code, verifier, clientId })).json()) as { refresh_token: string; access_token: string };
+    const tokens = await redeemCode(gw.publicUrl, { code, verifier, clientId });
 
     const account = await browser.get(`${gw.publicUrl}/account`);
     assert.equal(account.status, 200);
@@ -75,7 +75,7 @@ describe('/account and upstream-driven revocation', () => {
 
   it('a user disabled at the IdP loses access at the next refresh', async () => {
     const { clientId, code, verifier } = await obtainCode(gw.publicUrl, { user: { login: 'bob', password: 'bob-password' } });
-    const tokens = (await (await exchangeCode(gw.publicUrl, { code, verifier, clientId })).json()) as { refresh_token: string; access_token: string };
+    const tokens = await redeemCode(gw.publicUrl, { code, verifier, clientId });
     gw.devIdp!.disableUser('bob');
     const refresh = await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: clientId });
     assert.equal(refresh.status, 400);
@@ -96,7 +96,7 @@ describe('an IdP outage during refresh does not end the grant', () => {
 
   it('answers 503 temporarily_unavailable and keeps the refresh token valid', async () => {
     const { clientId, code, verifier } = await obtainCode(gw.publicUrl);
-    const tokens = (await (await exchangeCode(gw.publicUrl, { code, verifier, clientId })).json()) as { refresh_token: string; access_token: string };
+    const tokens = await redeemCode(gw.publicUrl, { code, verifier, clientId });
     await gw.devIdp!.close();
     for (let attempt = 0; attempt < 2; attempt++) {
       const refresh = await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: clientId });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
+import { postForm } from '../support/oauth-steps.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 /** Discovery → registration → consent → dev sign-in → token → refresh → revoke, with the SDK's auth(). */
@@ -37,14 +38,14 @@ describe('sign-in with the MCP SDK auth flow (dev IdP)', () => {
     assert.ok(await gateway.ctx.grants.validateAccessToken(second.access_token));
 
     // Reusing the rotated refresh token revokes the grant (both tokens die).
-    const reuse = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: first.refresh_token!, client_id: info!.client_id });
+    const reuse = await postForm(gateway.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: first.refresh_token!, client_id: info!.client_id });
     assert.equal(reuse.status, 400);
     assert.deepEqual(await reuse.json(), {
       error: 'invalid_grant',
       error_description: 'refresh token was already used; the grant has been revoked',
     });
     assert.equal(await gateway.ctx.grants.validateAccessToken(second.access_token), undefined);
-    const afterRevoke = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: second.refresh_token!, client_id: info!.client_id });
+    const afterRevoke = await postForm(gateway.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: second.refresh_token!, client_id: info!.client_id });
     assert.equal(((await afterRevoke.json()) as { error: string }).error, 'invalid_grant');
   });
 
@@ -54,28 +55,16 @@ describe('sign-in with the MCP SDK auth flow (dev IdP)', () => {
     await auth(provider, { serverUrl: gateway.mcpUrl, authorizationCode: provider.authorizationCode! });
     const tokens = provider.tokens()!;
     const clientId = provider.clientInformation()!.client_id;
-    const revokeAccess = await form(gateway, '/revoke', { token: tokens.access_token, client_id: clientId });
+    const revokeAccess = await postForm(gateway.publicUrl, '/revoke', { token: tokens.access_token, client_id: clientId });
     assert.equal(revokeAccess.status, 200);
     assert.equal(revokeAccess.headers.get('cache-control'), 'no-store');
     assert.equal(await gateway.ctx.grants.validateAccessToken(tokens.access_token), undefined);
-    const refreshed = await tokenRequest(gateway, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token!, client_id: clientId });
+    const refreshed = await postForm(gateway.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token!, client_id: clientId });
     assert.equal(refreshed.status, 200);
     const next = (await refreshed.json()) as { refresh_token: string; access_token: string };
-    assert.equal((await form(gateway, '/revoke', { token: next.refresh_token, client_id: clientId })).status, 200);
+    assert.equal((await postForm(gateway.publicUrl, '/revoke', { token: next.refresh_token, client_id: clientId })).status, 200);
     assert.equal(await gateway.ctx.grants.validateAccessToken(next.access_token), undefined);
-    const unknown = await form(gateway, '/revoke', { token: 'mcpgw_at_unknown', client_id: clientId });
+    const unknown = await postForm(gateway.publicUrl, '/revoke', { token: 'mcpgw_at_unknown', client_id: clientId });
     assert.equal(unknown.status, 200);
   });
 });
-
-export function form(gateway: Harness, path: string, fields: Record<string, string>) {
-  return fetch(`${gateway.publicUrl}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams(fields),
-  });
-}
-
-export function tokenRequest(gateway: Harness, fields: Record<string, string>) {
-  return form(gateway, '/token', fields);
-}

@@ -89,3 +89,15 @@ export function exchangeCode(baseUrl: string, fields: { code: string; verifier: 
     ...(fields.resource ? { resource: fields.resource } : {}),
   });
 }
+
+export interface IssuedTokenPair {
+  access_token: string;
+  refresh_token: string;
+}
+
+/** exchangeCode, expecting success: the issued tokens. */
+export async function redeemCode(baseUrl: string, fields: Parameters<typeof exchangeCode>[1]): Promise<IssuedTokenPair> {
+  const response = await exchangeCode(baseUrl, fields);
+  if (response.status !== 200) throw new Error(`token request failed: ${response.status} ${await response.text()}`);
+  return (await response.json()) as IssuedTokenPair;
+}
