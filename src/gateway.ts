@@ -21,7 +21,6 @@ import { createSafeFetch } from './oauth/safe-fetch.ts';
 import { createSealer, createSigner } from './oauth/secrets.ts';
 import { registerToken } from './oauth/token.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
-import type { UpstreamIdp } from './ports/idp.ts';
 import type { Store } from './ports/store.ts';
 import { registerMcpProxy } from './proxy/register.ts';
 import { RedisStore } from './store/redis.ts';
@@ -62,21 +61,17 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const store = deps.store ?? (await openStore(config, clock));
 
   let devIdp: DevIdp | undefined;
-  let idp: UpstreamIdp;
+  let devClient: { clientId: string; clientSecret: string; redirectUris: string[] } | undefined;
   if (config.upstream.dev) {
-    const devClient = { clientId: 'mcp-entra-gateway', clientSecret: randomBytes(32).toString('base64url'), redirectUris: [redirectUri] };
+    devClient = { clientId: 'mcp-entra-gateway', clientSecret: randomBytes(32).toString('base64url'), redirectUris: [redirectUri] };
     devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store });
-    idp = await createUpstreamIdp(config.upstream, {
-      redirectUri,
-      devIdp: { issuer: devIdp.issuer, clientId: devClient.clientId, clientSecret: devClient.clientSecret },
-    });
-  } else {
-    idp = await createUpstreamIdp(config.upstream, {
-      redirectUri,
-      allowInsecureHttp: config.mode === 'dev',
-      getFederatedAssertion: deps.getFederatedAssertion,
-    });
   }
+  const idp = await createUpstreamIdp(config.upstream, {
+    redirectUri,
+    devIdp: devIdp && devClient && { issuer: devIdp.issuer, clientId: devClient.clientId, clientSecret: devClient.clientSecret },
+    allowInsecureHttp: config.mode === 'dev',
+    getFederatedAssertion: deps.getFederatedAssertion,
+  });
 
   const sealer = createSealer(config.secrets.encryptionKeys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })));
   const signer = createSigner(Buffer.from(config.secrets.cookieKey, 'utf8'));

@@ -5,8 +5,8 @@ import type { Logger } from 'pino';
 import { OAuthError } from '../oauth/errors.ts';
 import { PAGE_HEADERS, errorPage } from '../oauth/pages.ts';
 
-/** OAuth endpoints take small bodies; MCP routes set their own, larger limit. */
-export const OAUTH_BODY_LIMIT_BYTES = 64 * 1024;
+/** OAuth endpoints take small bodies; MCP routes stream theirs and enforce each backend's maxBodyBytes. */
+const OAUTH_BODY_LIMIT_BYTES = 64 * 1024;
 
 /**
  * Fastify with the gateway's shared behaviour: strict form parsing, one error boundary, JSON 404s.

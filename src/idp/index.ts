@@ -3,8 +3,6 @@ import type { UpstreamIdp } from '../ports/idp.ts';
 import { createEntraIdp } from './entra.ts';
 import { createOidcIdp } from './oidc.ts';
 
-export { type DevIdp, type DevIdpClient, startDevIdp } from './dev-idp.ts';
-
 export interface UpstreamIdpOptions {
   /** The gateway's /callback URL. */
   redirectUri: string;

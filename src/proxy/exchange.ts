@@ -8,13 +8,14 @@ import {
   forwardedRequestHeaders,
   forwardedResponseHeaders,
   GatewayError,
+  isEventStream,
   TruncatedResponseError,
 } from './forward.ts';
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject, JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
 import { sendGatewayError } from './respond.ts';
-import { isEventStream, relay } from './relay.ts';
+import { relay } from './relay.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;

@@ -5,10 +5,14 @@ import type { BackendConfig } from '../config/schema.ts';
 import { JSONRPC_SERVER_ERROR } from './jsonrpc.ts';
 
 /**
- * Response bodies of at most this many bytes with a Content-Length and not SSE are collected
- * whole; larger or open-ended ones stream (relay.ts WHOLE_BODY_BYTES, the same bound).
+ * Bodies of at most this many bytes with a known length (requests) or a Content-Length and not
+ * SSE (responses) are passed on whole, in one write; larger or open-ended ones stream.
  */
-const WHOLE_RESPONSE_BYTES = 64 * 1024;
+export const WHOLE_BODY_BYTES = 64 * 1024;
+
+export function isEventStream(contentType: string | string[] | undefined): boolean {
+  return typeof contentType === 'string' && /^text\/event-stream\b/i.test(contentType);
+}
 
 /**
  * Request headers a backend receives from the client (DESIGN §5, issue 3). Everything else is
@@ -170,9 +174,7 @@ function exchangeHandler(
       if (statusCode < 200) return true;
       const headers = parseRawHeaders(rawHeaders as unknown as Buffer[]);
       const length = Number(headers['content-length']);
-      const contentType = headers['content-type'];
-      const sse = typeof contentType === 'string' && /^text\/event-stream\b/i.test(contentType);
-      if (!sse && length <= WHOLE_RESPONSE_BYTES) {
+      if (!isEventStream(headers['content-type']) && length <= WHOLE_BODY_BYTES) {
         whole = { status: statusCode, headers, chunks: [], length: 0 };
         return true;
       }

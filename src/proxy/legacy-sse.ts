@@ -4,10 +4,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
-import { GatewayError } from './forward.ts';
+import { GatewayError, isEventStream } from './forward.ts';
 import type { Gate } from './gate.ts';
 import { JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError } from './jsonrpc.ts';
-import { isEventStream, limitBytes, tooLarge } from './relay.ts';
+import { limitBytes, tooLarge } from './relay.ts';
 import { answerFailure, requestStream, sendGatewayError, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */

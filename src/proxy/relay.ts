@@ -3,18 +3,8 @@ import type { ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { GatewayError } from './forward.ts';
 
-/**
- * Bodies of at most this many bytes with a known length (requests) or a Content-Length and not
- * SSE (responses) are passed on whole, in one write; larger or open-ended ones stream.
- */
-export const WHOLE_BODY_BYTES = 64 * 1024;
-
 /** An SSE comment (WHATWG HTML §9.2.6: lines starting with ':' are ignored by clients). */
-export const SSE_KEEP_ALIVE = ': keep-alive\n\n';
-
-export function isEventStream(contentType: string | string[] | undefined): boolean {
-  return typeof contentType === 'string' && /^text\/event-stream\b/i.test(contentType);
-}
+const SSE_KEEP_ALIVE = ': keep-alive\n\n';
 
 /**
  * Copies a backend body to the client as it arrives (never buffered whole), honouring

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
-import { destroyBody, GatewayError } from './forward.ts';
+import { destroyBody, GatewayError, WHOLE_BODY_BYTES } from './forward.ts';
 import type { Gate } from './gate.ts';
 import {
   HEADER_VALIDATION_PROTOCOL_VERSION,
@@ -17,7 +17,7 @@ import {
   JSONRPC_SESSION_NOT_FOUND,
   jsonRpcError,
 } from './jsonrpc.ts';
-import { limitBytes, readBounded, tooLarge, WHOLE_BODY_BYTES } from './relay.ts';
+import { limitBytes, readBounded, tooLarge } from './relay.ts';
 import { answerFailure, header, requestStream, sendGatewayError, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
 
@@ -90,12 +90,12 @@ class RequestError extends GatewayError {
  */
 async function requestBody(req: IncomingMessage, maxBytes: number): Promise<Readable | Buffer | undefined> {
   const source = requestStream(req);
-  if (Number(req.headers['content-length']) > maxBytes) throw tooLarge(maxBytes);
+  const length = Number(req.headers['content-length']);
+  if (length > maxBytes) throw tooLarge(maxBytes);
   if (source === undefined) return undefined;
   if (header(req.headers, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    const length = Number(req.headers['content-length']);
     if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes);
     return source.pipe(limitBytes(maxBytes));
   }

@@ -1,6 +1,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
 import { type Store, StoreUnavailableError } from '../ports/store.ts';
+import { checkTtl, toJson } from './values.ts';
 
 export interface RedisStoreOptions {
   /** redis://[:password@]host:port[/db] or rediss://… for TLS. */
@@ -189,17 +190,4 @@ export class RedisStore implements Store {
       );
     }
   }
-}
-
-function checkTtl(ttlSeconds: number): number {
-  if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
-    throw new RangeError(`ttlSeconds must be a positive integer, got ${ttlSeconds}`);
-  }
-  return ttlSeconds;
-}
-
-function toJson(value: unknown): string {
-  const json = JSON.stringify(value);
-  if (json === undefined) throw new TypeError('Store values must be JSON-serialisable');
-  return json;
 }

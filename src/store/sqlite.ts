@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Clock } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
+import { checkTtl, toJson } from './values.ts';
 
 export interface SqliteStoreOptions {
   /** Database file, or ':memory:'. The parent directory is created when missing. */
@@ -203,10 +204,7 @@ export class SqliteStore implements Store {
 
   #expiresAt(ttlSeconds: number | undefined): number | null {
     if (ttlSeconds === undefined) return null;
-    if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) {
-      throw new RangeError(`ttlSeconds must be a positive integer, got ${ttlSeconds}`);
-    }
-    return this.#clock.nowSeconds() + ttlSeconds;
+    return this.#clock.nowSeconds() + checkTtl(ttlSeconds);
   }
 
   /** BEGIN IMMEDIATE takes the write lock up front, so read-then-write steps cannot interleave. */
@@ -220,10 +218,4 @@ export class SqliteStore implements Store {
       throw error;
     }
   }
-}
-
-function toJson(value: unknown): string {
-  const json = JSON.stringify(value);
-  if (json === undefined) throw new TypeError('Store values must be JSON-serialisable');
-  return json;
 }
