@@ -22,8 +22,10 @@ export interface ProxyContext {
   assertions: IdentityAssertions;
   keepAliveMs: number;
   logger: Logger;
-  /** Standalone streams (GET) in flight; aborted when the server closes so they end. POSTs drain instead. */
-  active: Set<AbortController>;
+  /** Aborts of the standalone streams (GET) in flight, called when the server closes so they end. POSTs drain instead. */
+  active: Set<() => void>;
+  /** Set once shutdown began: new streams are refused. */
+  closing: boolean;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
@@ -53,18 +55,30 @@ export async function openBackend(
   ctx: ProxyContext,
   res: ServerResponse,
   resource: ProtectedResource,
-  backendRequest: Omit<BackendRequest, 'signal'>,
+  backendRequest: BackendRequest,
 ): Promise<BackendResponse | undefined> {
-  const controller = new AbortController();
-  if (backendRequest.method === 'GET') ctx.active.add(controller);
+  const isStream = backendRequest.method === 'GET';
+  if (isStream && ctx.closing) {
+    // Admitted just before shutdown began, after the open streams were ended: refused, so no
+    // new stream holds the server open.
+    sendGatewayError(res, new GatewayError(503, 'Service Unavailable: the gateway is shutting down'));
+    return undefined;
+  }
+  const exchange = ctx.forwarders.get(resource.name)!.request(backendRequest);
+  let aborted = false;
+  const abort = () => {
+    aborted = true;
+    exchange.abort();
+  };
+  if (isStream) ctx.active.add(abort);
   res.on('close', () => {
-    ctx.active.delete(controller);
-    if (!res.writableFinished) controller.abort();
+    if (isStream) ctx.active.delete(abort);
+    if (!res.writableFinished) abort();
   });
   try {
-    return await ctx.forwarders.get(resource.name)!.request({ ...backendRequest, signal: controller.signal });
+    return await exchange.response;
   } catch (error) {
-    if (controller.signal.aborted) return undefined;
+    if (aborted) return undefined;
     if (error instanceof TruncatedResponseError) {
       res.destroy(); // as relay: a truncated body must not pass for a complete one
       return undefined;

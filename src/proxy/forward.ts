@@ -82,7 +82,16 @@ export interface BackendRequest {
   method: 'GET' | 'POST' | 'DELETE';
   headers: Record<string, string>;
   body?: Readable | Buffer;
-  signal: AbortSignal;
+}
+
+/**
+ * One request to a backend in flight. `abort()` cancels it at any point (before the answer, or
+ * while its body streams); the response then rejects with an AbortError or its body is destroyed.
+ * A plain callback rather than an AbortSignal: an EventTarget per tool call costs (benchmark 1).
+ */
+export interface BackendExchange {
+  response: Promise<BackendResponse>;
+  abort(): void;
 }
 
 /** Releases a backend answer that will not be delivered (its stream would hold the connection). */
@@ -101,7 +110,7 @@ export interface BackendResponse {
 }
 
 export interface Forwarder {
-  request(request: BackendRequest): Promise<BackendResponse>;
+  request(request: BackendRequest): BackendExchange;
   close(): Promise<void>;
 }
 
@@ -133,11 +142,13 @@ export function createForwarder(backend: BackendConfig): Forwarder {
     return pool;
   }
   return {
-    request({ url, method, headers, body, signal }) {
-      return new Promise<BackendResponse>((resolve, reject) => {
-        const fail = (error: unknown) => reject(toGatewayError(error, backend));
-        poolFor(url).dispatch({ path: url.pathname + url.search, method, headers, body }, exchangeHandler(signal, resolve, fail));
+    request({ url, method, headers, body }) {
+      let handler: ReturnType<typeof exchangeHandler> | undefined;
+      const response = new Promise<BackendResponse>((resolve, reject) => {
+        handler = exchangeHandler(resolve, (error: unknown) => reject(toGatewayError(error, backend)));
+        poolFor(url).dispatch({ path: url.pathname + url.search, method, headers, body }, handler);
       });
+      return { response, abort: () => handler!.cancel() };
     },
     async close() {
       await Promise.allSettled([...pools.values()].map((pool) => pool.destroy()));
@@ -150,25 +161,27 @@ export function createForwarder(backend: BackendConfig): Forwarder {
  * answers are collected whole, others become a back-pressured stream.
  */
 function exchangeHandler(
-  signal: AbortSignal,
   resolve: (response: BackendResponse) => void,
   reject: (error: unknown) => void,
-): Dispatcher.DispatchHandler {
+): Dispatcher.DispatchHandler & { cancel(): void } {
   let abort: ((error: Error) => void) | undefined;
+  let cancelled = false;
   let settled = false;
   let stream: Readable | undefined;
   let whole: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; length: number } | undefined;
   let done = false;
-  const onAbort = () => abort?.(abortError());
-  signal.addEventListener('abort', onAbort, { once: true });
   const finish = () => {
     done = true;
-    signal.removeEventListener('abort', onAbort);
   };
   return {
+    cancel() {
+      if (cancelled || done) return;
+      cancelled = true;
+      abort?.(abortError());
+    },
     onConnect(abortRequest) {
       abort = abortRequest;
-      if (signal.aborted) abortRequest(abortError());
+      if (cancelled) abortRequest(abortError());
     },
     onHeaders(statusCode, rawHeaders, resume) {
       if (statusCode < 200) return true;

@@ -5,12 +5,12 @@ import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
-import { createForwarder, type Forwarder, GatewayError } from './forward.ts';
-import { createGate } from './gate.ts';
+import { createForwarder } from './forward.ts';
+import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
 import { registerLegacySse } from './legacy-sse.ts';
 import { answerFailure } from './respond.ts';
-import { createSessionBinding } from './session-binding.ts';
+import { createSessionBinding, type SessionBinding } from './session-binding.ts';
 import { registerStreamableHttp } from './streamable-http.ts';
 
 /** Idle SSE streams get a comment this often so intermediaries do not cut them. */
@@ -51,11 +51,20 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   }
   const issuer = new URL(deps.publicUrl).origin;
   const assertions = await createIdentityAssertions({ signingKeyPem: deps.signingKeyPem, issuer, clock: deps.clock });
-  let closing = false;
-  const forwarders = new Map(deps.resources.map((r) => [r.name, refuseStreamsWhenClosing(createForwarder(r.backend), () => closing)]));
-  const ctx: ProxyContext = { forwarders, assertions, keepAliveMs, logger: deps.logger, active: new Set() };
-  const gate = createGate({ ...deps, publicUrl: issuer });
-  const sessions = createSessionBinding(deps.store);
+  const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
+  // One context object for every route (not copies): `closing` is read at request time.
+  const ctx: ProxyContext & { gate: Gate; sessions: SessionBinding; store: Store; publicUrl: string } = {
+    forwarders,
+    assertions,
+    keepAliveMs,
+    logger: deps.logger,
+    active: new Set(),
+    closing: false,
+    gate: createGate({ ...deps, publicUrl: issuer }),
+    sessions: createSessionBinding(deps.store),
+    store: deps.store,
+    publicUrl: issuer,
+  };
 
   // RFC 7517 §5: the public key backends verify identity assertions with.
   app.get('/.well-known/jwks.json', (_request, reply) => {
@@ -65,8 +74,8 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   // Graceful shutdown: open SSE streams (GET) would hold the server open, so they are ended
   // (cleanly, via their backend exchange); requests in flight (POST, DELETE) finish within the grace period.
   app.addHook('preClose', (done) => {
-    closing = true;
-    for (const controller of ctx.active) controller.abort();
+    ctx.closing = true;
+    for (const abort of ctx.active) abort();
     done();
   });
 
@@ -82,8 +91,8 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
       answerFailure(reply.raw, error, deps.logger);
     });
     for (const resource of deps.resources) {
-      if (resource.backend.url) registerStreamableHttp(scope, { ...ctx, gate, sessions }, resource);
-      if (resource.backend.sseUrl) registerLegacySse(scope, { ...ctx, gate, store: deps.store, publicUrl: issuer }, resource);
+      if (resource.backend.url) registerStreamableHttp(scope, ctx, resource);
+      if (resource.backend.sseUrl) registerLegacySse(scope, ctx, resource);
     }
   });
 
@@ -91,21 +100,5 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     async close() {
       await Promise.allSettled([...forwarders.values()].map((f) => f.close()));
     },
-  };
-}
-
-/**
- * A GET admitted just before shutdown began reaches its backend after the streams were ended:
- * refused (503) instead, so no new stream holds the server open.
- */
-function refuseStreamsWhenClosing(forwarder: Forwarder, closing: () => boolean): Forwarder {
-  return {
-    request(request) {
-      if (closing() && request.method === 'GET') {
-        return Promise.reject(new GatewayError(503, 'Service Unavailable: the gateway is shutting down'));
-      }
-      return forwarder.request(request);
-    },
-    close: () => forwarder.close(),
   };
 }
