@@ -16,6 +16,8 @@ export const NGINX_MISSING = 'nginx is not installed (Debian/Ubuntu: `sudo apt-g
 
 export interface RunningNginx {
   url: string;
+  /** The master's PID (its workers are its children). */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -81,6 +83,7 @@ http {
   }
   return {
     url,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGQUIT');

@@ -1,5 +1,5 @@
 import autocannon from 'autocannon';
-import { serveWorker } from '../lib/procs.ts';
+import { cpuMsOf, serveWorker } from '../lib/procs.ts';
 
 interface LoadRequest {
   url: string;
@@ -13,6 +13,8 @@ interface LoadRequest {
   body?: string;
   /** Rotated round-robin through Authorization (benchmark 4: many tokens, mostly cache misses). */
   tokens?: string[];
+  /** Processes whose CPU time over the measured period is reported per request (benchmark 1). */
+  cpuPids?: Record<string, number[]>;
 }
 
 type OnResponse = (statusCode: number, responseTimeMs: number) => void;
@@ -58,9 +60,13 @@ serveWorker({}, async (message) => {
   else if (options.warmupSeconds > 0) await load(options, options.warmupSeconds, counter);
   // autocannon's histogram keeps whole milliseconds; the per-response times are exact (hrtime).
   const samples: number[] = [];
+  const cpuBefore = cpuOfEach(options.cpuPids);
   const result = await load(options, options.durationSeconds, counter, (statusCode, ms) => {
     if (statusCode >= 200 && statusCode < 300) samples.push(ms);
   });
+  const cpuAfter = cpuOfEach(options.cpuPids);
+  const cpuUsPerRequest: Record<string, number> = {};
+  for (const name in cpuAfter) cpuUsPerRequest[name] = ((cpuAfter[name]! - cpuBefore[name]!) * 1000) / Math.max(1, result.requests.total);
   samples.sort((a, b) => a - b);
   const at = (q: number) => samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] ?? Number.NaN;
   return {
@@ -71,5 +77,12 @@ serveWorker({}, async (message) => {
     mean: samples.reduce((sum, v) => sum + v, 0) / Math.max(1, samples.length),
     errors: result.errors + result.timeouts,
     non2xx: result.non2xx,
+    cpuUsPerRequest,
   };
 });
+
+function cpuOfEach(pids: Record<string, number[]> = {}): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name in pids) out[name] = cpuMsOf(pids[name]!);
+  return out;
+}
