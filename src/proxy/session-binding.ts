@@ -1,32 +1,74 @@
 import { sha256 } from '../oauth/secrets.ts';
 import type { Store } from '../ports/store.ts';
 
-/** A session id stays bound to its user this long after its last use (refreshed on every request). */
+/** A session id stays bound to its user this long after its last use. */
 export const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
+/** The binding's expiry is pushed back at most this often per replica (not on every call). */
+const SESSION_BINDING_REFRESH_MS = 3600 * 1000;
+/**
+ * A replica trusts a binding it read this long without asking the Store again: the same bound as
+ * the token cache (a session ended on another replica is refused here within it).
+ */
+const SESSION_VERDICT_CACHE_MS = 1000;
+const MAX_CACHED_SESSIONS = 10_000;
+
+interface CachedBinding {
+  userKey: string;
+  checkedUntil: number;
+  refreshedAt: number;
+}
 
 /**
  * MCP security best practices §Session Hijacking: a session id is not authentication. A session id
  * is bound to the user whose request the backend issued it in answer to; anyone else presenting
  * it, and any id the backend never issued through us, is answered 404 as an unknown session. Kept
  * in the Store (`mcp-session:<resource>:<sha256(id)>` → userKey) so every replica agrees.
+ *
+ * A binding never changes hands (only ends), so a replica keeps what it read for at most 1 s and
+ * refreshes the Store's expiry at most hourly: a tool call in a session costs no Store round trip
+ * most of the time (Redis: two per call before; SQLite: a write per call).
  */
 export function createSessionBinding(store: Store) {
   const key = (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`;
+  // Keyed by resource + the id itself (process memory only), so a hit costs no hash.
+  const cache = new Map<string, CachedBinding>();
+  const remember = (cacheKey: string, binding: CachedBinding) => {
+    if (cache.size >= MAX_CACHED_SESSIONS && !cache.has(cacheKey)) cache.delete(cache.keys().next().value!);
+    cache.set(cacheKey, binding);
+  };
   return {
     /** True when a session id presented by a client is bound to this user (and keeps it alive). */
     async owns(resource: string, sessionId: string, userKey: string): Promise<boolean> {
+      const now = Date.now();
+      const cacheKey = `${resource} ${sessionId}`;
+      const cached = cache.get(cacheKey);
+      if (cached !== undefined && cached.checkedUntil > now) return cached.userKey === userKey;
       const k = key(resource, sessionId);
-      if ((await store.get<string>(k)) !== userKey) return false;
-      await store.set(k, userKey, SESSION_BINDING_TTL_SECONDS);
-      return true;
+      const owner = await store.get<string>(k);
+      if (owner === undefined) {
+        cache.delete(cacheKey);
+        return false;
+      }
+      let refreshedAt = cached?.userKey === owner ? cached.refreshedAt : 0;
+      if (owner === userKey && now - refreshedAt >= SESSION_BINDING_REFRESH_MS) {
+        await store.set(k, owner, SESSION_BINDING_TTL_SECONDS);
+        refreshedAt = now;
+      }
+      remember(cacheKey, { userKey: owner, checkedUntil: now + SESSION_VERDICT_CACHE_MS, refreshedAt });
+      return owner === userKey;
     },
     /** Binds a session id the backend just issued; false when it is already another user's. */
     async bindIssued(resource: string, sessionId: string, userKey: string): Promise<boolean> {
       const k = key(resource, sessionId);
-      if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) return true;
+      if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) {
+        const now = Date.now();
+        remember(`${resource} ${sessionId}`, { userKey, checkedUntil: now + SESSION_VERDICT_CACHE_MS, refreshedAt: now });
+        return true;
+      }
       return (await store.get<string>(k)) === userKey;
     },
     async forget(resource: string, sessionId: string): Promise<void> {
+      cache.delete(`${resource} ${sessionId}`);
       await store.delete(key(resource, sessionId));
     },
   };
