@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
@@ -8,7 +8,7 @@ import { GatewayError, isEventStream } from './forward.ts';
 import type { Gate } from './gate.ts';
 import { JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError } from './jsonrpc.ts';
 import { limitBytes, tooLarge } from './relay.ts';
-import { answerFailure, requestStream, sendGatewayError, sendJson } from './respond.ts';
+import { guarded, requestStream, sendGatewayError, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */
 export const LEGACY_SESSION_TTL_SECONDS = 3600;
@@ -43,7 +43,8 @@ export function registerLegacySse(
   scope.options(ssePath, (request, reply) => ctx.gate.preflight(request, reply, 'GET'));
   scope.options(messagePath, (request, reply) => ctx.gate.preflight(request, reply, 'POST'));
 
-  scope.get(ssePath, raw(ctx, async (req, res) => {
+  const routes = rawRoutes(scope);
+  routes.add(ssePath, ['GET'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
@@ -89,12 +90,12 @@ export function registerLegacySse(
     });
   }));
 
-  scope.post(messagePath, raw(ctx, async (req, res, request) => {
+  routes.add(messagePath, ['POST'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
-    const sessionId = (request.query as Record<string, unknown>)['sessionId'];
-    if (typeof sessionId !== 'string' || sessionId === '') {
-      return sendJson(res, 400, jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: sessionId query parameter is required'));
+    const sessionId = sessionIdOf(req.url ?? '');
+    if (sessionId === undefined) {
+      return sendJson(res, 400, jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: exactly one sessionId query parameter is required'));
     }
     const session = await ctx.store.get<LegacySession>(legacyKey(sessionId));
     // Unknown, expired, another resource's or another user's session: all look the same (404).
@@ -120,22 +121,11 @@ function legacyHeaders(headers: Record<string, string>): Record<string, string> 
   return headers;
 }
 
-/**
- * A fastify route whose handler answers on the raw response (as the Streamable HTTP routes do,
- * with the same error boundary): the reply is hijacked before anything is written.
- */
-function raw(
-  ctx: ProxyContext,
-  handler: (req: IncomingMessage, res: ServerResponse, request: FastifyRequest) => Promise<void>,
-): (request: FastifyRequest, reply: FastifyReply) => Promise<void> {
-  return async (request, reply) => {
-    reply.hijack();
-    try {
-      await handler(request.raw, reply.raw, request);
-    } catch (error) {
-      answerFailure(reply.raw, error, ctx.logger);
-    }
-  };
+/** The one `sessionId` query parameter of a message URL (missing, empty or repeated: undefined). */
+function sessionIdOf(url: string): string | undefined {
+  const query = url.indexOf('?');
+  const values = query < 0 ? [] : new URLSearchParams(url.slice(query + 1)).getAll('sessionId');
+  return values.length === 1 && values[0] !== '' ? values[0] : undefined;
 }
 
 /** Reads until the first complete SSE event (WHATWG HTML §9.2.6: events end with a blank line). */

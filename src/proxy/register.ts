@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -9,7 +9,6 @@ import { createForwarder } from './forward.ts';
 import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
 import { registerLegacySse } from './legacy-sse.ts';
-import { answerFailure } from './respond.ts';
 import { createSessionBinding, type SessionBinding } from './session-binding.ts';
 import { registerStreamableHttp } from './streamable-http.ts';
 
@@ -39,9 +38,9 @@ export interface ProxyDeps {
 
 /**
  * Mounts every backend's MCP endpoints (Streamable HTTP at `<path>`, legacy HTTP+SSE at
- * `<path>/sse` + `<path>/message`) and `/.well-known/jwks.json`. Streamable HTTP's GET/POST/DELETE
- * are raw node:http routes (src/http/app.ts rawRoutes); the rest live in their own fastify scope:
- * raw (streamed) bodies, per-backend size limits, JSON-RPC error bodies.
+ * `<path>/sse` + `<path>/message`) and `/.well-known/jwks.json`. The MCP routes are raw node:http
+ * routes (src/http/app.ts rawRoutes: no fastify objects per call, bodies streamed, per-backend size
+ * limits, JSON-RPC error bodies); their CORS preflights and the JWKS are fastify routes.
  */
 export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, options: ProxyOptions = {}): Promise<{ close(): Promise<void> }> {
   const keepAliveMs = options.keepAliveIntervalMs ?? SSE_KEEP_ALIVE_INTERVAL_MS;
@@ -79,22 +78,11 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     done();
   });
 
-  app.register(async (scope) => {
-    // Bodies pass through as streams; each route enforces its backend's maxBodyBytes itself.
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
-    // Errors before a handler took the raw response (the handlers catch their own): the same
-    // boundary as theirs (respond.ts answerFailure: 503 on a store outage, else 4xx or 500).
-    scope.setErrorHandler((error: FastifyError, _request, reply) => {
-      if (reply.sent) return;
-      reply.hijack();
-      answerFailure(reply.raw, error, deps.logger);
-    });
-    for (const resource of deps.resources) {
-      if (resource.backend.url) registerStreamableHttp(scope, ctx, resource);
-      if (resource.backend.sseUrl) registerLegacySse(scope, ctx, resource);
-    }
-  });
+  // The MCP routes are raw node:http routes (src/http/app.ts); only their CORS preflights are fastify's.
+  for (const resource of deps.resources) {
+    if (resource.backend.url) registerStreamableHttp(app, ctx, resource);
+    if (resource.backend.sseUrl) registerLegacySse(app, ctx, resource);
+  }
 
   return {
     async close() {

@@ -1,6 +1,7 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
+import type { RawHandler } from '../http/app.ts';
 import { StoreUnavailableError } from '../ports/store.ts';
 import type { GatewayError } from './forward.ts';
 import { JSONRPC_SERVER_ERROR, type JsonRpcId, jsonRpcError } from './jsonrpc.ts';
@@ -42,6 +43,13 @@ export function answerFailure(res: ServerResponse, error: unknown, log: Logger):
   if (status === 500) log.error({ err: error }, 'MCP request failed');
   if (res.headersSent) return void res.destroy();
   sendJson(res, status, jsonRpcError(JSONRPC_SERVER_ERROR, status === 500 ? 'Internal error' : (error as Error).message));
+}
+
+/** A raw route handler behind the MCP endpoints' error boundary (answerFailure). */
+export function guarded(log: Logger, handler: (req: IncomingMessage, res: ServerResponse) => Promise<void>): RawHandler {
+  return (req, res) => {
+    handler(req, res).catch((error: unknown) => answerFailure(res, error, log));
+  };
 }
 
 /** A request header's single value. */

@@ -18,7 +18,7 @@ import {
   jsonRpcError,
 } from './jsonrpc.ts';
 import { limitBytes, readBounded, tooLarge } from './relay.ts';
-import { answerFailure, header, requestStream, sendGatewayError, sendJson } from './respond.ts';
+import { guarded, header, requestStream, sendGatewayError, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
 
 /**
@@ -33,10 +33,7 @@ export function registerStreamableHttp(
   resource: ProtectedResource,
 ): void {
   scope.options(resource.path, (request, reply) => ctx.gate.preflight(request, reply, 'GET, POST, DELETE'));
-  const handle = streamableHttpHandler(ctx, resource);
-  rawRoutes(scope).add(resource.path, ['GET', 'POST', 'DELETE'], (req, res) => {
-    handle(req, res).catch((error: unknown) => answerFailure(res, error, ctx.logger));
-  });
+  rawRoutes(scope).add(resource.path, ['GET', 'POST', 'DELETE'], guarded(ctx.logger, streamableHttpHandler(ctx, resource)));
 }
 
 function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: SessionBinding }, resource: ProtectedResource) {

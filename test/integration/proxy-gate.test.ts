@@ -153,6 +153,17 @@ describe('MCP proxy: the gate', () => {
     assert.deepEqual(await stolen.json(), { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null });
     const owner = await send(alice);
     assert.equal(owner.status, 202);
+    // The message URL's sessionId must be there exactly once.
+    const sessionId = new URL(messageUrl).searchParams.get('sessionId')!;
+    for (const query of ['', '?sessionId=', `?sessionId=${sessionId}&sessionId=${sessionId}`]) {
+      const res = await fetch(`${gateway.url}/mcp/message${query}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${alice}`, 'content-type': 'application/json' },
+        body: initialize(),
+      });
+      assert.equal(res.status, 400, query);
+      assert.deepEqual(await res.json(), { jsonrpc: '2.0', error: { code: -32600, message: 'Bad Request: exactly one sessionId query parameter is required' }, id: null });
+    }
     controller.abort();
   });
 
