@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { connect as connectTls } from 'node:tls';
+import { ChunkedDecoder, MAX_HEAD_BYTES, parseResponseHead, requestHead } from './http1.ts';
 
 /**
  * A minimal HTTP/1.1 client (RFC 9112) for the gateway's backends: one keep-alive pool per
@@ -10,36 +11,17 @@ import { connect as connectTls } from 'node:tls';
  * twice). Small answers of known length are collected whole; others stream, back-pressured.
  */
 
-/** Status line and fields of a response; RFC 9112 §2.3 leaves the limit to the recipient. */
-const MAX_HEAD_BYTES = 64 * 1024;
 /** Idle sockets expire after this without a Keep-Alive hint (node:http servers close at 5 s). */
 const DEFAULT_IDLE_MS = 4000;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 /** A reader's offset meaning: stop reading this chunk (the exchange ended). */
 const STOP = Number.MAX_SAFE_INTEGER;
-const CR = 13;
-const LF = 10;
-const SP = 32;
-const HTAB = 9;
-
 // Parser phases: the head, then a body framed by length, by chunks or by the connection's end.
 const HEAD = 0;
 const LENGTH = 1;
 const CHUNKED = 2;
 const UNTIL_CLOSE = 3;
-// Chunked body states (RFC 9112 §7.1).
-const SIZE = 0;
-const SIZE_MORE = 1;
-const EXT = 2;
-const SIZE_LF = 3;
-const DATA = 4;
-const DATA_CR = 5;
-const DATA_LF = 6;
-const TRAILER_START = 7;
-const TRAILER = 8;
-const TRAILER_LF = 9;
-const END_LF = 10;
 
 export interface ClientRequest {
   url: URL;
@@ -256,10 +238,9 @@ class Connection {
   private reusable = false;
   private statusCode = 0;
   private headers: IncomingHttpHeaders | undefined;
-  /** Body bytes left (LENGTH) or left in the current chunk (CHUNKED). */
+  /** Body bytes left (LENGTH). */
   private remaining = 0;
-  private chunkState = SIZE;
-  private lineBytes = 0;
+  private chunked: ChunkedDecoder | undefined;
   /** The whole-body length when collected whole, -1 when streamed. */
   private wholeLength = -1;
   private wholeBody: Buffer | undefined;
@@ -363,13 +344,13 @@ class Connection {
       if (this.exchange !== exchange) return void this.socket.destroy();
       if (this.phase === HEAD) offset = this.readHead(chunk, offset);
       else if (this.phase === LENGTH) offset = this.readLength(chunk, offset);
-      else if (this.phase === CHUNKED) offset = this.readChunked(chunk, offset);
+      else if (this.phase === CHUNKED) offset = this.readChunked(chunk, offset, exchange);
       else offset = this.deliver(offset === 0 ? chunk : chunk.subarray(offset)) ? chunk.length : STOP;
     }
   }
 
   private onEnd(): void {
-    // RFC 9112 §6.3 rule 8: without Content-Length or chunked framing, the body ends with the connection.
+    // RFC 9112 §6.3 rule 8: a body without framing ends with the connection.
     if (this.phase === UNTIL_CLOSE && this.exchange && this.answered) this.complete();
     else if (this.exchange === undefined) this.socket.destroy();
   }
@@ -411,89 +392,49 @@ class Connection {
       return chunk.length;
     }
     if (end - offset > MAX_HEAD_BYTES) return this.invalid('response head over 64 KiB');
-    return this.parseHead(chunk.toString('latin1', offset, end + 2)) ? end + 4 : STOP;
+    return this.onHead(chunk.toString('latin1', offset, end + 2)) ? end + 4 : STOP;
   }
 
-  /** Parses a status line and fields (each line ending in CRLF); false when the answer is refused. */
-  private parseHead(text: string): boolean {
+  /** Sets up the body of a final answer; false when the answer is refused. */
+  private onHead(text: string): boolean {
     const exchange = this.exchange!;
-    if (!validHeadCharacters(text)) return this.refuse('control character in the response head');
-    // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ].
-    const lineEnd = text.indexOf('\r\n');
-    const minor = text.charCodeAt(7);
-    const status = statusCodeAt(text, 9);
-    if (!text.startsWith('HTTP/1.') || (minor !== 0x30 && minor !== 0x31) || text.charCodeAt(8) !== SP || status < 0 || (lineEnd !== 12 && text.charCodeAt(12) !== SP)) {
-      return this.refuse('malformed status line');
-    }
-    const fields: Record<string, string | string[]> = Object.create(null);
-    for (let start = lineEnd + 2; start < text.length; ) {
-      const end = text.indexOf('\r\n', start);
-      const first = text.charCodeAt(start);
-      // RFC 9112 §5.2: obs-fold (a line starting with whitespace) is refused, not unfolded.
-      if (first === SP || first === HTAB) return this.refuse('obs-fold in the response head');
-      // RFC 9112 §5.1: field-name is a token, no whitespace before the colon; OWS around the value.
-      const colon = text.indexOf(':', start);
-      if (colon === -1 || colon > end || !isToken(text, start, colon)) return this.refuse('malformed response header field');
-      let valueStart = colon + 1;
-      let valueEnd = end;
-      while (valueStart < valueEnd && isOws(text.charCodeAt(valueStart))) valueStart++;
-      while (valueEnd > valueStart && isOws(text.charCodeAt(valueEnd - 1))) valueEnd--;
-      const name = text.slice(start, colon).toLowerCase();
-      const value = text.slice(valueStart, valueEnd);
-      const previous = fields[name];
-      if (previous === undefined) fields[name] = value;
-      else if (Array.isArray(previous)) previous.push(value);
-      else fields[name] = [previous, value];
-      start = end + 2;
-    }
-    const headers = fields as IncomingHttpHeaders;
+    const head = parseResponseHead(text);
+    if (typeof head === 'string') return this.refuse(head);
+    const { statusCode, headers, length } = head;
     // RFC 9110 §15.2: 1xx answers are interim, the final one follows; 101 would leave HTTP.
-    if (status < 200) return status === 101 ? this.refuse('unexpected 101 Switching Protocols') : true;
+    if (statusCode < 200) return statusCode === 101 ? this.refuse('unexpected 101 Switching Protocols') : true;
     this.answered = true;
     this.awaitingHeaders = false;
-    // RFC 9112 §9.3, §9.6: persistent by default in HTTP/1.1 unless "close" is among the Connection options.
-    this.reusable = minor === 0x31 && !hasCloseOption(headers['connection']);
-    this.idleMs = idleMsFor(headers['keep-alive']);
-    const transferEncoding = headers['transfer-encoding'];
-    const contentLength = headers['content-length'];
-    let length = -1;
-    if (transferEncoding !== undefined) {
-      // RFC 9112 §6.3 rule 3: both may be smuggling; refused. Only chunked is decoded (§6.1: it is final).
-      if (contentLength !== undefined) return this.refuse('both Transfer-Encoding and Content-Length');
-      if (typeof transferEncoding !== 'string' || transferEncoding.toLowerCase() !== 'chunked') return this.refuse('unsupported Transfer-Encoding');
-    } else if (contentLength !== undefined) {
-      length = parseContentLength(contentLength);
-      if (length < 0) return this.refuse('invalid Content-Length');
-    }
+    this.reusable = head.persistent;
+    this.idleMs = head.keepAliveSeconds === undefined ? DEFAULT_IDLE_MS : (head.keepAliveSeconds - 1) * 1000;
     // RFC 9112 §6.3 rule 1: no body after HEAD, 204 or 304, whatever the fields say.
-    const bodyless = exchange.request.method === 'HEAD' || status === 204 || status === 304;
-    this.statusCode = status;
+    const bodyless = exchange.request.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+    this.statusCode = statusCode;
     this.headers = headers;
     if (length >= 0 && this.pool.shared.options.collectWhole(headers, length)) {
       this.wholeLength = bodyless ? 0 : length;
       this.wholeBody = this.wholeLength === 0 ? EMPTY : undefined;
+      this.remaining = this.wholeLength;
+      this.phase = LENGTH;
       if (this.wholeLength === 0) this.complete();
-      else this.startBody(LENGTH, length);
       return true;
     }
     this.wholeLength = -1;
     exchange.stream = new ResponseBody(exchange);
-    exchange.answer({ statusCode: status, headers, body: exchange.stream });
+    exchange.answer({ statusCode, headers, body: exchange.stream });
+    this.remaining = length;
     if (bodyless || length === 0) this.complete();
-    else if (length > 0) this.startBody(LENGTH, length);
-    else if (transferEncoding !== undefined) this.startBody(CHUNKED, 0);
-    else {
+    else if (length > 0) this.phase = LENGTH;
+    else if (head.chunked) {
+      this.phase = CHUNKED;
+      this.chunked ??= new ChunkedDecoder();
+      this.chunked.reset();
+    } else {
+      // RFC 9112 §6.3 rule 8: the body ends with the connection, which is then not reused.
       this.reusable = false;
-      this.startBody(UNTIL_CLOSE, 0);
+      this.phase = UNTIL_CLOSE;
     }
     return true;
-  }
-
-  private startBody(phase: number, remaining: number): void {
-    this.phase = phase;
-    this.remaining = remaining;
-    this.chunkState = SIZE;
-    this.lineBytes = 0;
   }
 
   private readLength(chunk: Buffer, offset: number): number {
@@ -521,75 +462,16 @@ class Connection {
     return offset + n;
   }
 
-  /** RFC 9112 §7.1: chunk-size [ chunk-ext ] CRLF data CRLF …, last-chunk, trailer-section, CRLF. */
-  private readChunked(chunk: Buffer, start: number): number {
-    let offset = start;
-    while (offset < chunk.length) {
-      if (this.chunkState === DATA) {
-        const available = chunk.length - offset;
-        const n = Math.min(available, this.remaining);
-        if (!this.deliver(chunk.subarray(offset, offset + n))) return STOP;
-        offset += n;
-        this.remaining -= n;
-        if (this.remaining === 0) this.chunkState = DATA_CR;
-        continue;
-      }
-      const c = chunk[offset++]!;
-      switch (this.chunkState) {
-        case SIZE:
-        case SIZE_MORE: {
-          const digit = hexValue(c);
-          if (digit >= 0) {
-            // 13 hex digits stay below 2^53.
-            if (++this.lineBytes > 13) return this.invalid('chunk size too large');
-            this.remaining = this.remaining * 16 + digit;
-            this.chunkState = SIZE_MORE;
-          } else if (this.chunkState === SIZE) return this.invalid('missing chunk size');
-          else if (c === CR) this.chunkState = SIZE_LF;
-          // RFC 9112 §7.1.1: chunk extensions (after optional whitespace and ';') are ignored.
-          else if (c === 0x3b || c === SP || c === HTAB) this.chunkState = EXT;
-          else return this.invalid('malformed chunk size');
-          break;
-        }
-        case EXT:
-          if (c === CR) this.chunkState = SIZE_LF;
-          else if (c === LF || ++this.lineBytes > 4096) return this.invalid('malformed chunk extension');
-          break;
-        case SIZE_LF:
-          if (c !== LF) return this.invalid('chunk size line without CRLF');
-          this.lineBytes = 0;
-          this.chunkState = this.remaining === 0 ? TRAILER_START : DATA;
-          break;
-        case DATA_CR:
-          if (c !== CR) return this.invalid('chunk data longer than its size');
-          this.chunkState = DATA_LF;
-          break;
-        case DATA_LF:
-          if (c !== LF) return this.invalid('chunk data without CRLF');
-          this.chunkState = SIZE;
-          break;
-        // RFC 9112 §7.1.2: trailer fields are read and discarded (never forwarded).
-        case TRAILER_START:
-          if (c === CR) this.chunkState = END_LF;
-          else if (c === LF) return this.invalid('malformed trailer section');
-          else this.chunkState = TRAILER;
-          break;
-        case TRAILER:
-          if (c === CR) this.chunkState = TRAILER_LF;
-          else if (c === LF || ++this.lineBytes > MAX_HEAD_BYTES) return this.invalid('malformed trailer section');
-          break;
-        case TRAILER_LF:
-          if (c !== LF) return this.invalid('trailer line without CRLF');
-          this.chunkState = TRAILER_START;
-          break;
-        case END_LF:
-          if (c !== LF) return this.invalid('chunked body without final CRLF');
-          this.complete();
-          return offset;
-      }
-    }
-    return offset;
+  private readChunked(chunk: Buffer, offset: number, exchange: Exchange): number {
+    const decoder = this.chunked!;
+    const next = decoder.read(chunk, offset, this.deliverChunk);
+    if (decoder.error !== undefined) return this.invalid(decoder.error);
+    if (this.exchange !== exchange) return STOP;
+    if (decoder.done) this.complete();
+    return next;
   }
+
+  private readonly deliverChunk = (data: Buffer) => this.deliver(data);
 
   /** Pushes body bytes to the stream, pausing the socket when it is full; false if the exchange ended. */
   private deliver(data: Buffer): boolean {
@@ -670,116 +552,3 @@ function upload(connection: Connection, exchange: Exchange, body: Readable): voi
   });
 }
 
-/** The request head, or undefined when a method, name or value may not be sent. */
-function requestHead({ url, method, headers, body }: ClientRequest): string | undefined {
-  if (!isToken(method, 0, method.length)) return undefined;
-  let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
-  let declaredLength: string | undefined;
-  for (const name in headers) {
-    const value = headers[name]!;
-    // RFC 9110 §5.1, §5.5: a token name; a value without CTLs (a CR, LF or NUL would forge lines).
-    if (!isToken(name, 0, name.length) || !isFieldValue(value)) return undefined;
-    // Framing and routing are this client's (RFC 9112 §6, §3.2).
-    if (name === 'content-length') declaredLength = value;
-    else if (name !== 'host' && name !== 'transfer-encoding' && name !== 'connection') head += `${name}: ${value}\r\n`;
-  }
-  if (Buffer.isBuffer(body)) return `${head}content-length: ${body.length}\r\n\r\n`;
-  if (body !== undefined) {
-    if (declaredLength === undefined) return `${head}transfer-encoding: chunked\r\n\r\n`;
-    return isDigits(declaredLength) ? `${head}content-length: ${declaredLength}\r\n\r\n` : undefined;
-  }
-  // RFC 9110 §8.6: a POST without content says so.
-  return method === 'POST' || method === 'PUT' || method === 'PATCH' ? `${head}content-length: 0\r\n\r\n` : `${head}\r\n`;
-}
-
-/** RFC 9110 §8.6: 1*DIGIT; a list of one repeated value is that value, different values are refused. */
-function parseContentLength(value: string | string[]): number {
-  if (typeof value === 'string' && isDigits(value)) return Number(value);
-  let length = -1;
-  for (const part of (typeof value === 'string' ? value : value.join(',')).split(',')) {
-    const text = part.trim();
-    if (!isDigits(text) || (length >= 0 && Number(text) !== length)) return -1;
-    length = Number(text);
-  }
-  return length;
-}
-
-function hasCloseOption(value: string | string[] | undefined): boolean {
-  if (value === undefined || value === 'keep-alive') return false;
-  return (typeof value === 'string' ? value : value.join(','))
-    .toLowerCase()
-    .split(',')
-    .some((option) => option.trim() === 'close');
-}
-
-/** `Keep-Alive: timeout=N` (RFC 2068 §19.7.1.1): the server's idle limit; expire one second earlier. */
-function idleMsFor(value: string | string[] | undefined): number {
-  if (typeof value !== 'string') return DEFAULT_IDLE_MS;
-  const at = value.indexOf('timeout=');
-  if (at < 0) return DEFAULT_IDLE_MS;
-  const seconds = Number.parseInt(value.slice(at + 8), 10);
-  return Number.isFinite(seconds) ? (seconds - 1) * 1000 : DEFAULT_IDLE_MS;
-}
-
-/** Three digits at `at`, followed by the line's end or a space checked by the caller; -1 otherwise. */
-function statusCodeAt(text: string, at: number): number {
-  let code = 0;
-  for (let i = at; i < at + 3; i++) {
-    const digit = text.charCodeAt(i) - 0x30;
-    if (!(digit >= 0 && digit <= 9)) return -1;
-    code = code * 10 + digit;
-  }
-  return code >= 100 ? code : -1;
-}
-
-/** RFC 9110 §5.5: no CTL but HTAB in a head; CR only as part of CRLF (RFC 9112 §2.2). */
-function validHeadCharacters(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x7f) return false;
-    if (c >= 0x20 || c === HTAB) continue;
-    if (c !== CR || text.charCodeAt(++i) !== LF) return false;
-  }
-  return true;
-}
-
-function isFieldValue(value: string): boolean {
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if ((c < 0x20 && c !== HTAB) || c === 0x7f || c > 0xff) return false;
-  }
-  return true;
-}
-
-/** RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
-const TCHAR = new Uint8Array(128);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") TCHAR[c.charCodeAt(0)] = 1;
-
-function isToken(text: string, start: number, end: number): boolean {
-  if (start === end) return false;
-  for (let i = start; i < end; i++) {
-    const c = text.charCodeAt(i);
-    if (c > 127 || TCHAR[c] === 0) return false;
-  }
-  return true;
-}
-
-function isDigits(text: string): boolean {
-  if (text.length === 0 || text.length > 15) return false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false;
-  }
-  return true;
-}
-
-function isOws(c: number): boolean {
-  return c === SP || c === HTAB;
-}
-
-function hexValue(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  return -1;
-}
