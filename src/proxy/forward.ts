@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
-import { type Dispatcher, Pool } from 'undici';
+import type { Readable } from 'node:stream';
 import type { BackendConfig } from '../config/schema.ts';
+import { BackendClientError, createBackendClient } from './backend-client.ts';
 import { JSONRPC_SERVER_ERROR } from './jsonrpc.ts';
 
 /**
@@ -123,138 +123,27 @@ export class TruncatedResponseError extends Error {
 }
 
 /**
- * One keep-alive pool per backend origin (a backend's url and sseUrl may differ). Connect and
- * header timeouts come from the backend's config; bodies (SSE streams) have no idle timeout, the
- * keep-alive comments keep intermediaries from cutting them.
+ * One keep-alive pool per backend origin (a backend's url and sseUrl may differ), over our own
+ * HTTP/1.1 client (backend-client.ts; undici's per-request cost showed in benchmark 1). Connect
+ * and header timeouts come from the backend's config; bodies (SSE streams) have no idle timeout,
+ * the keep-alive comments keep intermediaries from cutting them.
  */
 export function createForwarder(backend: BackendConfig): Forwarder {
-  const pools = new Map<string, Pool>();
-  function poolFor(url: URL): Pool {
-    let pool = pools.get(url.origin);
-    if (!pool) {
-      pool = new Pool(url.origin, {
-        connect: { timeout: backend.connectTimeoutMs },
-        headersTimeout: backend.headersTimeoutMs,
-        bodyTimeout: 0,
-      });
-      pools.set(url.origin, pool);
-    }
-    return pool;
-  }
-  return {
-    request({ url, method, headers, body }) {
-      let handler: ReturnType<typeof exchangeHandler> | undefined;
-      const response = new Promise<BackendResponse>((resolve, reject) => {
-        handler = exchangeHandler(resolve, (error: unknown) => reject(toGatewayError(error, backend)));
-        poolFor(url).dispatch({ path: url.pathname + url.search, method, headers, body }, handler);
-      });
-      return { response, abort: () => handler!.cancel() };
-    },
-    async close() {
-      await Promise.allSettled([...pools.values()].map((pool) => pool.destroy()));
-    },
-  };
+  const client = createBackendClient({
+    connectTimeoutMs: backend.connectTimeoutMs,
+    headersTimeoutMs: backend.headersTimeoutMs,
+    collectWhole: (headers, length) => length <= WHOLE_BODY_BYTES && !isEventStream(headers['content-type']),
+    toError: (error) => toGatewayError(error, backend),
+  });
+  return { request: client.request, close: client.close };
 }
 
-/**
- * undici's dispatch handler (no BodyReadable/promise wrapper per call, unlike `request()`): small
- * answers are collected whole, others become a back-pressured stream.
- */
-function exchangeHandler(
-  resolve: (response: BackendResponse) => void,
-  reject: (error: unknown) => void,
-): Dispatcher.DispatchHandler & { cancel(): void } {
-  let abort: ((error: Error) => void) | undefined;
-  let cancelled = false;
-  let settled = false;
-  let stream: Readable | undefined;
-  let whole: { status: number; headers: IncomingHttpHeaders; chunks: Buffer[]; length: number } | undefined;
-  let done = false;
-  const finish = () => {
-    done = true;
-  };
-  return {
-    cancel() {
-      if (cancelled || done) return;
-      cancelled = true;
-      abort?.(abortError());
-    },
-    onConnect(abortRequest) {
-      abort = abortRequest;
-      if (cancelled) abortRequest(abortError());
-    },
-    onHeaders(statusCode, rawHeaders, resume) {
-      if (statusCode < 200) return true;
-      const headers = parseRawHeaders(rawHeaders as unknown as Buffer[]);
-      const length = Number(headers['content-length']);
-      if (!isEventStream(headers['content-type']) && length <= WHOLE_BODY_BYTES) {
-        whole = { status: statusCode, headers, chunks: [], length: 0 };
-        return true;
-      }
-      stream = new Readable({
-        read: () => resume(),
-        destroy: (error, callback) => {
-          if (!done) abort?.(error ?? abortError());
-          callback(error);
-        },
-      });
-      settled = true;
-      resolve({ statusCode, headers, body: stream });
-      return true;
-    },
-    onData(chunk) {
-      if (whole) {
-        whole.chunks.push(chunk);
-        whole.length += chunk.length;
-        return true;
-      }
-      return stream!.push(chunk);
-    },
-    onComplete() {
-      finish();
-      if (whole) {
-        settled = true;
-        const body = whole.chunks.length === 1 ? whole.chunks[0]! : Buffer.concat(whole.chunks, whole.length);
-        resolve({ statusCode: whole.status, headers: whole.headers, body });
-      } else {
-        stream?.push(null);
-      }
-    },
-    onError(error) {
-      finish();
-      if (stream) stream.destroy(error);
-      else if (!settled) reject(whole ? new TruncatedResponseError(error) : error);
-    },
-  };
-}
-
-function abortError(): Error {
-  const error = new Error('The backend request was aborted');
-  error.name = 'AbortError';
-  return error;
-}
-
-/** undici's raw header list (name, value, …) as node:http-style headers (lower-case names). */
-function parseRawHeaders(raw: Buffer[]): IncomingHttpHeaders {
-  const headers: Record<string, string | string[]> = Object.create(null);
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase();
-    const rawValue = raw[i + 1]!;
-    const value = typeof rawValue === 'string' ? rawValue : rawValue.toString('latin1');
-    const previous = headers[name];
-    if (previous === undefined) headers[name] = value;
-    else if (Array.isArray(previous)) previous.push(value);
-    else headers[name] = [previous, value];
-  }
-  return headers;
-}
-
-/** undici failures before response headers: 504 when the backend is slow, 502 when it is unreachable. */
+/** Failures before the answer: 504 when the backend is slow, 502 when it is unreachable or breaks HTTP. */
 function toGatewayError(error: unknown, backend: BackendConfig): unknown {
-  if (error instanceof GatewayError || error instanceof TruncatedResponseError) return error;
-  const code = (error as { code?: string }).code;
-  if ((error as Error).name === 'AbortError' || code === 'UND_ERR_ABORTED') return error;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+  // The request body's own failure (a 413 from limitBytes) and aborts pass as they are.
+  if (error instanceof GatewayError || (error as Error).name === 'AbortError') return error;
+  if (error instanceof BackendClientError && error.reason === 'truncated') return new TruncatedResponseError(error);
+  if (error instanceof BackendClientError && error.reason === 'headers-timeout') {
     return new GatewayError(504, `Gateway Timeout: backend ${backend.name} did not answer within ${backend.headersTimeoutMs} ms`, undefined, {
       cause: error,
     });
