@@ -6,9 +6,9 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY src ./src
-COPY bin ./bin
 COPY servers/snippets ./servers/snippets
 USER node
 EXPOSE 8080
-ENTRYPOINT ["node", "bin/mcp-entra-gateway.js"]
+# Node 24 runs the TypeScript sources as they are (type stripping; tsconfig erasableSyntaxOnly).
+ENTRYPOINT ["node", "src/cli.ts"]
 CMD ["serve", "--config", "/config/gateway.yaml"]

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// Launcher: registers tsx so the CLI runs from its TypeScript sources without a build step.
+// Launcher for installs from npm: Node strips types only outside node_modules, so an installed
+// copy registers tsx to run the CLI from its TypeScript sources. From a checkout (npm start,
+// npm run serve, the Dockerfile) Node 24 runs src/cli.ts directly.
 import { register } from 'tsx/esm/api';
 
 register();

@@ -39,7 +39,7 @@ export interface Worker {
 let nextId = 1;
 
 /**
- * Runs bench/procs/<name>.ts under this Node with tsx, talking over IPC: the worker sends
+ * Runs bench/procs/<name>.ts under this Node (its own type stripping, no loader), talking over IPC: the worker sends
  * `{type:'ready', …}` first, then answers each `{id, …}` with `{id, …}` (or `{id, error}`).
  */
 export async function startWorker(
@@ -49,7 +49,7 @@ export async function startWorker(
   const file = fileURLToPath(new URL(`../procs/${name}.ts`, import.meta.url));
   const [command, args] = wrapped(
     process.execPath,
-    ['--import', 'tsx', ...(options.nodeArgs ?? []), file, JSON.stringify(options.args ?? {})],
+    [...(options.nodeArgs ?? []), file, JSON.stringify(options.args ?? {})],
     { cpu: cpuOf(options.role), maxFds: options.maxFds },
   );
   const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 
 /**
  * Summarises a V8 .cpuprofile (from --cpu-prof): self time per function and inclusive time per
- * function, top N. `node --import tsx bench/lib/profile-summary.ts FILE [N]`.
+ * function, top N. `node bench/lib/profile-summary.ts FILE [N]`.
  */
 interface Node {
   id: number;

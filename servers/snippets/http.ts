@@ -69,11 +69,12 @@ interface Session<T> {
 }
 
 class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: Record<string, unknown>,
-  ) {
+  readonly status: number;
+  readonly body: Record<string, unknown>;
+  constructor(status: number, body: Record<string, unknown>) {
     super(String(body['error_description'] ?? body['error']));
+    this.status = status;
+    this.body = body;
   }
 }
 

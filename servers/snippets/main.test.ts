@@ -12,7 +12,7 @@ const KEY = 'main-test-key-secret-value';
 
 /** Runs main.ts as a child process with `env`; resolves with its stderr lines as they arrive. */
 function runMain(env: Record<string, string>) {
-  const child = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+  const child = spawn(process.execPath, [MAIN], {
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -1,6 +1,6 @@
 /**
  * Entry point of the snippets MCP server: the only reader of process.env here.
- * Run: npx tsx servers/snippets/main.ts  (see README.md for the variables)
+ * Run: node servers/snippets/main.ts (Node 24)  (see README.md for the variables)
  */
 import { resolve } from 'node:path';
 import pino from 'pino';

@@ -8,8 +8,10 @@ export type Config = Readonly<RawConfig>;
 
 /** One line per problem, each naming its key: `upstream.entra.tenantId: required`. */
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  readonly problems: string[];
+  constructor(problems: string[]) {
     super(`invalid configuration:\n${problems.join('\n')}`);
+    this.problems = problems;
     this.name = 'ConfigError';
   }
 }

@@ -29,16 +29,16 @@ const STATUS_BY_CODE: Partial<Record<OAuthErrorCode, number>> = {
 };
 
 export class OAuthError extends Error {
+  readonly code: OAuthErrorCode;
+  readonly description: string;
   readonly status: number;
   readonly headers: Record<string, string>;
 
-  constructor(
-    readonly code: OAuthErrorCode,
-    readonly description: string,
-    options: { status?: number; headers?: Record<string, string>; cause?: unknown } = {},
-  ) {
+  constructor(code: OAuthErrorCode, description: string, options: { status?: number; headers?: Record<string, string>; cause?: unknown } = {}) {
     super(description, { cause: options.cause });
     this.name = 'OAuthError';
+    this.code = code;
+    this.description = description;
     this.status = options.status ?? STATUS_BY_CODE[code] ?? 400;
     this.headers = options.headers ?? {};
   }

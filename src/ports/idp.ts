@@ -64,13 +64,11 @@ export interface UpstreamIdp {
 
 /** The upstream refused (invalid_grant, user disabled, consent revoked): our grant ends. */
 export class UpstreamRefusedError extends Error {
-  constructor(
-    readonly upstreamError: string,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
+  readonly upstreamError: string;
+  constructor(upstreamError: string, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'UpstreamRefusedError';
+    this.upstreamError = upstreamError;
   }
 }
 

@@ -66,13 +66,11 @@ export interface BackendClientOptions {
  * 'truncated': a body ended early.
  */
 export class BackendClientError extends Error {
-  constructor(
-    readonly reason: 'connect' | 'request' | 'headers-timeout' | 'closed' | 'protocol' | 'truncated',
-    message: string,
-    options?: { cause?: unknown },
-  ) {
+  readonly reason: 'connect' | 'request' | 'headers-timeout' | 'closed' | 'protocol' | 'truncated';
+  constructor(reason: BackendClientError['reason'], message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'BackendClientError';
+    this.reason = reason;
   }
 }
 
@@ -98,9 +96,30 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
   }
   const shared: Shared = { options, toError: options.toError ?? ((error) => error), all: new Set(), closed: false };
   const pools = new Map<string, Pool>();
+  // What a URL means to the client, worked out once per URL object (its getters re-slice the
+  // href on every access; a backend's URL is one object for all its calls).
+  const destinations = new WeakMap<URL, Destination>();
+  function destinationOf(url: URL): Destination {
+    let destination = destinations.get(url);
+    if (destination === undefined) {
+      const scheme = url.protocol;
+      const supported = scheme === 'http:' || scheme === 'https:';
+      let pool = supported ? pools.get(url.origin) : undefined;
+      if (supported && pool === undefined) {
+        const tls = scheme === 'https:';
+        const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+        pool = { shared, tls, host, port: Number(url.port) || (tls ? 443 : 80), idle: [] };
+        pools.set(url.origin, pool);
+      }
+      destination = { pool, scheme, target: `${url.pathname}${url.search}`, host: url.host };
+      destinations.set(url, destination);
+    }
+    return destination;
+  }
   return {
     request(request) {
-      const head = requestHead(request);
+      const destination = destinationOf(request.url);
+      const head = requestHead({ ...request, target: destination.target, host: destination.host });
       const exchange = new Exchange(request, head ?? '', shared.toError);
       const body = request.body;
       if (body !== undefined && !Buffer.isBuffer(body)) {
@@ -108,18 +127,11 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
         body.on('error', (error) => exchange.fail(error));
         if (body.destroyed) exchange.fail(body.errored ?? new BackendClientError('request', 'the request body was destroyed'));
       }
-      const { url } = request;
+      const pool = destination.pool;
       if (head === undefined) exchange.fail(new BackendClientError('request', 'refusing to send an invalid request header or method'));
       else if (shared.closed) exchange.fail(new BackendClientError('closed', 'the backend client is closed'));
-      else if (url.protocol !== 'http:' && url.protocol !== 'https:') exchange.fail(new BackendClientError('request', `unsupported URL scheme ${url.protocol}`));
-      if (exchange.over) return exchange;
-      let pool = pools.get(url.origin);
-      if (pool === undefined) {
-        const tls = url.protocol === 'https:';
-        const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-        pool = { shared, tls, host, port: Number(url.port) || (tls ? 443 : 80), idle: [] };
-        pools.set(url.origin, pool);
-      }
+      else if (pool === undefined) exchange.fail(new BackendClientError('request', `unsupported URL scheme ${destination.scheme}`));
+      if (pool === undefined || exchange.over) return exchange;
       const connection = takeIdle(pool);
       if (connection) connection.start(exchange);
       else new Connection(pool, exchange);
@@ -135,6 +147,14 @@ export function createBackendClient(options: BackendClientOptions): BackendClien
       await Promise.all(closing);
     },
   };
+}
+
+interface Destination {
+  /** Undefined for a scheme other than http: and https:. */
+  pool: Pool | undefined;
+  scheme: string;
+  target: string;
+  host: string;
 }
 
 function ignore(): void {}
@@ -162,11 +182,14 @@ class Exchange implements ClientExchange {
   settled = false;
   over = false;
 
-  constructor(
-    readonly request: ClientRequest,
-    readonly head: string,
-    private readonly toError: (error: unknown) => unknown,
-  ) {
+  readonly request: ClientRequest;
+  readonly head: string;
+  private readonly toError: (error: unknown) => unknown;
+
+  constructor(request: ClientRequest, head: string, toError: (error: unknown) => unknown) {
+    this.request = request;
+    this.head = head;
+    this.toError = toError;
     this.response = new Promise((resolve, reject) => {
       this.resolve = resolve;
       this.reject = reject;
@@ -203,8 +226,10 @@ class Exchange implements ClientExchange {
 
 /** A streamed answer: reading resumes the socket, destroying it aborts the exchange. */
 class ResponseBody extends Readable {
-  constructor(private readonly exchange: Exchange) {
+  private readonly exchange: Exchange;
+  constructor(exchange: Exchange) {
     super();
+    this.exchange = exchange;
     // The body may fail before its reader starts (the answer is parsed ahead): the reader still
     // sees the error (an errored stream rejects its iterator), but it is never an uncaught one.
     this.on('error', ignore);
@@ -249,10 +274,10 @@ class Connection {
   private idleTimer: NodeJS.Timeout | undefined;
   private idleTimerMs = 0;
 
-  constructor(
-    private readonly pool: Pool,
-    exchange: Exchange,
-  ) {
+  private readonly pool: Pool;
+
+  constructor(pool: Pool, exchange: Exchange) {
+    this.pool = pool;
     const { options } = pool.shared;
     this.exchange = exchange;
     exchange.connection = this;

@@ -66,14 +66,13 @@ export function forwardedResponseHeaders(incoming: IncomingHttpHeaders, out: Out
 
 /** The gateway's own failure, answered as a JSON-RPC error with this HTTP status (STYLE §Errors). */
 export class GatewayError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly code: number = JSONRPC_SERVER_ERROR,
-    options?: { cause?: unknown },
-  ) {
+  readonly status: number;
+  readonly code: number;
+  constructor(status: number, message: string, code: number = JSONRPC_SERVER_ERROR, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'GatewayError';
+    this.status = status;
+    this.code = code;
   }
 }
 

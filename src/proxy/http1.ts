@@ -13,7 +13,9 @@ const SP = 32;
 const HTAB = 9;
 
 export interface RequestHeadParts {
-  url: URL;
+  /** RFC 9112 §3.2.1 origin-form (path and query) and the Host value. */
+  target: string;
+  host: string;
   method: string;
   /** Lower-case names; content-length is only taken to frame a stream body. */
   headers: Record<string, string>;
@@ -21,9 +23,9 @@ export interface RequestHeadParts {
 }
 
 /** The request head, or undefined when a method, name or value may not be sent. */
-export function requestHead({ url, method, headers, body }: RequestHeadParts): string | undefined {
+export function requestHead({ target, host, method, headers, body }: RequestHeadParts): string | undefined {
   if (!isToken(method, 0, method.length)) return undefined;
-  let head = `${method} ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+  let head = `${method} ${target} HTTP/1.1\r\nhost: ${host}\r\n`;
   let declaredLength: string | undefined;
   for (const name in headers) {
     const value = headers[name]!;

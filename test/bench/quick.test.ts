@@ -19,7 +19,7 @@ test('bench --quick runs all five benchmarks and reports their rows', { timeout:
   try {
     const results = join(dir, 'RESULTS.md');
     const json = join(dir, 'results.json');
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', '--quick', `--results=${results}`, `--json=${json}`], {
+    const child = spawn(process.execPath, ['bench/run.ts', '--quick', `--results=${results}`, `--json=${json}`], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -24,7 +24,7 @@ const REPO_ROOT = new URL('../..', import.meta.url).pathname;
 
 /** test/support/mcp-backend-process.ts on a fixed port; resolves once it listens. */
 async function startBackendProcess(port: number): Promise<Stoppable & { pid: number; exited: Promise<unknown> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/mcp-backend-process.ts', String(port)], {
+  const child = spawn(process.execPath, ['test/support/mcp-backend-process.ts', String(port)], {
     cwd: REPO_ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });

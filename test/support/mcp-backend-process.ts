@@ -4,7 +4,7 @@ import { startMcpBackend } from './mcp-backend.ts';
 /**
  * The test MCP backend (mcp-backend.ts) as its own process on a fixed port, so a test can
  * `kill -9` it and start it again where the gateway expects it:
- *   node --import tsx test/support/mcp-backend-process.ts PORT
+ *   node test/support/mcp-backend-process.ts PORT
  * The backend listens on a port of its own; PORT relays bytes to it, in the same process, so a
  * kill drops every connection at once, as a crashed backend does. Prints "ready" when listening.
  */

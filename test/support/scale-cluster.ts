@@ -109,12 +109,12 @@ export async function singleGatewaySetup(
   return { publicUrl, mcpUrl: `${publicUrl}/mcp`, config };
 }
 
-/** `node --import tsx src/cli.ts serve --config FILE`, resolved once /readyz answers 200. */
+/** `node src/cli.ts serve --config FILE`, resolved once /readyz answers 200. */
 export async function startGatewayProcess(config: Record<string, unknown>, dir: string, name: string): Promise<GatewayProcess> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, stringify(config));
   const port = (config['listen'] as { port: number }).port;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', file], {
+  const child = spawn(process.execPath, ['src/cli.ts', 'serve', '--config', file], {
     cwd: REPO_ROOT,
     env: { ...process.env, NODE_ENV: 'test' },
     stdio: ['ignore', 'pipe', 'pipe'],

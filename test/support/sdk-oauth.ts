@@ -22,10 +22,12 @@ export class HeadlessOAuthProvider implements OAuthClientProvider {
   private saved?: OAuthTokens;
   private verifier = '';
 
-  constructor(
-    private readonly user: HeadlessUser,
-    private readonly options: { redirectUrl?: string; clientMetadataUrl?: string; decision?: 'allow' | 'deny'; browser?: HeadlessBrowser } = {},
-  ) {
+  private readonly user: HeadlessUser;
+  private readonly options: { redirectUrl?: string; clientMetadataUrl?: string; decision?: 'allow' | 'deny'; browser?: HeadlessBrowser };
+
+  constructor(user: HeadlessUser, options: HeadlessOAuthProvider['options'] = {}) {
+    this.user = user;
+    this.options = options;
     this.browser = options.browser ?? createHeadlessBrowser();
   }
 
