@@ -18,6 +18,8 @@ export interface GatewayWorkerArgs {
   port?: number;
   /** Time every Store call (benchmark 5). */
   instrumentStore?: boolean;
+  /** `tokens.cacheMs` (benchmark 4: 0, so every call reads the Store). */
+  tokenCacheMs?: number;
 }
 
 
@@ -50,6 +52,7 @@ const config = loadConfig({
         credential: { header: 'x-functions-key', value: 'bench-backend-key' },
       },
     ],
+    ...(args.tokenCacheMs === undefined ? {} : { tokens: { cacheMs: args.tokenCacheMs } }),
     // Benchmark 5 signs in from one address far more often than a person does.
     rateLimits: { registrationsPerHour: 0, tokenRequestsPerMinute: 0, authorizationsPerMinute: 0 },
     logLevel: 'error',

@@ -35,6 +35,7 @@ describe('loadConfig', () => {
     assert.equal(config.upstream.entra?.authorityHost, 'https://login.microsoftonline.com');
     assert.equal(config.tokens.accessTokenTtlSeconds, 3600);
     assert.equal(config.tokens.refreshTokenTtlSeconds, 30 * 86400);
+    assert.equal(config.tokens.cacheMs, 1000);
     assert.deepEqual(config.store, { kind: 'sqlite', path: './data/gateway.db' });
     assert.throws(() => {
       (config as { publicUrl: string }).publicUrl = 'x';
@@ -61,6 +62,7 @@ describe('loadConfig', () => {
     ['unknown key', `${VALID}\nbogus: 1\n`, undefined, ['(root): Unrecognized key: "bogus"']],
     ['bad backend path', VALID.replace('path: /mcp', 'path: /tools'), undefined, ['backends.0.path: must end in /mcp, e.g. /mcp or /github/mcp']],
     ['not a URL', VALID.replace('https://mcp.example.com', 'nope'), undefined, ['publicUrl: Invalid URL']],
+    ['token cache past the revocation bound', `${VALID}\ntokens: { cacheMs: 5000 }\n`, undefined, ['tokens.cacheMs: Too big: expected number to be <=1000']],
     ['not YAML', 'a: [', undefined, ['(file): not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] at line 1, column 5:']],
   ];
   for (const [name, yamlText, env, expected] of cases) {

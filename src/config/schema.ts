@@ -199,9 +199,11 @@ export const configSchema = z
         accessTokenTtlSeconds: z.number().int().min(60).max(86400).default(3600),
         refreshTokenTtlSeconds: z.number().int().min(3600).default(30 * 86400),
         authorizationCodeTtlSeconds: z.number().int().min(10).max(600).default(300),
+        /** How long a replica trusts a token lookup (≤ 1 s: the cross-replica revocation bound); 0 = read the Store on every call. */
+        cacheMs: z.number().int().min(0).max(1000).default(1000),
       })
       .strict()
-      .default({ accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 30 * 86400, authorizationCodeTtlSeconds: 300 }),
+      .default({ accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 30 * 86400, authorizationCodeTtlSeconds: 300, cacheMs: 1000 }),
     clientRegistration: z
       .object({
         dynamic: z.boolean().default(true),
