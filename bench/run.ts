@@ -68,7 +68,7 @@ try {
 
 const elapsedSeconds = (Date.now() - startedAt.getTime()) / 1000;
 const header = [
-  `## ${startedAt.toISOString()} — ${quick ? 'quick' : 'full'} run (${elapsedSeconds.toFixed(0)} s)`,
+  `## ${startedAt.toISOString()} — ${quick ? 'quick' : 'full-size'} run of ${only.length === 5 ? 'all five benchmarks' : `benchmark ${only.join(', ')}`} (${elapsedSeconds.toFixed(0)} s)`,
   '',
   `Machine: ${machineLine(machine)}.`,
   '',
