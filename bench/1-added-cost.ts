@@ -1,19 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { type BenchContext, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
+import { type BenchContext, type LoadResult, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
 import { findNginx, NGINX_MISSING, type RunningNginx, startNginx } from './lib/nginx.ts';
 import { processTree, startWorker, type Worker } from './lib/procs.ts';
 import { fmtInt, round, type Section } from './lib/report.ts';
-
-interface LoadResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  non2xx: number;
-  /** CPU time per request over the measured period: `proxy` (nginx, gateway, node proxy) and `backend`. */
-  cpuUsPerRequest: Record<string, number>;
-}
 
 /**
  * Benchmark 1: the added cost per call. One trivial backend; the same tools/call through four
@@ -101,6 +91,7 @@ export async function addedCost(ctx: BenchContext): Promise<Section> {
       for (const target of targets) {
         const list = results.get(`${connections}|${target.name}`)!;
         const row: LoadResult = {
+          requests: list.reduce((s, r) => s + r.requests, 0),
           rps: mean(list, (r) => r.rps),
           p50: mean(list, (r) => r.p50),
           p99: mean(list, (r) => r.p99),

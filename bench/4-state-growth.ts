@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { freePort } from '../test/support/ports.ts';
 import { type RunningRedis, startRedis } from '../test/support/redis-server.ts';
-import { type BenchContext, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
+import { type BenchContext, type LoadResult, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
 import { benchToken, populateRedis, populateSqlite } from './lib/populate.ts';
 import { startWorker, type Worker } from './lib/procs.ts';
 import { fmtInt, round, type Section } from './lib/report.ts';
@@ -14,15 +14,6 @@ interface Level {
   /** Store processes whose CPU is counted with the gateway's (redis-server). */
   storePids: number[];
   runs: { rps: number; p50: number; p99: number; gatewayUs: number; storeUs: number }[];
-}
-
-interface LoadResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-  non2xx: number;
-  cpuUsPerRequest: Record<string, number>;
 }
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;

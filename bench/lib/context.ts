@@ -15,3 +15,15 @@ export const MCP_HEADERS = {
   accept: 'application/json, text/event-stream',
   'mcp-protocol-version': '2025-11-25',
 };
+
+/** What the load worker (procs/load.ts) answers to a `run`. */
+export interface LoadResult {
+  requests: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+  /** CPU time per request over the measured period, per name given in the request's `cpuPids`. */
+  cpuUsPerRequest: Record<string, number>;
+}
