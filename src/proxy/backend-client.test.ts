@@ -275,6 +275,26 @@ describe('backend client: responses (RFC 9112)', () => {
     await rejectsWith(get(client(), served.url), 'protocol');
   });
 
+  it('refuses a head trickled in more reads than any server needs (bounded copying)', async () => {
+    const served = await rawServer((socket) => {
+      const head = `HTTP/1.1 200 OK\r\nx-slow: ${'a'.repeat(600)}\r\ncontent-length: 0\r\n\r\n`;
+      let at = 0;
+      // One byte per turn of the event loop: each arrives as a read of its own.
+      const next = () => {
+        if (at >= head.length || socket.destroyed) return;
+        socket.write(head[at++]!);
+        setTimeout(next, 1);
+      };
+      next();
+    });
+    const failure = await get(client(), served.url).then(
+      () => undefined,
+      (error: BackendClientError) => error,
+    );
+    assert.equal(failure?.reason, 'protocol');
+    assert.equal(failure?.message, 'response head in more than 256 reads');
+  });
+
   const brokenStreams: [string, string, BackendClientError['reason']][] = [
     ['a chunked body cut off', 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel', 'truncated'],
     ['a streamed Content-Length body cut off', `HTTP/1.1 200 OK\r\ncontent-length: ${WHOLE_BODY_BYTES + 1}\r\n\r\nabc`, 'truncated'],

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import { connect as connectTcp, isIP, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { connect as connectTls } from 'node:tls';
+import { connect as connectTls, rootCertificates } from 'node:tls';
 import { ChunkedDecoder, MAX_HEAD_BYTES, parseResponseHead, requestHead } from './http1.ts';
 
 /**
@@ -16,6 +16,8 @@ const DEFAULT_IDLE_MS = 4000;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const EMPTY = Buffer.alloc(0);
 /** A reader's offset meaning: stop reading this chunk (the exchange ended). */
+/** A response head may arrive in at most this many reads (real servers send it in one or two). */
+const MAX_HEAD_PIECES = 256;
 const STOP = Number.MAX_SAFE_INTEGER;
 // Parser phases: the head, then a body framed by length, by chunks or by the connection's end.
 const HEAD = 0;
@@ -56,7 +58,7 @@ export interface BackendClientOptions {
   collectWhole(headers: IncomingHttpHeaders, contentLength: number): boolean;
   /** Maps what the response promise rejects with (the request body's own errors included). */
   toError?: (error: unknown) => unknown;
-  /** Extra trusted CA certificates (PEM) for https; Node's default trust otherwise. */
+  /** A CA certificate (PEM) trusted for https in addition to Node's default roots. */
   ca?: string;
 }
 
@@ -258,6 +260,8 @@ class Connection {
   private error: unknown;
   private phase = HEAD;
   private pending: Buffer | undefined;
+  /** Reads that carried part of the current response head (a head trickled byte by byte is refused). */
+  private headPieces = 0;
   private answered = false;
   private awaitingHeaders = false;
   private reusable = false;
@@ -287,7 +291,7 @@ class Connection {
           port: pool.port,
           servername: isIP(pool.host) === 0 ? pool.host : undefined,
           ALPNProtocols: ['http/1.1'],
-          ca: options.ca,
+          ca: options.ca === undefined ? undefined : [...rootCertificates, options.ca],
         })
       : connectTcp({ host: pool.host, port: pool.port, noDelay: true });
     socket.setNoDelay(true);
@@ -413,9 +417,12 @@ class Connection {
     const end = chunk.indexOf(HEAD_END, offset);
     if (end === -1) {
       if (chunk.length - offset > MAX_HEAD_BYTES) return this.invalid('response head over 64 KiB');
+      // Each piece is joined to the ones before: bound the copying a trickling backend can cause.
+      if (++this.headPieces > MAX_HEAD_PIECES) return this.invalid(`response head in more than ${MAX_HEAD_PIECES} reads`);
       this.pending = offset === 0 ? chunk : chunk.subarray(offset);
       return chunk.length;
     }
+    this.headPieces = 0;
     if (end - offset > MAX_HEAD_BYTES) return this.invalid('response head over 64 KiB');
     return this.onHead(chunk.toString('latin1', offset, end + 2)) ? end + 4 : STOP;
   }

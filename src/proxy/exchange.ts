@@ -103,7 +103,8 @@ export async function sendBackendResponse(
   if (Buffer.isBuffer(response.body) && options.prefix === undefined && options.body === undefined) {
     // A small answer of known length (a JSON-RPC response), collected whole by the forwarder,
     // goes out with its headers in one write; only streams and large bodies are relayed.
-    headers['content-length'] = response.body.length;
+    // RFC 9110 §8.6: no Content-Length on a 204 (nor on a 304, whose body is absent anyway).
+    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = response.body.length;
     res.writeHead(response.statusCode, headers);
     res.end(response.body);
     return;

@@ -122,6 +122,8 @@ const TRAILER_START = 7;
 const TRAILER = 8;
 const TRAILER_LF = 9;
 const END_LF = 10;
+/** Whitespace after the size: only ';' (an extension) may follow (RFC 9112 §7.1.1 BWS). */
+const EXT_BWS = 11;
 
 /**
  * RFC 9112 §7.1: chunk-size [ chunk-ext ] CRLF data CRLF …, last-chunk, trailer-section, CRLF;
@@ -171,14 +173,19 @@ export class ChunkedDecoder {
             this.state = SIZE_MORE;
           } else if (this.state === SIZE) return this.fail('missing chunk size', offset);
           else if (c === CR) this.state = SIZE_LF;
-          // RFC 9112 §7.1.1: chunk extensions (after optional whitespace and ';') are ignored.
-          else if (c === 0x3b || c === SP || c === HTAB) this.state = EXT;
+          // RFC 9112 §7.1.1: chunk extensions (after optional whitespace, then ';') are ignored.
+          else if (c === 0x3b) this.state = EXT;
+          else if (c === SP || c === HTAB) this.state = EXT_BWS;
           else return this.fail('malformed chunk size', offset);
           break;
         }
+        case EXT_BWS:
+          if (c === 0x3b) this.state = EXT;
+          else if ((c !== SP && c !== HTAB) || ++this.lineBytes > 4096) return this.fail('malformed chunk extension', offset);
+          break;
         case EXT:
           if (c === CR) this.state = SIZE_LF;
-          else if (c === LF || ++this.lineBytes > 4096) return this.fail('malformed chunk extension', offset);
+          else if ((c < 0x20 && c !== HTAB) || c === 0x7f || ++this.lineBytes > 4096) return this.fail('malformed chunk extension', offset);
           break;
         case SIZE_LF:
           if (c !== LF) return this.fail('chunk size line without CRLF', offset);
@@ -242,11 +249,19 @@ function hasCloseOption(value: string | string[] | undefined): boolean {
     .some((option) => option.trim() === 'close');
 }
 
+/** Longest idle keep-alive honoured, whatever a server announces (and within timer range). */
+const MAX_KEEP_ALIVE_SECONDS = 3600;
+
+/** `Keep-Alive: timeout=N, max=M` (RFC 2068 §19.7.1.1): N when it is a plain number of seconds. */
 function keepAliveSeconds(value: string | string[] | undefined): number | undefined {
-  const at = typeof value === 'string' ? value.indexOf('timeout=') : -1;
-  if (at < 0) return undefined;
-  const seconds = Number.parseInt((value as string).slice(at + 8), 10);
-  return Number.isFinite(seconds) ? seconds : undefined;
+  if (typeof value !== 'string') return undefined;
+  for (const parameter of value.split(',')) {
+    const [name, seconds] = parameter.split('=').map((part) => part.trim());
+    if (name?.toLowerCase() === 'timeout' && seconds !== undefined && /^\d{1,9}$/.test(seconds)) {
+      return Math.min(Number(seconds), MAX_KEEP_ALIVE_SECONDS);
+    }
+  }
+  return undefined;
 }
 
 /** Three digits at `at` (100-999), or -1. */

@@ -4,7 +4,7 @@ import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
-import { GatewayError, isEventStream } from './forward.ts';
+import { destroyBody, GatewayError, isEventStream } from './forward.ts';
 import type { Gate } from './gate.ts';
 import { JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError } from './jsonrpc.ts';
 import { limitBytes, tooLarge } from './relay.ts';
@@ -70,7 +70,13 @@ export function registerLegacySse(
       userKey: caller.record.userKey,
       messageUrl: messageUrl.href,
     };
-    await ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS);
+    try {
+      await ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS);
+    } catch (error) {
+      // Nothing of the stream is delivered (the error boundary answers 503): release the backend's.
+      destroyBody(response);
+      throw error;
+    }
     const refresh = setInterval(
       () => void ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS).catch(() => {}),
       (LEGACY_SESSION_TTL_SECONDS / 2) * 1000,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
@@ -26,6 +26,7 @@ describe('MCP proxy: limits and failures', () => {
   let hanging: Awaited<ReturnType<typeof rawServer>>;
   let dying: Awaited<ReturnType<typeof rawServer>>;
   let idle: Awaited<ReturnType<typeof rawServer>>;
+  let empty: Awaited<ReturnType<typeof rawServer>>;
   let gateway: ProxyHarness;
 
   before(async () => {
@@ -40,6 +41,8 @@ describe('MCP proxy: limits and failures', () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
       res.flushHeaders();
     });
+    // A backend that labels its 204 with Content-Length: 0 (some frameworks do; RFC 9110 §8.6 says not to).
+    empty = await rawServer((res) => res.writeHead(204, { 'content-length': '0' }).end());
     const down = `http://127.0.0.1:${await freePort()}/mcp`;
     gateway = await startProxyHarness({
       keepAliveIntervalMs: 100,
@@ -49,12 +52,13 @@ describe('MCP proxy: limits and failures', () => {
         { name: 'hanging', path: '/hanging/mcp', url: `${hanging.url}/mcp`, headersTimeoutMs: 300 },
         { name: 'dying', path: '/dying/mcp', url: `${dying.url}/mcp` },
         { name: 'idle', path: '/idle/mcp', url: `${idle.url}/mcp` },
+        { name: 'empty', path: '/empty/mcp', url: `${empty.url}/mcp` },
       ],
     });
   });
   after(async () => {
     await gateway.close();
-    for (const raw of [hanging, dying, idle]) {
+    for (const raw of [hanging, dying, idle, empty]) {
       raw.server.closeAllConnections();
       await new Promise((resolve) => raw.server.close(resolve));
     }
@@ -78,6 +82,24 @@ describe('MCP proxy: limits and failures', () => {
     const res = await post('down', PING);
     assert.equal(res.status, 502);
     assert.deepEqual(await res.json(), { jsonrpc: '2.0', error: { code: -32000, message: 'Bad Gateway: backend down is unreachable' }, id: null });
+  });
+
+  it('passes a 204 on without a Content-Length (RFC 9110 §8.6)', async () => {
+    // node:http rather than fetch: fetch hides what the wire carried for a 204.
+    const token = await gateway.tokenFor('alice', 'empty');
+    const answer = await new Promise<{ status: number; headers: Record<string, unknown> }>((resolve, reject) => {
+      const req = httpRequest(`${gateway.url}/empty/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: ACCEPT },
+      }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+      });
+      req.on('error', reject);
+      req.end(PING);
+    });
+    assert.equal(answer.status, 204);
+    assert.equal(answer.headers['content-length'], undefined);
   });
 
   it('answers 504 when the backend does not send headers within headersTimeoutMs', async () => {
