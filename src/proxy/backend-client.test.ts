@@ -7,7 +7,8 @@ import { Readable } from 'node:stream';
 import { afterEach, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { selfSignedCertificate } from '../../test/support/tls.ts';
-import { type BackendClient, BackendClientError, type BackendClientOptions, type ClientResponse, createBackendClient } from './backend-client.ts';
+import { type BackendClient, type BackendClientOptions, type ClientResponse, createBackendClient } from './backend-client.ts';
+import { BackendClientError } from './backend-connection.ts';
 import { isEventStream, WHOLE_BODY_BYTES } from './forward.ts';
 
 /** Everything a test opened, closed after it. */

@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { BackendConfig } from '../config/schema.ts';
-import { BackendClientError, createBackendClient } from './backend-client.ts';
+import { createBackendClient } from './backend-client.ts';
+import { BackendClientError } from './backend-connection.ts';
 import { JSONRPC_SERVER_ERROR } from './jsonrpc.ts';
 
 /**
