@@ -7,12 +7,11 @@ import type { Readable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import pino from 'pino';
-import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
-import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
-import { type Harness, startHarness } from '../support/gateway-harness.ts';
+import type { RunningSnippetsServer } from '../../servers/snippets/http.ts';
+import type { Harness } from '../support/gateway-harness.ts';
 import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 import { freePort } from '../support/ports.ts';
+import { startSnippetsBehindGateway } from '../support/snippets-gateway.ts';
 
 type StoredTokens = { access_token: string; refresh_token?: string };
 type ToolResult = { content: { type: string; text: string }[]; isError?: boolean };
@@ -89,29 +88,9 @@ describe('mcp-remote signs in through the gateway and bridges the snippets tools
   let redirectUri: string;
 
   before(async () => {
-    const port = await freePort();
     callbackPort = await freePort();
     redirectUri = `http://localhost:${callbackPort}/oauth/callback`;
-    snippets = await startSnippetsServer({
-      storage: await createFolderStorage(dataDir),
-      port: 0,
-      functionKey: 'backend-key',
-      identityJwksUrl: `http://localhost:${port}/.well-known/jwks.json`,
-      identityAudience: `http://localhost:${port}/mcp`,
-      logger: pino({ level: 'silent' }),
-    });
-    gateway = await startHarness({
-      port,
-      backends: [
-        {
-          name: 'snippets',
-          path: '/mcp',
-          url: snippets.mcpUrl,
-          sseUrl: snippets.sseUrl,
-          credential: { header: 'x-functions-key', value: 'backend-key' },
-        },
-      ],
-    });
+    ({ gateway, snippets } = await startSnippetsBehindGateway(dataDir));
   });
 
   after(async () => {

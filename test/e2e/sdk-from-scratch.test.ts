@@ -8,11 +8,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import pino from 'pino';
-import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
-import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
-import { type Harness, startHarness } from '../support/gateway-harness.ts';
-import { freePort } from '../support/ports.ts';
+import type { RunningSnippetsServer } from '../../servers/snippets/http.ts';
+import type { Harness } from '../support/gateway-harness.ts';
+import { startSnippetsBehindGateway } from '../support/snippets-gateway.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 type ToolResult = { content: { type: string; text: string }[] };
@@ -23,27 +21,7 @@ describe('the official SDK client connects from scratch through the gateway', ()
   let gateway: Harness;
   let snippets: RunningSnippetsServer;
   before(async () => {
-    const port = await freePort();
-    snippets = await startSnippetsServer({
-      storage: await createFolderStorage(dataDir),
-      port: 0,
-      functionKey: 'backend-key',
-      identityJwksUrl: `http://localhost:${port}/.well-known/jwks.json`,
-      identityAudience: `http://localhost:${port}/mcp`,
-      logger: pino({ level: 'silent' }),
-    });
-    gateway = await startHarness({
-      port,
-      backends: [
-        {
-          name: 'snippets',
-          path: '/mcp',
-          url: snippets.mcpUrl,
-          sseUrl: snippets.sseUrl,
-          credential: { header: 'x-functions-key', value: 'backend-key' },
-        },
-      ],
-    });
+    ({ gateway, snippets } = await startSnippetsBehindGateway(dataDir));
   });
   after(async () => {
     await gateway.close();
