@@ -12,7 +12,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from 'jose';
 import pino from 'pino';
 import { createFolderStorage } from './folder-storage.ts';
-import { type RunningSnippetsServer, startSnippetsServer } from './http.ts';
+import { type RunningSnippetsServer, type SnippetsHttpOptions, startSnippetsServer } from './http.ts';
 
 const KEY = 'test-function-key-0123456789';
 const AUDIENCE = 'http://127.0.0.1:8080/mcp';
@@ -29,6 +29,19 @@ type PrivateKey = Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
 async function withTempDir(): Promise<{ dir: string; remove: () => Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'snippets-http-'));
   return { dir, remove: () => rm(dir, { recursive: true, force: true }) };
+}
+
+/** A server over folder storage in a fresh temp dir (port 0, silent); close() also removes the dir. */
+async function startInTempDir(options: Omit<SnippetsHttpOptions, 'storage' | 'port' | 'logger'>) {
+  const temp = await withTempDir();
+  const running = await startSnippetsServer({ storage: await createFolderStorage(temp.dir), port: 0, logger: silent, ...options });
+  return {
+    running,
+    async close() {
+      await running.close();
+      await temp.remove();
+    },
+  };
 }
 
 async function connectClient(transport: StreamableHTTPClientTransport | SSEClientTransport) {
@@ -52,22 +65,14 @@ async function postJson(url: string, headers: Record<string, string>, body: unkn
 
 describe('snippets over HTTP with a function key', () => {
   let running: RunningSnippetsServer;
-  let temp: Awaited<ReturnType<typeof withTempDir>>;
+  let close: () => Promise<void>;
   const keyed = { [`x-functions-key`]: KEY };
 
   before(async () => {
-    temp = await withTempDir();
-    running = await startSnippetsServer({
-      storage: await createFolderStorage(temp.dir),
-      port: 0,
-      functionKey: KEY,
-      maxBodyBytes: 64 * 1024,
-      logger: silent,
-    });
+    ({ running, close } = await startInTempDir({ functionKey: KEY, maxBodyBytes: 64 * 1024 }));
   });
   after(async () => {
-    await running.close();
-    await temp.remove();
+    await close();
   });
 
   it('serves the tools over Streamable HTTP to the SDK client', async () => {
@@ -170,7 +175,7 @@ describe('snippets over HTTP with a function key', () => {
 describe('snippets over HTTP with gateway identity assertions', () => {
   let running: RunningSnippetsServer;
   let jwksServer: Server;
-  let temp: Awaited<ReturnType<typeof withTempDir>>;
+  let close: () => Promise<void>;
   let sign: (
     claims: JWTPayload,
     options?: { key?: PrivateKey; kid?: string; expiresIn?: string | number; audience?: string; issuer?: string },
@@ -195,21 +200,11 @@ describe('snippets over HTTP with gateway identity assertions', () => {
         .setExpirationTime(options.expiresIn ?? '5m')
         .sign(options.key ?? gatewayKey.privateKey);
 
-    temp = await withTempDir();
-    running = await startSnippetsServer({
-      storage: await createFolderStorage(temp.dir),
-      port: 0,
-      functionKey: KEY,
-      identityJwksUrl: jwksUrl,
-      identityAudience: AUDIENCE,
-      identityIssuer: ISSUER,
-      logger: silent,
-    });
+    ({ running, close } = await startInTempDir({ functionKey: KEY, identityJwksUrl: jwksUrl, identityAudience: AUDIENCE, identityIssuer: ISSUER }));
   });
   after(async () => {
-    await running.close();
+    await close();
     await new Promise<void>((done) => jwksServer.close(() => done()));
-    await temp.remove();
   });
 
   const grace = {
@@ -338,23 +333,14 @@ describe('startSnippetsServer options', () => {
 
 describe('snippets session limits', () => {
   let running: RunningSnippetsServer;
-  let temp: Awaited<ReturnType<typeof withTempDir>>;
+  let close: () => Promise<void>;
   const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'x-functions-key': KEY };
 
   before(async () => {
-    temp = await withTempDir();
-    running = await startSnippetsServer({
-      storage: await createFolderStorage(temp.dir),
-      port: 0,
-      functionKey: KEY,
-      logger: silent,
-      sessionIdleMs: 300,
-      maxSessionsPerUser: 2,
-    });
+    ({ running, close } = await startInTempDir({ functionKey: KEY, sessionIdleMs: 300, maxSessionsPerUser: 2 }));
   });
   after(async () => {
-    await running.close();
-    await temp.remove();
+    await close();
   });
 
   async function openSession(): Promise<Response> {
