@@ -83,7 +83,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     extraCa: metadataDocuments.extraCa,
   });
   const clients = createClients({ store, clock, fetchDocument }, { cimdEnabled: metadataDocuments.enabled });
-  const grants = createGrants({ store, clock, sealer, idp }, { ...config.tokens, tokenCacheMs: config.tokens.cacheMs });
+  const grants = createGrants({ store, clock, sealer, idp }, config.tokens);
   const resources = buildResources(config.publicUrl, config.backends);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger };
 

@@ -11,7 +11,7 @@ import { BENCH_USER } from '../lib/users.ts';
 
 /**
  * Benchmark 2's worker, pinned to one core: `validateAccessToken` in a loop against a real Store
- * (SQLite file or Redis), with the in-process cache (default ≤ 1 s) or without it (tokenCacheMs 0).
+ * (SQLite file or Redis), with the in-process cache (default ≤ 1 s) or without it (cacheMs 0).
  */
 interface Args {
   store: { kind: 'sqlite'; path: string } | { kind: 'redis'; url: string; keyPrefix: string };
@@ -25,7 +25,7 @@ const sealer = createSealer([{ id: 'k', key: randomBytes(32) }]);
 const options = { accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 86_400 };
 const deps = { store, clock: systemClock, sealer, idp: {} as UpstreamIdp };
 const cached = createGrants(deps, options);
-const uncached = createGrants(deps, { ...options, tokenCacheMs: 0 });
+const uncached = createGrants(deps, { ...options, cacheMs: 0 });
 /** A second replica on the same Store: it revokes, the first must notice within its cache bound. */
 const otherReplica = createGrants(deps, options);
 const resource = 'http://127.0.0.1/mcp';

@@ -15,7 +15,7 @@ export interface GrantOptions {
   accessTokenTtlSeconds: number;
   refreshTokenTtlSeconds: number;
   /** How long a replica may trust a token lookup it made (bounds cross-replica revocation delay). */
-  tokenCacheMs?: number;
+  cacheMs?: number;
 }
 
 /** Revocation on one replica must be effective on every replica within one second. */
@@ -56,7 +56,7 @@ export function userKeyOf(user: UserIdentity): string {
  */
 export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp }, options: GrantOptions) {
   const { store, clock, sealer, idp } = deps;
-  const cacheMs = Math.min(options.tokenCacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
+  const cacheMs = Math.min(options.cacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
   // Keyed by the token itself so a hit costs no hash (benchmark 2); `cachedByHash` lets a
   // revocation, which knows only hashes, drop the entry. Process memory only, never the Store.
   const cache = new Map<string, { record: AccessTokenRecord; until: number; hash: string }>();

@@ -97,7 +97,6 @@ export async function sendBackendResponse(
   response: BackendResponse,
   options: { prefix?: string; body?: AsyncIterable<Buffer>; requestBody?: Buffer } = {},
 ): Promise<void> {
-  const sse = isEventStream(response.headers['content-type']);
   // CORS headers set by the gate on `res` are merged in by writeHead.
   const headers = forwardedResponseHeaders(response.headers);
   if (Buffer.isBuffer(response.body) && options.prefix === undefined && options.body === undefined) {
@@ -110,6 +109,7 @@ export async function sendBackendResponse(
     return;
   }
   // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
+  const sse = isEventStream(response.headers['content-type']);
   if (sse) headers['x-accel-buffering'] = 'no';
   res.writeHead(response.statusCode, headers);
   res.flushHeaders();
