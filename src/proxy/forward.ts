@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import type { BackendConfig } from '../config/schema.ts';
 import { createBackendClient } from './backend-client.ts';
 import { BackendClientError } from './backend-connection.ts';
-import { JSONRPC_SERVER_ERROR } from './jsonrpc.ts';
+import { JSONRPC_SERVER_ERROR, type JsonRpcId } from './jsonrpc.ts';
 
 /**
  * Bodies of at most this many bytes with a known length (requests) or a Content-Length and not
@@ -69,6 +69,8 @@ export function forwardedResponseHeaders(incoming: IncomingHttpHeaders, out: Out
 export class GatewayError extends Error {
   readonly status: number;
   readonly code: number;
+  /** The JSON-RPC id the error answers, when the request was read far enough to know it. */
+  id: JsonRpcId = null;
   constructor(status: number, message: string, code: number = JSONRPC_SERVER_ERROR, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'GatewayError';

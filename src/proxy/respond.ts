@@ -3,8 +3,8 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { RawHandler } from '../http/app.ts';
 import { StoreUnavailableError } from '../ports/store.ts';
-import type { GatewayError } from './forward.ts';
-import { JSONRPC_SERVER_ERROR, type JsonRpcId, jsonRpcError } from './jsonrpc.ts';
+import { GatewayError } from './forward.ts';
+import { JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
 
 /** Retry-After on 503 answers while the store is unreachable (Redis reconnects within 2 s). */
 const STORE_RETRY_AFTER_SECONDS = 2;
@@ -18,8 +18,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(payload);
 }
 
-export function sendGatewayError(res: ServerResponse, error: GatewayError, id: JsonRpcId = null): void {
-  sendJson(res, error.status, jsonRpcError(error.code, error.message, id), { 'cache-control': 'no-store' });
+export function sendGatewayError(res: ServerResponse, error: GatewayError): void {
+  sendJson(res, error.status, jsonRpcError(error.code, error.message, error.id), { 'cache-control': 'no-store' });
 }
 
 /**
@@ -36,6 +36,13 @@ export function answerFailure(res: ServerResponse, error: unknown, log: Logger):
       'retry-after': String(STORE_RETRY_AFTER_SECONDS),
       'cache-control': 'no-store',
     });
+    return;
+  }
+  if (error instanceof GatewayError) {
+    // The gateway's own refusals (413, 400 header mismatch, 502 …) thrown anywhere in a handler.
+    if (error.status >= 500) log.warn({ err: error }, 'MCP request failed');
+    if (res.headersSent) return void res.destroy();
+    sendGatewayError(res, error);
     return;
   }
   const statusCode = (error as { statusCode?: number } | undefined)?.statusCode;

@@ -18,7 +18,7 @@ import {
   jsonRpcError,
 } from './jsonrpc.ts';
 import { limitBytes, readBounded, tooLarge } from './relay.ts';
-import { guarded, header, requestStream, sendGatewayError, sendJson } from './respond.ts';
+import { guarded, header, requestStream, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
 
 /**
@@ -48,14 +48,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     const method = req.method as 'GET' | 'POST' | 'DELETE';
     let body: Readable | Buffer | undefined;
-    if (method === 'POST') {
-      try {
-        body = await requestBody(req, backend.maxBodyBytes);
-      } catch (error) {
-        if (error instanceof GatewayError) return sendGatewayError(res, error, error instanceof RequestError ? error.id : null);
-        throw error;
-      }
-    }
+    if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes);
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
     const response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
     if (!response) return;
@@ -74,10 +67,6 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) ? { requestBody: body } : {});
   };
-}
-
-class RequestError extends GatewayError {
-  id: string | number | null = null;
 }
 
 /**
@@ -102,10 +91,10 @@ async function requestBody(req: IncomingMessage, maxBytes: number): Promise<Read
   try {
     message = JSON.parse(raw.toString('utf8'));
   } catch {
-    throw new RequestError(400, 'Parse error: request body is not valid JSON', JSONRPC_PARSE_ERROR);
+    throw new GatewayError(400, 'Parse error: request body is not valid JSON', JSONRPC_PARSE_ERROR);
   }
   if (!isObject(message)) {
-    throw new RequestError(400, 'Invalid Request: the body must be a single JSON-RPC message', JSONRPC_INVALID_REQUEST);
+    throw new GatewayError(400, 'Invalid Request: the body must be a single JSON-RPC message', JSONRPC_INVALID_REQUEST);
   }
   const mismatch = headerMismatch(
     {
@@ -116,7 +105,7 @@ async function requestBody(req: IncomingMessage, maxBytes: number): Promise<Read
     message,
   );
   if (mismatch) {
-    const error = new RequestError(400, mismatch, JSONRPC_HEADER_MISMATCH);
+    const error = new GatewayError(400, mismatch, JSONRPC_HEADER_MISMATCH);
     error.id = idOf(message);
     throw error;
   }
