@@ -107,6 +107,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     allowedOrigins: config.allowedOrigins,
     listenHost: config.listen.host,
     signingKeyPem: config.secrets.signingKey,
+    cacheMs: config.tokens.cacheMs,
   });
 
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });

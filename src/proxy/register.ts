@@ -34,6 +34,8 @@ export interface ProxyDeps {
   listenHost: string;
   /** PKCS#8 PEM of the P-256 key that signs identity assertions. */
   signingKeyPem: string;
+  /** How long a replica trusts a session binding it read (`tokens.cacheMs`, default 1000). */
+  cacheMs?: number;
 }
 
 /**
@@ -60,7 +62,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     active: new Set(),
     closing: false,
     gate: createGate({ ...deps, publicUrl: issuer }),
-    sessions: createSessionBinding(deps.store),
+    sessions: createSessionBinding(deps.store, { cacheMs: deps.cacheMs }),
     store: deps.store,
     publicUrl: issuer,
   };

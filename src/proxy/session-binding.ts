@@ -6,10 +6,10 @@ export const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
 /** The binding's expiry is pushed back at most this often per replica (not on every call). */
 const SESSION_BINDING_REFRESH_MS = 3600 * 1000;
 /**
- * A replica trusts a binding it read this long without asking the Store again: the same bound as
- * the token cache (a session ended on another replica is refused here within it).
+ * By default a replica trusts a binding it read this long without asking the Store again: the
+ * token cache's bound (`tokens.cacheMs`; a session ended on another replica is refused within it).
  */
-const SESSION_VERDICT_CACHE_MS = 1000;
+const DEFAULT_VERDICT_CACHE_MS = 1000;
 const MAX_CACHED_SESSIONS = 10_000;
 
 interface CachedBinding {
@@ -28,7 +28,8 @@ interface CachedBinding {
  * refreshes the Store's expiry at most hourly: a tool call in a session costs no Store round trip
  * most of the time (Redis: two per call before; SQLite: a write per call).
  */
-export function createSessionBinding(store: Store) {
+export function createSessionBinding(store: Store, options: { cacheMs?: number | undefined } = {}) {
+  const verdictMs = options.cacheMs ?? DEFAULT_VERDICT_CACHE_MS;
   const key = (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`;
   // Keyed by resource + the id itself (process memory only), so a hit costs no hash.
   const cache = new Map<string, CachedBinding>();
@@ -54,7 +55,7 @@ export function createSessionBinding(store: Store) {
         await store.set(k, owner, SESSION_BINDING_TTL_SECONDS);
         refreshedAt = now;
       }
-      remember(cacheKey, { userKey: owner, checkedUntil: now + SESSION_VERDICT_CACHE_MS, refreshedAt });
+      remember(cacheKey, { userKey: owner, checkedUntil: now + verdictMs, refreshedAt });
       return owner === userKey;
     },
     /** Binds a session id the backend just issued; false when it is already another user's. */
@@ -62,7 +63,7 @@ export function createSessionBinding(store: Store) {
       const k = key(resource, sessionId);
       if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) {
         const now = Date.now();
-        remember(`${resource} ${sessionId}`, { userKey, checkedUntil: now + SESSION_VERDICT_CACHE_MS, refreshedAt: now });
+        remember(`${resource} ${sessionId}`, { userKey, checkedUntil: now + verdictMs, refreshedAt: now });
         return true;
       }
       return (await store.get<string>(k)) === userKey;
