@@ -88,6 +88,8 @@ export interface RawRoutes {
   add(path: string, methods: readonly string[], handler: RawHandler): void;
   /** Called when each raw-served response is done (metrics). */
   observe(observer: RawObserver): void;
+  /** True once the server began closing (raw routes then answer 503; handlers may check it too). */
+  readonly closing: boolean;
 }
 
 const RAW_ROUTES = Symbol('rawRoutes');
@@ -115,6 +117,9 @@ function createRawRoutes() {
       },
       observe(next) {
         observer = next;
+      },
+      get closing(): boolean {
+        return state.closing;
       },
     } satisfies RawRoutes,
     /** True when a raw route took the request. */

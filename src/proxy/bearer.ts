@@ -36,13 +36,14 @@ export async function checkBearer(
   resource: ProtectedResource,
   validate: ValidateAccessToken,
 ): Promise<BearerResult> {
-  const challenge = `Bearer resource_metadata="${resource.metadataUrl}", scope="${resource.scopes.join(' ')}"`;
+  // Built only for a refusal: this runs on every MCP call.
+  const challenge = () => `Bearer resource_metadata="${resource.metadataUrl}", scope="${resource.scopes.join(' ')}"`;
   const token = bearerToken(headers);
   if (token === undefined) {
     return {
       ok: false,
       status: 401,
-      wwwAuthenticate: challenge,
+      wwwAuthenticate: challenge(),
       body: { error: 'invalid_token', error_description: 'A bearer token is required' },
     };
   }
@@ -52,7 +53,7 @@ export async function checkBearer(
     return {
       ok: false,
       status: 401,
-      wwwAuthenticate: `${challenge}, error="invalid_token"`,
+      wwwAuthenticate: `${challenge()}, error="invalid_token"`,
       body: { error: 'invalid_token', error_description: 'The access token is invalid, expired, revoked or for another resource' },
     };
   }

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { RawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import {
   type BackendRequest,
@@ -24,8 +25,8 @@ export interface ProxyContext {
   logger: Logger;
   /** Aborts of the standalone streams (GET) in flight, called when the server closes so they end. POSTs drain instead. */
   active: Set<() => void>;
-  /** Set once shutdown began: new streams are refused. */
-  closing: boolean;
+  /** The app's raw routes: `closing` once shutdown began (new streams are then refused). */
+  routes: RawRoutes;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
@@ -58,7 +59,7 @@ export async function openBackend(
   backendRequest: BackendRequest,
 ): Promise<BackendResponse | undefined> {
   const isStream = backendRequest.method === 'GET';
-  if (isStream && ctx.closing) {
+  if (isStream && ctx.routes.closing) {
     // Admitted just before shutdown began, after the open streams were ended: refused, so no
     // new stream holds the server open.
     sendGatewayError(res, new GatewayError(503, 'Service Unavailable: the gateway is shutting down'));

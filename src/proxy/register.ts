@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
@@ -53,14 +54,14 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   const issuer = new URL(deps.publicUrl).origin;
   const assertions = await createIdentityAssertions({ signingKeyPem: deps.signingKeyPem, issuer, clock: deps.clock });
   const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
-  // One context object for every route (not copies): `closing` is read at request time.
+  // One context object shared by every route.
   const ctx: ProxyContext & { gate: Gate; sessions: SessionBinding; store: Store; publicUrl: string } = {
     forwarders,
     assertions,
     keepAliveMs,
     logger: deps.logger,
     active: new Set(),
-    closing: false,
+    routes: rawRoutes(app),
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, { cacheMs: deps.cacheMs }),
     store: deps.store,
@@ -75,7 +76,6 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   // Graceful shutdown: open SSE streams (GET) would hold the server open, so they are ended
   // (cleanly, via their backend exchange); requests in flight (POST, DELETE) finish within the grace period.
   app.addHook('preClose', (done) => {
-    ctx.closing = true;
     for (const abort of ctx.active) abort();
     done();
   });
