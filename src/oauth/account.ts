@@ -6,7 +6,7 @@ import type { AuthServerContext, ConsentRecord } from './context.ts';
 import { COOKIE, parseCookies } from './cookies.ts';
 import { redirectToUpstream } from './flow.ts';
 import { keys } from './keys.ts';
-import { accountPage, errorPage, PAGE_HEADERS } from './pages.ts';
+import { type AccountClientView, accountPage, errorPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param } from './params.ts';
 import { createRateLimit } from './rate-limit.ts';
 import { constantTimeEqual, sha256 } from './secrets.ts';
@@ -29,15 +29,16 @@ export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
       // Not signed in at the gateway: sign in upstream, then come back here.
       return redirectToUpstream(
         ctx,
-        { id: randomUUID(), purpose: 'account', scopes: [], consented: false, createdAt: ctx.clock.nowSeconds() },
+        { id: randomUUID(), purpose: 'account', scopes: [], createdAt: ctx.clock.nowSeconds() },
         reply,
         request.headers.cookie,
       );
     }
-    const clients: ConsentRecord[] = [];
+    const live = await ctx.grants.liveGrantsByClient(session.userKey);
+    const clients: AccountClientView[] = [];
     for (const clientId of await ctx.store.members(keys.userConsents(session.userKey))) {
       const consent = await ctx.store.get<ConsentRecord>(keys.consent(session.userKey, clientId));
-      if (consent) clients.push(consent);
+      if (consent) clients.push({ ...consent, liveGrants: live.get(clientId) ?? 0 });
     }
     clients.sort((a, b) => (b.lastUsedAt ?? b.approvedAt) - (a.lastUsedAt ?? a.approvedAt));
     const name = session.user.name ?? session.user.preferredUsername ?? session.user.subject;

@@ -99,7 +99,6 @@ function parseRequest(ctx: AuthServerContext, query: Params, client: ClientRecor
     // DESIGN §6: never prompt=consent upstream; `login` and `select_account` pass through.
     prompt: prompt === 'login' || prompt === 'select_account' ? prompt : undefined,
     loginHint: loginHint && loginHint.length <= 256 ? loginHint : undefined,
-    consented: false,
     createdAt: ctx.clock.nowSeconds(),
   };
 }

@@ -71,8 +71,10 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     const sealed = sealSignIn(ctx, signIn);
     const client = await ctx.clients.find(pending.clientId);
     const remembered = await ctx.store.get<ConsentRecord>(keys.consent(userKey, client.clientId));
-    if (!pending.consented && !consentCovers(remembered, pending)) {
-      // The browser remembered an approval this user never gave (or revoked): ask now.
+    if (!consentCovers(remembered, pending)) {
+      // A code goes to a client only for a user who approved it while signed in as themselves:
+      // an approval given before sign-in (or remembered by a cookie) may come from another
+      // browser whose cookies were planted in this one, so this user is asked now, by name.
       const withSignIn = { ...pending, signIn: sealed };
       await ctx.store.set(keys.authorizationRequest(pending.id), withSignIn, AUTHORIZATION_REQUEST_TTL_SECONDS);
       return renderConsent(ctx, withSignIn, client, reply);

@@ -23,7 +23,7 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
     // CSRF: the token must match this request and this browser's nonce cookie.
     const nonce = browserNonceOf(request.headers.cookie);
     const csrf = param(body, 'csrf');
-    if (!nonce || !csrf || !constantTimeEqual(csrf, consentCsrf(ctx, pending.id, nonce))) {
+    if (!nonce || !csrf || !constantTimeEqual(csrf, consentCsrf(ctx, pending, nonce))) {
       return reply
         .code(403)
         .headers(PAGE_HEADERS)
@@ -53,6 +53,6 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
       await rememberConsent(ctx, userKeyOf(taken.signIn.user), taken, client);
       return completeWithCode(ctx, taken, taken.signIn, reply);
     }
-    return redirectToUpstream(ctx, { ...pending, consented: true }, reply, request.headers.cookie);
+    return redirectToUpstream(ctx, pending, reply, request.headers.cookie);
   });
 }

@@ -37,9 +37,11 @@ export interface AuthorizationRequest {
   resource?: string;
   prompt?: 'login' | 'select_account';
   loginHint?: string;
-  /** Consent was given in this flow, before sign-in. */
-  consented: boolean;
-  /** Set after sign-in when consent is still needed (remembered approval was missing). */
+  /**
+   * Set after sign-in when this user has no stored approval covering the request: the consent
+   * page is shown again, naming the signed-in user (a pre-sign-in approval may come from another
+   * browser whose cookies were planted in this one).
+   */
   signIn?: { user: UserIdentity; upstream?: SealedSecret; upstreamExpiresAt?: number };
   createdAt: number;
 }
@@ -65,6 +67,7 @@ export interface CodeRecord {
   userKey: string;
   upstream?: SealedSecret;
   upstreamExpiresAt?: number;
+  issuedAt: number;
   expiresAt: number;
 }
 

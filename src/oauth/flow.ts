@@ -76,6 +76,7 @@ export async function completeWithCode(
   reply: FastifyReply,
 ) {
   const code = randomToken(AUTHORIZATION_CODE_PREFIX);
+  const now = ctx.clock.nowSeconds();
   const record: CodeRecord = {
     grantId: randomUUID(),
     clientId: request.clientId!,
@@ -87,7 +88,8 @@ export async function completeWithCode(
     userKey: userKeyOf(signIn.user),
     upstream: signIn.upstream,
     upstreamExpiresAt: signIn.upstreamExpiresAt,
-    expiresAt: ctx.clock.nowSeconds() + ctx.config.tokens.authorizationCodeTtlSeconds,
+    issuedAt: now,
+    expiresAt: now + ctx.config.tokens.authorizationCodeTtlSeconds,
   };
   await ctx.store.set(keys.code(sha256(code)), record, ctx.config.tokens.authorizationCodeTtlSeconds);
   await ctx.store.delete(keys.authorizationRequest(request.id));
@@ -128,7 +130,7 @@ export function approvalOf(request: AuthorizationRequest): Approval {
 }
 
 /** Whether a remembered approval covers this request's resource and every scope it asks for. */
-export function consentCovers(consent: ConsentRecord | undefined, request: AuthorizationRequest): boolean {
+export function consentCovers(consent: ConsentRecord | undefined, request: Pick<AuthorizationRequest, 'resource' | 'scopes'>): boolean {
   const approved = consent?.resources?.[request.resource!];
   return approved !== undefined && request.scopes.every((scope) => approved.includes(scope));
 }
@@ -152,7 +154,7 @@ export function renderConsent(ctx: AuthServerContext, request: AuthorizationRequ
     .send(
       consentPage({
         requestId: request.id,
-        csrf: consentCsrf(ctx, request.id, browserNonce),
+        csrf: consentCsrf(ctx, request, browserNonce),
         clientName: client.clientName ?? client.clientId,
         clientId: client.clientId,
         redirectHost: redirectHost(request.redirectUri!),
@@ -163,8 +165,13 @@ export function renderConsent(ctx: AuthServerContext, request: AuthorizationRequ
     );
 }
 
-export function consentCsrf(ctx: AuthServerContext, requestId: string, browserNonce: string): string {
-  return ctx.signer.mac(`consent|${requestId}|${browserNonce}`);
+/**
+ * Bound to the request, to this browser's nonce cookie and to the signed-in user: a token taken
+ * from the pre-sign-in page of a request cannot confirm that request once a user has signed in.
+ */
+export function consentCsrf(ctx: AuthServerContext, request: Pick<AuthorizationRequest, 'id' | 'signIn'>, browserNonce: string): string {
+  const user = request.signIn ? userKeyOf(request.signIn.user) : '';
+  return ctx.signer.mac(`consent|${request.id}|${user}|${browserNonce}`);
 }
 
 const BROWSER_COOKIE_TTL_SECONDS = 30 * 86400;

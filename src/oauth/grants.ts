@@ -245,6 +245,16 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     return revoked;
   }
 
-  return { create, refresh, revokeGrant, revokeToken, revokeUserClientGrants, validateAccessToken };
+  /** How many live grants the user has per client (for /account). */
+  async function liveGrantsByClient(userKey: string): Promise<Map<string, number>> {
+    const counts = new Map<string, number>();
+    for (const grantId of await store.members(keys.userGrants(userKey))) {
+      const grant = await store.get<GrantRecord>(keys.grant(grantId));
+      if (grant) counts.set(grant.clientId, (counts.get(grant.clientId) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  return { create, refresh, revokeGrant, revokeToken, revokeUserClientGrants, liveGrantsByClient, validateAccessToken };
 }
 export type Grants = ReturnType<typeof createGrants>;

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { authenticateClient } from './client-auth.ts';
-import type { AuthServerContext, CodeRecord } from './context.ts';
+import type { AuthServerContext, CodeRecord, ConsentRecord } from './context.ts';
 import { OAuthError } from './errors.ts';
-import { AUTHORIZATION_CODE_PREFIX } from './flow.ts';
+import { AUTHORIZATION_CODE_PREFIX, consentCovers } from './flow.ts';
 import { keys } from './keys.ts';
 import { type Params, param, requiredParam, requireForm, splitScopes } from './params.ts';
 import { verifyPkce } from './pkce.ts';
@@ -69,6 +69,12 @@ async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: stri
   if (!verifyPkce(verifier, record.codeChallenge)) throw new OAuthError('invalid_grant', 'code_verifier does not match the code_challenge');
   if (resource !== undefined && resource !== record.resource) {
     throw new OAuthError('invalid_target', 'resource does not match the authorization request');
+  }
+  // A code lives only as long as the user's approval: Revoke at /account (which deletes it) ends
+  // codes issued before it, and a later re-approval does not revive them.
+  const consent = await ctx.store.get<ConsentRecord>(keys.consent(record.userKey, record.clientId));
+  if (!consentCovers(consent, record) || consent!.approvedAt > record.issuedAt) {
+    throw new OAuthError('invalid_grant', 'the user revoked access for this client');
   }
   const { tokens } = await ctx.grants.create({
     grantId: record.grantId,

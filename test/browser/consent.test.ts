@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Response } from 'playwright-core';
+import { COOKIE } from '../../src/oauth/cookies.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { authorizeUrl, pkce, registerClient } from '../support/oauth-steps.ts';
 
@@ -102,8 +103,13 @@ describe('browser: consent and dev sign-in in Chromium', () => {
       await page.fill('input[name="login"]', 'alice');
       await page.fill('input[name="password"]', 'alice-password');
 
-      // 3. Sign in → gateway /callback → the client's redirect_uri with code, state and iss.
-      await Promise.all([page.waitForURL((url) => url.href.startsWith(callback)), page.getByRole('button', { name: 'Sign in' }).click()]);
+      // 3. Sign in → gateway /callback: alice has no stored approval, so she confirms by name.
+      await Promise.all([page.waitForURL((url) => url.pathname === '/callback'), page.getByRole('button', { name: 'Sign in' }).click()]);
+      assert.equal((await page.locator('#signed-in-as').textContent())?.trim(), 'Signed in as Alice Admin.');
+      assert.equal(received.length, 0, 'no code before the signed-in user confirmed');
+
+      // 4. Allow → the client's redirect_uri with code, state and iss.
+      await Promise.all([page.waitForURL((url) => url.href.startsWith(callback)), page.getByRole('button', { name: 'Allow' }).click()]);
       await page.waitForLoadState('load');
       assert.equal(received.length, 1, `redirect server hits: ${received.map((u) => u.href).join(', ')}`);
       const returned = received[0]!;
@@ -114,7 +120,7 @@ describe('browser: consent and dev sign-in in Chromium', () => {
       const code = returned.searchParams.get('code');
       assert.match(code ?? '', /^mcpgw_code_/);
 
-      // 4. The code redeems at /token (PKCE verifier, same redirect_uri and resource).
+      // 5. The code redeems at /token (PKCE verifier, same redirect_uri and resource).
       const token = await exchangeCodeFor(gateway.publicUrl, { code: code!, verifier, clientId, redirectUri: callback, resource: gateway.mcpUrl });
       assert.equal(token.status, 200);
       assert.equal(token.headers.get('cache-control'), 'no-store');
@@ -127,7 +133,7 @@ describe('browser: consent and dev sign-in in Chromium', () => {
       assert.equal(record?.user.name, 'Alice Admin');
       assert.equal(record?.resource, gateway.mcpUrl);
 
-      // 5. Cookies: every one the gateway set is __Host-, Secure, HttpOnly, SameSite=Lax, Path=/,
+      // 6. Cookies: every one the gateway set is __Host-, Secure, HttpOnly, SameSite=Lax, Path=/,
       // and Chromium kept them on http://localhost (a secure context, so Secure cookies are allowed).
       await Promise.all(recording);
       // csrf (consent page), consent approval (Allow), account session (/callback).
@@ -156,6 +162,72 @@ describe('browser: consent and dev sign-in in Chromium', () => {
       for (const cookie of jar) assert.match(cookie.name, /^__Host-/, `only __Host- cookies on the gateway host: ${cookie.name}`);
     } finally {
       await browser.close();
+    }
+  });
+
+  it('a consent given in the attacker\'s browser and planted in the victim\'s does not complete: the signed-in victim is asked by name, no code reaches the attacker', { timeout: 60_000 }, async () => {
+    // The attacker's client: its redirect_uri records every hit; /lure, on another port of the
+    // gateway's host (cookies are not isolated by port), plants the attacker's browser cookie.
+    const attackerHits: URL[] = [];
+    let lure = { cookie: '', idpUrl: '' };
+    const attackerServer = createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://localhost');
+      if (url.pathname === '/lure') {
+        res.writeHead(302, {
+          'set-cookie': `${COOKIE.browser}=${lure.cookie}; Path=/; Secure; HttpOnly; SameSite=Lax`,
+          location: lure.idpUrl,
+        });
+        return res.end();
+      }
+      if (url.pathname === '/cb') attackerHits.push(url);
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('attacker');
+    });
+    await new Promise<void>((resolve) => attackerServer.listen(0, '127.0.0.1', resolve));
+    const attackerPort = (attackerServer.address() as AddressInfo).port;
+    const evilClient = await registerClient(gateway.publicUrl, { client_name: 'Evil Client', redirect_uris: [`http://127.0.0.1:${attackerPort}/cb`] });
+
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    try {
+      // The victim, Bob, is signed in at the IdP (here through the gateway's /account page).
+      const victim = await (await browser.newContext()).newPage();
+      await victim.goto(`${gateway.publicUrl}/account`);
+      await victim.fill('input[name="login"]', 'bob');
+      await victim.fill('input[name="password"]', 'bob-password');
+      await Promise.all([victim.waitForURL((url) => url.pathname === '/account'), victim.getByRole('button', { name: 'Sign in' }).click()]);
+
+      // The attacker, signed in nowhere, allows his own client and keeps the IdP URL and his browser cookie.
+      const attackerContext = await browser.newContext();
+      const attacker = await attackerContext.newPage();
+      attacker.on('request', (request) => {
+        const url = new URL(request.url());
+        if (!lure.idpUrl && url.origin === gateway.devIdp!.origin && url.pathname.endsWith('/auth')) lure.idpUrl = url.href;
+      });
+      const start = authorizeUrl(gateway.publicUrl, {
+        response_type: 'code',
+        client_id: evilClient,
+        redirect_uri: `http://127.0.0.1:${attackerPort}/cb`,
+        code_challenge: pkce().challenge,
+        code_challenge_method: 'S256',
+        state: 'attacker-state',
+        resource: gateway.mcpUrl,
+      });
+      await attacker.goto(start.href);
+      await Promise.all([attacker.waitForURL((url) => url.pathname.includes('/interaction/')), attacker.getByRole('button', { name: 'Allow' }).click()]);
+      const planted = (await attackerContext.cookies(gateway.publicUrl)).find((c) => c.name === COOKIE.browser);
+      assert.ok(planted && lure.idpUrl, 'the attacker holds a browser cookie and the IdP URL');
+      lure = { cookie: planted.value, idpUrl: lure.idpUrl };
+
+      // The victim opens the lure: the IdP completes silently, and the gateway asks Bob by name.
+      const landed = await victim.goto(`http://localhost:${attackerPort}/lure`);
+      assert.equal(new URL(victim.url()).pathname, '/callback');
+      assert.equal(landed?.status(), 200);
+      assert.equal((await victim.locator('#signed-in-as').textContent())?.trim(), 'Signed in as Bob Builder.');
+      assert.equal((await victim.locator('#client-name').textContent())?.trim(), 'Evil Client');
+      assert.equal((await victim.locator('#redirect-host').textContent())?.trim(), `127.0.0.1:${attackerPort}`);
+      assert.deepEqual(attackerHits, [], 'no code reached the attacker');
+    } finally {
+      await browser.close();
+      await new Promise<void>((resolve) => attackerServer.close(() => resolve()));
     }
   });
 });

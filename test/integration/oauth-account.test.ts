@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { type Harness, startHarness } from '../support/gateway-harness.ts';
+import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
 import { signInAtDevIdp } from '../support/headless-browser.ts';
 import {
   authorizeUrl,
   CLIENT_REDIRECT,
   defaultAuthorizeParams,
+  exchangeCode,
   obtainCode,
   pkce,
   postForm,
@@ -107,6 +108,59 @@ describe('an IdP outage during refresh does not end the grant', () => {
       });
     }
     assert.ok(await gw.ctx.grants.validateAccessToken(tokens.access_token), 'the grant is intact');
+  });
+});
+
+describe('/account: revocation reaches codes, and the page shows live access', () => {
+  const clock = mutableClock();
+  let gw: Harness;
+  before(async () => {
+    gw = await startHarness({ clock });
+  });
+  after(() => gw.close());
+
+  it('Revoke at /account ends a code issued just before it: the code no longer redeems', async () => {
+    const { clientId, code, verifier, browser } = await obtainCode(gw.publicUrl);
+    const account = await browser.get(`${gw.publicUrl}/account`);
+    await browser.submitForm(account, 'action="/account/revoke"', { client_id: clientId });
+    const exchange = await exchangeCode(gw.publicUrl, { code, verifier, clientId });
+    assert.equal(exchange.status, 400);
+    assert.deepEqual(await exchange.json(), { error: 'invalid_grant', error_description: 'the user revoked access for this client' });
+  });
+
+  it('a code issued before Revoke stays dead after the user approves the client again', async () => {
+    const clientId = await registerClient(gw.publicUrl);
+    const first = await obtainCode(gw.publicUrl, { clientId });
+    const account = await first.browser.get(`${gw.publicUrl}/account`);
+    await first.browser.submitForm(account, 'action="/account/revoke"', { client_id: clientId });
+    clock.advance(1);
+    const again = await obtainCode(gw.publicUrl, { clientId, browser: first.browser });
+    const stale = await exchangeCode(gw.publicUrl, { code: first.code, verifier: first.verifier, clientId });
+    assert.equal(stale.status, 400);
+    assert.equal(((await stale.json()) as { error: string }).error, 'invalid_grant');
+    await redeemCode(gw.publicUrl, { code: again.code, verifier: again.verifier, clientId });
+  });
+
+  it('an approval whose grants are all gone is listed as "not connected (approval only)"', async () => {
+    const { clientId, code, verifier, browser } = await obtainCode(gw.publicUrl);
+    const tokens = await redeemCode(gw.publicUrl, { code, verifier, clientId });
+    const accessOf = async () => /<td class="access">([^<]*)<\/td>/.exec((await browser.get(`${gw.publicUrl}/account`)).body)?.[1];
+    assert.equal(await accessOf(), 'connected');
+    const revoked = await postForm(gw.publicUrl, '/revoke', { token: tokens.refresh_token, client_id: clientId });
+    assert.equal(revoked.status, 200);
+    assert.equal(await accessOf(), 'not connected (approval only)');
+  });
+
+  it('client_name is shown without bidi overrides or control characters on the consent page and /account', async () => {
+    const clientId = await registerClient(gw.publicUrl, { client_name: 'Evil\u202Egnp.exe\u0007\u200B\nTools' });
+    const { browser, pages } = await obtainCode(gw.publicUrl, { clientId });
+    const consent = pages.find((p) => p.body.includes('name="decision"'))!;
+    const account = await browser.get(`${gw.publicUrl}/account`);
+    for (const body of [consent.body, account.body]) {
+      assert.ok(body.includes('Evilgnp.exe Tools'), body);
+      assert.doesNotMatch(body, /[\u202E\u0007\u200B]/);
+    }
+    assert.match(consent.body, /<strong id="redirect-host">127\.0\.0\.1:53682<\/strong>/);
   });
 });
 

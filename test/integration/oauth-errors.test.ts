@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { COOKIE } from '../../src/oauth/cookies.ts';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
@@ -293,6 +295,33 @@ describe('authorization server: bad input gets the exact error', () => {
       assert.equal(result.stoppedAt, undefined, 'no code reached the client');
       assert.equal(result.status, 400);
       assert.ok(result.body.includes('this sign-in was started in another browser'));
+    });
+
+    it("after a planted sign-in, the attacker's pre-sign-in CSRF token cannot confirm the victim's consent", async () => {
+      const evil = await registerClient(base, { client_name: 'Evil' });
+      const attacker = createHeadlessBrowser();
+      const consent = await attacker.get(authorizeUrl(base, defaultAuthorizeParams(base, evil, pkce().challenge)));
+      const requestId = /name="request" value="([^"]+)"/.exec(consent.body)?.[1];
+      const csrf = /name="csrf" value="([^"]+)"/.exec(consent.body)?.[1];
+      assert.ok(requestId && csrf);
+      const toIdp = await attacker.submitForm(consent, 'action="/consent"', { decision: 'allow' }, { stopAt: (l) => l.pathname.endsWith('/auth') });
+      const plantedCookie = attacker.cookieHeader(base).split('; ').find((c) => c.startsWith(`${COOKIE.browser}=`))!;
+      // A page on another port of the gateway's host sets the attacker's browser cookie for it.
+      const lure = createServer((_req, res) => res.writeHead(302, { 'set-cookie': `${plantedCookie}; Path=/; Secure; HttpOnly`, location: toIdp.stoppedAt!.href }).end());
+      await new Promise<void>((resolve) => lure.listen(0, '127.0.0.1', resolve));
+      try {
+        const victim = createHeadlessBrowser();
+        const signIn = await victim.get(`http://localhost:${(lure.address() as AddressInfo).port}/`);
+        const asked = await signInAtDevIdp(victim, signIn, 'bob', 'bob-password', { stopAt: (l) => l.href.startsWith(CLIENT_REDIRECT) });
+        assert.equal(asked.stoppedAt, undefined, 'no code before Bob confirms');
+        assert.ok(asked.body.includes('Signed in as <strong>Bob Builder</strong>'));
+        const replayed = await postForm(base, '/consent', { request: requestId, csrf, decision: 'allow' }, { cookie: attacker.cookieHeader(base) });
+        assert.equal(replayed.status, 403);
+        assert.ok((await replayed.text()).includes('missing or invalid CSRF token'));
+        assert.equal(replayed.headers.get('location'), null);
+      } finally {
+        await new Promise<void>((resolve) => lure.close(() => resolve()));
+      }
     });
 
     it('unknown state → 400 page', async () => {
