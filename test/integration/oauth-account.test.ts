@@ -144,7 +144,8 @@ describe('/account: revocation reaches codes, and the page shows live access', (
   it('an approval whose grants are all gone is listed as "not connected (approval only)"', async () => {
     const { clientId, code, verifier, browser } = await obtainCode(gw.publicUrl);
     const tokens = await redeemCode(gw.publicUrl, { code, verifier, clientId });
-    const accessOf = async () => /<td class="access">([^<]*)<\/td>/.exec((await browser.get(`${gw.publicUrl}/account`)).body)?.[1];
+    const row = new RegExp(`<code>${clientId}</code>[\\s\\S]*?<td class="access">([^<]*)</td>`);
+    const accessOf = async () => row.exec((await browser.get(`${gw.publicUrl}/account`)).body)?.[1];
     assert.equal(await accessOf(), 'connected');
     const revoked = await postForm(gw.publicUrl, '/revoke', { token: tokens.refresh_token, client_id: clientId });
     assert.equal(revoked.status, 200);
