@@ -201,9 +201,20 @@ export const configSchema = z
         authorizationCodeTtlSeconds: z.number().int().min(10).max(600).default(300),
         /** How long a replica trusts a token lookup (≤ 1 s: the cross-replica revocation bound); 0 = read the Store on every call. */
         cacheMs: z.number().int().min(0).max(1000).default(1000),
+        /**
+         * After a refresh, the old refresh token still returns the same new pair for this many
+         * seconds (a client that retried keeps its grant); later it counts as reuse. 0 = never.
+         */
+        refreshReuseIntervalSeconds: z.number().int().min(0).max(60).default(2),
       })
       .strict()
-      .default({ accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 30 * 86400, authorizationCodeTtlSeconds: 300, cacheMs: 1000 }),
+      .default({
+        accessTokenTtlSeconds: 3600,
+        refreshTokenTtlSeconds: 30 * 86400,
+        authorizationCodeTtlSeconds: 300,
+        cacheMs: 1000,
+        refreshReuseIntervalSeconds: 2,
+      }),
     clientRegistration: z
       .object({
         dynamic: z.boolean().default(true),

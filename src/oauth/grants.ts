@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Clock } from '../ports/clock.ts';
 import type { UpstreamIdp, UpstreamTokens, UserIdentity } from '../ports/idp.ts';
 import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
@@ -6,7 +7,7 @@ import type { AccessTokenRecord, GrantRecord, SealedSecret } from '../ports/reco
 import type { Store } from '../ports/store.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { randomToken, type Sealer, sha256 } from './secrets.ts';
+import { openForHolder, randomToken, type Sealer, sealForHolder, sha256 } from './secrets.ts';
 
 export const ACCESS_TOKEN_PREFIX = 'mcpgw_at_';
 export const REFRESH_TOKEN_PREFIX = 'mcpgw_rt_';
@@ -16,11 +17,29 @@ export interface GrantOptions {
   refreshTokenTtlSeconds: number;
   /** How long a replica may trust a token lookup it made (bounds cross-replica revocation delay). */
   cacheMs?: number;
+  /** After a rotation, the old refresh token returns the same new pair for this long; 0 = never. */
+  refreshReuseIntervalSeconds?: number;
 }
 
 /** Revocation on one replica must be effective on every replica within one second. */
 export const MAX_TOKEN_CACHE_MS = 1000;
 const TOKEN_CACHE_MAX_ENTRIES = 50_000;
+/** A rotation in progress holds its claim at most this long (an upstream refresh included). */
+const ROTATION_CLAIM_SECONDS = 30;
+/** A repeated refresh waits this long at most for a rotation in progress, polling the Store. */
+const ROTATION_WAIT_MS = 10_000;
+const ROTATION_POLL_MS = 25;
+
+/** A refresh token's rotation: claimed (no rotatedAt), then, for the reuse interval, its result. */
+interface RotationRecord {
+  grantId: string;
+  clientId: string;
+  rotatedAt?: number;
+  /** SHA-256 of the refresh token it was rotated to. */
+  refreshHash?: string;
+  /** The rotated pair, sealed for the holder of the old refresh token (sealForHolder). */
+  pair?: string;
+}
 
 export interface IssuedTokens {
   access_token: string;
@@ -57,6 +76,8 @@ export function userKeyOf(user: UserIdentity): string {
 export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp }, options: GrantOptions) {
   const { store, clock, sealer, idp } = deps;
   const cacheMs = Math.min(options.cacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
+  const reuseIntervalSeconds = options.refreshReuseIntervalSeconds ?? 0;
+  const nowMs = () => clock.nowMs?.() ?? Date.now();
   // Keyed by the token itself so a hit costs no hash (benchmark 2); `cachedByHash` lets a
   // revocation, which knows only hashes, drop the entry. Process memory only, never the Store.
   const cache = new Map<string, { record: AccessTokenRecord; until: number; hash: string }>();
@@ -68,7 +89,8 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     cache.delete(token);
   }
 
-  async function issueTokens(grant: GrantRecord): Promise<IssuedTokens> {
+  /** New access + refresh tokens of `grant`; the access token carries `scopes` (⊆ the grant's). */
+  async function issueTokens(grant: GrantRecord, scopes = grant.scopes): Promise<IssuedTokens> {
     const now = clock.nowSeconds();
     const accessToken = randomToken(ACCESS_TOKEN_PREFIX);
     const refreshToken = randomToken(REFRESH_TOKEN_PREFIX);
@@ -80,7 +102,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
       clientId: grant.clientId,
       userKey: grant.userKey,
       user: grant.user,
-      scopes: grant.scopes,
+      scopes,
       resource: grant.resource,
       expiresAt: now + accessTtl,
     };
@@ -97,7 +119,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
       token_type: 'Bearer',
       expires_in: accessTtl,
       refresh_token: refreshToken,
-      scope: grant.scopes.join(' '),
+      scope: scopes.join(' '),
     };
   }
 
@@ -125,20 +147,13 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
    * Refresh-token grant: rotation, reuse detection, upstream refresh (DESIGN §4).
    * Crash-safe order: nothing is consumed until the new tokens are written; the old refresh token
    * is then taken atomically. A store or IdP failure part-way leaves the old token usable.
+   * One request rotates a token (a claim in the Store); the same token presented again meanwhile
+   * or soon after is answered by repeatedRefresh.
    */
-  async function refresh(refreshToken: string, clientId: string, requested: { scopes?: string[]; resource?: string }) {
+  async function refresh(refreshToken: string, clientId: string, requested: { scopes?: string[]; resource?: string }): Promise<IssuedTokens> {
     const hash = sha256(refreshToken);
     const entry = await store.get<{ grantId: string }>(keys.refreshToken(hash));
-    if (!entry) {
-      const reusedGrant = await store.get<string>(keys.usedRefreshToken(hash));
-      if (reusedGrant) {
-        // OAuth 2.1 §4.3.1 / BCP for browser apps: a rotated refresh token presented again
-        // means it leaked; end the whole grant.
-        await revokeGrant(reusedGrant);
-        throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
-      }
-      throw new OAuthError('invalid_grant', 'unknown, expired or revoked refresh token');
-    }
+    if (!entry) return repeatedRefresh(refreshToken, hash, clientId);
     const grant = await store.get<GrantRecord>(keys.grant(entry.grantId));
     const now = clock.nowSeconds();
     if (!grant || grant.expiresAt <= now) throw new OAuthError('invalid_grant', 'the grant has expired or was revoked');
@@ -149,12 +164,21 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     if (requested.resource !== undefined && requested.resource !== grant.resource) {
       throw new OAuthError('invalid_target', `refresh token is for resource ${grant.resource}`);
     }
+    // RFC 6749 §6: a narrower scope applies to this access token only; the grant keeps what the
+    // user approved, so a later refresh without `scope` gets all of it again.
     const scopes = requested.scopes ?? grant.scopes;
     const widened = scopes.filter((s) => !grant.scopes.includes(s));
     if (widened.length > 0) throw new OAuthError('invalid_scope', `scope exceeds the original grant: ${widened.join(' ')}`);
+    const claim: RotationRecord = { grantId: grant.grantId, clientId };
+    if (!(await store.setIfAbsent(keys.refreshRotation(hash), claim, ROTATION_CLAIM_SECONDS))) {
+      return repeatedRefresh(refreshToken, hash, clientId);
+    }
+    let tokens: IssuedTokens;
     try {
       await refreshUpstream(grant);
+      tokens = await issueTokens(grant, scopes);
     } catch (error) {
+      await store.delete(keys.refreshRotation(hash));
       if (error instanceof UpstreamRefusedError) {
         await revokeGrant(grant.grantId);
         throw new OAuthError('invalid_grant', `the identity provider refused to renew the sign-in (${error.upstreamError})`);
@@ -165,15 +189,67 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
       }
       throw error;
     }
-    const tokens = await issueTokens({ ...grant, scopes });
     if (!(await store.take(keys.refreshToken(hash)))) {
-      // Another request rotated this refresh token meanwhile: treat as reuse.
+      // Rotated by a request that claimed after our read (reuse interval 0), or revoked meanwhile:
+      // either way the tokens just written must not outlive the grant.
       await revokeGrant(grant.grantId);
       throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
     }
     await store.set(keys.usedRefreshToken(hash), grant.grantId, Math.max(1, grant.expiresAt - now));
     await store.removeFromSet(keys.grantTokens(grant.grantId), `rt:${hash}`);
+    if (reuseIntervalSeconds > 0) {
+      const rotated: RotationRecord = {
+        ...claim,
+        rotatedAt: now,
+        refreshHash: sha256(tokens.refresh_token),
+        pair: sealForHolder(refreshToken, JSON.stringify(tokens)),
+      };
+      await store.set(keys.refreshRotation(hash), rotated, reuseIntervalSeconds);
+    } else {
+      await store.delete(keys.refreshRotation(hash));
+    }
     return tokens;
+  }
+
+  /**
+   * A refresh token presented after (or while) it was rotated. Within the reuse interval, the
+   * same client gets the same rotated pair while that pair's refresh token is unused — a client
+   * that retried, or sent two requests at once, keeps its grant. Anything else is reuse: the token
+   * leaked, and the whole grant ends (OAuth 2.1 §4.3.1; RFC 9700 §4.14.2).
+   */
+  async function repeatedRefresh(refreshToken: string, hash: string, clientId: string): Promise<IssuedTokens> {
+    const rotation = await settledRotation(hash);
+    if (rotation?.rotatedAt === undefined && (rotation || (await store.get(keys.refreshToken(hash))))) {
+      // The other request is still rotating, or failed and left the token as it was.
+      throw new OAuthError('temporarily_unavailable', 'another request is refreshing with this token; try again', {
+        headers: { 'retry-after': '1' },
+      });
+    }
+    if (
+      rotation?.pair !== undefined &&
+      rotation.clientId === clientId &&
+      clock.nowSeconds() - rotation.rotatedAt! < reuseIntervalSeconds &&
+      (await store.get(keys.refreshToken(rotation.refreshHash!)))
+    ) {
+      const pair = openForHolder(refreshToken, rotation.pair);
+      if (pair !== undefined) return JSON.parse(pair) as IssuedTokens;
+    }
+    const reusedGrant = rotation?.grantId ?? (await store.get<string>(keys.usedRefreshToken(hash)));
+    if (reusedGrant) {
+      await revokeGrant(reusedGrant);
+      throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
+    }
+    throw new OAuthError('invalid_grant', 'unknown, expired or revoked refresh token');
+  }
+
+  /** The rotation record once its rotation finished (or vanished), waiting a bounded time for one in progress. */
+  async function settledRotation(hash: string): Promise<RotationRecord | undefined> {
+    const deadline = Date.now() + ROTATION_WAIT_MS;
+    for (;;) {
+      const rotation = await store.get<RotationRecord>(keys.refreshRotation(hash));
+      if (rotation?.rotatedAt !== undefined || rotation === undefined || Date.now() >= deadline) return rotation;
+      await sleep(ROTATION_POLL_MS);
+    }
   }
 
   /** A refresh renews the upstream grant too, so a user disabled upstream loses access (DESIGN §4). */
@@ -194,7 +270,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
    * another replica takes effect here within that bound.
    */
   async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
-    const now = Date.now();
+    const now = nowMs();
     const cached = cache.get(token);
     let record: AccessTokenRecord | undefined;
     if (cached !== undefined && cached.until > now) {

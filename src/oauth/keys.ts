@@ -12,6 +12,7 @@ export const keys = {
   accessToken: (tokenHash: string) => `at:${tokenHash}`,
   refreshToken: (tokenHash: string) => `rt:${tokenHash}`,
   usedRefreshToken: (tokenHash: string) => `rt-used:${tokenHash}`,
+  refreshRotation: (tokenHash: string) => `rt-rotation:${tokenHash}`,
   grant: (grantId: string) => `grant:${grantId}`,
   grantTokens: (grantId: string) => `grant-tokens:${grantId}`,
   userGrants: (userKey: string) => `user-grants:${userKey}`,

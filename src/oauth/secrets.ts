@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { SealedSecret } from '../ports/records.ts';
 
 /** 256-bit random token with a recognisable prefix (DESIGN §4), e.g. `mcpgw_at_…`. */
@@ -15,6 +15,34 @@ export function constantTimeEqual(a: string, b: string): boolean {
   const left = Buffer.from(a);
   const right = Buffer.from(b);
   return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/**
+ * AES-256-GCM under a key derived (HKDF-SHA256, RFC 5869) from a token the Store never holds:
+ * only whoever presents that token again can open it, and a Store dump alone opens nothing.
+ */
+export function sealForHolder(token: string, plaintext: string): string {
+  const iv = randomBytes(12);
+  const cipher = createCipheriv('aes-256-gcm', holderKey(token), iv);
+  const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);
+  return Buffer.concat([iv, body, cipher.getAuthTag()]).toString('base64url');
+}
+
+/** Undefined when `token` is not the one it was sealed for (or the data was altered). */
+export function openForHolder(token: string, sealed: string): string | undefined {
+  const raw = Buffer.from(sealed, 'base64url');
+  if (raw.length < 28) return undefined;
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', holderKey(token), raw.subarray(0, 12));
+    decipher.setAuthTag(raw.subarray(raw.length - 16));
+    return Buffer.concat([decipher.update(raw.subarray(12, raw.length - 16)), decipher.final()]).toString('utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function holderKey(token: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', token, 'mcpgw holder seal', '', 32));
 }
 
 export interface EncryptionKey {

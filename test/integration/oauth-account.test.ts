@@ -159,7 +159,7 @@ describe('/account: revocation reaches codes, and the page shows live access', (
     const account = await browser.get(`${gw.publicUrl}/account`);
     for (const body of [consent.body, account.body]) {
       assert.ok(body.includes('Evilgnp.exe Tools'), body);
-      assert.doesNotMatch(body, /[\u202E\u0007\u200B]/);
+      for (const hidden of ['\u202E', '\u0007', '\u200B']) assert.ok(!body.includes(hidden), `U+${hidden.codePointAt(0)!.toString(16)} shown`);
     }
     assert.match(consent.body, /<strong id="redirect-host">127\.0\.0\.1:53682<\/strong>/);
   });

@@ -1,15 +1,16 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
-import { type Harness, startHarness } from '../support/gateway-harness.ts';
+import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
 import { postForm } from '../support/oauth-steps.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 /** Discovery → registration → consent → dev sign-in → token → refresh → revoke, with the SDK's auth(). */
 describe('sign-in with the MCP SDK auth flow (dev IdP)', () => {
+  const clock = mutableClock();
   let gateway: Harness;
   before(async () => {
-    gateway = await startHarness();
+    gateway = await startHarness({ clock });
   });
   after(() => gateway.close());
 
@@ -37,7 +38,14 @@ describe('sign-in with the MCP SDK auth flow (dev IdP)', () => {
     assert.notEqual(second.refresh_token, first.refresh_token);
     assert.ok(await gateway.ctx.grants.validateAccessToken(second.access_token));
 
-    // Reusing the rotated refresh token revokes the grant (both tokens die).
+    // Within the reuse interval (2 s) a retry with the rotated token gets the same pair back.
+    const retry = await postForm(gateway.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: first.refresh_token!, client_id: info!.client_id });
+    assert.equal(retry.status, 200);
+    const retried = (await retry.json()) as Record<string, unknown>;
+    assert.deepEqual([retried['access_token'], retried['refresh_token']], [second.access_token, second.refresh_token]);
+
+    // After it, reusing the rotated refresh token revokes the grant (both tokens die).
+    clock.advance(2);
     const reuse = await postForm(gateway.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: first.refresh_token!, client_id: info!.client_id });
     assert.equal(reuse.status, 400);
     assert.deepEqual(await reuse.json(), {

@@ -13,11 +13,12 @@ export const DEV_USERS = [
 
 /** A clock tests can move forward. */
 export function mutableClock(start = Math.floor(Date.now() / 1000)): Clock & { advance(seconds: number): void } {
-  let now = start;
+  let nowMs = start * 1000;
   return {
-    nowSeconds: () => now,
+    nowSeconds: () => Math.floor(nowMs / 1000),
+    nowMs: () => nowMs,
     advance(seconds) {
-      now += seconds;
+      nowMs += seconds * 1000;
     },
   };
 }
