@@ -19,7 +19,7 @@ interface Stats {
 export async function signIn(ctx: BenchContext): Promise<Section> {
   const section: Section = {
     id: 5,
-    title: 'Sign-in throughput (register → authorize → consent → dev IdP → callback → token)',
+    title: 'Sign-in throughput (register → authorize → consent → dev IdP → callback → consent as the user → token)',
     columns: ['store', 'clients in parallel', 'sign-ins/s', 'p50 ms', 'gateway CPU ms / sign-in', 'Store calls / sign-in', 'Store ms / sign-in', 'Store share of gateway CPU'],
     rows: [],
     notes: [],
@@ -67,7 +67,7 @@ export async function signIn(ctx: BenchContext): Promise<Section> {
     await redis.stop();
   }
   section.notes.push(
-    `${concurrency} clients sign in back to back for ${seconds} s after one warm-up sign-in; each sign-in registers a new client (DCR), approves consent and logs in at the dev IdP (oidc-provider, in the gateway process).`,
+    `${concurrency} clients sign in back to back for ${seconds} s after one warm-up sign-in; each sign-in registers a new client (DCR), approves consent, logs in at the dev IdP (oidc-provider, in the gateway process) and confirms consent as the signed-in user.`,
     'Store ms: wall time inside Store calls in the gateway process (SQLite: synchronous, so CPU; Redis: round trips, which overlap other work, so the share can read high). Gateway CPU: process.cpuUsage over the run, dev IdP included.',
   );
   return section;

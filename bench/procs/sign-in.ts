@@ -4,7 +4,8 @@ import { DEV_USERS } from '../lib/users.ts';
 
 /**
  * Benchmark 5's client: complete sign-ins over HTTP, as an MCP client and a user's browser do
- * them: DCR register → /authorize → consent (allow) → dev IdP login → /callback → /token.
+ * them: DCR register → /authorize → consent (allow) → dev IdP login → /callback → consent as the
+ * signed-in user (allow; a new client has no stored approval) → /token.
  */
 async function signInOnce(baseUrl: string): Promise<void> {
   const user = DEV_USERS[0]!;
