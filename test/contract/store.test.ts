@@ -184,6 +184,42 @@ describe('RedisStore when Redis goes away', () => {
     await store.ping();
   });
 
+  it('while Redis hangs, every call fails within the command timeout counted from the call, even queued behind a hung batch', async (t) => {
+    // Default timeout, the figure docs/production.md promises; margin for scheduling only.
+    const hung = await RedisStore.connect({ url: redis.url });
+    t.after(() => hung.close());
+    const outcomes: Promise<{ error: unknown; elapsedMs: number }>[] = [];
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      // 15 waves of 4 calls, 100 ms apart: later waves queue behind batches already waiting on Redis.
+      for (let wave = 0; wave < 15; wave++) {
+        for (const call of [
+          () => hung.get(`k${wave}`),
+          () => hung.set(`k${wave}`, wave, 60),
+          () => hung.take(`k${wave}`),
+          () => hung.increment(`n${wave}`, 60),
+        ]) {
+          const startedAt = Date.now();
+          outcomes.push(call().then(
+            () => ({ error: undefined, elapsedMs: Date.now() - startedAt }),
+            (error: unknown) => ({ error, elapsedMs: Date.now() - startedAt }),
+          ));
+        }
+        await sleep(100);
+      }
+      const settled = await Promise.all(outcomes);
+      assert.equal(settled.length, 60);
+      for (const { error } of settled) assert.ok(error instanceof StoreUnavailableError, String(error));
+      const slowest = Math.max(...settled.map((o) => o.elapsedMs));
+      assert.ok(slowest <= 1300, `slowest call failed after ${slowest} ms (timeout 1000 ms)`);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    await waitUntilAnswering(hung);
+    await hung.set('after-hang', { ok: true }, 60);
+    assert.deepEqual(await hung.get('after-hang'), { ok: true });
+  });
+
   it('fails fast while Redis is down and recovers when it is back', async () => {
     await store.set('before', 1);
     await redis.stop();
