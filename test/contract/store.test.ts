@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { chmodSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +48,39 @@ describe('SqliteStore specifics', () => {
     await store.set('k', [1, 2]);
     assert.deepEqual(await store.take('k'), [1, 2]);
     await store.close();
+  });
+
+  it('creates the database, its -wal and -shm 0600 and a missing directory 0700, whatever the umask', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcpgw-sqlite-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'state', 'store.db');
+    const umask = process.umask(0o022); // the common default: files 0644, directories 0755
+    let store: SqliteStore;
+    try {
+      store = SqliteStore.open({ path, clock: { nowSeconds: () => 1 } });
+    } finally {
+      process.umask(umask);
+    }
+    await store.set('k', 'v'); // a write: the -wal and -shm exist now
+    const mode = (file: string) => statSync(file).mode & 0o777;
+    assert.equal(mode(join(dir, 'state')), 0o700);
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(mode(file), 0o600, file);
+    await store.close();
+  });
+
+  it('tightens an existing database and its -wal/-shm to 0600 when opening it', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcpgw-sqlite-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'store.db');
+    const first = SqliteStore.open({ path, clock: { nowSeconds: () => 1 } });
+    await first.set('k', 'v');
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) chmodSync(file, 0o644);
+    // A second connection while the first keeps the -wal and -shm open, as another process would.
+    const second = SqliteStore.open({ path, clock: { nowSeconds: () => 1 } });
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(statSync(file).mode & 0o777, 0o600, file);
+    assert.equal(await second.get('k'), 'v');
+    await second.close();
+    await first.close();
   });
 
   it('sweeps expired rows from disk, not only from reads', async () => {
