@@ -38,13 +38,15 @@ export class RedisStore implements Store {
   readonly #redis: Redis;
   readonly #keyPrefix: string;
   readonly #connectTimeoutMs: number;
+  readonly #commandTimeoutMs: number;
   /** Kept for error messages: "Connection is closed" alone hides e.g. WRONGPASS. */
   #lastConnectionError: Error | undefined;
 
-  private constructor(redis: Redis, keyPrefix: string, connectTimeoutMs: number) {
+  private constructor(redis: Redis, keyPrefix: string, connectTimeoutMs: number, commandTimeoutMs: number) {
     this.#redis = redis;
     this.#keyPrefix = keyPrefix;
     this.#connectTimeoutMs = connectTimeoutMs;
+    this.#commandTimeoutMs = commandTimeoutMs;
     // Without an 'error' listener ioredis logs every failed reconnect to the console.
     redis.on('error', (error: Error) => {
       this.#lastConnectionError = error;
@@ -66,6 +68,7 @@ export class RedisStore implements Store {
     }
     if (options.tls && protocol !== 'rediss:') throw new TypeError('Redis TLS options need a rediss:// url');
     const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+    const commandTimeoutMs = options.commandTimeoutMs ?? 1000;
     const redis = new Redis(options.url, {
       ...(options.tls ? { tls: options.tls } : {}),
       lazyConnect: true,
@@ -74,12 +77,14 @@ export class RedisStore implements Store {
       enableAutoPipelining: true,
       maxRetriesPerRequest: 1,
       connectTimeout: connectTimeoutMs,
-      commandTimeout: options.commandTimeoutMs ?? 1000,
+      // Counts from when a command is written, which with auto-pipelining can be a whole
+      // timeout after the call (queued behind a hung batch); #call's deadline is the bound.
+      commandTimeout: commandTimeoutMs,
       retryStrategy: (attempt) => Math.min(50 * 2 ** attempt, MAX_RECONNECT_DELAY_MS),
     });
-    const store = new RedisStore(redis, options.keyPrefix ?? 'mcpgw:', connectTimeoutMs);
+    const store = new RedisStore(redis, options.keyPrefix ?? 'mcpgw:', connectTimeoutMs, commandTimeoutMs);
     try {
-      await store.#call(() => redis.connect());
+      await store.#call(() => redis.connect(), connectTimeoutMs + commandTimeoutMs);
       return store;
     } catch (error) {
       redis.disconnect();
@@ -172,12 +177,18 @@ export class RedisStore implements Store {
   }
 
   /**
-   * Runs one Redis call; connection-level failures become StoreUnavailableError.
+   * Runs one Redis call; connection-level failures become StoreUnavailableError, and so does
+   * a call still unanswered `timeoutMs` after it was made. A command that timed out may still
+   * reach Redis and take effect once it answers again: its outcome is unknown to the caller.
    * Validate arguments before calling: anything thrown in here counts as an outage.
    */
-  async #call<R>(command: () => Promise<R>): Promise<R> {
+  async #call<R>(command: () => Promise<R>, timeoutMs = this.#commandTimeoutMs): Promise<R> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
     try {
-      return await command();
+      return await Promise.race([command(), deadline]);
     } catch (error) {
       // A ReplyError is Redis answering (WRONGTYPE, script error): a bug, not an outage.
       if (error instanceof Error && error.name === 'ReplyError') throw error;
@@ -188,6 +199,8 @@ export class RedisStore implements Store {
         `Redis unavailable (${status}): ${reason}${last ? `; last connection error: ${last}` : ''}`,
         { cause: error },
       );
+    } finally {
+      clearTimeout(timer);
     }
   }
 }

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Clock } from '../ports/clock.ts';
@@ -6,7 +6,10 @@ import type { Store } from '../ports/store.ts';
 import { checkTtl, toJson } from './values.ts';
 
 export interface SqliteStoreOptions {
-  /** Database file, or ':memory:'. The parent directory is created when missing. */
+  /**
+   * Database file, or ':memory:'. The file (and its -wal, -shm) is owner-only (0600), tightened
+   * if it exists; a missing parent directory is created 0700.
+   */
   path: string;
   clock: Clock;
   /** How often expired rows are deleted; reads never see them either way. */
@@ -72,6 +75,23 @@ const SQL = {
 
 type Statements = Record<keyof typeof SQL, StatementSync>;
 
+// The database holds sessions, grants and the dev IdP's state: readable by its owner only.
+const FILE_MODE = 0o600;
+const DIRECTORY_MODE = 0o700;
+
+/**
+ * Creates the database file 0600 before SQLite opens it (SQLite gives the -wal and -shm it creates
+ * the database file's mode) and tightens existing files that are wider.
+ */
+function prepareFiles(path: string): void {
+  mkdirSync(dirname(path), { recursive: true, mode: DIRECTORY_MODE });
+  closeSync(openSync(path, 'a', FILE_MODE));
+  for (const file of [path, `${path}-wal`, `${path}-shm`]) {
+    const stats = statSync(file, { throwIfNoEntry: false });
+    if (stats && (stats.mode & 0o077) !== 0) chmodSync(file, FILE_MODE);
+  }
+}
+
 /** Store over the built-in node:sqlite: one file in WAL mode, the embedded default. */
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
@@ -92,7 +112,7 @@ export class SqliteStore implements Store {
   }
 
   static open(options: SqliteStoreOptions): SqliteStore {
-    if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
+    if (options.path !== ':memory:') prepareFiles(options.path);
     const db = new DatabaseSync(options.path);
     try {
       db.exec(`PRAGMA busy_timeout = ${Math.trunc(options.busyTimeoutMs ?? 5000)}`);

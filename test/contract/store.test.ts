@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { chmodSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +48,39 @@ describe('SqliteStore specifics', () => {
     await store.set('k', [1, 2]);
     assert.deepEqual(await store.take('k'), [1, 2]);
     await store.close();
+  });
+
+  it('creates the database, its -wal and -shm 0600 and a missing directory 0700, whatever the umask', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcpgw-sqlite-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'state', 'store.db');
+    const umask = process.umask(0o022); // the common default: files 0644, directories 0755
+    let store: SqliteStore;
+    try {
+      store = SqliteStore.open({ path, clock: { nowSeconds: () => 1 } });
+    } finally {
+      process.umask(umask);
+    }
+    await store.set('k', 'v'); // a write: the -wal and -shm exist now
+    const mode = (file: string) => statSync(file).mode & 0o777;
+    assert.equal(mode(join(dir, 'state')), 0o700);
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(mode(file), 0o600, file);
+    await store.close();
+  });
+
+  it('tightens an existing database and its -wal/-shm to 0600 when opening it', async (t) => {
+    const dir = await mkdtemp(join(tmpdir(), 'mcpgw-sqlite-'));
+    t.after(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'store.db');
+    const first = SqliteStore.open({ path, clock: { nowSeconds: () => 1 } });
+    await first.set('k', 'v');
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) chmodSync(file, 0o644);
+    // A second connection while the first keeps the -wal and -shm open, as another process would.
+    const second = SqliteStore.open({ path, clock: { nowSeconds: () => 1 } });
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(statSync(file).mode & 0o777, 0o600, file);
+    assert.equal(await second.get('k'), 'v');
+    await second.close();
+    await first.close();
   });
 
   it('sweeps expired rows from disk, not only from reads', async () => {
@@ -182,6 +216,42 @@ describe('RedisStore when Redis goes away', () => {
     }
     await waitUntilAnswering(store);
     await store.ping();
+  });
+
+  it('while Redis hangs, every call fails within the command timeout counted from the call, even queued behind a hung batch', async (t) => {
+    // Default timeout, the figure docs/production.md promises; margin for scheduling only.
+    const hung = await RedisStore.connect({ url: redis.url });
+    t.after(() => hung.close());
+    const outcomes: Promise<{ error: unknown; elapsedMs: number }>[] = [];
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      // 15 waves of 4 calls, 100 ms apart: later waves queue behind batches already waiting on Redis.
+      for (let wave = 0; wave < 15; wave++) {
+        for (const call of [
+          () => hung.get(`k${wave}`),
+          () => hung.set(`k${wave}`, wave, 60),
+          () => hung.take(`k${wave}`),
+          () => hung.increment(`n${wave}`, 60),
+        ]) {
+          const startedAt = Date.now();
+          outcomes.push(call().then(
+            () => ({ error: undefined, elapsedMs: Date.now() - startedAt }),
+            (error: unknown) => ({ error, elapsedMs: Date.now() - startedAt }),
+          ));
+        }
+        await sleep(100);
+      }
+      const settled = await Promise.all(outcomes);
+      assert.equal(settled.length, 60);
+      for (const { error } of settled) assert.ok(error instanceof StoreUnavailableError, String(error));
+      const slowest = Math.max(...settled.map((o) => o.elapsedMs));
+      assert.ok(slowest <= 1300, `slowest call failed after ${slowest} ms (timeout 1000 ms)`);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    await waitUntilAnswering(hung);
+    await hung.set('after-hang', { ok: true }, 60);
+    assert.deepEqual(await hung.get('after-hang'), { ok: true });
   });
 
   it('fails fast while Redis is down and recovers when it is back', async () => {

@@ -1,12 +1,18 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { after, before, describe, test } from 'node:test';
 import * as client from 'openid-client';
 import type { DevIdpConfig } from '../../src/config/schema.ts';
 import { type DevIdp, startDevIdp } from '../../src/idp/dev-idp.ts';
 import { createUpstreamIdp } from '../../src/idp/index.ts';
+import { sha256 } from '../../src/oauth/secrets.ts';
 import { createOidcIdp } from '../../src/idp/oidc.ts';
 import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../../src/ports/idp.ts';
+import { SqliteStore } from '../../src/store/sqlite.ts';
 import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -157,6 +163,76 @@ describe('dev IdP through the oidc adapter', () => {
       await assert.rejects(idp.completeSignIn({ callbackUrl: done.stoppedAt, ...request, ...override() }), UpstreamRefusedError);
     });
   }
+});
+
+describe('dev IdP state in the Store', () => {
+  test('a sign-in leaves no session cookie, interaction id, code or token in any Store key or value, nor in the SQLite files', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'mcpgw-devidp-'));
+    const path = join(dir, 'store.db');
+    const store = SqliteStore.open({ path, clock: { nowSeconds: () => Math.floor(Date.now() / 1000) } });
+    const devIdp = await startDevIdp(config, CLIENT, { env: {}, store });
+    t.after(async () => {
+      await devIdp.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    const idp = await createUpstreamIdp({ dev: config }, { redirectUri: REDIRECT_URI, devIdp: { issuer: devIdp.issuer, ...CLIENT } });
+    const browser = createHeadlessBrowser();
+    const secrets = new Set<string>();
+    const keepCookies = (url: string) => {
+      for (const pair of browser.cookieHeader(url).split('; ').filter(Boolean)) secrets.add(pair.slice(pair.indexOf('=') + 1));
+    };
+
+    const request = newRequest();
+    const signInPage = await browser.get(await idp.authorizationUrl(request));
+    const interactionId = /\/interaction\/([\w-]+)$/.exec(new URL(signInPage.url).pathname)![1]!;
+    secrets.add(interactionId);
+    keepCookies(signInPage.url);
+    keepCookies(`${devIdp.issuer}/auth/${interactionId}`);
+    const done = await signInAtDevIdp(browser, signInPage, 'alice', 'alice-pw', { stopAt: toCallback });
+    assert.ok(done.stoppedAt);
+    keepCookies(`${devIdp.issuer}/auth`);
+    secrets.add(done.stoppedAt.searchParams.get('code')!);
+    const { tokens } = await idp.completeSignIn({ callbackUrl: done.stoppedAt, ...request });
+    // Lookups by id still work: refresh twice (rotation), and the session cookie signs in again.
+    const refreshed = await idp.refresh(tokens);
+    const refreshedAgain = await idp.refresh(refreshed);
+    for (const token of [tokens, refreshed, refreshedAgain]) {
+      secrets.add(token.accessToken!);
+      secrets.add(token.refreshToken!);
+    }
+    const again = newRequest();
+    const silent = await browser.get(await idp.authorizationUrl(again), { stopAt: toCallback });
+    assert.ok(silent.stoppedAt, 'the stored session is found by its cookie: no sign-in page');
+    secrets.add(silent.stoppedAt.searchParams.get('code')!);
+    // prompt=login with a session: the interaction finds the session by its uid.
+    const relogin = newRequest();
+    const loginAgain = await browser.get(await idp.authorizationUrl({ ...relogin, prompt: 'login' }), { stopAt: toCallback });
+    const reloginDone = await signInAtDevIdp(browser, loginAgain, 'alice', 'alice-pw', { stopAt: toCallback });
+    assert.ok(reloginDone.stoppedAt, `${reloginDone.status} ${reloginDone.body.slice(0, 200)}`);
+    keepCookies(`${devIdp.issuer}/auth`);
+    secrets.add(reloginDone.stoppedAt.searchParams.get('code')!);
+    // A rotated refresh token presented again revokes its grant: its tokens, found through the grant's set, are deleted.
+    const newestAccessToken = `devidp:AccessToken:${sha256(refreshedAgain.accessToken!)}`;
+    assert.ok(await store.get(newestAccessToken), 'an access token is kept under the SHA-256 of its value');
+    await assert.rejects(idp.refresh(tokens), UpstreamRefusedError);
+    assert.equal(await store.get(newestAccessToken), undefined);
+    await assert.rejects(idp.refresh(refreshedAgain), UpstreamRefusedError);
+    assert.ok(secrets.size >= 10, `collected ${[...secrets].length} secrets`);
+
+    const inspector = new DatabaseSync(path, { readOnly: true });
+    const rows = [
+      ...inspector.prepare('SELECT key, value FROM kv').all(),
+      ...inspector.prepare('SELECT key, member AS value FROM set_members').all(),
+    ].map((row) => `${String(row.key)} ${String(row.value)}`);
+    inspector.close();
+    assert.ok(rows.some((row) => row.startsWith('devidp:Session:')), 'the dev IdP keeps its sessions in the Store');
+    const files = [path, `${path}-wal`, `${path}-shm`].map((file) => readFileSync(file).toString('latin1'));
+    for (const secret of secrets) {
+      assert.ok(!rows.some((row) => row.includes(secret)), `a Store row contains ${secret}`);
+      assert.ok(!files.some((bytes) => bytes.includes(secret)), `a SQLite file contains ${secret}`);
+    }
+  });
 });
 
 describe('dev IdP start rules', () => {

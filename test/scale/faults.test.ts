@@ -7,8 +7,11 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
+import { RedisStore } from '../../src/store/redis.ts';
+import { startHarness } from '../support/gateway-harness.ts';
 import { startMcpBackend } from '../support/mcp-backend.ts';
 import { freePort } from '../support/ports.ts';
+import { startRedis } from '../support/redis-server.ts';
 import {
   connectSignedIn,
   mcpPost,
@@ -156,5 +159,84 @@ describe('faults: backend crash, graceful shutdown', () => {
     } finally {
       await client.close().catch(() => {});
     }
+  });
+});
+
+describe('faults: Redis frozen (SIGSTOP) under load', () => {
+  const started: Stoppable[] = [];
+  after(() => stopAll(started));
+
+  it('every answer during the hang is a 503 within the 1 s command timeout (+ 300 ms margin); service resumes after SIGCONT', async () => {
+    const redis = await startRedis();
+    started.push(redis);
+    const store = await RedisStore.connect({ url: redis.url });
+    started.push({ stop: () => store.close() });
+    const backend = await startMcpBackend();
+    started.push({ stop: () => backend.close() });
+    // cacheMs 0: every MCP request reads its token from the Store.
+    const gateway = await startHarness({
+      store,
+      config: { tokens: { cacheMs: 0 } },
+      backends: [{ name: 'backend', path: '/mcp', url: backend.mcpUrl }],
+    });
+    started.push({ stop: () => gateway.close() });
+    const token = await signIn(gateway.mcpUrl, 'alice');
+    const sessionId = await openMcpSession(gateway.mcpUrl, token);
+
+    const requests = {
+      mcp: () => mcpPost(gateway.mcpUrl, token, { id: 1, method: 'tools/list' }, { sessionId, timeoutMs: 5000 }),
+      token: () =>
+        fetch(`${gateway.publicUrl}/token`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'r', client_id: 'some-client' }),
+          signal: AbortSignal.timeout(5000),
+        }),
+    };
+    type Answer = { kind: keyof typeof requests; status: number; retryAfter: string | null; body: string; elapsedMs: number };
+    const answers: Promise<Answer>[] = [];
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      // 10 waves of 5 requests, 150 ms apart: later ones queue behind Redis commands already hung.
+      for (let wave = 0; wave < 10; wave++) {
+        for (const kind of ['mcp', 'token', 'mcp', 'token', 'mcp'] as const) {
+          const startedAt = Date.now();
+          answers.push(
+            requests[kind]().then(async (response) => ({
+              kind,
+              status: response.status,
+              retryAfter: response.headers.get('retry-after'),
+              body: await response.text(),
+              elapsedMs: Date.now() - startedAt,
+            })),
+          );
+        }
+        await sleep(150);
+      }
+      const settled = await Promise.all(answers);
+      assert.equal(settled.length, 50);
+      for (const answer of settled) {
+        assert.equal(answer.status, 503, JSON.stringify(answer));
+        assert.equal(answer.retryAfter, '2');
+        if (answer.kind === 'mcp') assert.equal((JSON.parse(answer.body) as { error: { code: number } }).error.code, -32000);
+        else assert.equal((JSON.parse(answer.body) as { error: string }).error, 'temporarily_unavailable');
+      }
+      const slowest = Math.max(...settled.map((a) => a.elapsedMs));
+      assert.ok(slowest <= 1300, `slowest 503 after ${slowest} ms (command timeout 1000 ms)`);
+      console.log(`# Redis frozen: 50 requests in 10 waves, all 503, slowest after ${slowest} ms`);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+
+    // The same connection serves again once Redis answers: no restart.
+    const deadline = Date.now() + 10_000;
+    let resumed = await mcpPost(gateway.mcpUrl, token, { id: 2, method: 'tools/list' }, { sessionId });
+    while (resumed.status !== 200 && Date.now() < deadline) {
+      await resumed.text();
+      await sleep(100);
+      resumed = await mcpPost(gateway.mcpUrl, token, { id: 2, method: 'tools/list' }, { sessionId });
+    }
+    assert.equal(resumed.status, 200, await resumed.clone().text());
+    assert.match(await resumed.text(), /"tools":\[/);
   });
 });
