@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+/** Bare private-use redirect schemes of MCP clients in use (Cursor, VS Code, Windsurf). */
+const CUSTOM_SCHEMES = ['cursor', 'vscode', 'vscode-insiders', 'windsurf'];
+
 /**
  * A secret value. In YAML write `{ env: NAME }` or `{ file: PATH }` (any value may be written so);
  * config/load.ts resolves those to strings before validation. Never logged.
@@ -207,6 +210,11 @@ export const configSchema = z
     clientRegistration: z
       .object({
         dynamic: z.boolean().default(true),
+        /**
+         * Private-use redirect schemes accepted without a dot (RFC 8252 §7.1 wants reverse-domain
+         * names; these editors use bare ones). Schemes that run or load content are refused anyway.
+         */
+        customSchemes: z.array(z.string().regex(/^[a-z][a-z0-9+.-]*$/, 'a lowercase URI scheme without ":"')).default(CUSTOM_SCHEMES),
         /** Client ID Metadata Documents: fetch limits and SSRF guards. */
         metadataDocuments: z
           .object({
@@ -222,7 +230,7 @@ export const configSchema = z
           .default({ enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 }),
       })
       .strict()
-      .default({ dynamic: true, metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 } }),
+      .default({ dynamic: true, customSchemes: CUSTOM_SCHEMES, metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 } }),
     /** Per client IP, fixed windows, counted in the Store (so shared by every replica). 0 disables. */
     rateLimits: z
       .object({

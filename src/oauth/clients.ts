@@ -3,7 +3,7 @@ import type { ClientRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { redirectUriProblem } from './redirect-uri.ts';
+import { customSchemeProblem, redirectUriProblem } from './redirect-uri.ts';
 import { type SafeFetch, SafeFetchError } from './safe-fetch.ts';
 
 const CIMD_DEFAULT_CACHE_SECONDS = 300;
@@ -12,8 +12,15 @@ const CIMD_FAILURE_CACHE_SECONDS = 30;
 const MAX_REDIRECT_URIS = 20;
 
 /** Client lookup: DCR clients from the Store, CIMD clients fetched by URL and cached. */
-export function createClients(deps: { store: Store; clock: Clock; fetchDocument: SafeFetch }, options: { cimdEnabled: boolean }) {
+export function createClients(
+  deps: { store: Store; clock: Clock; fetchDocument: SafeFetch },
+  options: { cimdEnabled: boolean; customSchemes: readonly string[] },
+) {
   const { store, clock } = deps;
+  for (const scheme of options.customSchemes) {
+    const problem = customSchemeProblem(scheme);
+    if (problem) throw new Error(`clientRegistration.customSchemes: ${problem}`);
+  }
 
   /** True for client ids that are Client ID Metadata Document URLs (draft-ietf-oauth-client-id-metadata-document). */
   function isMetadataDocumentUrl(clientId: string): boolean {
@@ -114,7 +121,7 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
       throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, `at most ${MAX_REDIRECT_URIS} redirect_uris`);
     }
     for (const uri of redirectUris) {
-      const problem = typeof uri === 'string' ? redirectUriProblem(uri) : 'must be a string';
+      const problem = typeof uri === 'string' ? redirectUriProblem(uri, options.customSchemes) : 'must be a string';
       if (problem) {
         throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, `redirect_uri ${JSON.stringify(uri)}: ${problem}`);
       }

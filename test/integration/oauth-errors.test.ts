@@ -42,6 +42,11 @@ describe('authorization server: bad input gets the exact error', () => {
         (p) => ({ ...p, redirect_uri: 'https://evil.example.com/cb' }),
         'invalid_request: redirect_uri is not registered for this client',
       ],
+      [
+        'registered loopback redirect_uri with a fragment (RFC 6749 §3.1.2)',
+        (p) => ({ ...p, redirect_uri: 'http://127.0.0.1:40000/callback#frag' }),
+        'invalid_request: redirect_uri is not registered for this client',
+      ],
     ];
     for (const [name, change, message] of cases) {
       it(name, async () => {
