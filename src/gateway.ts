@@ -82,7 +82,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     allowInsecure: metadataDocuments.allowInsecure ?? config.mode === 'dev',
     extraCa: metadataDocuments.extraCa,
   });
-  const clients = createClients({ store, clock, fetchDocument }, {
+  const clients = createClients({ store, clock, fetchDocument, logger }, {
     cimdEnabled: metadataDocuments.enabled,
     customSchemes: config.clientRegistration.customSchemes,
   });

@@ -1,19 +1,25 @@
+import type { Logger } from 'pino';
 import type { Clock } from '../ports/clock.ts';
 import type { ClientRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
 import { customSchemeProblem, redirectUriProblem } from './redirect-uri.ts';
-import { type SafeFetch, SafeFetchError } from './safe-fetch.ts';
+import type { SafeFetch } from './safe-fetch.ts';
 
 const CIMD_DEFAULT_CACHE_SECONDS = 300;
 const CIMD_MAX_CACHE_SECONDS = 86400;
 const CIMD_FAILURE_CACHE_SECONDS = 30;
 const MAX_REDIRECT_URIS = 20;
+/**
+ * Why a document could not be fetched (DNS, addresses, connect, TLS, timeouts, HTTP status, size)
+ * tells an unauthenticated caller about our network: it gets this, the log gets the reason.
+ */
+const NOT_FETCHED = 'client metadata document could not be fetched';
 
 /** Client lookup: DCR clients from the Store, CIMD clients fetched by URL and cached. */
 export function createClients(
-  deps: { store: Store; clock: Clock; fetchDocument: SafeFetch },
+  deps: { store: Store; clock: Clock; fetchDocument: SafeFetch; logger: Logger },
   options: { cimdEnabled: boolean; customSchemes: readonly string[] },
 ) {
   const { store, clock } = deps;
@@ -68,11 +74,12 @@ export function createClients(
     try {
       response = await deps.fetchDocument(url);
     } catch (error) {
-      const reason = error instanceof SafeFetchError ? error.message : 'fetch failed';
-      throw new OAuthError('invalid_client', `client metadata document could not be fetched: ${reason}`);
+      deps.logger.warn({ clientId, reason: (error as Error).message }, NOT_FETCHED);
+      throw new OAuthError('invalid_client', NOT_FETCHED);
     }
     if (response.status !== 200) {
-      throw new OAuthError('invalid_client', `client metadata document answered HTTP ${response.status}`);
+      deps.logger.warn({ clientId, reason: `HTTP ${response.status}` }, NOT_FETCHED);
+      throw new OAuthError('invalid_client', NOT_FETCHED);
     }
     let document: Record<string, unknown>;
     try {
