@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { COOKIE } from '../../src/oauth/cookies.ts';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
@@ -359,5 +361,52 @@ describe('rate limits', () => {
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push((await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', client_id: 'x' })).status);
     assert.deepEqual(statuses, [401, 401, 401, 429]);
+  });
+});
+
+describe('revocation (RFC 7009): bounded, and no lookup of unknown metadata documents', () => {
+  const clock = mutableClock();
+  let gw: Harness;
+  let documentHost: Server;
+  let documentRequests = 0;
+  before(async () => {
+    gw = await startHarness({ clock, config: { rateLimits: { registrationsPerHour: 30, tokenRequestsPerMinute: 3, authorizationsPerMinute: 120 } } });
+    documentHost = createServer((_request, response) => {
+      documentRequests++;
+      response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => documentHost.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    documentHost.close();
+    await gw.close();
+  });
+
+  it('a /revoke with a metadata-document client_id fetches nothing and stores no client record', async () => {
+    const clientId = `http://127.0.0.1:${(documentHost.address() as AddressInfo).port}/client.json`;
+    const response = await postForm(gw.publicUrl, '/revoke', { token: 'mcpgw_rt_unknown', client_id: clientId });
+    assert.equal(response.status, 200, 'RFC 7009 §2.2: an unknown token is answered 200');
+    assert.equal(documentRequests, 0);
+    assert.equal(await gw.ctx.store.get(`client:${clientId}`), undefined);
+    assert.equal(await gw.ctx.store.get(`client-failed:${clientId}`), undefined);
+  });
+
+  it('the fourth /revoke in a minute from one address gets 429 with Retry-After, sharing the token budget', async () => {
+    clock.advance(60);
+    const revoke = () => postForm(gw.publicUrl, '/revoke', { token: 'mcpgw_at_unknown', client_id: 'nobody' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await revoke()).status);
+    assert.deepEqual(statuses, [401, 401, 401]);
+    const fourth = await revoke();
+    assert.equal(fourth.status, 429);
+    const retryAfter = Number(fourth.headers.get('retry-after'));
+    assert.ok(retryAfter > 0 && retryAfter <= 60);
+    assert.deepEqual(await fourth.json(), {
+      error: 'temporarily_unavailable',
+      error_description: `too many token requests from this address; retry in ${retryAfter} s`,
+    });
+    assert.equal((await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', client_id: 'x' })).status, 429);
+    clock.advance(retryAfter);
+    assert.equal((await revoke()).status, 401, 'the next window starts afresh');
   });
 });
