@@ -85,6 +85,8 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const clients = createClients({ store, clock, fetchDocument, logger }, {
     cimdEnabled: metadataDocuments.enabled,
     customSchemes: config.clientRegistration.customSchemes,
+    unusedClientTtlSeconds: config.clientRegistration.unusedClientTtlSeconds,
+    grantTtlSeconds: config.tokens.refreshTokenTtlSeconds,
   });
   const grants = createGrants({ store, clock, sealer, idp }, config.tokens);
   const resources = buildResources(config.publicUrl, config.backends);

@@ -21,6 +21,9 @@ const FORBIDDEN_SCHEMES = new Set([
   'search-ms',
 ]);
 
+/** Longer URIs serve no client and bloat every stored record and consent page. */
+export const MAX_REDIRECT_URI_LENGTH = 2048;
+
 function isForbiddenScheme(scheme: string): boolean {
   return FORBIDDEN_SCHEMES.has(scheme) || scheme.startsWith('ms-');
 }
@@ -39,6 +42,7 @@ export function customSchemeProblem(scheme: string): string | undefined {
  * or undefined when acceptable.
  */
 export function redirectUriProblem(value: string, customSchemes: readonly string[]): string | undefined {
+  if (value.length > MAX_REDIRECT_URI_LENGTH) return `must be at most ${MAX_REDIRECT_URI_LENGTH} characters`;
   let url: URL;
   try {
     url = new URL(value);

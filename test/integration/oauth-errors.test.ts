@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { COOKIE } from '../../src/oauth/cookies.ts';
+import { Agent, request } from 'undici';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
 import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 import {
@@ -13,6 +14,7 @@ import {
   obtainCode,
   pkce,
   postForm,
+  redeemCode,
   registerClient,
 } from '../support/oauth-steps.ts';
 
@@ -215,6 +217,13 @@ describe('authorization server: bad input gets the exact error', () => {
         { error: 'invalid_client_metadata', error_description: 'token_endpoint_auth_method {"toString":1} is not supported' },
       ],
       ['oversized', 'application/json', JSON.stringify({ redirect_uris: [CLIENT_REDIRECT], pad: 'x'.repeat(70 * 1024) }), 413, { error: 'invalid_request', error_description: 'request body is too large' }],
+      [
+        'a 60 KB redirect_uri',
+        'application/json',
+        JSON.stringify({ redirect_uris: [`https://app.example.com/${'x'.repeat(60 * 1024)}`] }),
+        400,
+        { error: 'invalid_redirect_uri', error_description: `redirect_uri "https://app.example.com/${'x'.repeat(75)}…: must be at most 2048 characters` },
+      ],
     ];
     for (const [name, type, body, status, expected] of cases) {
       it(name, async () => {
@@ -408,5 +417,83 @@ describe('revocation (RFC 7009): bounded, and no lookup of unknown metadata docu
     assert.equal((await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', client_id: 'x' })).status, 429);
     clock.advance(retryAfter);
     assert.equal((await revoke()).status, 401, 'the next window starts afresh');
+  });
+});
+
+describe('dynamic registrations expire unused, and are bounded for the whole gateway', () => {
+  const DAY = 86400;
+  const clock = mutableClock();
+  let gw: Harness;
+  before(async () => {
+    gw = await startHarness({
+      clock,
+      config: {
+        tokens: { refreshTokenTtlSeconds: 90 * DAY },
+        rateLimits: { registrationsPerHour: 30, registrationsPerDay: 5, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 },
+      },
+    });
+  });
+  after(() => gw.close());
+
+  async function authorizePage(clientId: string) {
+    const response = await fetch(authorizeUrl(gw.publicUrl, defaultAuthorizeParams(gw.publicUrl, clientId, pkce().challenge)), { redirect: 'manual' });
+    return { status: response.status, body: await response.text() };
+  }
+
+  it('a client unused for 30 days + 1 s is gone (invalid_client)', async () => {
+    const clientId = await registerClient(gw.publicUrl);
+    clock.advance(30 * DAY - 1);
+    assert.equal((await authorizePage(clientId)).status, 200, 'alive until the 30 days are over');
+    const fresh = await registerClient(gw.publicUrl);
+    clock.advance(30 * DAY + 1);
+    const page = await authorizePage(fresh);
+    assert.equal(page.status, 400);
+    assert.ok(page.body.includes('invalid_client: unknown client_id'));
+    const token = await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: 'x', client_id: fresh });
+    assert.equal(token.status, 401);
+    assert.deepEqual(await token.json(), { error: 'invalid_client', error_description: 'unknown client_id' });
+  });
+
+  it('a client used on day 29 lives on', async () => {
+    const clientId = await registerClient(gw.publicUrl);
+    clock.advance(29 * DAY);
+    assert.equal((await authorizePage(clientId)).status, 200);
+    clock.advance(29 * DAY);
+    assert.equal((await authorizePage(clientId)).status, 200, 'day 58: 29 days after its last use');
+  });
+
+  it('a client holding a grant lives as long as the grant, though unused longer than 30 days', async () => {
+    const { clientId, code, verifier } = await obtainCode(gw.publicUrl);
+    await redeemCode(gw.publicUrl, { code, verifier, clientId });
+    clock.advance(60 * DAY);
+    assert.equal((await authorizePage(clientId)).status, 200, 'the grant (90 days) keeps its client');
+  });
+
+  it('registrations beyond registrationsPerDay get 429 with Retry-After, from any address', async () => {
+    clock.advance(DAY); // a fresh day window
+    const fromOtherAddress = new Agent({ localAddress: '127.0.0.2' });
+    const register = (dispatcher?: Agent) =>
+      request(`${gw.publicUrl.replace('localhost', '127.0.0.1')}/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ redirect_uris: [CLIENT_REDIRECT] }),
+        ...(dispatcher ? { dispatcher } : {}),
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const response = await register(i % 2 === 0 ? undefined : fromOtherAddress);
+      await response.body.dump();
+      statuses.push(response.statusCode);
+    }
+    assert.deepEqual(statuses, [201, 201, 201, 201, 201]);
+    const sixth = await register(fromOtherAddress);
+    assert.equal(sixth.statusCode, 429);
+    const retryAfter = Number(sixth.headers['retry-after']);
+    assert.ok(retryAfter > 0 && retryAfter <= DAY);
+    assert.deepEqual(await sixth.body.json(), {
+      error: 'temporarily_unavailable',
+      error_description: `too many registration requests to this gateway; retry in ${retryAfter} s`,
+    });
+    await fromOtherAddress.close();
   });
 });
