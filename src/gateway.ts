@@ -82,7 +82,12 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     allowInsecure: metadataDocuments.allowInsecure ?? config.mode === 'dev',
     extraCa: metadataDocuments.extraCa,
   });
-  const clients = createClients({ store, clock, fetchDocument }, { cimdEnabled: metadataDocuments.enabled });
+  const clients = createClients({ store, clock, fetchDocument, logger }, {
+    cimdEnabled: metadataDocuments.enabled,
+    customSchemes: config.clientRegistration.customSchemes,
+    unusedClientTtlSeconds: config.clientRegistration.unusedClientTtlSeconds,
+    grantTtlSeconds: config.tokens.refreshTokenTtlSeconds,
+  });
   const grants = createGrants({ store, clock, sealer, idp }, config.tokens);
   const resources = buildResources(config.publicUrl, config.backends);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger };

@@ -1,5 +1,9 @@
 import { z } from 'zod';
 
+/** Bare private-use redirect schemes of MCP clients in use (Cursor, VS Code, Windsurf). */
+const CUSTOM_SCHEMES = ['cursor', 'vscode', 'vscode-insiders', 'windsurf'];
+const UNUSED_CLIENT_TTL_SECONDS = 30 * 86400;
+
 /**
  * A secret value. In YAML write `{ env: NAME }` or `{ file: PATH }` (any value may be written so);
  * config/load.ts resolves those to strings before validation. Never logged.
@@ -218,6 +222,13 @@ export const configSchema = z
     clientRegistration: z
       .object({
         dynamic: z.boolean().default(true),
+        /** A dynamically registered client with no use (/authorize, /token) and no grant this long is forgotten. */
+        unusedClientTtlSeconds: z.number().int().min(3600).default(UNUSED_CLIENT_TTL_SECONDS),
+        /**
+         * Private-use redirect schemes accepted without a dot (RFC 8252 §7.1 wants reverse-domain
+         * names; these editors use bare ones). Schemes that run or load content are refused anyway.
+         */
+        customSchemes: z.array(z.string().regex(/^[a-z][a-z0-9+.-]*$/, 'a lowercase URI scheme without ":"')).default(CUSTOM_SCHEMES),
         /** Client ID Metadata Documents: fetch limits and SSRF guards. */
         metadataDocuments: z
           .object({
@@ -233,17 +244,24 @@ export const configSchema = z
           .default({ enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 }),
       })
       .strict()
-      .default({ dynamic: true, metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 } }),
-    /** Per client IP, fixed windows, counted in the Store (so shared by every replica). 0 disables. */
+      .default({
+        dynamic: true,
+        unusedClientTtlSeconds: UNUSED_CLIENT_TTL_SECONDS,
+        customSchemes: CUSTOM_SCHEMES,
+        metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 },
+      }),
+    /** Per client IP (unless said otherwise), fixed windows, counted in the Store (so shared by every replica). 0 disables. */
     rateLimits: z
       .object({
         registrationsPerHour: z.number().int().min(0).default(30),
+        /** For the whole gateway, not per IP: rotating source addresses cannot get around it. */
+        registrationsPerDay: z.number().int().min(0).default(1000),
         tokenRequestsPerMinute: z.number().int().min(0).default(300),
         /** GET /authorize and /account: each writes short-lived state and may fetch a CIMD document. */
         authorizationsPerMinute: z.number().int().min(0).default(120),
       })
       .strict()
-      .default({ registrationsPerHour: 30, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 }),
+      .default({ registrationsPerHour: 30, registrationsPerDay: 1000, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 }),
     backends: z.array(backendSchema).min(1),
     /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
     shutdownGraceSeconds: z.number().min(0).max(300).default(10),

@@ -32,6 +32,7 @@ export function registerAuthorize(app: FastifyInstance, ctx: AuthServerContext) 
         .headers(PAGE_HEADERS)
         .send(errorPage('Sign-in request refused', `${error.code}: ${error.description}`));
     }
+    await ctx.clients.keepAlive(client, false);
     const state = typeof query['state'] === 'string' ? query['state'] : undefined;
     let authorizationRequest: AuthorizationRequest;
     try {

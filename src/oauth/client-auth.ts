@@ -10,6 +10,34 @@ import { constantTimeEqual, sha256 } from './secrets.ts';
  * public clients send client_id; confidential DCR clients use client_secret_basic or _post.
  */
 export async function authenticateClient(ctx: AuthServerContext, request: FastifyRequest): Promise<ClientRecord> {
+  const { clientId, secret } = credentials(request);
+  let client: ClientRecord;
+  try {
+    client = await ctx.clients.find(clientId);
+  } catch (error) {
+    if (error instanceof OAuthError && error.code !== 'temporarily_unavailable') throw invalidClient(error.description);
+    throw error;
+  }
+  if (client.clientSecretHash) {
+    if (!secret || !constantTimeEqual(sha256(secret), client.clientSecretHash)) throw invalidClient('client authentication failed');
+  }
+  return client;
+}
+
+/**
+ * The client at /revoke (RFC 7009 §2.1). A metadata-document client is public (it authenticates
+ * by client_id alone), so its document is not fetched here: an unauthenticated endpoint must not
+ * make us fetch a URL or store a record, and only tokens issued to exactly that client_id can be
+ * revoked with it. DCR clients are authenticated as at /token.
+ */
+export async function authenticateRevokingClient(ctx: AuthServerContext, request: FastifyRequest): Promise<string> {
+  const { clientId } = credentials(request);
+  if (ctx.clients.isMetadataDocumentUrl(clientId)) return clientId;
+  return (await authenticateClient(ctx, request)).clientId;
+}
+
+/** client_id and secret, from the form or from Basic credentials (RFC 6749 §2.3.1). */
+function credentials(request: FastifyRequest): { clientId: string; secret: string | undefined } {
   const body = request.body as Params;
   let clientId = param(body, 'client_id');
   let secret = param(body, 'client_secret');
@@ -25,17 +53,7 @@ export async function authenticateClient(ctx: AuthServerContext, request: Fastif
     secret = safeDecode(decoded.slice(colon + 1));
   }
   if (!clientId) throw invalidClient('client authentication required: send client_id');
-  let client: ClientRecord;
-  try {
-    client = await ctx.clients.find(clientId);
-  } catch (error) {
-    if (error instanceof OAuthError && error.code !== 'temporarily_unavailable') throw invalidClient(error.description);
-    throw error;
-  }
-  if (client.clientSecretHash) {
-    if (!secret || !constantTimeEqual(sha256(secret), client.clientSecretHash)) throw invalidClient('client authentication failed');
-  }
-  return client;
+  return { clientId, secret };
 }
 
 function invalidClient(description: string): OAuthError {

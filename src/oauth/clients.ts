@@ -1,19 +1,41 @@
+import type { Logger } from 'pino';
 import type { Clock } from '../ports/clock.ts';
 import type { ClientRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { redirectUriProblem } from './redirect-uri.ts';
-import { type SafeFetch, SafeFetchError } from './safe-fetch.ts';
+import { customSchemeProblem, redirectUriProblem } from './redirect-uri.ts';
+import type { SafeFetch } from './safe-fetch.ts';
 
 const CIMD_DEFAULT_CACHE_SECONDS = 300;
 const CIMD_MAX_CACHE_SECONDS = 86400;
 const CIMD_FAILURE_CACHE_SECONDS = 30;
 const MAX_REDIRECT_URIS = 20;
+/** A client's life is extended this much beyond the need, so an active client is rewritten at most hourly. */
+const KEEP_ALIVE_SLACK_SECONDS = 3600;
+/**
+ * Why a document could not be fetched (DNS, addresses, connect, TLS, timeouts, HTTP status, size)
+ * tells an unauthenticated caller about our network: it gets this, the log gets the reason.
+ */
+const NOT_FETCHED = 'client metadata document could not be fetched';
 
 /** Client lookup: DCR clients from the Store, CIMD clients fetched by URL and cached. */
-export function createClients(deps: { store: Store; clock: Clock; fetchDocument: SafeFetch }, options: { cimdEnabled: boolean }) {
+export function createClients(
+  deps: { store: Store; clock: Clock; fetchDocument: SafeFetch; logger: Logger },
+  options: {
+    cimdEnabled: boolean;
+    customSchemes: readonly string[];
+    /** A DCR client unused this long is forgotten. */
+    unusedClientTtlSeconds: number;
+    /** The longest a grant issued or refreshed now can live (the refresh token lifetime). */
+    grantTtlSeconds: number;
+  },
+) {
   const { store, clock } = deps;
+  for (const scheme of options.customSchemes) {
+    const problem = customSchemeProblem(scheme);
+    if (problem) throw new Error(`clientRegistration.customSchemes: ${problem}`);
+  }
 
   /** True for client ids that are Client ID Metadata Document URLs (draft-ietf-oauth-client-id-metadata-document). */
   function isMetadataDocumentUrl(clientId: string): boolean {
@@ -61,11 +83,12 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
     try {
       response = await deps.fetchDocument(url);
     } catch (error) {
-      const reason = error instanceof SafeFetchError ? error.message : 'fetch failed';
-      throw new OAuthError('invalid_client', `client metadata document could not be fetched: ${reason}`);
+      deps.logger.warn({ clientId, reason: (error as Error).message }, NOT_FETCHED);
+      throw new OAuthError('invalid_client', NOT_FETCHED);
     }
     if (response.status !== 200) {
-      throw new OAuthError('invalid_client', `client metadata document answered HTTP ${response.status}`);
+      deps.logger.warn({ clientId, reason: `HTTP ${response.status}` }, NOT_FETCHED);
+      throw new OAuthError('invalid_client', NOT_FETCHED);
     }
     let document: Record<string, unknown>;
     try {
@@ -96,8 +119,26 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
     }
     const record = buildRecord(clientId, 'dcr', metadata as Record<string, unknown>, 'invalid_client_metadata');
     if (clientSecretHash) record.clientSecretHash = clientSecretHash;
-    await store.set(keys.client(clientId), record);
+    record.expiresAt = record.createdAt + options.unusedClientTtlSeconds;
+    await store.set(keys.client(clientId), record, options.unusedClientTtlSeconds);
     return record;
+  }
+
+  /**
+   * A DCR client lives `unusedClientTtlSeconds` past its last use (/authorize, /token), and at
+   * least as long as any grant issued to it: a token response (issuedGrant) extends it to the
+   * longest a grant issued or refreshed now can live. The record's own expiresAt says how long it
+   * is kept, so an extension never shortens it and most uses write nothing.
+   */
+  async function keepAlive(client: ClientRecord, issuedGrant: boolean): Promise<void> {
+    if (client.kind !== 'dcr') return;
+    const now = clock.nowSeconds();
+    // Registered before clients expired: a grant of any age may exist.
+    const coverGrants = issuedGrant || client.expiresAt === undefined;
+    const untilAt = now + (coverGrants ? Math.max(options.unusedClientTtlSeconds, options.grantTtlSeconds) : options.unusedClientTtlSeconds);
+    if (client.expiresAt !== undefined && client.expiresAt >= untilAt) return;
+    const expiresAt = untilAt + KEEP_ALIVE_SLACK_SECONDS;
+    await store.set(keys.client(client.clientId), { ...client, expiresAt }, expiresAt - now);
   }
 
   function buildRecord(
@@ -114,9 +155,11 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
       throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, `at most ${MAX_REDIRECT_URIS} redirect_uris`);
     }
     for (const uri of redirectUris) {
-      const problem = typeof uri === 'string' ? redirectUriProblem(uri) : 'must be a string';
+      const problem = typeof uri === 'string' ? redirectUriProblem(uri, options.customSchemes) : 'must be a string';
       if (problem) {
-        throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, `redirect_uri ${JSON.stringify(uri)}: ${problem}`);
+        const shown = JSON.stringify(uri) ?? typeof uri;
+        const brief = shown.length > 100 ? `${shown.slice(0, 100)}…` : shown;
+        throw new OAuthError(kind === 'dcr' ? 'invalid_redirect_uri' : errorCode, `redirect_uri ${brief}: ${problem}`);
       }
     }
     const grantTypes = stringArray(doc, 'grant_types', ['authorization_code', 'refresh_token'], errorCode);
@@ -143,7 +186,7 @@ export function createClients(deps: { store: Store; clock: Clock; fetchDocument:
     };
   }
 
-  return { find, register, isMetadataDocumentUrl };
+  return { find, register, keepAlive, isMetadataDocumentUrl };
 }
 export type Clients = ReturnType<typeof createClients>;
 

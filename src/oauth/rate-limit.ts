@@ -5,17 +5,25 @@ import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
 
 /**
- * Fixed-window counters per client IP in the Store, so every replica shares them. Unauthenticated
- * endpoints that write state (DCR creates durable records) need a bound (RFC 7591 §5).
+ * Fixed-window counters in the Store, so every replica shares them: per client IP, or for the
+ * whole gateway (a bound that rotating source addresses cannot get around). Unauthenticated
+ * endpoints that write state (DCR creates client records) need a bound (RFC 7591 §5).
  */
-export function createRateLimit(deps: { store: Store; clock: Clock }, name: string, limit: number, windowSeconds: number) {
+export function createRateLimit(
+  deps: { store: Store; clock: Clock },
+  name: string,
+  limit: number,
+  windowSeconds: number,
+  per: 'address' | 'gateway' = 'address',
+) {
   return async function check(request: FastifyRequest): Promise<void> {
     if (limit <= 0) return;
     const window = Math.floor(deps.clock.nowSeconds() / windowSeconds);
-    const count = await deps.store.increment(keys.rateLimit(name, request.ip, window), windowSeconds);
+    const count = await deps.store.increment(keys.rateLimit(name, per === 'address' ? request.ip : '*', window), windowSeconds);
     if (count > limit) {
       const retryAfter = (window + 1) * windowSeconds - deps.clock.nowSeconds();
-      throw new OAuthError('temporarily_unavailable', `too many ${name} requests from this address; retry in ${retryAfter} s`, {
+      const from = per === 'address' ? 'from this address' : 'to this gateway';
+      throw new OAuthError('temporarily_unavailable', `too many ${name} requests ${from}; retry in ${retryAfter} s`, {
         status: 429,
         headers: { 'retry-after': String(retryAfter) },
       });

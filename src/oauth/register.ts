@@ -8,11 +8,13 @@ import { sha256 } from './secrets.ts';
 /** POST /register: Dynamic Client Registration (RFC 7591), kept for clients without CIMD. */
 export function registerRegistration(app: FastifyInstance, ctx: AuthServerContext) {
   const rateLimit = createRateLimit(ctx, 'registration', ctx.config.rateLimits.registrationsPerHour, 3600);
+  const dailyLimit = createRateLimit(ctx, 'registration', ctx.config.rateLimits.registrationsPerDay, 86400, 'gateway');
   app.post('/register', async (request, reply) => {
     if (!ctx.config.clientRegistration.dynamic) {
       throw new OAuthError('invalid_request', 'dynamic client registration is disabled; use a client ID metadata document');
     }
     await rateLimit(request);
+    await dailyLimit(request);
     if (!request.headers['content-type']?.toLowerCase().startsWith('application/json')) {
       throw new OAuthError('invalid_client_metadata', 'registration requests must be application/json (RFC 7591 §3.1)');
     }

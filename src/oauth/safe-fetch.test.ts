@@ -19,6 +19,16 @@ describe('isPrivateAddress (CIMD SSRF guard)', () => {
     ['::7f00:1', true],
     ['::ffff:127.0.0.1', true],
     ['::ffff:169.254.169.254', true],
+    ['::ffff:7f00:1', true], // IPv4-mapped loopback, hex form
+    ['0:0:0:0:0:ffff:a9fe:a9fe', true], // IPv4-mapped link-local, uncompressed
+    ['::ffff:8.8.8.8', false],
+    ['::ffff:0:127.0.0.1', true], // IPv4-translated (RFC 2765) loopback
+    ['::ffff:0:7f00:1', true],
+    ['::ffff:0:169.254.169.254', true],
+    ['::ffff:0:10.0.0.1', true],
+    ['::ffff:0:0:0', true], // translated 0.0.0.0
+    ['::ffff:0:8.8.8.8', false],
+    ['fe80::1%eth0', true],
     ['64:ff9b::a9fe:a9fe', true],
     ['2002:a9fe:a9fe::1', true],
     ['2001:0:4136:e378::1', true],

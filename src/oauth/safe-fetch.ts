@@ -37,12 +37,21 @@ for (const [net, prefix] of [
   PRIVATE.addSubnet(net, prefix, 'ipv6');
 }
 
+/**
+ * IPv4-mapped `::ffff:a.b.c.d` (RFC 4291 §2.5.5.2) and IPv4-translated `::ffff:0:a.b.c.d`
+ * (RFC 2765 §2.1) addresses reach the embedded IPv4 address: judge that one. The WHATWG URL
+ * parser writes any spelling (dotted, hex, uncompressed) in one canonical form first.
+ */
+const EMBEDDED_IPV4 = /^\[::ffff:(?:0:)?([0-9a-f]{1,4}):([0-9a-f]{1,4})\]$/;
+
 export function isPrivateAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return PRIVATE.check(address, 'ipv4');
-  if (family !== 6) return true;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  return mapped ? PRIVATE.check(mapped[1]!, 'ipv4') : PRIVATE.check(address, 'ipv6');
+  if (family !== 6 || !URL.canParse(`http://[${address}]`)) return true; // zone ids (fe80::1%eth0) are link-local
+  const embedded = EMBEDDED_IPV4.exec(new URL(`http://[${address}]`).hostname);
+  if (!embedded) return PRIVATE.check(address, 'ipv6');
+  const [high, low] = [Number.parseInt(embedded[1]!, 16), Number.parseInt(embedded[2]!, 16)];
+  return PRIVATE.check(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`, 'ipv4');
 }
 
 export class SafeFetchError extends Error {

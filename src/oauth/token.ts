@@ -38,6 +38,7 @@ export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
     } else {
       throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
     }
+    await ctx.clients.keepAlive(client, true);
     return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
   });
 }

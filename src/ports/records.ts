@@ -16,6 +16,8 @@ export interface ClientRecord {
   clientSecretHash?: string;
   scope?: string;
   createdAt: number;
+  /** DCR clients: the record ends here unless used (or given a grant) before. */
+  expiresAt?: number;
 }
 
 /** Encrypted upstream tokens (AES-256-GCM), with the id of the key that sealed them. */

@@ -28,11 +28,11 @@ export function jsonRpcError(code: number, message: string, id: JsonRpcId = null
 }
 
 /** Methods whose `Mcp-Name` mirrors a body field (2026-07-28 §Standard Request Headers). */
-const NAME_SOURCE: Record<string, 'name' | 'uri'> = {
-  'tools/call': 'name',
-  'prompts/get': 'name',
-  'resources/read': 'uri',
-};
+const NAME_SOURCE = new Map<string, 'name' | 'uri'>([
+  ['tools/call', 'name'],
+  ['prompts/get', 'name'],
+  ['resources/read', 'uri'],
+]);
 
 const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
 
@@ -75,14 +75,14 @@ export function headerMismatch(headers: MetadataHeaders, message: Record<string,
     return `Header mismatch: Mcp-Method header value '${headers.method}' does not match body value '${method}'`;
   }
   const params = isObject(message['params']) ? message['params'] : {};
-  const source = NAME_SOURCE[method];
+  const source = NAME_SOURCE.get(method);
   if (source) {
     const bodyName = params[source];
     if (headers.name === undefined) return 'Header mismatch: required Mcp-Name header is missing';
     const decoded = decodeHeaderValue(headers.name);
     if (decoded === undefined) return 'Header mismatch: Mcp-Name header has a malformed base64 value';
     if (decoded !== bodyName) {
-      return `Header mismatch: Mcp-Name header value '${decoded}' does not match body value '${String(bodyName)}'`;
+      return `Header mismatch: Mcp-Name header value '${decoded}' does not match body value '${describe(bodyName)}'`;
     }
   }
   const meta = isObject(params['_meta']) ? params['_meta'] : {};
@@ -91,6 +91,11 @@ export function headerMismatch(headers: MetadataHeaders, message: Record<string,
     return `Header mismatch: MCP-Protocol-Version header value '${headers.protocolVersion}' does not match body value '${bodyVersion}'`;
   }
   return undefined;
+}
+
+/** A body value, from an untrusted client, for a message: never throws (String() can, on {"toString":1}). */
+function describe(value: unknown): string {
+  return typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value)).slice(0, 200);
 }
 
 export function idOf(message: unknown): JsonRpcId {

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { COOKIE } from '../../src/oauth/cookies.ts';
+import { Agent, request } from 'undici';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
 import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 import {
@@ -13,6 +14,7 @@ import {
   obtainCode,
   pkce,
   postForm,
+  redeemCode,
   registerClient,
 } from '../support/oauth-steps.ts';
 
@@ -42,6 +44,11 @@ describe('authorization server: bad input gets the exact error', () => {
       [
         'unregistered redirect_uri',
         (p) => ({ ...p, redirect_uri: 'https://evil.example.com/cb' }),
+        'invalid_request: redirect_uri is not registered for this client',
+      ],
+      [
+        'registered loopback redirect_uri with a fragment (RFC 6749 §3.1.2)',
+        (p) => ({ ...p, redirect_uri: 'http://127.0.0.1:40000/callback#frag' }),
         'invalid_request: redirect_uri is not registered for this client',
       ],
     ];
@@ -210,6 +217,13 @@ describe('authorization server: bad input gets the exact error', () => {
         { error: 'invalid_client_metadata', error_description: 'token_endpoint_auth_method {"toString":1} is not supported' },
       ],
       ['oversized', 'application/json', JSON.stringify({ redirect_uris: [CLIENT_REDIRECT], pad: 'x'.repeat(70 * 1024) }), 413, { error: 'invalid_request', error_description: 'request body is too large' }],
+      [
+        'a 60 KB redirect_uri',
+        'application/json',
+        JSON.stringify({ redirect_uris: [`https://app.example.com/${'x'.repeat(60 * 1024)}`] }),
+        400,
+        { error: 'invalid_redirect_uri', error_description: `redirect_uri "https://app.example.com/${'x'.repeat(75)}…: must be at most 2048 characters` },
+      ],
     ];
     for (const [name, type, body, status, expected] of cases) {
       it(name, async () => {
@@ -383,5 +397,130 @@ describe('rate limits', () => {
     const statuses: number[] = [];
     for (let i = 0; i < 4; i++) statuses.push((await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', client_id: 'x' })).status);
     assert.deepEqual(statuses, [401, 401, 401, 429]);
+  });
+});
+
+describe('revocation (RFC 7009): bounded, and no lookup of unknown metadata documents', () => {
+  const clock = mutableClock();
+  let gw: Harness;
+  let documentHost: Server;
+  let documentRequests = 0;
+  before(async () => {
+    gw = await startHarness({ clock, config: { rateLimits: { registrationsPerHour: 30, tokenRequestsPerMinute: 3, authorizationsPerMinute: 120 } } });
+    documentHost = createServer((_request, response) => {
+      documentRequests++;
+      response.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => documentHost.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    documentHost.close();
+    await gw.close();
+  });
+
+  it('a /revoke with a metadata-document client_id fetches nothing and stores no client record', async () => {
+    const clientId = `http://127.0.0.1:${(documentHost.address() as AddressInfo).port}/client.json`;
+    const response = await postForm(gw.publicUrl, '/revoke', { token: 'mcpgw_rt_unknown', client_id: clientId });
+    assert.equal(response.status, 200, 'RFC 7009 §2.2: an unknown token is answered 200');
+    assert.equal(documentRequests, 0);
+    assert.equal(await gw.ctx.store.get(`client:${clientId}`), undefined);
+    assert.equal(await gw.ctx.store.get(`client-failed:${clientId}`), undefined);
+  });
+
+  it('the fourth /revoke in a minute from one address gets 429 with Retry-After, sharing the token budget', async () => {
+    clock.advance(60);
+    const revoke = () => postForm(gw.publicUrl, '/revoke', { token: 'mcpgw_at_unknown', client_id: 'nobody' });
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) statuses.push((await revoke()).status);
+    assert.deepEqual(statuses, [401, 401, 401]);
+    const fourth = await revoke();
+    assert.equal(fourth.status, 429);
+    const retryAfter = Number(fourth.headers.get('retry-after'));
+    assert.ok(retryAfter > 0 && retryAfter <= 60);
+    assert.deepEqual(await fourth.json(), {
+      error: 'temporarily_unavailable',
+      error_description: `too many token requests from this address; retry in ${retryAfter} s`,
+    });
+    assert.equal((await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', client_id: 'x' })).status, 429);
+    clock.advance(retryAfter);
+    assert.equal((await revoke()).status, 401, 'the next window starts afresh');
+  });
+});
+
+describe('dynamic registrations expire unused, and are bounded for the whole gateway', () => {
+  const DAY = 86400;
+  const clock = mutableClock();
+  let gw: Harness;
+  before(async () => {
+    gw = await startHarness({
+      clock,
+      config: {
+        tokens: { refreshTokenTtlSeconds: 90 * DAY },
+        rateLimits: { registrationsPerHour: 30, registrationsPerDay: 5, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 },
+      },
+    });
+  });
+  after(() => gw.close());
+
+  async function authorizePage(clientId: string) {
+    const response = await fetch(authorizeUrl(gw.publicUrl, defaultAuthorizeParams(gw.publicUrl, clientId, pkce().challenge)), { redirect: 'manual' });
+    return { status: response.status, body: await response.text() };
+  }
+
+  it('a client unused for 30 days + 1 s is gone (invalid_client)', async () => {
+    const clientId = await registerClient(gw.publicUrl);
+    clock.advance(30 * DAY - 1);
+    assert.equal((await authorizePage(clientId)).status, 200, 'alive until the 30 days are over');
+    const fresh = await registerClient(gw.publicUrl);
+    clock.advance(30 * DAY + 1);
+    const page = await authorizePage(fresh);
+    assert.equal(page.status, 400);
+    assert.ok(page.body.includes('invalid_client: unknown client_id'));
+    const token = await postForm(gw.publicUrl, '/token', { grant_type: 'refresh_token', refresh_token: 'x', client_id: fresh });
+    assert.equal(token.status, 401);
+    assert.deepEqual(await token.json(), { error: 'invalid_client', error_description: 'unknown client_id' });
+  });
+
+  it('a client used on day 29 lives on', async () => {
+    const clientId = await registerClient(gw.publicUrl);
+    clock.advance(29 * DAY);
+    assert.equal((await authorizePage(clientId)).status, 200);
+    clock.advance(29 * DAY);
+    assert.equal((await authorizePage(clientId)).status, 200, 'day 58: 29 days after its last use');
+  });
+
+  it('a client holding a grant lives as long as the grant, though unused longer than 30 days', async () => {
+    const { clientId, code, verifier } = await obtainCode(gw.publicUrl);
+    await redeemCode(gw.publicUrl, { code, verifier, clientId });
+    clock.advance(60 * DAY);
+    assert.equal((await authorizePage(clientId)).status, 200, 'the grant (90 days) keeps its client');
+  });
+
+  it('registrations beyond registrationsPerDay get 429 with Retry-After, from any address', async () => {
+    clock.advance(DAY); // a fresh day window
+    const fromOtherAddress = new Agent({ localAddress: '127.0.0.2' });
+    const register = (dispatcher?: Agent) =>
+      request(`${gw.publicUrl.replace('localhost', '127.0.0.1')}/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ redirect_uris: [CLIENT_REDIRECT] }),
+        ...(dispatcher ? { dispatcher } : {}),
+      });
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const response = await register(i % 2 === 0 ? undefined : fromOtherAddress);
+      await response.body.dump();
+      statuses.push(response.statusCode);
+    }
+    assert.deepEqual(statuses, [201, 201, 201, 201, 201]);
+    const sixth = await register(fromOtherAddress);
+    assert.equal(sixth.statusCode, 429);
+    const retryAfter = Number(sixth.headers['retry-after']);
+    assert.ok(retryAfter > 0 && retryAfter <= DAY);
+    assert.deepEqual(await sixth.body.json(), {
+      error: 'temporarily_unavailable',
+      error_description: `too many registration requests to this gateway; retry in ${retryAfter} s`,
+    });
+    await fromOtherAddress.close();
   });
 });

@@ -226,6 +226,36 @@ describe('MCP proxy: the gate', () => {
     assert.equal(backend.requests.at(-1)!.headers['mcp-name'], '=?base64?ZWNobw==?=');
   });
 
+  it('answers 400 HeaderMismatch (-32020) with the request id when params.name is not a string, never 500', async () => {
+    const base = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' };
+    const cases: [unknown, string][] = [
+      [{ toString: 1, valueOf: 1 }, '{"toString":1,"valueOf":1}'],
+      [['echo'], '["echo"]'],
+      [null, 'null'],
+      [7, '7'],
+    ];
+    const before = backend.requests.length;
+    for (const [name, shown] of cases) {
+      const call = JSON.stringify({ jsonrpc: '2.0', id: 'call-9', method: 'tools/call', params: { name } });
+      const res = await post(alice, call, base);
+      assert.equal(res.status, 400);
+      assert.deepEqual(await res.json(), {
+        jsonrpc: '2.0',
+        error: { code: -32020, message: `Header mismatch: Mcp-Name header value 'echo' does not match body value '${shown}'` },
+        id: 'call-9',
+      });
+    }
+    assert.equal(backend.requests.length, before);
+  });
+
+  it('a method named like an Object.prototype member (constructor) needs no Mcp-Name', async () => {
+    const before = backend.requests.length;
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 3, method: 'constructor', params: {} });
+    const res = await post(alice, call, { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'constructor' });
+    await res.body?.cancel();
+    assert.equal(backend.requests.length, before + 1, 'forwarded to the backend, not refused for a missing Mcp-Name');
+  });
+
   it('answers 413 for a body over the backend limit, with or without Content-Length', async () => {
     const big = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping', params: { pad: 'x'.repeat(4096) } });
     const expected = { jsonrpc: '2.0', error: { code: -32000, message: 'Payload Too Large: request body must not exceed 2048 bytes' }, id: null };

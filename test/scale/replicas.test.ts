@@ -251,7 +251,7 @@ describe('scale-out: two gateway replicas on one Redis', () => {
     assert.notEqual(provider.tokens()!.refresh_token, refreshToken);
   });
 
-  it('every key the replicas wrote expires, except the durable records (DCR clients, consents)', async () => {
+  it('every key the replicas wrote expires, except the durable records (consents)', async () => {
     const client = new Redis(redis.url, { lazyConnect: true });
     await client.connect();
     try {
@@ -259,7 +259,7 @@ describe('scale-out: two gateway replicas on one Redis', () => {
       assert.ok(keys.some((k) => k.startsWith('scale:grant:')) && keys.some((k) => k.startsWith('scale:at:')));
       const durable: string[] = [];
       for (const key of keys) if ((await client.ttl(key)) === -1) durable.push(key);
-      const unexpected = durable.filter((k) => !/^scale:(client:mcpgw_client_|consent:|user-consents:)/.test(k));
+      const unexpected = durable.filter((k) => !/^scale:(consent:|user-consents:)/.test(k));
       assert.deepEqual(unexpected, []);
       assert.ok(durable.some((k) => k.startsWith('scale:consent:')));
     } finally {
