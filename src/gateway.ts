@@ -87,7 +87,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const resources = buildResources(config.publicUrl, config.backends);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger };
 
-  const app = createHttpApp(logger, { trustProxy: config.trustProxy });
+  const app = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
   registerHealth(app, { store, idp });
   registerMetadata(app, ctx);
   registerRegistration(app, ctx);
@@ -108,6 +108,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     listenHost: config.listen.host,
     signingKeyPem: config.secrets.signingKey,
     cacheMs: config.tokens.cacheMs,
+    bodyTimeoutMs: config.timeouts.mcpBodyMs,
   });
 
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
