@@ -64,9 +64,9 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
   });
 
   // RFC 9110 §15.5.9: a body that does not arrive within oauthBodyMs of the request head gets 408.
-  app.addHook('preParsing', (request, _reply, payload, done) => {
+  app.addHook('preParsing', (request, reply, payload, done) => {
     if (request.raw.complete || !hasBody(request.headers)) return done(null, payload);
-    done(null, withDeadline(payload, timeouts.oauthBodyMs));
+    done(null, withDeadline(payload, timeouts.oauthBodyMs, reply.raw));
   });
 
   Object.defineProperty(app, RAW_ROUTES, { value: raw.routes });
@@ -108,8 +108,11 @@ function hasBody(headers: IncomingHttpHeaders): boolean {
   return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
 }
 
-/** The body, failing with 408 unless it ends within `ms`. One timer per body. */
-function withDeadline(payload: Readable, ms: number): Readable {
+/**
+ * The body, failing with 408 unless it ends within `ms`. One timer per body. Once answered (a body
+ * refused unread: 413, 415), the rest is node:http's requestTimeout's to bound.
+ */
+function withDeadline(payload: Readable, ms: number, res: ServerResponse): Readable {
   const timed = new PassThrough();
   const timer = setTimeout(() => {
     payload.unpipe(timed);
@@ -118,8 +121,12 @@ function withDeadline(payload: Readable, ms: number): Readable {
       new OAuthError('invalid_request', `request body not received within ${ms} ms`, { status: 408, headers: { connection: 'close' } }),
     );
   }, ms);
-  timed.once('end', () => clearTimeout(timer));
-  timed.once('close', () => clearTimeout(timer));
+  const clear = () => clearTimeout(timer);
+  timed.once('end', clear);
+  timed.once('close', clear);
+  res.once('finish', clear);
+  // Fastify's body reader listens while it reads; a refusal answered meanwhile must not crash the process.
+  timed.on('error', () => {});
   return payload.pipe(timed);
 }
 
