@@ -197,6 +197,20 @@ export const configSchema = z
       .strict()
       .default({ host: '127.0.0.1', port: 8080 }),
     /**
+     * The admin listener: /metrics and /readyz (and /healthz) are served here only, never on
+     * `listen`. Keep it off the public network; in a container bind 0.0.0.0 for the probes and do
+     * not publish the port. Port 0 picks a free port.
+     */
+    admin: z
+      .object({
+        listen: z
+          .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
+          .strict()
+          .default({ host: '127.0.0.1', port: 9464 }),
+      })
+      .strict()
+      .default({ listen: { host: '127.0.0.1', port: 9464 } }),
+    /**
      * Behind a load balancer: trust X-Forwarded-For for the client IP (rate limits, logs).
      * true (any), or a list of proxy addresses/CIDRs.
      */
