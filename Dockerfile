@@ -9,6 +9,9 @@ COPY src ./src
 COPY servers/snippets ./servers/snippets
 USER node
 EXPOSE 8080
+# Admin listener (/readyz, /metrics) for probes and scrapers; set admin.listen.host: 0.0.0.0 in the
+# config so they reach it, and do not publish it (docs/production.md).
+EXPOSE 9464
 # Node 24 runs the TypeScript sources as they are (type stripping; tsconfig erasableSyntaxOnly).
 ENTRYPOINT ["node", "src/cli.ts"]
 CMD ["serve", "--config", "/config/gateway.yaml"]

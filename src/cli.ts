@@ -3,7 +3,7 @@ import { dev, serve } from './main.ts';
 
 const USAGE = `Usage:
   mcp-entra-gateway serve --config FILE   run the gateway from a YAML config (+ MCPGW_* env overrides)
-  mcp-entra-gateway dev [--port 8080] [--idp-port 8081] [--snippets-port 7071] [--data ./data]
+  mcp-entra-gateway dev [--port 8080] [--idp-port 8081] [--snippets-port 7071] [--admin-port 9464] [--data ./data]
                                           run gateway + sample snippets server + dev sign-in
   mcp-entra-gateway help`;
 
@@ -20,6 +20,7 @@ async function run(argv: string[]): Promise<void> {
         port: { type: 'string', default: '8080' },
         'idp-port': { type: 'string', default: '8081' },
         'snippets-port': { type: 'string', default: '7071' },
+        'admin-port': { type: 'string', default: '9464' },
         data: { type: 'string', default: './data' },
       },
     });
@@ -27,6 +28,7 @@ async function run(argv: string[]): Promise<void> {
       port: portOption('--port', values.port),
       idpPort: portOption('--idp-port', values['idp-port']),
       snippetsPort: portOption('--snippets-port', values['snippets-port']),
+      adminPort: portOption('--admin-port', values['admin-port']),
       dataDir: values.data,
     });
   }

@@ -36,12 +36,13 @@ export function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
 }
 
 /** The dev system's gateway config, as YAML-shaped data (env MCPGW_* overrides still apply). */
-export function devConfig(options: { dataDir: string; port: number; idpPort: number; snippetsUrl: string; secrets: DevSecrets }) {
+export function devConfig(options: { dataDir: string; port: number; idpPort: number; adminPort: number; snippetsUrl: string; secrets: DevSecrets }) {
   const publicUrl = `http://localhost:${options.port}`;
   return {
     mode: 'dev',
     publicUrl,
     listen: { host: '127.0.0.1', port: options.port },
+    admin: { listen: { host: '127.0.0.1', port: options.adminPort } },
     store: { kind: 'sqlite', path: join(options.dataDir, 'gateway.db') },
     shutdownGraceSeconds: 2,
     secrets: {
@@ -64,7 +65,7 @@ export function devConfig(options: { dataDir: string; port: number; idpPort: num
 }
 
 /** What a newcomer pastes into their client. */
-export function connectionGuide(publicUrl: string, users: DevSecrets['users']): string {
+export function connectionGuide(publicUrl: string, adminUrl: string, users: DevSecrets['users']): string {
   const mcpUrl = `${publicUrl}/mcp`;
   const sseUrl = `${publicUrl}/mcp/sse`;
   const vscode = JSON.stringify({ servers: { snippets: { type: 'http', url: mcpUrl } } }, null, 2);
@@ -76,6 +77,7 @@ export function connectionGuide(publicUrl: string, users: DevSecrets['users']): 
     `  MCP URL (Streamable HTTP): ${mcpUrl}`,
     `  MCP URL (legacy SSE):      ${sseUrl}`,
     `  Your connected clients:    ${publicUrl}/account`,
+    `  Metrics and readiness:     ${adminUrl}/metrics  ${adminUrl}/readyz  (admin listener, loopback only)`,
     '',
     'Dev sign-in users:',
     ...users.map((u) => `  ${u.login.padEnd(8)} password: ${u.password}   (${u.name}${u.roles.length ? `, roles: ${u.roles.join(',')}` : ''})`),

@@ -39,6 +39,8 @@ export interface GatewayDeps {
 export interface RunningGateway {
   /** Base URL actually listened on (differs from publicUrl when port 0 was asked). */
   url: string;
+  /** Base URL of the admin listener (/metrics, /readyz). */
+  adminUrl: string;
   ctx: AuthServerContext;
   devIdp?: DevIdp;
   close(): Promise<void>;
@@ -92,8 +94,9 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const resources = buildResources(config.publicUrl, config.backends);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger };
 
-  const app = createHttpApp(logger, { trustProxy: config.trustProxy });
-  registerHealth(app, { store, idp });
+  const app = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
+  const admin = createHttpApp(logger, { timeouts: config.timeouts });
+  registerHealth(app, admin, { store, idp });
   registerMetadata(app, ctx);
   registerRegistration(app, ctx);
   registerAuthorize(app, ctx);
@@ -113,12 +116,15 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     listenHost: config.listen.host,
     signingKeyPem: config.secrets.signingKey,
     cacheMs: config.tokens.cacheMs,
+    bodyTimeoutMs: config.timeouts.mcpBodyMs,
   });
 
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
-  logger.info({ address, issuer, upstream: idp.kind, store: config.store.kind }, 'gateway listening');
+  const adminAddress = await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+  logger.info({ address, adminAddress, issuer, upstream: idp.kind, store: config.store.kind }, 'gateway listening');
   return {
     url: address.replace('[::1]', 'localhost'),
+    adminUrl: adminAddress.replace('[::1]', 'localhost'),
     ctx,
     devIdp,
     async close() {
@@ -129,7 +135,8 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
       const idle = setInterval(() => app.server.closeIdleConnections(), IDLE_CLOSE_INTERVAL_MS);
       const force = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceSeconds * 1000);
       try {
-        await app.close();
+        // The admin listener closes with it: probes stop seeing this replica ready.
+        await Promise.all([app.close(), admin.close()]);
       } finally {
         clearInterval(idle);
         clearTimeout(force);

@@ -22,7 +22,7 @@ export async function serve(configPath: string | undefined): Promise<void> {
   stopOnSignals([gateway], config.shutdownGraceSeconds);
 }
 
-export async function dev(options: { port: number; idpPort: number; snippetsPort: number; dataDir: string }): Promise<void> {
+export async function dev(options: { port: number; idpPort: number; snippetsPort: number; adminPort: number; dataDir: string }): Promise<void> {
   const env = process.env;
   const dataDir = resolve(options.dataDir);
   const secrets = loadOrCreateDevSecrets(dataDir);
@@ -38,11 +38,11 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
     logger: logger.child({ name: 'snippets' }),
   });
   const yamlText = stringify(
-    devConfig({ dataDir, port: options.port, idpPort: options.idpPort, snippetsUrl: snippets.url, secrets }),
+    devConfig({ dataDir, port: options.port, idpPort: options.idpPort, adminPort: options.adminPort, snippetsUrl: snippets.url, secrets }),
   );
   const config = configOrExit(() => loadConfig({ yamlText, env }));
   const gateway = await startGateway(config, { env, logger });
-  process.stdout.write(connectionGuide(publicUrl, secrets.users));
+  process.stdout.write(connectionGuide(publicUrl, gateway.adminUrl, secrets.users));
   stopOnSignals([gateway, snippets], config.shutdownGraceSeconds);
 }
 

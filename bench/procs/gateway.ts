@@ -36,6 +36,7 @@ const config = loadConfig({
     mode: 'dev',
     publicUrl,
     listen: { host: '127.0.0.1', port },
+    admin: { listen: { host: '127.0.0.1', port: 0 } },
     store: args.store,
     secrets: {
       encryptionKeys: [{ id: 'bench', key: randomBytes(32).toString('base64') }],

@@ -162,6 +162,27 @@ const backendSchema = z
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
 
+/** Defaults of `timeouts` (also what createHttpApp uses when given none). */
+export const DEFAULT_TIMEOUTS = { headersMs: 10_000, oauthBodyMs: 5_000, mcpBodyMs: 60_000, keepAliveMs: 5_000 } as const;
+
+/**
+ * How long a client may take to send a request, and keep an idle connection (docs/security.md,
+ * Request timeouts). A request too slow gets 408 (RFC 9110 §15.5.9) and its connection is closed.
+ */
+const timeoutsSchema = z
+  .object({
+    /** Request line and headers, on every route (slow-loris). */
+    headersMs: z.number().int().positive().default(DEFAULT_TIMEOUTS.headersMs),
+    /** The body of a request to an OAuth endpoint or page (register, token, revoke, consent …), from its head. */
+    oauthBodyMs: z.number().int().positive().default(DEFAULT_TIMEOUTS.oauthBodyMs),
+    /** The body of an MCP POST, from when the gateway starts reading it; an expired upload's backend request is aborted. */
+    mcpBodyMs: z.number().int().positive().default(DEFAULT_TIMEOUTS.mcpBodyMs),
+    /** A keep-alive connection with no request in flight is closed after this. */
+    keepAliveMs: z.number().int().positive().default(DEFAULT_TIMEOUTS.keepAliveMs),
+  })
+  .strict()
+  .default(DEFAULT_TIMEOUTS);
+
 export const configSchema = z
   .object({
     /** `dev` relaxes CIMD fetch rules (http, loopback) and enables the dev IdP; `production` is strict. */
@@ -179,6 +200,20 @@ export const configSchema = z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
       .strict()
       .default({ host: '127.0.0.1', port: 8080 }),
+    /**
+     * The admin listener: /metrics and /readyz (and /healthz) are served here only, never on
+     * `listen`. Keep it off the public network; in a container bind 0.0.0.0 for the probes and do
+     * not publish the port. Port 0 picks a free port.
+     */
+    admin: z
+      .object({
+        listen: z
+          .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
+          .strict()
+          .default({ host: '127.0.0.1', port: 9464 }),
+      })
+      .strict()
+      .default({ listen: { host: '127.0.0.1', port: 9464 } }),
     /**
      * Behind a load balancer: trust X-Forwarded-For for the client IP (rate limits, logs).
      * true (any), or a list of proxy addresses/CIDRs.
@@ -263,6 +298,7 @@ export const configSchema = z
       .strict()
       .default({ registrationsPerHour: 30, registrationsPerDay: 1000, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 }),
     backends: z.array(backendSchema).min(1),
+    timeouts: timeoutsSchema,
     /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
     shutdownGraceSeconds: z.number().min(0).max(300).default(10),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -282,6 +318,7 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 export type RawConfig = z.infer<typeof configSchema>;
+export type TimeoutsConfig = z.infer<typeof timeoutsSchema>;
 export type BackendConfig = z.infer<typeof backendSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type DevIdpConfig = z.infer<typeof devIdpSchema>;

@@ -1,40 +1,72 @@
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import Fastify, {
   LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { DEFAULT_TIMEOUTS, type TimeoutsConfig } from '../config/schema.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { PAGE_HEADERS, errorPage } from '../oauth/pages.ts';
 
 /** OAuth endpoints take small bodies; MCP routes stream theirs and enforce each backend's maxBodyBytes. */
 const OAUTH_BODY_LIMIT_BYTES = 64 * 1024;
+/** How often node:http looks for requests past their header or request timeout (its default is 30 s). */
+const MAX_TIMEOUT_CHECK_INTERVAL_MS = 1000;
+/** RFC 6797 §6.1.1: one year, the gateway's own host only. */
+const HSTS_VALUE = 'max-age=31536000';
+
+export interface HttpAppOptions {
+  trustProxy?: boolean | string[];
+  /** Config `timeouts` (docs/security.md, Request timeouts). */
+  timeouts?: TimeoutsConfig;
+  /** RFC 6797: send Strict-Transport-Security (when publicUrl is https). */
+  hsts?: boolean;
+}
 
 /**
- * Fastify with the gateway's shared behaviour: strict form parsing, one error boundary, JSON 404s.
+ * Fastify with the gateway's shared behaviour: strict form parsing, one error boundary, JSON 404s,
+ * request timeouts and security headers on every response (raw routes included).
  * Route modules are registered on the returned instance by main.ts.
  */
-export function createHttpApp(logger: Logger, options: { trustProxy?: boolean | string[] } = {}): FastifyInstance {
+export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): FastifyInstance {
+  const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const raw = createRawRoutes();
+  // Set before any route writes its head; writeHead merges them in (fastify's replies and the raw routes' alike).
+  const securityHeaders: [string, string][] = [['x-content-type-options', 'nosniff']];
+  if (options.hsts) securityHeaders.push(['strict-transport-security', HSTS_VALUE]);
   const app = Fastify({
     // Requests for a raw route skip fastify (routing, hooks, request/reply objects): the MCP
     // Streamable HTTP endpoint, on every tool call (bench/README.md, benchmark 1).
-    serverFactory: (handler, fastifyOptions) => {
-      const opts = fastifyOptions as unknown as ServerTimeouts;
-      const server = createServer((req, res) => {
-        if (!raw.dispatch(req, res)) handler(req, res);
-      });
-      // What fastify sets on the servers it creates itself.
-      server.keepAliveTimeout = opts.keepAliveTimeout;
-      server.requestTimeout = opts.requestTimeout;
-      server.setTimeout(opts.connectionTimeout);
-      if (opts.maxRequestsPerSocket > 0) server.maxRequestsPerSocket = opts.maxRequestsPerSocket;
-      return server;
-    },
+    serverFactory: (handler) =>
+      createServer(
+        {
+          headersTimeout: timeouts.headersMs,
+          // Every request, whatever its route, within the longest body bound (a body left unread
+          // after an early answer included); each route's own, shorter bound answers first.
+          requestTimeout: timeouts.headersMs + Math.max(timeouts.oauthBodyMs, timeouts.mcpBodyMs),
+          keepAliveTimeout: timeouts.keepAliveMs,
+          connectionsCheckingInterval: Math.min(MAX_TIMEOUT_CHECK_INTERVAL_MS, Math.ceil(timeouts.headersMs / 4)),
+          // No socket inactivity timeout (server.timeout stays 0): a backend may think for
+          // backends[].headersTimeoutMs and SSE streams idle between keep-alive comments.
+        },
+        (req, res) => {
+          for (const [name, value] of securityHeaders) res.setHeader(name, value);
+          if (!raw.dispatch(req, res)) handler(req, res);
+        },
+      ),
+    // node:http's 408 (headers or request too slow) and 400 (unparsable request), on the socket.
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, securityHeaders),
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: OAUTH_BODY_LIMIT_BYTES,
     trustProxy: options.trustProxy ?? false,
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
     routerOptions: { maxParamLength: 500, ignoreTrailingSlash: false },
+  });
+
+  // RFC 9110 §15.5.9: a body that does not arrive within oauthBodyMs of the request head gets 408.
+  app.addHook('preParsing', (request, reply, payload, done) => {
+    if (request.raw.complete || !hasBody(request.headers)) return done(null, payload);
+    done(null, withDeadline(payload, timeouts.oauthBodyMs, reply.raw));
   });
 
   Object.defineProperty(app, RAW_ROUTES, { value: raw.routes });
@@ -71,12 +103,50 @@ export function createHttpApp(logger: Logger, options: { trustProxy?: boolean | 
   return app;
 }
 
-/** Fastify's resolved server options (defaults filled in) that it applies to servers it creates. */
-interface ServerTimeouts {
-  keepAliveTimeout: number;
-  requestTimeout: number;
-  connectionTimeout: number;
-  maxRequestsPerSocket: number;
+/** Whether a request has a body (RFC 9112 §6.3: framed by Transfer-Encoding or a non-zero Content-Length). */
+function hasBody(headers: IncomingHttpHeaders): boolean {
+  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
+}
+
+/**
+ * The body, failing with 408 unless it ends within `ms`. One timer per body. Once answered (a body
+ * refused unread: 413, 415), the rest is node:http's requestTimeout's to bound.
+ */
+function withDeadline(payload: Readable, ms: number, res: ServerResponse): Readable {
+  const timed = new PassThrough();
+  const timer = setTimeout(() => {
+    payload.unpipe(timed);
+    timed.destroy(
+      // RFC 9110 §15.5.9: the server closes the connection rather than keep waiting.
+      new OAuthError('invalid_request', `request body not received within ${ms} ms`, { status: 408, headers: { connection: 'close' } }),
+    );
+  }, ms);
+  const clear = () => clearTimeout(timer);
+  timed.once('end', clear);
+  timed.once('close', clear);
+  res.once('finish', clear);
+  // Fastify's body reader listens while it reads; a refusal answered meanwhile must not crash the process.
+  timed.on('error', () => {});
+  return payload.pipe(timed);
+}
+
+/** Node's own refusals (fastify's default handler, with the security headers and Connection: close). */
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, headers: [string, string][]): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, reason, message] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'Request Timeout', 'request not received in time']
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'Request Header Fields Too Large', 'request headers too large']
+        : [400, 'Bad Request', 'malformed request'];
+  const body = JSON.stringify({ error: 'invalid_request', error_description: message });
+  if (socket.writable) {
+    const lines = headers.map(([name, value]) => `${name}: ${value}\r\n`).join('');
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${lines}\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;

@@ -7,8 +7,12 @@ import { rawRoutes } from './app.ts';
 const READINESS_TIMEOUT_MS = 2000;
 const IDP_PROBE_INTERVAL_MS = 2000;
 
-/** /healthz (process alive), /readyz (store and IdP reachable), /metrics (Prometheus). */
-export function registerHealth(app: FastifyInstance, deps: { store: Store; idp: UpstreamIdp }) {
+/**
+ * /healthz (process alive) on both apps; /readyz (store and IdP reachable) and /metrics
+ * (Prometheus, counting `app`'s requests) on `admin` only: they tell who asks what runs and what
+ * it depends on, so they stay off the public listener (docs/security.md).
+ */
+export function registerHealth(app: FastifyInstance, admin: FastifyInstance, deps: { store: Store; idp: UpstreamIdp }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const requests = new Counter({
@@ -48,19 +52,19 @@ export function registerHealth(app: FastifyInstance, deps: { store: Store; idp: 
     timer.observe(seconds);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  for (const target of [app, admin]) target.get('/healthz', async () => ({ status: 'ok' }));
   // The IdP probe fetches its metadata: probe at most once per interval, however often /readyz is hit.
   let idpProbe: { at: number; result: Promise<'ok' | 'unreachable'> } | undefined;
   const probeIdp = () => {
     if (!idpProbe || Date.now() - idpProbe.at >= IDP_PROBE_INTERVAL_MS) idpProbe = { at: Date.now(), result: check(() => deps.idp.ping()) };
     return idpProbe.result;
   };
-  app.get('/readyz', async (_request, reply) => {
+  admin.get('/readyz', async (_request, reply) => {
     const [store, idp] = await Promise.all([check(() => deps.store.ping()), probeIdp()]);
     const ready = store === 'ok' && idp === 'ok';
     return reply.code(ready ? 200 : 503).header('cache-control', 'no-store').send({ status: ready ? 'ready' : 'not_ready', store, idp });
   });
-  app.get('/metrics', async (_request, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
+  admin.get('/metrics', async (_request, reply) => reply.header('content-type', registry.contentType).send(await registry.metrics()));
 }
 
 async function check(probe: () => Promise<void>): Promise<'ok' | 'unreachable'> {

@@ -22,6 +22,8 @@ export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
   assertions: IdentityAssertions;
   keepAliveMs: number;
+  /** An MCP POST body must arrive within this, from when it is read (config timeouts.mcpBodyMs). */
+  bodyTimeoutMs: number;
   logger: Logger;
   /** Aborts of the standalone streams (GET) in flight, called when the server closes so they end. POSTs drain instead. */
   active: Set<() => void>;

@@ -109,7 +109,7 @@ export function registerLegacySse(
       return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
     }
     if (Number(req.headers['content-length']) > backend.maxBodyBytes) return sendGatewayError(res, tooLarge(backend.maxBodyBytes));
-    const body = requestStream(req)?.pipe(limitBytes(backend.maxBodyBytes));
+    const body = requestStream(req)?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
     const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
     if (!response) return;

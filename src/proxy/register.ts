@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { DEFAULT_TIMEOUTS } from '../config/schema.ts';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -37,6 +38,8 @@ export interface ProxyDeps {
   signingKeyPem: string;
   /** How long a replica trusts a session binding it read (`tokens.cacheMs`, default 1000). */
   cacheMs?: number;
+  /** Config `timeouts.mcpBodyMs` (default DEFAULT_TIMEOUTS.mcpBodyMs). */
+  bodyTimeoutMs?: number;
 }
 
 /**
@@ -59,6 +62,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     forwarders,
     assertions,
     keepAliveMs,
+    bodyTimeoutMs: deps.bodyTimeoutMs ?? DEFAULT_TIMEOUTS.mcpBodyMs,
     logger: deps.logger,
     active: new Set(),
     routes: rawRoutes(app),

@@ -59,20 +59,33 @@ async function drainOrClose(res: ServerResponse): Promise<void> {
   }
 }
 
-/** Counts request bytes on their way to the backend; past the limit the forward fails with 413. */
-export function limitBytes(maxBytes: number): Transform {
+/**
+ * Counts request bytes on their way to the backend; past the limit the forward fails with 413, and
+ * with 408 when the body has not ended within `timeoutMs` (the backend request is then aborted).
+ */
+export function limitBytes(maxBytes: number, timeoutMs: number): Transform {
   let received = 0;
-  return new Transform({
+  const limited = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       received += chunk.length;
       if (received > maxBytes) callback(tooLarge(maxBytes));
       else callback(null, chunk);
     },
+    flush(callback) {
+      clearTimeout(timer);
+      callback();
+    },
   });
+  const timer = setTimeout(() => limited.destroy(tooSlow(timeoutMs)), timeoutMs);
+  limited.once('close', () => clearTimeout(timer));
+  return limited;
 }
 
-/** Reads a whole body, refusing more than maxBytes (small bodies, and where policy must read it). */
-export function readBounded(source: Readable, maxBytes: number): Promise<Buffer> {
+/**
+ * Reads a whole body, refusing more than maxBytes (small bodies, and where policy must read it),
+ * or one that has not ended within timeoutMs (408).
+ */
+export function readBounded(source: Readable, maxBytes: number, timeoutMs: number): Promise<Buffer> {
   // Events rather than an async iterator: this runs on every small call (benchmark 1).
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -99,7 +112,12 @@ export function readBounded(source: Readable, maxBytes: number): Promise<Buffer>
       cleanup();
       reject(new Error('body ended early'));
     };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(tooSlow(timeoutMs));
+    }, timeoutMs);
     function cleanup() {
+      clearTimeout(timer);
       source.off('data', onData);
       source.off('end', onEnd);
       source.off('error', onError);
@@ -114,4 +132,9 @@ export function readBounded(source: Readable, maxBytes: number): Promise<Buffer>
 
 export function tooLarge(maxBytes: number): GatewayError {
   return new GatewayError(413, `Payload Too Large: request body must not exceed ${maxBytes} bytes`);
+}
+
+/** RFC 9110 §15.5.9 (answered with Connection: close, respond.ts). */
+export function tooSlow(timeoutMs: number): GatewayError {
+  return new GatewayError(408, `Request Timeout: the request body did not arrive within ${timeoutMs} ms`);
 }

@@ -19,7 +19,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 }
 
 export function sendGatewayError(res: ServerResponse, error: GatewayError): void {
-  sendJson(res, error.status, jsonRpcError(error.code, error.message, error.id), { 'cache-control': 'no-store' });
+  const headers: OutgoingHttpHeaders = { 'cache-control': 'no-store' };
+  // RFC 9110 §15.5.9: after a 408 the server closes the connection rather than keep waiting.
+  if (error.status === 408) headers['connection'] = 'close';
+  sendJson(res, error.status, jsonRpcError(error.code, error.message, error.id), headers);
 }
 
 /**

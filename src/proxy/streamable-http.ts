@@ -48,7 +48,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     const method = req.method as 'GET' | 'POST' | 'DELETE';
     let body: Readable | Buffer | undefined;
-    if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes);
+    if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs);
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
     const response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
     if (!response) return;
@@ -74,7 +74,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
  * requests, which are read (bounded) so the mirrored headers can be checked against the body
  * (2026-07-28 transports/streamable-http §Server Validation).
  */
-async function requestBody(req: IncomingMessage, maxBytes: number): Promise<Readable | Buffer | undefined> {
+async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<Readable | Buffer | undefined> {
   const source = requestStream(req);
   const length = Number(req.headers['content-length']);
   if (length > maxBytes) throw tooLarge(maxBytes);
@@ -82,11 +82,11 @@ async function requestBody(req: IncomingMessage, maxBytes: number): Promise<Read
   if (header(req.headers, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes);
-    return source.pipe(limitBytes(maxBytes));
+    if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes, timeoutMs);
+    return source.pipe(limitBytes(maxBytes, timeoutMs));
   }
 
-  const raw = await readBounded(source, maxBytes);
+  const raw = await readBounded(source, maxBytes, timeoutMs);
   let message: unknown;
   try {
     message = JSON.parse(raw.toString('utf8'));

@@ -22,12 +22,13 @@ describe('npm start: the whole system in one command', () => {
   });
 
   it('signs in headless, saves and reads a snippet as its author, survives a restart without signing in again', async () => {
-    const ports = [await freePort(), await freePort(), await freePort()];
-    const args = ['--port', String(ports[0]), '--idp-port', String(ports[1]), '--snippets-port', String(ports[2]), '--data', dataDir];
+    const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
+    const args = ['--port', String(ports[0]), '--idp-port', String(ports[1]), '--snippets-port', String(ports[2]), '--admin-port', String(ports[3]), '--data', dataDir];
     system = await startSystem(args);
     assert.equal(system.mcpUrl, `http://localhost:${ports[0]}/mcp`);
     assert.ok(system.output().includes(`claude mcp add --transport http snippets http://localhost:${ports[0]}/mcp`));
     assert.ok(system.output().includes(`http://localhost:${ports[0]}/mcp/sse`));
+    assert.ok(system.output().includes(`http://127.0.0.1:${ports[3]}/readyz`), 'readiness on the admin listener');
     const alice = system.users.find((u) => u.login === 'alice')!;
     assert.ok(alice.password.length >= 8);
 

@@ -51,6 +51,7 @@ describe('Redis store over TLS with a password (store.tls)', () => {
       mode: 'dev',
       publicUrl: `http://localhost:${gatewayPort}`,
       listen: { host: '127.0.0.1', port: gatewayPort },
+      admin: { listen: { host: '127.0.0.1', port: 0 } },
       store,
       secrets: sharedSecrets(),
       upstream: { dev: { port: 0, users: DEV_USERS } },
@@ -64,7 +65,7 @@ describe('Redis store over TLS with a password (store.tls)', () => {
   it('connects with the configured CA and password; ready, and registrations land in Redis', async () => {
     const gateway = await start({ kind: 'redis', url: url(), keyPrefix: 'tls:', tls: { ca: cert } });
     try {
-      assert.equal((await fetch(`${gateway.url}/readyz`)).status, 200);
+      assert.equal((await fetch(`${gateway.adminUrl}/readyz`)).status, 200);
       const registered = await fetch(`${gateway.url}/register`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },

@@ -55,16 +55,18 @@ describe('scale-out: two gateway replicas on one Redis', () => {
     forwarder = await startForwarder(forwarderPort, [`http://127.0.0.1:${portA}`, `http://127.0.0.1:${portB}`]);
     started.push(forwarder);
     const secrets = sharedSecrets();
-    const config = (port: number) =>
+    const [adminA, adminB] = [await freePort(), await freePort()];
+    const config = (port: number, adminPort: number) =>
       gatewayConfig({
         publicUrl,
         port,
+        adminPort,
         store: { kind: 'redis', url: redis.url, keyPrefix: 'scale:' },
         upstream: idp.upstream,
         secrets,
         backend: { url: backend.mcpUrl, sseUrl: backend.sseUrl },
       });
-    replicas = await Promise.all([startGatewayProcess(config(portA), dir, 'a'), startGatewayProcess(config(portB), dir, 'b')]);
+    replicas = await Promise.all([startGatewayProcess(config(portA, adminA), dir, 'a'), startGatewayProcess(config(portB, adminB), dir, 'b')]);
     started.push(...replicas);
   });
   after(async () => {
@@ -184,7 +186,7 @@ describe('scale-out: two gateway replicas on one Redis', () => {
           body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: 'mcpgw_rt_unknown', client_id: clientId }),
           signal: AbortSignal.timeout(REQUEST_BOUND_MS),
         }),
-      readyz: () => fetch(`${replicas[results.length % 2]!.url}/readyz`, { signal: AbortSignal.timeout(REQUEST_BOUND_MS) }),
+      readyz: () => fetch(`${replicas[results.length % 2]!.adminUrl}/readyz`, { signal: AbortSignal.timeout(REQUEST_BOUND_MS) }),
     };
     let running = true;
     const worker = async (kind: Kind) => {

@@ -49,6 +49,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     mode: 'dev',
     publicUrl,
     listen: { host: '127.0.0.1', port },
+    // Many gateways run at once: each admin listener on a free port (RunningGateway.adminUrl).
+    admin: { listen: { host: '127.0.0.1', port: 0 } },
     secrets: {
       encryptionKeys: [{ id: 'test-1', key: randomBytes(32).toString('base64') }],
       cookieKey: randomBytes(32).toString('base64url'),

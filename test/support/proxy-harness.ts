@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import type { BackendConfig } from '../../src/config/schema.ts';
+import type { BackendConfig, TimeoutsConfig } from '../../src/config/schema.ts';
 import { createHttpApp } from '../../src/http/app.ts';
 import { createGrants, type Grants, userKeyOf } from '../../src/oauth/grants.ts';
 import { buildResources, type ProtectedResource } from '../../src/oauth/resources.ts';
@@ -44,6 +44,8 @@ export interface ProxyHarnessOptions {
   listenHost?: string;
   keepAliveIntervalMs?: number;
   clock?: Clock;
+  /** Config `timeouts` (default DEFAULT_TIMEOUTS). */
+  timeouts?: TimeoutsConfig;
 }
 
 export interface ProxyHarness {
@@ -81,7 +83,7 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
   const grants = createGrants({ store, clock, sealer, idp }, { accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 86400 });
   const resources = buildResources(url, options.backends.map(backendConfig));
   const signingKeyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const app = createHttpApp(pino({ level: 'silent' }));
+  const app = createHttpApp(pino({ level: 'silent' }), { timeouts: options.timeouts });
   const proxy = await registerMcpProxy(
     app,
     {
@@ -94,6 +96,7 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
       allowedOrigins: options.allowedOrigins ?? [],
       listenHost: options.listenHost ?? '127.0.0.1',
       signingKeyPem,
+      bodyTimeoutMs: options.timeouts?.mcpBodyMs,
     },
     options.keepAliveIntervalMs !== undefined ? { keepAliveIntervalMs: options.keepAliveIntervalMs } : {},
   );

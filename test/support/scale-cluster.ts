@@ -63,6 +63,8 @@ export async function startSharedDevIdp(publicUrl: string): Promise<{ idp: DevId
 export function gatewayConfig(options: {
   publicUrl: string;
   port: number;
+  /** The admin listener's port (/readyz, /metrics). */
+  adminPort: number;
   store: Record<string, unknown>;
   upstream: Record<string, unknown>;
   secrets: ReturnType<typeof sharedSecrets>;
@@ -73,6 +75,7 @@ export function gatewayConfig(options: {
     mode: 'dev',
     publicUrl: options.publicUrl,
     listen: { host: '127.0.0.1', port: options.port },
+    admin: { listen: { host: '127.0.0.1', port: options.adminPort } },
     store: options.store,
     secrets: options.secrets,
     upstream: options.upstream,
@@ -87,6 +90,8 @@ export function gatewayConfig(options: {
 export interface GatewayProcess extends Stoppable {
   /** Where this process listens (not the public URL when behind the forwarder). */
   url: string;
+  /** Its admin listener (/readyz, /metrics). */
+  adminUrl: string;
   pid: number;
   child: ChildProcess;
   output(): string;
@@ -105,15 +110,16 @@ export async function singleGatewaySetup(
   const publicUrl = `http://localhost:${port}`;
   const idp = await startSharedDevIdp(publicUrl);
   started.push(idp);
-  const config = gatewayConfig({ publicUrl, port, store: { kind: 'sqlite', path: dbPath }, upstream: idp.upstream, secrets: sharedSecrets(), backend, ...extra });
+  const config = gatewayConfig({ publicUrl, port, adminPort: await freePort(), store: { kind: 'sqlite', path: dbPath }, upstream: idp.upstream, secrets: sharedSecrets(), backend, ...extra });
   return { publicUrl, mcpUrl: `${publicUrl}/mcp`, config };
 }
 
-/** `node src/cli.ts serve --config FILE`, resolved once /readyz answers 200. */
+/** `node src/cli.ts serve --config FILE`, resolved once /readyz answers 200 on its admin listener. */
 export async function startGatewayProcess(config: Record<string, unknown>, dir: string, name: string): Promise<GatewayProcess> {
   const file = join(dir, `${name}.yaml`);
   writeFileSync(file, stringify(config));
   const port = (config['listen'] as { port: number }).port;
+  const adminUrl = `http://127.0.0.1:${(config['admin'] as { listen: { port: number } }).listen.port}`;
   const child = spawn(process.execPath, ['src/cli.ts', 'serve', '--config', file], {
     cwd: REPO_ROOT,
     env: { ...process.env, NODE_ENV: 'test' },
@@ -130,6 +136,7 @@ export async function startGatewayProcess(config: Record<string, unknown>, dir: 
   const url = `http://127.0.0.1:${port}`;
   const gateway: GatewayProcess = {
     url,
+    adminUrl,
     pid: child.pid!,
     child,
     output: () => output,
@@ -147,7 +154,7 @@ export async function startGatewayProcess(config: Record<string, unknown>, dir: 
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`gateway ${name} exited with ${child.exitCode}:\n${output}`);
-    const status = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(1000) }).then(
+    const status = await fetch(`${adminUrl}/readyz`, { signal: AbortSignal.timeout(1000) }).then(
       (r) => r.status,
       () => 0,
     );
