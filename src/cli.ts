@@ -1,16 +1,42 @@
 import { parseArgs } from 'node:util';
 import { dev, serve } from './main.ts';
 
+const SERVE_USAGE = `Usage: mcp-entra-gateway serve --config FILE
+
+Runs the gateway from a YAML config file (docs/configuration.md). Any config key can be overridden
+by an environment variable MCPGW_<PATH> with path segments joined by __, e.g. MCPGW_LISTEN__PORT=9000;
+secrets are read from the variables or files the config names ({ env: NAME } or { file: PATH }).
+
+Options:
+  -c, --config FILE   the config file (YAML)
+  -h, --help          this text`;
+
+const DEV_USAGE = `Usage: mcp-entra-gateway dev [options]
+
+Runs the whole system on embedded defaults: the gateway, the sample snippets MCP server and a dev
+sign-in (an OpenID Provider with two generated users); prints the URL to paste into a client.
+
+Options:
+  --port N            gateway port (default 8080)
+  --idp-port N        dev sign-in port (default 8081)
+  --snippets-port N   snippets server port (default 7071)
+  --admin-port N      admin listener: /metrics, /readyz (default 9464)
+  --data DIR          state, secrets and snippets (default ./data)
+  -h, --help          this text`;
+
 const USAGE = `Usage:
   mcp-entra-gateway serve --config FILE   run the gateway from a YAML config (+ MCPGW_* env overrides)
   mcp-entra-gateway dev [--port 8080] [--idp-port 8081] [--snippets-port 7071] [--admin-port 9464] [--data ./data]
                                           run gateway + sample snippets server + dev sign-in
-  mcp-entra-gateway help`;
+  mcp-entra-gateway help                  this text; COMMAND --help for one command's`;
+
+const HELP = { help: { type: 'boolean', short: 'h' } } as const;
 
 async function run(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   if (command === 'serve') {
-    const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+    const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, ...HELP } });
+    if (values.help) return void process.stdout.write(`${SERVE_USAGE}\n`);
     return serve(values.config);
   }
   if (command === 'dev') {
@@ -22,8 +48,10 @@ async function run(argv: string[]): Promise<void> {
         'snippets-port': { type: 'string', default: '7071' },
         'admin-port': { type: 'string', default: '9464' },
         data: { type: 'string', default: './data' },
+        ...HELP,
       },
     });
+    if (values.help) return void process.stdout.write(`${DEV_USAGE}\n`);
     return dev({
       port: portOption('--port', values.port),
       idpPort: portOption('--idp-port', values['idp-port']),
@@ -33,7 +61,7 @@ async function run(argv: string[]): Promise<void> {
     });
   }
   process.stdout.write(`${USAGE}\n`);
-  if (command !== 'help' && command !== '--help') process.exitCode = 2;
+  if (command !== undefined && command !== 'help' && command !== '--help' && command !== '-h') process.exitCode = 2;
 }
 
 function portOption(name: string, value: string): number {

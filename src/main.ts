@@ -14,11 +14,20 @@ import { type RunningGateway, startGateway } from './gateway.ts';
  */
 export async function serve(configPath: string | undefined): Promise<void> {
   const env = process.env;
-  const config = configOrExit(() => {
-    const yamlText = configPath ? readFileSync(resolve(configPath), 'utf8') : undefined;
-    return loadConfig({ yamlText, baseDir: configPath ? dirname(resolve(configPath)) : process.cwd(), env });
+  const config = configOrExit(
+    () => {
+      const yamlText = configPath ? readFileSync(resolve(configPath), 'utf8') : undefined;
+      return loadConfig({ yamlText, fileName: configPath, baseDir: configPath ? dirname(resolve(configPath)) : process.cwd(), env });
+    },
+    configPath ? undefined : 'no config file given: pass --config FILE (mcp-entra-gateway serve --help; docs/configuration.md)',
+  );
+  const gateway = await startGateway(config, { env }).catch((error: unknown) => {
+    throw listenError(error, [
+      [config.listen.port, 'listen.port (or MCPGW_LISTEN__PORT)'],
+      [config.admin.listen.port, 'admin.listen.port (or MCPGW_ADMIN__LISTEN__PORT)'],
+      [config.upstream.dev?.port, 'upstream.dev.port'],
+    ]);
   });
-  const gateway = await startGateway(config, { env });
   stopOnSignals([gateway], config.shutdownGraceSeconds);
 }
 
@@ -28,6 +37,12 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
   const secrets = loadOrCreateDevSecrets(dataDir);
   const publicUrl = `http://localhost:${options.port}`;
   const logger = pino({ level: env['LOG_LEVEL'] ?? 'warn' });
+  const flags: [number, string][] = [
+    [options.port, '--port'],
+    [options.idpPort, '--idp-port'],
+    [options.snippetsPort, '--snippets-port'],
+    [options.adminPort, '--admin-port'],
+  ];
   const snippets = await startSnippetsServer({
     storage: await createFolderStorage(join(dataDir, 'snippets')),
     port: options.snippetsPort,
@@ -36,22 +51,38 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
     identityAudience: `${publicUrl}/mcp`,
     identityIssuer: publicUrl,
     logger: logger.child({ name: 'snippets' }),
+  }).catch((error: unknown) => {
+    throw listenError(error, flags);
   });
   const yamlText = stringify(
     devConfig({ dataDir, port: options.port, idpPort: options.idpPort, adminPort: options.adminPort, snippetsUrl: snippets.url, secrets }),
   );
   const config = configOrExit(() => loadConfig({ yamlText, env }));
-  const gateway = await startGateway(config, { env, logger });
+  const gateway = await startGateway(config, { env, logger }).catch((error: unknown) => {
+    throw listenError(error, flags);
+  });
   process.stdout.write(connectionGuide(publicUrl, gateway.adminUrl, secrets.users));
   stopOnSignals([gateway, snippets], config.shutdownGraceSeconds);
 }
 
-function configOrExit(load: () => Config): Config {
+/**
+ * A port that is taken (or not ours to bind) named by the flag or config key that sets it:
+ * `listen.port (or MCPGW_LISTEN__PORT): port 8080 on 127.0.0.1 is already in use`.
+ */
+function listenError(error: unknown, settings: [number | undefined, string][]): unknown {
+  const { code, port, address } = error as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (code !== 'EADDRINUSE' && code !== 'EACCES') return error;
+  const setting = settings.find(([candidate]) => candidate === port)?.[1] ?? 'a listen port';
+  const reason = code === 'EADDRINUSE' ? 'is already in use' : 'may not be bound by this user';
+  return new Error(`${setting}: port ${port} on ${address} ${reason}; choose another`);
+}
+
+function configOrExit(load: () => Config, hint?: string): Config {
   try {
     return load();
   } catch (error) {
     if (error instanceof ConfigError) {
-      process.stderr.write(`${error.problems.join('\n')}\n`);
+      process.stderr.write(`${[...error.problems, ...(hint ? [hint] : [])].join('\n')}\n`);
       process.exit(2);
     }
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') {

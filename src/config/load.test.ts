@@ -59,13 +59,40 @@ describe('loadConfig', () => {
       ['upstream.entra.allowedTenants: required when tenantId is organizations'],
     ],
     ['two upstreams', VALID.replace('upstream:\n', 'upstream:\n  oidc: { issuer: https://idp.example.com, clientId: x, clientSecret: y }\n'), undefined, ['upstream: exactly one of dev, oidc or entra is required']],
-    ['unknown key', `${VALID}\nbogus: 1\n`, undefined, ['(root): Unrecognized key: "bogus"']],
+    ['unknown key', `${VALID}\nbogus: 1\n`, undefined, ['(root): unknown key "bogus"']],
+    ['a value of the wrong type is named as such, not as required', `${VALID}\nlisten: { port: eighty }\n`, undefined, ['listen.port: expected number, got a string']],
+    [
+      'a wrong-typed override names its variable',
+      VALID,
+      { ...ENV, MCPGW_LISTEN__PORT: 'eighty' },
+      ['listen.port: expected number, got a string (from MCPGW_LISTEN__PORT)'],
+    ],
+    [
+      'an override naming no config key names the variable',
+      VALID,
+      { ...ENV, MCPGW_ENCRYPTION_KEY: 'x' },
+      ['MCPGW_ENCRYPTION_KEY (environment): encryptionKey is not a config key (overrides are MCPGW_<PATH>, segments joined by __, e.g. MCPGW_LISTEN__PORT)'],
+    ],
     ['bad backend path', VALID.replace('path: /mcp', 'path: /tools'), undefined, ['backends.0.path: must end in /mcp, e.g. /mcp or /github/mcp']],
     ['not a URL', VALID.replace('https://mcp.example.com', 'nope'), undefined, ['publicUrl: Invalid URL']],
     ['token cache past the revocation bound', `${VALID}\ntokens: { cacheMs: 5000 }\n`, undefined, ['tokens.cacheMs: Too big: expected number to be <=1000']],
-    ['not YAML', 'a: [', undefined, ['(file): not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ] at line 1, column 5:']],
+    ['not YAML', 'a: [', undefined, ['(file):1:5: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]']],
   ];
   for (const [name, yamlText, env, expected] of cases) {
     it(`names the key: ${name}`, () => assert.deepEqual(problems(yamlText, env), expected));
   }
+
+  it('a YAML error names the file, line and column', () => {
+    assert.throws(
+      () => loadConfig({ yamlText: `${VALID}listen:\n  port: [8080\n`, fileName: 'gateway.yaml', env: ENV }),
+      (error: ConfigError) => /^gateway\.yaml:\d+:\d+: not valid YAML: /.test(error.problems[0]!) && error.problems.length === 1,
+    );
+  });
+
+  it('a secret the file reads as { env: MCPGW_… } is never an override: it cannot collide with a config path', () => {
+    const yamlText = VALID.replace('{ env: ENC_KEY }', '{ env: MCPGW_ENCRYPTION_KEY }').replace('{ env: COOKIE_KEY }', '{ env: MCPGW_COOKIE_KEY }');
+    const config = loadConfig({ yamlText, env: { ...ENV, MCPGW_ENCRYPTION_KEY: 'e'.repeat(44), MCPGW_COOKIE_KEY: 'k'.repeat(40) } });
+    assert.equal(config.secrets.cookieKey, 'k'.repeat(40));
+    assert.equal(config.secrets.encryptionKeys[0]!.key, 'e'.repeat(44));
+  });
 });
