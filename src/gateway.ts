@@ -3,6 +3,7 @@ import { rootCertificates } from 'node:tls';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/load.ts';
 import { createHttpApp } from './http/app.ts';
+import { allowAnyOrigin } from './http/cors.ts';
 import { registerHealth } from './http/health.ts';
 import { type DevIdp, startDevIdp } from './idp/dev-idp.ts';
 import { createUpstreamIdp } from './idp/index.ts';
@@ -105,6 +106,16 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   registerToken(app, ctx);
   registerRevoke(app, ctx);
   registerAccount(app, ctx);
+  allowAnyOrigin(app, [
+    ...ctx.resources.map((r) => `/.well-known/oauth-protected-resource${r.path}`),
+    '/.well-known/oauth-protected-resource',
+    '/.well-known/oauth-authorization-server',
+    '/.well-known/openid-configuration',
+    '/.well-known/jwks.json',
+    '/register',
+    '/token',
+    '/revoke',
+  ]);
   const proxy = await registerMcpProxy(app, {
     resources,
     validateAccessToken: grants.validateAccessToken,

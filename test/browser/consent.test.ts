@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { chromium, type Response } from 'playwright-core';
 import { COOKIE } from '../../src/oauth/cookies.ts';
+import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../support/chromium.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { authorizeUrl, pkce, registerClient } from '../support/oauth-steps.ts';
 
@@ -14,17 +15,6 @@ import { authorizeUrl, pkce, registerClient } from '../support/oauth-steps.ts';
  * this test runs (RFC 8252 §7.3), which records what the browser brings back.
  */
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
 const SCREENSHOT = new URL('../../test-output/consent.png', import.meta.url);
 
 describe('browser: consent and dev sign-in in Chromium', () => {
@@ -65,7 +55,7 @@ describe('browser: consent and dev sign-in in Chromium', () => {
       scope: 'mcp:tools',
     });
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
     try {
       const context = await browser.newContext();
       const page = await context.newPage();
@@ -186,7 +176,7 @@ describe('browser: consent and dev sign-in in Chromium', () => {
     const attackerPort = (attackerServer.address() as AddressInfo).port;
     const evilClient = await registerClient(gateway.publicUrl, { client_name: 'Evil Client', redirect_uris: [`http://127.0.0.1:${attackerPort}/cb`] });
 
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    const browser = await chromium.launch({ executablePath: CHROMIUM_PATH, args: CHROMIUM_ARGS });
     try {
       // The victim, Bob, is signed in at the IdP (here through the gateway's /account page).
       const victim = await (await browser.newContext()).newPage();
