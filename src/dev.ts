@@ -44,6 +44,9 @@ export function devConfig(options: { dataDir: string; port: number; idpPort: num
     listen: { host: '127.0.0.1', port: options.port },
     admin: { listen: { host: '127.0.0.1', port: options.adminPort } },
     store: { kind: 'sqlite', path: join(options.dataDir, 'gateway.db') },
+    // A developer re-registering clients on loopback must not be locked out (the listener is
+    // loopback-only); the gateway-wide daily cap still holds.
+    rateLimits: { registrationsPerHour: 0 },
     shutdownGraceSeconds: 2,
     secrets: {
       encryptionKeys: [{ id: 'dev-1', key: options.secrets.encryptionKey }],

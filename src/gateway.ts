@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from './config/load.ts';
 import { createHttpApp } from './http/app.ts';
 import { allowAnyOrigin } from './http/cors.ts';
+import { registerLanding } from './http/landing.ts';
 import { registerHealth } from './http/health.ts';
 import { type DevIdp, startDevIdp } from './idp/dev-idp.ts';
 import { createUpstreamIdp } from './idp/index.ts';
@@ -106,6 +107,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   registerToken(app, ctx);
   registerRevoke(app, ctx);
   registerAccount(app, ctx);
+  registerLanding(app, { resources, upstream: idp.kind, devLogins: config.upstream.dev?.users.map((u) => u.login) });
   allowAnyOrigin(app, [
     ...ctx.resources.map((r) => `/.well-known/oauth-protected-resource${r.path}`),
     '/.well-known/oauth-protected-resource',

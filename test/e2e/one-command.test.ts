@@ -55,6 +55,19 @@ describe('npm start: the whole system in one command', () => {
     assert.equal(provider.pages.length, redirectsBefore);
     await again.close();
 
+    // A developer re-registering clients on loopback is never locked out (31 > the default 30 per hour).
+    for (let i = 0; i < 31; i++) {
+      const registered = await fetch(`http://localhost:${ports[0]}/register`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ client_name: `dev client ${i}`, redirect_uris: ['http://127.0.0.1:3000/cb'], token_endpoint_auth_method: 'none' }),
+      });
+      assert.equal(registered.status, 201, `registration ${i + 1}`);
+    }
+    const landing = await fetch(`http://localhost:${ports[0]}/`);
+    assert.equal(landing.status, 200);
+    assert.ok((await landing.text()).includes(`<code class="mcp-url">${system.mcpUrl}</code>`), 'the landing page names the MCP URL');
+
     // The refresh renews the dev IdP's grant too: its state lives in the same SQLite file.
     const before = provider.tokens()!.refresh_token;
     assert.equal(await auth(provider, { serverUrl: system.mcpUrl }), 'AUTHORIZED');
