@@ -25,6 +25,8 @@ export interface DevIdp {
   origin: string;
   /** From now on the user cannot sign in and every refresh of their grants is refused (invalid_grant). */
   disableUser(login: string): void;
+  /** Changes the user's claims from the next token on (`undefined` removes one): a change made upstream. */
+  setUserClaims(login: string, claims: Record<string, unknown>): void;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,8 @@ export interface DevIdpOptions {
   env?: Record<string, string | undefined>;
   /** Wraps the HTTP handler (test/support/entra-shaped-idp.ts records requests with it). */
   wrap?: (handler: RequestListener) => RequestListener;
+  /** Scopes the client may ask for besides the OIDC ones (an Entra API's scopes, in the look-alike). */
+  extraScopes?: string[];
 }
 
 const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
@@ -56,6 +60,7 @@ export async function startDevIdp(
   const bySub = new Map(users.map((u) => [u.sub, u]));
   const byLogin = new Map(users.map((u) => [u.user.login, u]));
   const disabled = new Set<string>();
+  const scopes = [...new Set([...SCOPES, ...(options.extraScopes ?? [])])];
 
   let handler: RequestListener = (_req, res) => res.writeHead(503).end();
   const server = createServer((req, res) => handler(req, res));
@@ -85,10 +90,10 @@ export async function startDevIdp(
         redirect_uris: client.redirectUris,
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        scope: SCOPES.join(' '),
+        scope: scopes.join(' '),
       },
     ],
-    scopes: SCOPES,
+    scopes,
     // Entra-shaped claims. `oid`, `tid`, `roles`, `groups` ride with `openid` so every id_token has them.
     claims: {
       openid: ['sub', 'oid', 'tid', 'roles', 'groups'],
@@ -188,6 +193,14 @@ export async function startDevIdp(
     disableUser(login) {
       if (!byLogin.has(login)) throw new Error(`no dev user ${login}`);
       disabled.add(login);
+    },
+    setUserClaims(login, claims) {
+      const account = byLogin.get(login);
+      if (!account) throw new Error(`no dev user ${login}`);
+      for (const [name, value] of Object.entries(claims)) {
+        if (value === undefined) delete account.claims[name];
+        else account.claims[name] = value;
+      }
     },
     close: () =>
       new Promise<void>((resolve, reject) => {

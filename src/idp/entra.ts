@@ -1,7 +1,7 @@
 import * as client from 'openid-client';
 import type { EntraIdpConfig } from '../config/schema.ts';
 import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
-import { createOpenIdIdp, insecureAllowed, privateKeyJwtAuth } from './oidc.ts';
+import { createOpenIdIdp, insecureAllowed, privateKeyJwtAuth, USER_MUST_ACT, type UpstreamLogger } from './oidc.ts';
 
 export interface EntraIdpOptions {
   /** The gateway's /callback URL, registered on the Entra app. */
@@ -10,6 +10,7 @@ export interface EntraIdpOptions {
   getFederatedAssertion?: () => Promise<string>;
   /** Allow an http:// authority host on loopback (a local Entra look-alike in tests). */
   allowInsecureHttp?: boolean;
+  logger?: UpstreamLogger;
 }
 
 const ENTRA_PUBLIC_CLOUD = 'https://login.microsoftonline.com';
@@ -62,12 +63,14 @@ export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOp
       if (requested === 'login' || requested === 'select_account') return requested;
       return requested === 'consent' ? 'select_account' : undefined;
     },
-    // Replay the stored scopes on refresh (Entra wants the same resource again), with offline_access
-    // so a new refresh token comes back.
-    refreshScope: (stored) => {
-      const replay = stored ? stored.split(' ').filter(Boolean) : scopes;
-      return [...new Set([...replay, 'offline_access'])].join(' ');
-    },
+    // Refresh with the configured scopes, never the response's `scope`: Entra's is not the request's
+    // (for `.default` it lists the expanded permissions plus `.default`, which its own rules then
+    // refuse with AADSTS70011; for an API's scopes it leaves out `openid`, and without `openid` the
+    // refresh brings no id_token, so the tid checks below would never run again).
+    refreshScope: () => scopes.join(' '),
+    // Entra: unauthorized_client on a refresh means the app is gone or disabled in the user's tenant.
+    userMustActErrors: new Set([...USER_MUST_ACT, 'unauthorized_client']),
+    ...(options.logger ? { logger: options.logger } : {}),
     // The user is `oid` + `tid`; the tenant must be the configured one, or on the allow-list.
     checkClaims: (claims) => {
       const tid = typeof claims['tid'] === 'string' ? claims['tid'].toLowerCase() : undefined;

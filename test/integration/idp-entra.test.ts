@@ -9,8 +9,16 @@ import { decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose
 import * as client from 'openid-client';
 import type { EntraIdpConfig } from '../../src/config/schema.ts';
 import { createEntraIdp } from '../../src/idp/entra.ts';
+import type { UpstreamLogger } from '../../src/idp/oidc.ts';
 import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../../src/ports/idp.ts';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import {
+  ENTRA_TEST_TENANT,
+  type EntraShapedIdp,
+  entraError,
+  type InjectedFailure,
+  SNIPPETS_API_SCOPE,
+  startEntraShapedIdp,
+} from '../support/entra-shaped-idp.ts';
 import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
@@ -53,7 +61,7 @@ describe('entra adapter against an Entra-shaped IdP', () => {
   });
   after(() => lookalike.close());
 
-  test('on the wire: no resource, offline_access requested, no prompt=consent; scopes replayed on refresh', async () => {
+  test('on the wire: no resource, offline_access requested, no prompt=consent; the configured scopes on refresh', async () => {
     const idp = await createEntraIdp(entraConfig(lookalike, { scopes: ['openid', 'email'] }), {
       redirectUri: REDIRECT_URI,
       allowInsecureHttp: true,
@@ -73,7 +81,7 @@ describe('entra adapter against an Entra-shaped IdP', () => {
     assert.deepEqual(identity.groups, ['4d2f6a8c-1e3b-4c5d-9f7a-0b2c4d6e8f1a']);
     assert.ok(tokens.refreshToken);
 
-    const refreshed = await idp.refresh(tokens);
+    const { tokens: refreshed } = await idp.refresh(tokens);
     assert.ok(refreshed.accessToken);
 
     assert.equal(lookalike.authorizeRequests.length, 1);
@@ -93,9 +101,8 @@ describe('entra adapter against an Entra-shaped IdP', () => {
     assert.equal(code.get('grant_type'), 'authorization_code');
     assert.ok(code.get('code_verifier'));
     assert.equal(refresh.get('grant_type'), 'refresh_token');
-    // The stored scopes, replayed (with offline_access, which Entra leaves out of its `scope`).
-    const replayed = [...new Set([...(tokens.scope?.split(' ') ?? []), 'offline_access'])].sort();
-    assert.deepEqual(refresh.get('scope')?.split(' ').sort(), replayed);
+    // The configured scopes again, not Entra's `scope` of the last response (which has no offline_access).
+    assert.deepEqual(refresh.get('scope')?.split(' ').sort(), ['email', 'offline_access', 'openid', 'profile']);
   });
 
   test('prompt login and select_account pass through', async () => {
@@ -163,6 +170,134 @@ describe('entra adapter against an Entra-shaped IdP', () => {
       idp.completeSignIn({ callbackUrl, state: 's1', nonce: 'n', codeVerifier: client.randomPKCECodeVerifier() }),
       (error: unknown) => error instanceof UpstreamRefusedError && error.upstreamError === 'access_denied',
     );
+  });
+});
+
+/** A logger that keeps what was logged, by level. */
+function capturingLogger() {
+  const lines: { level: 'error' | 'warn' | 'info'; fields: Record<string, unknown>; message: string }[] = [];
+  const at = (level: 'error' | 'warn' | 'info') => (fields: Record<string, unknown>, message: string) => {
+    lines.push({ level, fields, message });
+  };
+  const logger = { error: at('error'), warn: at('warn'), info: at('info') } as unknown as UpstreamLogger;
+  return { logger, lines };
+}
+
+describe('entra adapter: refresh as Entra answers it', () => {
+  let lookalike: EntraShapedIdp;
+  before(async () => {
+    lookalike = await startEntraShapedIdp({
+      client: { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [REDIRECT_URI] },
+    });
+  });
+  after(() => lookalike.close());
+
+  test("refresh with .default sends the configured scopes, not Entra's expanded `scope` (AADSTS70011)", async () => {
+    const graphDefault = 'https://graph.microsoft.com/.default';
+    const idp = await createEntraIdp(entraConfig(lookalike, { scopes: ['openid', 'profile', 'offline_access', graphDefault] }), {
+      redirectUri: REDIRECT_URI,
+      allowInsecureHttp: true,
+    });
+    const { request, callbackUrl } = await signIn(idp);
+    const { tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    // Entra's `scope`: the permissions .default stands for, plus .default; replaying it is AADSTS70011.
+    assert.deepEqual(tokens.scope?.split(' '), ['openid', 'profile', 'https://graph.microsoft.com/User.Read', graphDefault]);
+    const first = await idp.refresh(tokens);
+    const second = await idp.refresh(first.tokens);
+    assert.ok(second.tokens.accessToken);
+    for (const body of lookalike.tokenRequests.slice(-2)) {
+      assert.deepEqual(body.get('scope')?.split(' ').sort(), [graphDefault, 'offline_access', 'openid', 'profile']);
+    }
+  });
+
+  test("refresh with a custom API's scope still brings an id_token, whose tid is checked again", async () => {
+    const idp = await createEntraIdp(
+      entraConfig(lookalike, { scopes: ['openid', 'profile', 'offline_access', SNIPPETS_API_SCOPE] }),
+      { redirectUri: REDIRECT_URI, allowInsecureHttp: true },
+    );
+    const { request, callbackUrl } = await signIn(idp);
+    const { tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    // Entra's `scope` for an API: its scopes only, no openid — a refresh replaying it gets no id_token.
+    assert.equal(tokens.scope, SNIPPETS_API_SCOPE);
+    const refreshed = await idp.refresh(tokens);
+    assert.equal(refreshed.identity?.tenantId, ENTRA_TEST_TENANT);
+    assert.ok(lookalike.tokenRequests.at(-1)!.get('scope')!.split(' ').includes('openid'));
+
+    lookalike.setEntraUser(USER.login, { tid: OTHER_TENANT });
+    try {
+      await assert.rejects(idp.refresh(refreshed.tokens), (error: unknown) => {
+        assert.ok(error instanceof UpstreamRefusedError);
+        assert.equal(error.upstreamError, 'access_denied');
+        assert.match(error.message, new RegExp(`tenant ${OTHER_TENANT} is not the configured tenant`));
+        return true;
+      });
+    } finally {
+      lookalike.setEntraUser(USER.login, { tid: ENTRA_TEST_TENANT });
+    }
+  });
+
+  // Entra's documented token errors (reference-error-codes.md; MSAL's InteractionRequiredAuthError):
+  // the user must act → the grant ends; anything else → 503 with the grant kept, and a
+  // configuration fault (our credential or request) logged as an error.
+  const rows: { name: string; failure: InjectedFailure; outcome: 'user must act' | 'unavailable' | 'configuration fault'; code?: number }[] = [
+    { name: 'invalid_grant: refresh token expired', failure: { status: 400, body: entraError('invalid_grant', 700082) }, outcome: 'user must act', code: 700082 },
+    { name: 'invalid_grant: user password changed', failure: { status: 400, body: entraError('invalid_grant', 50173) }, outcome: 'user must act', code: 50173 },
+    { name: 'interaction_required: MFA', failure: { status: 400, body: entraError('interaction_required', 50076, { suberror: 'basic_action' }) }, outcome: 'user must act', code: 50076 },
+    { name: 'consent_required', failure: { status: 400, body: entraError('consent_required', 65001, { suberror: 'consent_required' }) }, outcome: 'user must act', code: 65001 },
+    { name: 'login_required', failure: { status: 400, body: entraError('login_required', 50058) }, outcome: 'user must act', code: 50058 },
+    { name: 'unauthorized_client: app gone from the tenant', failure: { status: 400, body: entraError('unauthorized_client', 700016) }, outcome: 'user must act', code: 700016 },
+    { name: 'temporarily_unavailable', failure: { status: 400, body: entraError('temporarily_unavailable', 50089) }, outcome: 'unavailable', code: 50089 },
+    { name: 'server_error 500', failure: { status: 500, body: entraError('server_error', 90033) }, outcome: 'unavailable', code: 90033 },
+    { name: '503 with Retry-After', failure: { status: 503, body: entraError('temporarily_unavailable', 90033), headers: { 'retry-after': '30' } }, outcome: 'unavailable', code: 90033 },
+    { name: '429 throttled', failure: { status: 429, body: entraError('invalid_request', 50196), headers: { 'retry-after': '5' } }, outcome: 'unavailable', code: 50196 },
+    { name: 'AADSTS50196 request loop, with 400', failure: { status: 400, body: entraError('invalid_grant', 50196) }, outcome: 'unavailable', code: 50196 },
+    { name: 'a proxy HTML page (non-JSON)', failure: { status: 502, body: '<html><body>Bad Gateway</body></html>' }, outcome: 'unavailable' },
+    { name: 'a 200 that is not JSON', failure: { status: 200, body: '<html>sign in</html>' }, outcome: 'unavailable' },
+    { name: 'invalid_client: secret expired', failure: { status: 401, body: entraError('invalid_client', 7000222) }, outcome: 'configuration fault', code: 7000222 },
+    { name: 'invalid_request', failure: { status: 400, body: entraError('invalid_request', 900144) }, outcome: 'configuration fault', code: 900144 },
+    { name: 'invalid_scope', failure: { status: 400, body: entraError('invalid_scope', 70011) }, outcome: 'configuration fault', code: 70011 },
+    { name: 'invalid_resource', failure: { status: 400, body: entraError('invalid_resource', 500011) }, outcome: 'configuration fault', code: 500011 },
+    { name: 'unsupported_grant_type', failure: { status: 400, body: entraError('unsupported_grant_type', 70003) }, outcome: 'configuration fault', code: 70003 },
+  ];
+
+  test('each documented refresh error ends the grant only when the user must act, and is logged with its ids', async () => {
+    const { logger, lines } = capturingLogger();
+    const idp = await createEntraIdp(entraConfig(lookalike), { redirectUri: REDIRECT_URI, allowInsecureHttp: true, logger });
+    const { request, callbackUrl } = await signIn(idp);
+    const { tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    for (const row of rows) {
+      lines.length = 0;
+      lookalike.failNextTokenRequests(row.failure);
+      const error = await idp.refresh(tokens).then(
+        () => assert.fail(`${row.name}: the refresh succeeded`),
+        (e: unknown) => e,
+      );
+      if (row.outcome === 'user must act') {
+        assert.ok(error instanceof UpstreamRefusedError, `${row.name}: ${String(error)}`);
+      } else {
+        assert.ok(error instanceof UpstreamUnavailableError, `${row.name}: ${String(error)}`);
+        assert.equal(error.configurationFault, row.outcome === 'configuration fault', row.name);
+      }
+      assert.equal(lines.length, 1, row.name);
+      const line = lines[0]!;
+      assert.equal(line.level, { 'user must act': 'info', unavailable: 'warn', 'configuration fault': 'error' }[row.outcome], row.name);
+      if (row.code !== undefined && typeof row.failure.body !== 'string') {
+        assert.deepEqual(
+          line.fields['upstream'],
+          {
+            status: row.failure.status,
+            error: row.failure.body['error'],
+            errorCode: row.code,
+            ...(row.failure.body['suberror'] ? { suberror: row.failure.body['suberror'] } : {}),
+            traceId: row.failure.body['trace_id'],
+            correlationId: row.failure.body['correlation_id'],
+          },
+          row.name,
+        );
+      }
+    }
+    // None of it touched the real refresh token.
+    assert.ok((await idp.refresh(tokens)).tokens.accessToken);
   });
 });
 

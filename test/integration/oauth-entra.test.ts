@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp, entraError, type InjectedFailure, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { freePort } from '../support/ports.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
@@ -59,5 +59,52 @@ describe('sign-in through the entra adapter (Entra-shaped oidc-provider)', () =>
     for (const body of idp.tokenRequests) assert.equal(body.has('resource'), false);
     const refresh = idp.tokenRequests[1]!;
     assert.equal(refresh.get('scope'), authorize.get('scope'), 'stored scopes replayed on refresh');
+  });
+
+  /** Signs a new SDK client in through the gateway; its tokens and a refresh at the gateway's /token. */
+  async function signedInClient() {
+    const provider = new HeadlessOAuthProvider({ login: 'adele@contoso.test', password: 'correct horse' });
+    assert.equal(await auth(provider, { serverUrl: gw.mcpUrl }), 'REDIRECT');
+    assert.equal(await auth(provider, { serverUrl: gw.mcpUrl, authorizationCode: provider.authorizationCode! }), 'AUTHORIZED');
+    const clientId = provider.clientInformation()!.client_id;
+    const refresh = async (refreshToken: string) => {
+      const response = await fetch(`${gw.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: clientId }),
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, string> };
+    };
+    return { provider, tokens: provider.tokens()!, refresh };
+  }
+
+  it('an unavailable or misconfigured Entra answers 503 at the gateway and the old refresh token keeps working', async () => {
+    const { tokens, refresh } = await signedInClient();
+    const failures: InjectedFailure[] = [
+      { status: 500, body: entraError('server_error', 90033) },
+      { status: 429, body: entraError('invalid_request', 50196), headers: { 'retry-after': '5' } },
+      { status: 502, body: '<html><body>Bad Gateway</body></html>' },
+      { status: 401, body: entraError('invalid_client', 7000222) },
+      { status: 400, body: entraError('invalid_scope', 70011) },
+    ];
+    for (const failure of failures) {
+      idp.failNextTokenRequests(failure);
+      const answer = await refresh(tokens.refresh_token!);
+      assert.equal(answer.status, 503, JSON.stringify(failure.body));
+      assert.equal(answer.body['error'], 'temporarily_unavailable');
+    }
+    const renewed = await refresh(tokens.refresh_token!);
+    assert.equal(renewed.status, 200, JSON.stringify(renewed.body));
+    assert.ok(await gw.ctx.grants.validateAccessToken(renewed.body['access_token']!));
+  });
+
+  it('a refresh Entra refuses for the user (invalid_grant AADSTS700082) ends the grant at the gateway', async () => {
+    const { tokens, refresh } = await signedInClient();
+    idp.failNextTokenRequests({ status: 400, body: entraError('invalid_grant', 700082) });
+    const refused = await refresh(tokens.refresh_token!);
+    assert.equal(refused.status, 400);
+    assert.equal(refused.body['error'], 'invalid_grant');
+    assert.equal(await gw.ctx.grants.validateAccessToken(tokens.access_token), undefined);
+    assert.equal((await refresh(tokens.refresh_token!)).body['error'], 'invalid_grant');
   });
 });

@@ -3,7 +3,17 @@
  * issuer shape and claims, plus the multi-tenant `organizations`/`common` metadata (issuer
  * `{host}/{tenantid}/v2.0`), recording every authorization request and token request it receives so
  * tests can assert on the wire.
+ *
+ * Its token endpoint behaves as Entra documents (MicrosoftDocs/entra-docs, identity-platform):
+ * - `scope` in responses is Entra's, not the request's: `.default` comes back as the permissions it
+ *   stands for plus `.default`; an API's scopes come back alone, without `openid`/`profile`
+ *   (v2-oauth2-auth-code-flow.md, scopes-oidc.md);
+ * - a refresh asks for a subset of the authorize leg's scopes, of one resource, never `.default`
+ *   mixed with other scopes of it (AADSTS70011), and gets an id_token only when it asks for `openid`;
+ * - errors are Entra's JSON (`error_codes`, `timestamp`, `trace_id`, `correlation_id`), and any
+ *   documented error can be injected for the next token requests (reference-error-codes.md).
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import type { DevUser } from '../../src/config/schema.ts';
 import { type DevIdp, type DevIdpClient, startDevIdp } from '../../src/idp/dev-idp.ts';
@@ -16,11 +26,49 @@ export interface EntraShapedIdp extends DevIdp {
   authorizeRequests: URLSearchParams[];
   /** Body of every token request, in order. */
   tokenRequests: URLSearchParams[];
+  /** What the token endpoint answered, in order (status and JSON body as sent). */
+  tokenResponses: { status: number; body: Record<string, unknown> }[];
+  /** The next `count` token requests get this answer instead of the real one. */
+  failNextTokenRequests(failure: InjectedFailure, count?: number): void;
+  /** Changes what the user's next tokens say (roles, groups, a groups overage, another tid). */
+  setEntraUser(login: string, change: EntraUserChange): void;
+}
+
+export interface InjectedFailure {
+  status: number;
+  /** JSON body (use entraError) or raw text (a proxy's HTML page). */
+  body: Record<string, unknown> | string;
+  headers?: Record<string, string>;
+}
+
+export interface EntraUserChange {
+  roles?: string[];
+  groups?: string[];
+  /** Entra's groups overage: no `groups`, `_claim_names`/`_claim_sources` pointing at Graph instead. */
+  groupsOverage?: boolean;
+  tid?: string;
 }
 
 const RAW = 'x-oidc-provider-metadata';
+const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
+const GRAPH = 'https://graph.microsoft.com';
 
 export const ENTRA_TEST_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+/** A custom API's scope, as an app registration exposes it. */
+export const SNIPPETS_API_SCOPE = 'api://3f0e5c2a-snippets/Snippets.Read';
+
+/** Scopes the look-alike knows, and what `.default` of each resource expands to. */
+const PERMISSIONS: Record<string, string[]> = {
+  [GRAPH]: [`${GRAPH}/User.Read`],
+  'api://3f0e5c2a-snippets': [SNIPPETS_API_SCOPE],
+};
+const KNOWN_SCOPES = [
+  'User.Read',
+  `${GRAPH}/User.Read`,
+  `${GRAPH}/.default`,
+  SNIPPETS_API_SCOPE,
+  'api://3f0e5c2a-snippets/.default',
+];
 
 export const ENTRA_TEST_USERS: DevUser[] = [
   {
@@ -34,6 +82,37 @@ export const ENTRA_TEST_USERS: DevUser[] = [
   },
 ];
 
+/** Entra's numbers for the errors oidc-provider answers with (reference-error-codes.md). */
+const AADSTS: Record<string, number> = {
+  invalid_grant: 70000,
+  invalid_scope: 70011,
+  invalid_client: 7000215,
+  invalid_request: 900144,
+  unauthorized_client: 700016,
+  unsupported_grant_type: 70003,
+};
+
+/** An error body as Entra sends it. */
+export function entraError(
+  error: string,
+  code: number,
+  extra: { suberror?: string; description?: string; traceId?: string; correlationId?: string } = {},
+): Record<string, unknown> {
+  const traceId = extra.traceId ?? randomUUID();
+  const correlationId = extra.correlationId ?? randomUUID();
+  const timestamp = new Date().toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+  return {
+    error,
+    error_description: `AADSTS${code}: ${extra.description ?? error} Trace ID: ${traceId} Correlation ID: ${correlationId} Timestamp: ${timestamp}`,
+    error_codes: [code],
+    timestamp,
+    trace_id: traceId,
+    correlation_id: correlationId,
+    error_uri: `https://login.microsoftonline.com/error?code=${code}`,
+    ...(extra.suberror ? { suberror: extra.suberror } : {}),
+  };
+}
+
 /**
  * Starts the look-alike on a free loopback port. `client` with `jwks` makes the gateway's client
  * authenticate with a client_assertion (private_key_jwt) instead of a secret: the federated path.
@@ -46,6 +125,8 @@ export async function startEntraShapedIdp(options: {
   const tenantId = options.tenantId ?? ENTRA_TEST_TENANT;
   const authorizeRequests: URLSearchParams[] = [];
   const tokenRequests: URLSearchParams[] = [];
+  const tokenResponses: EntraShapedIdp['tokenResponses'] = [];
+  const failures: InjectedFailure[] = [];
   let issuer = '';
 
   // Entra's metadata, from oidc-provider's: the issuer (a template for organizations/common), and
@@ -74,10 +155,44 @@ export async function startEntraShapedIdp(options: {
       if (url.pathname.startsWith(`/${tenantId}/v2.0/auth`)) withoutIssInRedirects(res);
       if (url.pathname === `/${tenantId}/v2.0/auth`) authorizeRequests.push(new URLSearchParams(url.search));
       if (url.pathname === `/${tenantId}/v2.0/token` && req.method === 'POST') {
-        recordBody(req, (body) => tokenRequests.push(new URLSearchParams(body)));
+        tokenEndpoint(req, res, next).catch(() => {
+          if (!res.headersSent) res.writeHead(500).end();
+        });
+        return;
       }
       next(req, res);
     };
+
+  async function tokenEndpoint(req: IncomingMessage, res: ServerResponse, next: RequestListener): Promise<void> {
+    const raw = await readAll(req);
+    const body = new URLSearchParams(raw.toString('utf8'));
+    tokenRequests.push(body);
+    const failure = failures.shift();
+    if (failure) {
+      const text = typeof failure.body === 'string' ? failure.body : JSON.stringify(failure.body);
+      const type = typeof failure.body === 'string' ? 'text/html' : 'application/json; charset=utf-8';
+      tokenResponses.push({ status: failure.status, body: typeof failure.body === 'string' ? {} : failure.body });
+      res.writeHead(failure.status, { 'content-type': type, 'cache-control': 'no-store', ...failure.headers }).end(text);
+      return;
+    }
+    const requested = (body.get('scope') ?? '').split(' ').filter(Boolean);
+    if (body.get('grant_type') === 'refresh_token') {
+      const refused = refreshScopeError(requested);
+      if (refused) {
+        const error = entraError('invalid_scope', 70011, { description: refused });
+        tokenResponses.push({ status: 400, body: error });
+        res.writeHead(400, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(error));
+        return;
+      }
+    }
+    rewriteJson(res, (status, json) => {
+      const answer = status === 200 ? entraTokenResponse(json, body.get('grant_type'), requested) : entraErrorOf(json);
+      tokenResponses.push({ status, body: answer });
+      return answer;
+    });
+    replayBody(req, raw);
+    next(req, res);
+  }
 
   const idp = await startDevIdp(
     {
@@ -88,10 +203,78 @@ export async function startEntraShapedIdp(options: {
       allowInProduction: false,
     },
     options.client,
-    { wrap },
+    { wrap, extraScopes: KNOWN_SCOPES },
   );
   issuer = idp.issuer;
-  return { ...idp, authorityHost: idp.origin, tenantId, authorizeRequests, tokenRequests };
+  return {
+    ...idp,
+    authorityHost: idp.origin,
+    tenantId,
+    authorizeRequests,
+    tokenRequests,
+    tokenResponses,
+    failNextTokenRequests(failure, count = 1) {
+      for (let i = 0; i < count; i++) failures.push(failure);
+    },
+    setEntraUser(login, change) {
+      const claims: Record<string, unknown> = {};
+      if (change.roles) claims['roles'] = change.roles.length ? change.roles : undefined;
+      if (change.groups) claims['groups'] = change.groups.length ? change.groups : undefined;
+      if (change.tid) claims['tid'] = change.tid;
+      if (change.groupsOverage !== undefined) {
+        // Entra's overage: the groups are left out, and the token says where to get them.
+        if (change.groupsOverage) claims['groups'] = undefined;
+        claims['_claim_names'] = change.groupsOverage ? { groups: 'src1' } : undefined;
+        claims['_claim_sources'] = change.groupsOverage
+          ? { src1: { endpoint: `${GRAPH}/v1.0/users/${login}/getMemberObjects` } }
+          : undefined;
+      }
+      idp.setUserClaims(login, claims);
+    },
+  };
+}
+
+/** Entra's refresh rules on `scope` (v2-oauth2-auth-code-flow.md; AADSTS70011): one resource, `.default` alone. */
+function refreshScopeError(requested: string[]): string | undefined {
+  const resourceScopes = requested.filter((s) => !OIDC_SCOPES.has(s)).map(qualified);
+  const resources = new Set(resourceScopes.map(resourceOf));
+  if (resources.size > 1) return `The provided value for the input parameter 'scope' is not valid: scopes of ${resources.size} resources.`;
+  const dotDefault = resourceScopes.find((s) => s.endsWith('/.default'));
+  if (dotDefault && resourceScopes.length > 1) {
+    return `The provided value for the input parameter 'scope' is not valid. ${dotDefault} cannot be combined with other scopes.`;
+  }
+  return undefined;
+}
+
+/**
+ * A successful token response as Entra shapes it: `scope` lists the resource's permissions (fully
+ * qualified; `.default` expanded, plus `.default`), with the OIDC scopes only for Graph, never
+ * offline_access; a refresh that did not ask for `openid` gets no id_token.
+ */
+function entraTokenResponse(json: Record<string, unknown>, grantType: string | null, requested: string[]): Record<string, unknown> {
+  const asked = grantType === 'refresh_token' && requested.length ? requested : String(json['scope'] ?? '').split(' ').filter(Boolean);
+  const resourceScopes = asked.filter((s) => !OIDC_SCOPES.has(s)).map(qualified);
+  const resource = resourceScopes.length ? resourceOf(resourceScopes[0]!) : GRAPH;
+  const permissions = resourceScopes.flatMap((s) => (s.endsWith('/.default') ? [...(PERMISSIONS[resource] ?? []), s] : [s]));
+  const oidc = resource === GRAPH ? asked.filter((s) => OIDC_SCOPES.has(s) && s !== 'offline_access') : [];
+  const answer: Record<string, unknown> = { ...json, scope: [...new Set([...oidc, ...permissions])].join(' ') };
+  if (grantType === 'refresh_token' && !asked.includes('openid')) delete answer['id_token'];
+  return answer;
+}
+
+/** oidc-provider's error body, made Entra's. */
+function entraErrorOf(json: Record<string, unknown>): Record<string, unknown> {
+  const error = String(json['error'] ?? 'server_error');
+  return entraError(error, AADSTS[error] ?? 90000, { description: String(json['error_description'] ?? error) });
+}
+
+/** Entra reads a scope without a resource as a Microsoft Graph scope. */
+function qualified(scope: string): string {
+  return scope.includes('/') ? scope : `${GRAPH}/${scope}`;
+}
+
+function resourceOf(scope: string): string {
+  return scope.slice(0, scope.lastIndexOf('/')).toLowerCase();
 }
 
 /** Entra's authorization responses carry no `iss` parameter (oidc-provider always adds it). */
@@ -107,21 +290,35 @@ function withoutIssInRedirects(res: ServerResponse): void {
   }) as typeof res.setHeader;
 }
 
+async function readAll(req: IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
 /**
- * Records a request body without consuming it: oidc-provider reads bodies through `req.iterator()`,
- * so we tee that (reading the body ourselves would make it fall back to `req.body`, with a warning).
+ * Hands an already read body to oidc-provider, which reads bodies through `req.iterator()` while
+ * `req.readable` (else it falls back to `req.body`, with a warning).
  */
-function recordBody(req: IncomingMessage, onBody: (body: string) => void): void {
-  const original = req.iterator.bind(req);
-  req.iterator = ((iteratorOptions?: { destroyOnReturn?: boolean }) => {
-    const source = original(iteratorOptions);
-    return (async function* () {
-      const chunks: Buffer[] = [];
-      for await (const chunk of source) {
-        chunks.push(chunk as Buffer);
-        yield chunk;
-      }
-      onBody(Buffer.concat(chunks).toString('utf8'));
-    })();
-  }) as typeof req.iterator;
+function replayBody(req: IncomingMessage, body: Buffer): void {
+  Object.defineProperty(req, 'readable', { value: true, configurable: true });
+  req.iterator = (async function* () {
+    yield body;
+  }) as unknown as typeof req.iterator;
+}
+
+/** Lets `rewrite` change a JSON response before it is sent (oidc-provider ends with one `res.end(body)`). */
+function rewriteJson(res: ServerResponse, rewrite: (status: number, json: Record<string, unknown>) => Record<string, unknown>): void {
+  const end = res.end.bind(res) as (chunk?: unknown) => ServerResponse;
+  res.end = ((chunk?: unknown) => {
+    let json: Record<string, unknown>;
+    try {
+      json = JSON.parse(Buffer.isBuffer(chunk) ? chunk.toString('utf8') : String(chunk)) as Record<string, unknown>;
+    } catch {
+      return end(chunk);
+    }
+    const text = JSON.stringify(rewrite(res.statusCode, json));
+    if (!res.headersSent) res.setHeader('content-length', Buffer.byteLength(text));
+    return end(text);
+  }) as typeof res.end;
 }
