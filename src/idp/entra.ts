@@ -128,9 +128,13 @@ async function entraClientAuth(
   if (!config.managedIdentity && !getFederatedAssertion) {
     throw new Error('upstream.entra.clientSecret: exactly one of clientSecret, certificate or managedIdentity is required');
   }
-  const assertion = getFederatedAssertion ?? managedIdentityAssertion(config.managedIdentity!);
+  const identity = config.managedIdentity;
+  const assertion =
+    getFederatedAssertion ?? managedIdentityAssertion(identity!.clientId, federatedAudience(config.authorityHost, identity!.audience));
   // A federated credential: the managed identity's token for api://AzureADTokenExchange is the
-  // client_assertion (RFC 7521 §4.2), the reference deployment's secretless way.
+  // client_assertion (RFC 7521 §4.2), the reference deployment's secretless way. Entra refusing it
+  // (invalid_client, AADSTS700211-700213, 7002137: no federated credential matches its issuer,
+  // subject or audience) is our configuration's fault: 503 and an error log, never a sign-out.
   return async (_as, clientMetadata, body) => {
     body.set('client_id', clientMetadata.client_id);
     body.set('client_assertion_type', JWT_BEARER);
@@ -138,7 +142,26 @@ async function entraClientAuth(
   };
 }
 
-function managedIdentityAssertion(identity: NonNullable<EntraIdpConfig['managedIdentity']>): () => Promise<string> {
+/**
+ * The audience a managed identity's token must have for Entra's token exchange, per cloud
+ * (workload-identity-federation-config-app-trust-managed-identity.md); a configured one wins.
+ */
+const TOKEN_EXCHANGE_AUDIENCES: Record<string, string> = {
+  'login.microsoftonline.com': 'api://AzureADTokenExchange',
+  'login.microsoftonline.us': 'api://AzureADTokenExchangeUSGov',
+  'login.chinacloudapi.cn': 'api://AzureADTokenExchangeChina',
+};
+
+export function federatedAudience(authorityHost: string, configured: string | undefined): string {
+  if (configured) return configured;
+  const audience = TOKEN_EXCHANGE_AUDIENCES[new URL(authorityHost).hostname.toLowerCase()];
+  if (!audience) {
+    throw new Error(`upstream.entra.managedIdentity.audience: required for authority host ${authorityHost} (no known token exchange audience)`);
+  }
+  return audience;
+}
+
+function managedIdentityAssertion(clientId: string, audience: string): () => Promise<string> {
   let credential: { getToken(scope: string): Promise<{ token: string; expiresOnTimestamp: number } | null> } | undefined;
   let cached: { token: string; renewAt: number } | undefined;
   return async () => {
@@ -146,11 +169,9 @@ function managedIdentityAssertion(identity: NonNullable<EntraIdpConfig['managedI
     try {
       if (!credential) {
         const { ManagedIdentityCredential } = await import('@azure/identity');
-        credential = identity.clientId
-          ? new ManagedIdentityCredential({ clientId: identity.clientId })
-          : new ManagedIdentityCredential();
+        credential = new ManagedIdentityCredential({ clientId });
       }
-      const token = await credential.getToken(`${identity.audience}/.default`);
+      const token = await credential.getToken(`${audience}/.default`);
       if (!token) throw new Error('no token');
       cached = { token: token.token, renewAt: token.expiresOnTimestamp - ASSERTION_RENEW_MARGIN_MS };
       return token.token;

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as client from 'openid-client';
 import type { EntraIdpConfig } from '../../src/config/schema.ts';
-import { createEntraIdp } from '../../src/idp/entra.ts';
+import { createEntraIdp, federatedAudience } from '../../src/idp/entra.ts';
 import type { UpstreamLogger } from '../../src/idp/oidc.ts';
 import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../../src/ports/idp.ts';
 import {
@@ -340,40 +340,51 @@ describe('entra adapter configuration', () => {
   });
 });
 
-describe('entra adapter with a federated credential', () => {
+describe("entra adapter with a user-assigned managed identity's federated credential", () => {
+  const MI_ISSUER = `https://login.microsoftonline.com/${ENTRA_TEST_TENANT}/v2.0`;
+  /** The user-assigned identity: its client id (configured) and principal (object) id, the token's `sub`. */
+  const MI_CLIENT_ID = '6e2a1f0c-9b3d-4c8e-a7f5-1d2c3b4a5e6f';
+  const MI_PRINCIPAL_ID = 'c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f';
   let lookalike: EntraShapedIdp;
-  let assertions: string[];
   let privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+
+  /** A token as Azure's managed identity endpoint issues it for api://AzureADTokenExchange. */
+  const managedIdentityToken = (subject = MI_PRINCIPAL_ID, audience = 'api://AzureADTokenExchange') =>
+    new SignJWT({ appid: MI_CLIENT_ID, azp: MI_CLIENT_ID, oid: MI_PRINCIPAL_ID, tid: ENTRA_TEST_TENANT, idtyp: 'app', ver: '2.0' })
+      .setProtectedHeader({ alg: 'RS256', kid: 'mi-key', typ: 'JWT' })
+      .setIssuer(MI_ISSUER)
+      .setSubject(subject)
+      .setAudience(audience)
+      .setIssuedAt()
+      .setNotBefore('0s')
+      .setExpirationTime('1h')
+      .sign(privateKey);
+
+  const managedIdentityConfig = (): EntraIdpConfig => ({
+    ...entraConfig(lookalike),
+    clientSecret: undefined,
+    managedIdentity: { clientId: MI_CLIENT_ID, audience: 'api://AzureADTokenExchange' },
+  });
 
   before(async () => {
     const pair = await generateKeyPair('RS256', { extractable: true });
     privateKey = pair.privateKey;
-    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'federated-test', alg: 'RS256', use: 'sig' };
+    const jwk = { ...(await exportJWK(pair.publicKey)), kid: 'mi-key', alg: 'RS256', use: 'sig' };
     lookalike = await startEntraShapedIdp({
-      client: { clientId: CLIENT_ID, redirectUris: [REDIRECT_URI], jwks: { keys: [jwk] } },
+      client: { clientId: CLIENT_ID, redirectUris: [REDIRECT_URI] },
+      federatedCredentials: [{ issuer: MI_ISSUER, subject: MI_PRINCIPAL_ID, audience: 'api://AzureADTokenExchange', jwks: { keys: [jwk] } }],
     });
-    assertions = [];
   });
   after(() => lookalike.close());
 
-  test('the managed-identity token reaches the token endpoint as client_assertion', async () => {
-    // Stands in for the managed identity's token for api://AzureADTokenExchange.
+  test("the identity's token (its issuer, principal id, token-exchange audience) signs in and refreshes", async () => {
+    const assertions: string[] = [];
     const getFederatedAssertion = async () => {
-      const jwt = await new SignJWT({})
-        .setProtectedHeader({ alg: 'RS256', kid: 'federated-test' })
-        .setIssuer(CLIENT_ID)
-        .setSubject(CLIENT_ID)
-        .setAudience(`${lookalike.issuer}/token`)
-        .setJti(client.randomState())
-        .setIssuedAt()
-        .setExpirationTime('5m')
-        .sign(privateKey);
-      assertions.push(jwt);
-      return jwt;
+      assertions.push(await managedIdentityToken());
+      return assertions.at(-1)!;
     };
-    const config: EntraIdpConfig = { ...entraConfig(lookalike), clientSecret: undefined, managedIdentity: { audience: 'api://AzureADTokenExchange' } };
-    const idp = await createEntraIdp(config, { redirectUri: REDIRECT_URI, allowInsecureHttp: true, getFederatedAssertion });
-
+    const idp = await createEntraIdp(managedIdentityConfig(), { redirectUri: REDIRECT_URI, allowInsecureHttp: true, getFederatedAssertion });
+    lookalike.tokenRequests.length = 0;
     const { request, callbackUrl } = await signIn(idp);
     const { identity, tokens } = await idp.completeSignIn({ callbackUrl, ...request });
     assert.equal(identity.objectId, '8f3c2a1e-5b7d-4e9f-a1c3-2d4e6f8a0b1c');
@@ -387,6 +398,64 @@ describe('entra adapter with a federated credential', () => {
       assert.equal(body.has('client_secret'), false);
       assert.equal(body.has('resource'), false);
     });
+  });
+
+  for (const [name, token, code] of [
+    ['another subject (a system-assigned identity, or another one)', () => managedIdentityToken('00000000-1111-4222-8333-444444444444'), 700213],
+    ["another cloud's audience", () => managedIdentityToken(MI_PRINCIPAL_ID, 'api://AzureADTokenExchangeUSGov'), 700212],
+  ] as const) {
+    test(`a federated credential Entra does not match (${name}) is our configuration's fault: unavailable, logged as an error`, async () => {
+      const { logger, lines } = capturingLogger();
+      const idp = await createEntraIdp(managedIdentityConfig(), {
+        redirectUri: REDIRECT_URI,
+        allowInsecureHttp: true,
+        getFederatedAssertion: token,
+        logger,
+      });
+      const { request, callbackUrl } = await signIn(idp);
+      await assert.rejects(idp.completeSignIn({ callbackUrl, ...request }), (error: unknown) => {
+        assert.ok(error instanceof UpstreamUnavailableError, String(error));
+        assert.equal(error.configurationFault, true);
+        assert.equal(error.details?.status, 401);
+        assert.equal(error.details?.error, 'invalid_client');
+        assert.equal(error.details?.errorCode, code);
+        return true;
+      });
+      assert.deepEqual(
+        lines.map((l) => l.level),
+        ['error'],
+      );
+    });
+  }
+});
+
+describe('managed identity audience per cloud', () => {
+  test('derived from the authority host; a configured audience wins; an unknown host needs one', () => {
+    assert.equal(federatedAudience('https://login.microsoftonline.com', undefined), 'api://AzureADTokenExchange');
+    assert.equal(federatedAudience('https://login.microsoftonline.us/', undefined), 'api://AzureADTokenExchangeUSGov');
+    assert.equal(federatedAudience('https://login.chinacloudapi.cn', undefined), 'api://AzureADTokenExchangeChina');
+    assert.equal(federatedAudience('https://login.microsoftonline.com', 'api://custom'), 'api://custom');
+    assert.throws(
+      () => federatedAudience('https://login.example.test', undefined),
+      /^Error: upstream\.entra\.managedIdentity\.audience: required for authority host https:\/\/login\.example\.test/,
+    );
+  });
+
+  test('a managed identity on an unknown authority host without an audience is refused at construction', async () => {
+    await assert.rejects(
+      createEntraIdp(
+        {
+          tenantId: ENTRA_TEST_TENANT,
+          allowedTenants: [],
+          clientId: CLIENT_ID,
+          authorityHost: 'https://login.example.test',
+          managedIdentity: { clientId: '6e2a1f0c-9b3d-4c8e-a7f5-1d2c3b4a5e6f' },
+          scopes: [],
+        },
+        { redirectUri: REDIRECT_URI },
+      ),
+      /upstream\.entra\.managedIdentity\.audience: required/,
+    );
   });
 });
 

@@ -13,8 +13,9 @@
  * - errors are Entra's JSON (`error_codes`, `timestamp`, `trace_id`, `correlation_id`), and any
  *   documented error can be injected for the next token requests (reference-error-codes.md).
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { createLocalJWKSet, decodeJwt, type JWK, jwtVerify } from 'jose';
 import type { DevUser } from '../../src/config/schema.ts';
 import { type DevIdp, type DevIdpClient, startDevIdp } from '../../src/idp/dev-idp.ts';
 
@@ -39,6 +40,18 @@ export interface InjectedFailure {
   /** JSON body (use entraError) or raw text (a proxy's HTML page). */
   body: Record<string, unknown> | string;
   headers?: Record<string, string>;
+}
+
+/**
+ * A federated identity credential on the app registration: Entra accepts a client_assertion whose
+ * issuer, subject and audience equal these exactly, signed by a key of the issuer's JWKS.
+ */
+export interface FederatedCredential {
+  issuer: string;
+  subject: string;
+  audience: string;
+  /** The issuer's signing keys (Entra fetches them from the issuer's discovery; here given). */
+  jwks: { keys: JWK[] };
 }
 
 export interface EntraUserChange {
@@ -121,12 +134,21 @@ export async function startEntraShapedIdp(options: {
   client: DevIdpClient;
   tenantId?: string;
   users?: DevUser[];
+  /** The app trusts these federated credentials (then the client has no secret or keys of its own). */
+  federatedCredentials?: FederatedCredential[];
 }): Promise<EntraShapedIdp> {
   const tenantId = options.tenantId ?? ENTRA_TEST_TENANT;
   const authorizeRequests: URLSearchParams[] = [];
   const tokenRequests: URLSearchParams[] = [];
   const tokenResponses: EntraShapedIdp['tokenResponses'] = [];
   const failures: InjectedFailure[] = [];
+  // With federated credentials the look-alike checks the assertion as Entra does and then
+  // authenticates to oidc-provider with a secret only it knows.
+  const federated = options.federatedCredentials;
+  const internalSecret = randomBytes(24).toString('base64url');
+  const client: DevIdpClient = federated
+    ? { clientId: options.client.clientId, redirectUris: options.client.redirectUris, clientSecret: internalSecret }
+    : options.client;
   let issuer = '';
 
   // Entra's metadata, from oidc-provider's: the issuer (a template for organizations/common), and
@@ -175,6 +197,21 @@ export async function startEntraShapedIdp(options: {
       res.writeHead(failure.status, { 'content-type': type, 'cache-control': 'no-store', ...failure.headers }).end(text);
       return;
     }
+    let forwarded = raw;
+    if (federated) {
+      const refused = await federatedCredentialError(federated, body);
+      if (refused) {
+        tokenResponses.push({ status: 401, body: refused });
+        res.writeHead(401, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(refused));
+        return;
+      }
+      const inner = new URLSearchParams(body);
+      inner.delete('client_assertion');
+      inner.delete('client_assertion_type');
+      inner.set('client_secret', internalSecret);
+      forwarded = Buffer.from(inner.toString());
+      req.headers['content-length'] = String(forwarded.length);
+    }
     const requested = (body.get('scope') ?? '').split(' ').filter(Boolean);
     if (body.get('grant_type') === 'refresh_token') {
       const refused = refreshScopeError(requested);
@@ -190,7 +227,7 @@ export async function startEntraShapedIdp(options: {
       tokenResponses.push({ status, body: answer });
       return answer;
     });
-    replayBody(req, raw);
+    replayBody(req, forwarded);
     next(req, res);
   }
 
@@ -202,7 +239,7 @@ export async function startEntraShapedIdp(options: {
       users: options.users ?? ENTRA_TEST_USERS,
       allowInProduction: false,
     },
-    options.client,
+    client,
     { wrap, extraScopes: KNOWN_SCOPES },
   );
   issuer = idp.issuer;
@@ -232,6 +269,37 @@ export async function startEntraShapedIdp(options: {
       idp.setUserClaims(login, claims);
     },
   };
+}
+
+/**
+ * Entra's check of a federated client_assertion (workload-identity-federation.md): a credential
+ * with exactly its issuer, subject and audience, and a valid signature by that issuer's key;
+ * otherwise 401 invalid_client (AADSTS700211 issuer, 700213 subject, 700212 audience).
+ */
+async function federatedCredentialError(credentials: FederatedCredential[], body: URLSearchParams): Promise<Record<string, unknown> | undefined> {
+  const assertion = body.get('client_assertion');
+  if (body.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' || !assertion) {
+    return entraError('invalid_client', 7000218, { description: "The request body must contain the following parameter: 'client_assertion' or 'client_secret'." });
+  }
+  let claims: ReturnType<typeof decodeJwt>;
+  try {
+    claims = decodeJwt(assertion);
+  } catch {
+    return entraError('invalid_client', 50027, { description: 'JWT token is invalid or malformed.' });
+  }
+  const byIssuer = credentials.filter((c) => c.issuer === claims.iss);
+  if (!byIssuer.length) return entraError('invalid_client', 700211, { description: `No matching federated identity record found for presented assertion issuer '${claims.iss}'.` });
+  const bySubject = byIssuer.filter((c) => c.subject === claims.sub);
+  if (!bySubject.length) return entraError('invalid_client', 700213, { description: `No matching federated identity record found for presented assertion subject '${claims.sub}'.` });
+  const audiences = [claims.aud ?? []].flat();
+  const credential = bySubject.find((c) => audiences.includes(c.audience));
+  if (!credential) return entraError('invalid_client', 700212, { description: `No matching federated identity record found for presented assertion audience '${audiences.join(' ')}'.` });
+  try {
+    await jwtVerify(assertion, createLocalJWKSet(credential.jwks), { issuer: credential.issuer, subject: credential.subject, audience: credential.audience });
+  } catch {
+    return entraError('invalid_client', 700027, { description: 'Client assertion failed signature validation.' });
+  }
+  return undefined;
 }
 
 /** Entra's refresh rules on `scope` (v2-oauth2-auth-code-flow.md; AADSTS70011): one resource, `.default` alone. */
