@@ -35,7 +35,7 @@ const privateKeyJwtSchema = z
   .object({
     /** PEM (PKCS#8) private key. */
     privateKey: secretSchema,
-    /** PEM certificate; its SHA-1/SHA-256 thumbprint goes in the assertion header (Entra). */
+    /** PEM certificate; its SHA-256 thumbprint goes in the assertion header as `x5t#S256` (Entra). */
     certificate: secretSchema.optional(),
     keyId: z.string().optional(),
   })

@@ -119,7 +119,8 @@ async function entraClientAuth(
   if (config.clientSecret) return client.ClientSecretPost(config.clientSecret);
   if (config.certificate) {
     if (!config.certificate.certificate) throw new Error('upstream.entra.certificate.certificate: required');
-    // Entra's certificate credential: PS256, `x5t#S256` header, audience the token endpoint.
+    // Entra's certificate credential as MSAL sends it: PS256, `x5t#S256`, `typ: JWT`, audience the
+    // token endpoint (for `organizations`, /organizations/oauth2/v2.0/token) (certificate-credentials.md).
     return privateKeyJwtAuth(config.certificate, 'upstream.entra.certificate', {
       audience: 'token_endpoint',
       rsaAlgorithm: 'PS256',

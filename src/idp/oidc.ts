@@ -130,7 +130,9 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       };
       const prompt = settings.prompt(request.prompt);
       if (prompt) parameters['prompt'] = prompt;
-      if (request.loginHint) parameters['login_hint'] = request.loginHint;
+      // Asking the user to pick an account and naming one contradict each other; Entra documents
+      // that login_hint must not be combined with prompt=select_account (v2-protocols-oidc.md).
+      if (request.loginHint && prompt !== 'select_account') parameters['login_hint'] = request.loginHint;
       return client.buildAuthorizationUrl(config, parameters);
     },
 
@@ -361,8 +363,9 @@ export function insecureAllowed(issuer: URL, allowInsecureHttp: boolean | undefi
 }
 
 /**
- * private_key_jwt (RFC 7523 §2.2). With a certificate, its thumbprints go in the header (`x5t#S256`,
- * and SHA-1 `x5t`, which Entra reads). `audience` overrides `aud` (Entra wants its token endpoint).
+ * private_key_jwt (RFC 7523 §2.2), `typ: JWT`. With a certificate, its SHA-256 thumbprint goes in the
+ * header as `x5t#S256` (RFC 7515 §4.1.8; how MSAL names the certificate to Entra with PS256).
+ * `audience` overrides `aud` (Entra wants the token endpoint the request goes to).
  */
 export async function privateKeyJwtAuth(
   keyConfig: { privateKey: string; certificate?: string; keyId?: string },
@@ -382,17 +385,14 @@ export async function privateKeyJwtAuth(
     if (!certificate.checkPrivateKey(createPrivateKey(keyConfig.privateKey))) {
       throw new Error(`${configKey}.certificate: does not match the private key`);
     }
-    thumbprints = {
-      'x5t#S256': Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url'),
-      x5t: Buffer.from(certificate.fingerprint.replaceAll(':', ''), 'hex').toString('base64url'),
-    };
+    thumbprints = { 'x5t#S256': Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url') };
   }
   return (as, clientMetadata, body, headers) =>
     client.PrivateKeyJwt(
       { key, kid: keyConfig.keyId },
       {
         [client.modifyAssertion]: (header, payload) => {
-          Object.assign(header, thumbprints);
+          Object.assign(header, { typ: 'JWT' }, thumbprints);
           if (options.audience === 'token_endpoint' && as.token_endpoint) payload.aud = as.token_endpoint;
         },
       },

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as client from 'openid-client';
 import type { EntraIdpConfig } from '../../src/config/schema.ts';
 import { createEntraIdp, federatedAudience } from '../../src/idp/entra.ts';
@@ -105,13 +105,16 @@ describe('entra adapter against an Entra-shaped IdP', () => {
     assert.deepEqual(refresh.get('scope')?.split(' ').sort(), ['email', 'offline_access', 'openid', 'profile']);
   });
 
-  test('prompt login and select_account pass through', async () => {
+  test('prompt login and select_account pass through; login_hint never with select_account', async () => {
     const idp = await createEntraIdp(entraConfig(lookalike), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
     const request = { state: 's', nonce: 'n', codeVerifier: client.randomPKCECodeVerifier() };
     assert.equal((await idp.authorizationUrl({ ...request, prompt: 'login' })).searchParams.get('prompt'), 'login');
     const selectAccount = await idp.authorizationUrl({ ...request, prompt: 'select_account', loginHint: USER.login });
     assert.equal(selectAccount.searchParams.get('prompt'), 'select_account');
-    assert.equal(selectAccount.searchParams.get('login_hint'), USER.login);
+    // Entra: login_hint must not be combined with prompt=select_account.
+    assert.equal(selectAccount.searchParams.has('login_hint'), false);
+    const login = await idp.authorizationUrl({ ...request, prompt: 'login', loginHint: USER.login });
+    assert.equal(login.searchParams.get('login_hint'), USER.login);
     assert.equal((await idp.authorizationUrl(request)).searchParams.has('prompt'), false);
   });
 
@@ -465,14 +468,13 @@ describe('entra adapter with a certificate credential', () => {
 
   before(async () => {
     certificate = rsaCertificate();
-    const jwk = createPublicKey(certificate.cert).export({ format: 'jwk' });
     lookalike = await startEntraShapedIdp({
-      client: { clientId: CLIENT_ID, redirectUris: [REDIRECT_URI], jwks: { keys: [{ ...jwk, use: 'sig' }] } },
+      client: { clientId: CLIENT_ID, redirectUris: [REDIRECT_URI], jwks: { keys: [certificateJwk(certificate.cert)] } },
     });
   });
   after(() => lookalike.close());
 
-  test('signs client assertions with the private key, naming the certificate by its thumbprints', async () => {
+  test('signs client assertions with the private key, naming the certificate by its SHA-256 thumbprint', async () => {
     const config: EntraIdpConfig = {
       ...entraConfig(lookalike),
       clientSecret: undefined,
@@ -487,12 +489,63 @@ describe('entra adapter with a certificate credential', () => {
     assert.equal(body.get('client_assertion_type'), 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer');
     const header = decodeProtectedHeader(body.get('client_assertion')!);
     const x509 = new X509Certificate(certificate.cert);
+    // As MSAL sends it to Entra: PS256, named by x5t#S256 only, typ JWT.
     assert.equal(header.alg, 'PS256');
+    assert.equal(header.typ, 'JWT');
     assert.equal(header['x5t#S256'], Buffer.from(x509.fingerprint256.replace(/:/g, ''), 'hex').toString('base64url'));
-    assert.equal(header.x5t, Buffer.from(x509.fingerprint.replace(/:/g, ''), 'hex').toString('base64url'));
+    assert.equal(header.x5t, undefined);
     assert.equal(body.has('client_secret'), false);
   });
+
+  const organizations = (allowedTenants: string[]): EntraIdpConfig => ({
+    ...entraConfig(lookalike),
+    tenantId: 'organizations',
+    allowedTenants,
+    clientSecret: undefined,
+    certificate: { privateKey: certificate.key, certificate: certificate.cert },
+  });
+
+  test('multi-tenant (organizations): code and refresh go to /organizations/oauth2/v2.0/token, the assertion addressed to it', async () => {
+    const idp = await createEntraIdp(organizations([OTHER_TENANT, ENTRA_TEST_TENANT]), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const { request, callbackUrl } = await signIn(idp);
+    const { identity, tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    assert.equal(identity.tenantId, ENTRA_TEST_TENANT);
+    assert.equal(identity.issuer, `${lookalike.authorityHost}/${ENTRA_TEST_TENANT}/v2.0`);
+    const refreshed = await idp.refresh(tokens);
+    assert.equal(refreshed.identity?.tenantId, ENTRA_TEST_TENANT);
+
+    const tokenUrl = `${lookalike.authorityHost}/organizations/oauth2/v2.0/token`;
+    assert.deepEqual(lookalike.tokenRequestUrls.slice(-2), [tokenUrl, tokenUrl]);
+    const [code, refresh] = lookalike.tokenRequests.slice(-2) as [URLSearchParams, URLSearchParams];
+    assert.equal(code.get('grant_type'), 'authorization_code');
+    assert.equal(refresh.get('grant_type'), 'refresh_token');
+    for (const body of [code, refresh]) {
+      const claims = decodeJwt(body.get('client_assertion')!);
+      assert.equal(claims.aud, tokenUrl);
+      assert.equal(claims.iss, CLIENT_ID);
+      assert.equal(claims.sub, CLIENT_ID);
+    }
+    assert.equal(new URL(lookalike.authorizeRequests.at(-1)!.get('redirect_uri')!).href, REDIRECT_URI);
+  });
+
+  test('multi-tenant (organizations) with a certificate: a tenant outside allowedTenants is refused', async () => {
+    const idp = await createEntraIdp(organizations([OTHER_TENANT]), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const { request, callbackUrl } = await signIn(idp);
+    await assert.rejects(idp.completeSignIn({ callbackUrl, ...request }), (error: unknown) => {
+      assert.ok(error instanceof UpstreamRefusedError);
+      assert.equal(error.upstreamError, 'access_denied');
+      assert.match(error.message, new RegExp(`tenant ${ENTRA_TEST_TENANT} is not in upstream.entra.allowedTenants`));
+      return true;
+    });
+  });
 });
+
+/** The certificate's public key as registered on the app: a JWK named by its x5t#S256. */
+function certificateJwk(cert: string) {
+  const jwk = createPublicKey(cert).export({ format: 'jwk' });
+  const x5tS256 = Buffer.from(new X509Certificate(cert).fingerprint256.replace(/:/g, ''), 'hex').toString('base64url');
+  return { ...jwk, use: 'sig', 'x5t#S256': x5tS256 };
+}
 
 function rsaCertificate(): { key: string; cert: string } {
   const dir = mkdtempSync(join(tmpdir(), 'mcpgw-cert-'));

@@ -15,7 +15,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
-import { createLocalJWKSet, decodeJwt, type JWK, jwtVerify } from 'jose';
+import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import type { DevUser } from '../../src/config/schema.ts';
 import { type DevIdp, type DevIdpClient, startDevIdp } from '../../src/idp/dev-idp.ts';
 
@@ -27,6 +27,8 @@ export interface EntraShapedIdp extends DevIdp {
   authorizeRequests: URLSearchParams[];
   /** Body of every token request, in order. */
   tokenRequests: URLSearchParams[];
+  /** The URL each token request was sent to (Entra's path, e.g. /organizations/oauth2/v2.0/token). */
+  tokenRequestUrls: string[];
   /** What the token endpoint answered, in order (status and JSON body as sent). */
   tokenResponses: { status: number; body: Record<string, unknown> }[];
   /** The next `count` token requests get this answer instead of the real one. */
@@ -63,6 +65,13 @@ export interface EntraUserChange {
 }
 
 const RAW = 'x-oidc-provider-metadata';
+/** Entra's endpoint paths (under /{tenant}/) → oidc-provider's routes (under /{tenant}/v2.0/). */
+const ROUTES: Record<string, string> = {
+  'oauth2/v2.0/authorize': 'auth',
+  'oauth2/v2.0/token': 'token',
+  'oauth2/v2.0/logout': 'session/end',
+  'discovery/v2.0/keys': 'jwks',
+};
 const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
 const GRAPH = 'https://graph.microsoft.com';
 
@@ -140,25 +149,39 @@ export async function startEntraShapedIdp(options: {
   const tenantId = options.tenantId ?? ENTRA_TEST_TENANT;
   const authorizeRequests: URLSearchParams[] = [];
   const tokenRequests: URLSearchParams[] = [];
+  const tokenRequestUrls: string[] = [];
   const tokenResponses: EntraShapedIdp['tokenResponses'] = [];
   const failures: InjectedFailure[] = [];
-  // With federated credentials the look-alike checks the assertion as Entra does and then
-  // authenticates to oidc-provider with a secret only it knows.
+  // A client with keys or federated credentials is authenticated here, as Entra does it (the
+  // assertion's `aud` is the token URL the request went to, /organizations/… included), and then to
+  // oidc-provider with a secret only the look-alike knows.
   const federated = options.federatedCredentials;
+  const clientKeys = options.client.jwks;
   const internalSecret = randomBytes(24).toString('base64url');
-  const client: DevIdpClient = federated
-    ? { clientId: options.client.clientId, redirectUris: options.client.redirectUris, clientSecret: internalSecret }
-    : options.client;
+  const client: DevIdpClient =
+    federated || clientKeys
+      ? { clientId: options.client.clientId, redirectUris: options.client.redirectUris, clientSecret: internalSecret }
+      : options.client;
+  const tenants = [tenantId, 'organizations', 'common'];
   let issuer = '';
+  let origin = '';
 
-  // Entra's metadata, from oidc-provider's: the issuer (a template for organizations/common), and
-  // no RFC 9207 `iss` in authorization responses (Entra sends none).
-  const serveMetadata = (metadataIssuer: string, res: ServerResponse) => {
+  // Entra's metadata, from oidc-provider's: the issuer (a template for organizations/common), Entra's
+  // endpoint paths under the tenant asked for, and no RFC 9207 `iss` in authorization responses
+  // (Entra sends none).
+  const serveMetadata = (tenant: string, res: ServerResponse) => {
     fetch(`${issuer}/.well-known/openid-configuration`, { headers: { [RAW]: '1' } })
       .then((r) => r.json() as Promise<Record<string, unknown>>)
       .then((metadata) => {
         const { authorization_response_iss_parameter_supported: _, ...rest } = metadata;
-        const body = { ...rest, issuer: metadataIssuer };
+        const body = {
+          ...rest,
+          issuer: tenant === tenantId ? issuer : issuer.replace(`/${tenantId}/`, '/{tenantid}/'),
+          authorization_endpoint: `${origin}/${tenant}/oauth2/v2.0/authorize`,
+          token_endpoint: `${origin}/${tenant}/oauth2/v2.0/token`,
+          end_session_endpoint: `${origin}/${tenant}/oauth2/v2.0/logout`,
+          jwks_uri: `${origin}/${tenant}/discovery/v2.0/keys`,
+        };
         res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       })
       .catch(() => res.writeHead(502).end());
@@ -169,15 +192,21 @@ export async function startEntraShapedIdp(options: {
     (req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const discovery = /^\/([^/]+)\/v2\.0\/\.well-known\/openid-configuration$/.exec(url.pathname);
-      const discoveryTenant = discovery?.[1];
-      if (discoveryTenant && [tenantId, 'organizations', 'common'].includes(discoveryTenant) && !req.headers[RAW]) {
-        serveMetadata(discoveryTenant === tenantId ? issuer : issuer.replace(`/${tenantId}/`, '/{tenantid}/'), res);
+      if (discovery && tenants.includes(discovery[1]!) && !req.headers[RAW]) {
+        serveMetadata(discovery[1]!, res);
         return;
+      }
+      // Entra's paths, for the tenant, organizations and common alike, onto oidc-provider's routes.
+      const entraPath = /^\/([^/]+)\/(oauth2\/v2\.0\/authorize|oauth2\/v2\.0\/token|oauth2\/v2\.0\/logout|discovery\/v2\.0\/keys)$/.exec(url.pathname);
+      const requestedUrl = `${origin}${url.pathname}`;
+      if (entraPath && tenants.includes(entraPath[1]!)) {
+        url.pathname = `/${tenantId}/v2.0/${ROUTES[entraPath[2]!]}`;
+        req.url = url.pathname + url.search;
       }
       if (url.pathname.startsWith(`/${tenantId}/v2.0/auth`)) withoutIssInRedirects(res);
       if (url.pathname === `/${tenantId}/v2.0/auth`) authorizeRequests.push(new URLSearchParams(url.search));
       if (url.pathname === `/${tenantId}/v2.0/token` && req.method === 'POST') {
-        tokenEndpoint(req, res, next).catch(() => {
+        tokenEndpoint(req, res, next, requestedUrl).catch(() => {
           if (!res.headersSent) res.writeHead(500).end();
         });
         return;
@@ -185,10 +214,11 @@ export async function startEntraShapedIdp(options: {
       next(req, res);
     };
 
-  async function tokenEndpoint(req: IncomingMessage, res: ServerResponse, next: RequestListener): Promise<void> {
+  async function tokenEndpoint(req: IncomingMessage, res: ServerResponse, next: RequestListener, tokenUrl: string): Promise<void> {
     const raw = await readAll(req);
     const body = new URLSearchParams(raw.toString('utf8'));
     tokenRequests.push(body);
+    tokenRequestUrls.push(tokenUrl);
     const failure = failures.shift();
     if (failure) {
       const text = typeof failure.body === 'string' ? failure.body : JSON.stringify(failure.body);
@@ -198,8 +228,10 @@ export async function startEntraShapedIdp(options: {
       return;
     }
     let forwarded = raw;
-    if (federated) {
-      const refused = await federatedCredentialError(federated, body);
+    if (federated || clientKeys) {
+      const refused = federated
+        ? await federatedCredentialError(federated, body)
+        : await certificateAssertionError(clientKeys!, options.client.clientId, body, tokenUrl);
       if (refused) {
         tokenResponses.push({ status: 401, body: refused });
         res.writeHead(401, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(refused));
@@ -243,12 +275,14 @@ export async function startEntraShapedIdp(options: {
     { wrap, extraScopes: KNOWN_SCOPES },
   );
   issuer = idp.issuer;
+  origin = idp.origin;
   return {
     ...idp,
     authorityHost: idp.origin,
     tenantId,
     authorizeRequests,
     tokenRequests,
+    tokenRequestUrls,
     tokenResponses,
     failNextTokenRequests(failure, count = 1) {
       for (let i = 0; i < count; i++) failures.push(failure);
@@ -298,6 +332,39 @@ async function federatedCredentialError(credentials: FederatedCredential[], body
     await jwtVerify(assertion, createLocalJWKSet(credential.jwks), { issuer: credential.issuer, subject: credential.subject, audience: credential.audience });
   } catch {
     return entraError('invalid_client', 700027, { description: 'Client assertion failed signature validation.' });
+  }
+  return undefined;
+}
+
+/**
+ * Entra's check of a certificate credential (certificate-credentials.md): a JWT signed by a key of a
+ * registered certificate, named by its `x5t#S256` (or `x5t`) when the key has one, `iss` = `sub` =
+ * the client id, `aud` = the token URL the request was sent to.
+ */
+async function certificateAssertionError(
+  jwks: { keys: JWK[] },
+  clientId: string,
+  body: URLSearchParams,
+  tokenUrl: string,
+): Promise<Record<string, unknown> | undefined> {
+  const assertion = body.get('client_assertion');
+  if (body.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer' || !assertion) {
+    return entraError('invalid_client', 7000218, { description: "The request body must contain the following parameter: 'client_assertion' or 'client_secret'." });
+  }
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  try {
+    header = decodeProtectedHeader(assertion);
+  } catch {
+    return entraError('invalid_client', 50027, { description: 'JWT token is invalid or malformed.' });
+  }
+  const named = jwks.keys.filter(
+    (k) => (k['x5t#S256'] === undefined && k.x5t === undefined) || k['x5t#S256'] === header['x5t#S256'] || k.x5t === header.x5t,
+  );
+  if (!named.length) return entraError('invalid_client', 700027, { description: 'The certificate with identifier used to sign the client assertion is not registered on application.' });
+  try {
+    await jwtVerify(assertion, createLocalJWKSet({ keys: named }), { issuer: clientId, subject: clientId, audience: tokenUrl });
+  } catch (error) {
+    return entraError('invalid_client', 700027, { description: `Client assertion failed validation: ${(error as Error).message}` });
   }
   return undefined;
 }
