@@ -64,7 +64,45 @@ export interface EntraUserChange {
   tid?: string;
 }
 
-const RAW = 'x-oidc-provider-metadata';
+/**
+ * Entra's discovery document for `tenant` (a tenant id, `organizations` or `common`), field for
+ * field as Entra serves it (test/fixtures/entra/ holds the real ones): Entra's paths under the
+ * tenant asked for, the `{tenantid}` issuer template for organizations/common, pairwise subjects,
+ * RS256, no `code_challenge_methods_supported` and no RFC 9207 `iss` in authorization responses.
+ * The device code and Kerberos endpoints are listed but not served.
+ */
+export function entraMetadata(origin: string, tenant: string, tenantId: string): Record<string, unknown> {
+  const base = `${origin}/${tenant}`;
+  return {
+    token_endpoint: `${base}/oauth2/v2.0/token`,
+    token_endpoint_auth_methods_supported: ['client_secret_post', 'private_key_jwt', 'client_secret_basic'],
+    jwks_uri: `${base}/discovery/v2.0/keys`,
+    response_modes_supported: ['query', 'fragment', 'form_post'],
+    subject_types_supported: ['pairwise'],
+    id_token_signing_alg_values_supported: ['RS256'],
+    response_types_supported: ['code', 'id_token', 'code id_token', 'id_token token'],
+    scopes_supported: ['openid', 'profile', 'email', 'offline_access'],
+    issuer: `${origin}/${tenant === tenantId ? tenantId : '{tenantid}'}/v2.0`,
+    request_uri_parameter_supported: false,
+    userinfo_endpoint: 'https://graph.microsoft.com/oidc/userinfo',
+    authorization_endpoint: `${base}/oauth2/v2.0/authorize`,
+    device_authorization_endpoint: `${base}/oauth2/v2.0/devicecode`,
+    http_logout_supported: true,
+    frontchannel_logout_supported: true,
+    end_session_endpoint: `${base}/oauth2/v2.0/logout`,
+    claims_supported: [
+      'sub', 'iss', 'cloud_instance_name', 'cloud_instance_host_name', 'cloud_graph_host_name', 'msgraph_host', 'aud', 'exp',
+      'iat', 'auth_time', 'acr', 'nonce', 'preferred_username', 'name', 'tid', 'ver', 'at_hash', 'c_hash', 'email',
+    ],
+    kerberos_endpoint: `${base}/kerberos`,
+    tenant_region_scope: tenant === tenantId ? 'WW' : null,
+    cloud_instance_name: 'microsoftonline.com',
+    cloud_graph_host_name: 'graph.windows.net',
+    msgraph_host: 'graph.microsoft.com',
+    rbac_url: 'https://pas.windows.net',
+  };
+}
+
 /** Entra's endpoint paths (under /{tenant}/) → oidc-provider's routes (under /{tenant}/v2.0/). */
 const ROUTES: Record<string, string> = {
   'oauth2/v2.0/authorize': 'auth',
@@ -163,28 +201,10 @@ export async function startEntraShapedIdp(options: {
       ? { clientId: options.client.clientId, redirectUris: options.client.redirectUris, clientSecret: internalSecret }
       : options.client;
   const tenants = [tenantId, 'organizations', 'common'];
-  let issuer = '';
   let origin = '';
 
-  // Entra's metadata, from oidc-provider's: the issuer (a template for organizations/common), Entra's
-  // endpoint paths under the tenant asked for, and no RFC 9207 `iss` in authorization responses
-  // (Entra sends none).
   const serveMetadata = (tenant: string, res: ServerResponse) => {
-    fetch(`${issuer}/.well-known/openid-configuration`, { headers: { [RAW]: '1' } })
-      .then((r) => r.json() as Promise<Record<string, unknown>>)
-      .then((metadata) => {
-        const { authorization_response_iss_parameter_supported: _, ...rest } = metadata;
-        const body = {
-          ...rest,
-          issuer: tenant === tenantId ? issuer : issuer.replace(`/${tenantId}/`, '/{tenantid}/'),
-          authorization_endpoint: `${origin}/${tenant}/oauth2/v2.0/authorize`,
-          token_endpoint: `${origin}/${tenant}/oauth2/v2.0/token`,
-          end_session_endpoint: `${origin}/${tenant}/oauth2/v2.0/logout`,
-          jwks_uri: `${origin}/${tenant}/discovery/v2.0/keys`,
-        };
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-      })
-      .catch(() => res.writeHead(502).end());
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(entraMetadata(origin, tenant, tenantId)));
   };
 
   const wrap =
@@ -192,7 +212,7 @@ export async function startEntraShapedIdp(options: {
     (req, res) => {
       const url = new URL(req.url ?? '/', 'http://localhost');
       const discovery = /^\/([^/]+)\/v2\.0\/\.well-known\/openid-configuration$/.exec(url.pathname);
-      if (discovery && tenants.includes(discovery[1]!) && !req.headers[RAW]) {
+      if (discovery && tenants.includes(discovery[1]!)) {
         serveMetadata(discovery[1]!, res);
         return;
       }
@@ -274,7 +294,6 @@ export async function startEntraShapedIdp(options: {
     client,
     { wrap, extraScopes: KNOWN_SCOPES },
   );
-  issuer = idp.issuer;
   origin = idp.origin;
   return {
     ...idp,
