@@ -38,6 +38,14 @@ export interface DevIdpOptions {
   wrap?: (handler: RequestListener) => RequestListener;
   /** Scopes the client may ask for besides the OIDC ones (an Entra API's scopes, in the look-alike). */
   extraScopes?: string[];
+  /** Scope → claims map replacing the default one (the look-alike's: `oid` and names only with `profile`). */
+  claims?: Record<string, string[]>;
+  /** Claims added at each issuance (the look-alike's `nbf`). */
+  issuanceClaims?: () => Record<string, unknown>;
+  /** `sub` pairwise per client (as Entra's), from this function of the user's own `sub` and the client id. */
+  pairwiseSubject?: (sub: string, clientId: string) => string;
+  /** false: a refresh answers with the same refresh token (default: a new one each time). */
+  rotateRefreshToken?: boolean;
 }
 
 const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
@@ -91,11 +99,18 @@ export async function startDevIdp(
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         scope: scopes.join(' '),
+        ...(options.pairwiseSubject ? { subject_type: 'pairwise' } : {}),
       },
     ],
+    ...(options.pairwiseSubject
+      ? {
+          subjectTypes: ['public', 'pairwise'],
+          pairwiseIdentifier: async (_ctx: unknown, sub: string, c: { clientId: string }) => options.pairwiseSubject!(sub, c.clientId),
+        }
+      : {}),
     scopes,
     // Entra-shaped claims. `oid`, `tid`, `roles`, `groups` ride with `openid` so every id_token has them.
-    claims: {
+    claims: options.claims ?? {
       openid: ['sub', 'oid', 'tid', 'roles', 'groups'],
       profile: ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
@@ -106,7 +121,7 @@ export async function startDevIdp(
       const account = bySub.get(sub);
       // A disabled user has no account: oidc-provider then refuses their refresh tokens with invalid_grant.
       if (!account || disabled.has(account.user.login)) return undefined;
-      return { accountId: sub, claims: () => account.claims };
+      return { accountId: sub, claims: () => ({ ...account.claims, ...options.issuanceClaims?.() }) };
     },
     // OAuth 2.1 / DESIGN §5: PKCE (S256, the only method oidc-provider 9 implements) for every request.
     pkce: { required: () => true },
@@ -117,7 +132,7 @@ export async function startDevIdp(
       code: { scopes: Set<string> },
     ) => c.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     // Entra rotates refresh tokens on every use.
-    rotateRefreshToken: true,
+    rotateRefreshToken: options.rotateRefreshToken ?? true,
     interactions: { url: (_ctx: OidcContext, interaction: { uid: string }) => `${mountPath}/interaction/${interaction.uid}` },
     features: { devInteractions: { enabled: false } },
     ttl: {

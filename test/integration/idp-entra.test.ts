@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createHash, createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import {
   ENTRA_TEST_TENANT,
   type EntraShapedIdp,
   entraError,
+  entraPairwiseSubject,
   type InjectedFailure,
   SNIPPETS_API_SCOPE,
   startEntraShapedIdp,
@@ -301,6 +302,71 @@ describe('entra adapter: refresh as Entra answers it', () => {
     }
     // None of it touched the real refresh token.
     assert.ok((await idp.refresh(tokens)).tokens.accessToken);
+  });
+});
+
+describe("the look-alike's tokens are Entra's", () => {
+  let lookalike: EntraShapedIdp;
+  before(async () => {
+    lookalike = await startEntraShapedIdp({
+      client: { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [REDIRECT_URI] },
+      groupClaims: false,
+    });
+  });
+  after(() => lookalike.close());
+
+  test('pairwise sub, ver and nbf; email only with the email scope; groups only when configured', async () => {
+    const idp = await createEntraIdp(entraConfig(lookalike, { scopes: ['openid', 'offline_access'] }), {
+      redirectUri: REDIRECT_URI,
+      allowInsecureHttp: true,
+    });
+    const { request, callbackUrl } = await signIn(idp);
+    const { identity, tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    const claims = decodeJwt(tokens.idToken!);
+    const perUser = createHash('sha256').update(`sub:${ENTRA_TEST_TENANT}:${USER.login}`).digest('base64url').slice(0, 43);
+    assert.equal(claims.sub, entraPairwiseSubject(perUser, CLIENT_ID));
+    assert.equal(claims['ver'], '2.0');
+    assert.equal(typeof claims.nbf, 'number');
+    assert.ok(claims.nbf! <= claims.iat!);
+    // profile (always asked by the adapter, for oid) gives oid and the names; no email scope, no email.
+    assert.equal(identity.objectId, '8f3c2a1e-5b7d-4e9f-a1c3-2d4e6f8a0b1c');
+    assert.equal(identity.preferredUsername, USER.login);
+    assert.equal(identity.email, undefined);
+    assert.equal('email_verified' in claims, false);
+    assert.deepEqual(identity.roles, ['Snippets.Write']);
+    assert.deepEqual(identity.groups, []);
+    assert.equal('groups' in claims, false);
+  });
+
+  test('a refresh gives a new refresh token and the old one stays valid (as in Entra)', async () => {
+    const idp = await createEntraIdp(entraConfig(lookalike), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const { request, callbackUrl } = await signIn(idp);
+    const { tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    const first = await idp.refresh(tokens);
+    assert.notEqual(first.tokens.refreshToken, tokens.refreshToken);
+    const again = await idp.refresh(tokens);
+    assert.ok(again.tokens.accessToken);
+    assert.ok((await idp.refresh(first.tokens)).tokens.accessToken);
+  });
+
+  test('a disabled user is refused on refresh (invalid_grant), whichever refresh token is used', async () => {
+    const users = [{ login: 'lee@contoso.test', password: 'pw', name: 'Lee Gu', roles: [], groups: [] }];
+    const own = await startEntraShapedIdp({ client: { clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUris: [REDIRECT_URI] }, users });
+    try {
+      const idp = await createEntraIdp(entraConfig(own), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+      const browser = createHeadlessBrowser();
+      const request = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier: client.randomPKCECodeVerifier() };
+      const page = await browser.get(await idp.authorizationUrl(request));
+      const done = await signInAtDevIdp(browser, page, 'lee@contoso.test', 'pw', { stopAt: toCallback });
+      const { tokens } = await idp.completeSignIn({ callbackUrl: done.stoppedAt!, ...request });
+      const renewed = await idp.refresh(tokens);
+      own.disableUser('lee@contoso.test');
+      for (const old of [tokens, renewed.tokens]) {
+        await assert.rejects(idp.refresh(old), (error: unknown) => error instanceof UpstreamRefusedError && error.upstreamError === 'invalid_grant');
+      }
+    } finally {
+      await own.close();
+    }
   });
 });
 

@@ -11,9 +11,15 @@
  * - a refresh asks for a subset of the authorize leg's scopes, of one resource, never `.default`
  *   mixed with other scopes of it (AADSTS70011), and gets an id_token only when it asks for `openid`;
  * - errors are Entra's JSON (`error_codes`, `timestamp`, `trace_id`, `correlation_id`), and any
- *   documented error can be injected for the next token requests (reference-error-codes.md).
+ *   documented error can be injected for the next token requests (reference-error-codes.md);
+ * - a refresh hands out a new refresh token and the old ones stay valid (refresh-tokens.md);
+ * - clients with keys or federated credentials are authenticated as Entra does it.
+ * Its id_tokens carry Entra's claims (id-token-claims-reference.md): a pairwise `sub`, `ver`, `nbf`,
+ * `oid`/names only with `profile`, `email` only with `email`, groups only when configured (with an
+ * overage mode); roles, groups and `tid` can change mid-grant (setEntraUser). Its discovery
+ * documents are Entra's, at Entra's paths (test/contract/entra-discovery.test.ts).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import type { DevUser } from '../../src/config/schema.ts';
@@ -62,6 +68,11 @@ export interface EntraUserChange {
   /** Entra's groups overage: no `groups`, `_claim_names`/`_claim_sources` pointing at Graph instead. */
   groupsOverage?: boolean;
   tid?: string;
+}
+
+/** The look-alike's pairwise `sub` of a user (the dev IdP's own `sub`) in the app `clientId`. */
+export function entraPairwiseSubject(sub: string, clientId: string): string {
+  return createHash('sha256').update(`pairwise:${sub}:${clientId}`).digest('base64url').slice(0, 43);
 }
 
 /**
@@ -183,6 +194,8 @@ export async function startEntraShapedIdp(options: {
   users?: DevUser[];
   /** The app trusts these federated credentials (then the client has no secret or keys of its own). */
   federatedCredentials?: FederatedCredential[];
+  /** false: the app registration has no groups claim configured (Entra then sends none). Default true. */
+  groupClaims?: boolean;
 }): Promise<EntraShapedIdp> {
   const tenantId = options.tenantId ?? ENTRA_TEST_TENANT;
   const authorizeRequests: URLSearchParams[] = [];
@@ -201,6 +214,7 @@ export async function startEntraShapedIdp(options: {
       ? { clientId: options.client.clientId, redirectUris: options.client.redirectUris, clientSecret: internalSecret }
       : options.client;
   const tenants = [tenantId, 'organizations', 'common'];
+  const refreshAliases = new Map<string, string>();
   let origin = '';
 
   const serveMetadata = (tenant: string, res: ServerResponse) => {
@@ -247,7 +261,12 @@ export async function startEntraShapedIdp(options: {
       res.writeHead(failure.status, { 'content-type': type, 'cache-control': 'no-store', ...failure.headers }).end(text);
       return;
     }
-    let forwarded = raw;
+    // Entra rotates refresh tokens but keeps the old ones valid (refresh-tokens.md): every refresh
+    // token handed out is an alias of oidc-provider's one (which this look-alike never rotates).
+    const presented = body.get('refresh_token');
+    const real = presented === null ? undefined : refreshAliases.get(presented);
+    const inner = new URLSearchParams(body);
+    if (real) inner.set('refresh_token', real);
     if (federated || clientKeys) {
       const refused = federated
         ? await federatedCredentialError(federated, body)
@@ -257,13 +276,12 @@ export async function startEntraShapedIdp(options: {
         res.writeHead(401, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(refused));
         return;
       }
-      const inner = new URLSearchParams(body);
       inner.delete('client_assertion');
       inner.delete('client_assertion_type');
       inner.set('client_secret', internalSecret);
-      forwarded = Buffer.from(inner.toString());
-      req.headers['content-length'] = String(forwarded.length);
     }
+    const forwarded = Buffer.from(inner.toString());
+    req.headers['content-length'] = String(forwarded.length);
     const requested = (body.get('scope') ?? '').split(' ').filter(Boolean);
     if (body.get('grant_type') === 'refresh_token') {
       const refused = refreshScopeError(requested);
@@ -276,6 +294,11 @@ export async function startEntraShapedIdp(options: {
     }
     rewriteJson(res, (status, json) => {
       const answer = status === 200 ? entraTokenResponse(json, body.get('grant_type'), requested) : entraErrorOf(json);
+      if (typeof answer['refresh_token'] === 'string') {
+        const alias = `${randomBytes(32).toString('base64url')}.entra`;
+        refreshAliases.set(alias, answer['refresh_token']);
+        answer['refresh_token'] = alias;
+      }
       tokenResponses.push({ status, body: answer });
       return answer;
     });
@@ -292,7 +315,21 @@ export async function startEntraShapedIdp(options: {
       allowInProduction: false,
     },
     client,
-    { wrap, extraScopes: KNOWN_SCOPES },
+    {
+      wrap,
+      extraScopes: KNOWN_SCOPES,
+      // Entra's id_token claims (id-token-claims-reference.md): `oid`, names only with `profile`;
+      // `email` only with `email` (and no `email_verified`); groups only when configured; `ver`, `nbf`.
+      claims: {
+        openid: ['sub', 'tid', 'ver', 'nbf', 'roles', ...(options.groupClaims === false ? [] : ['groups'])],
+        profile: ['oid', 'name', 'preferred_username'],
+        email: ['email'],
+      },
+      issuanceClaims: () => ({ ver: '2.0', nbf: Math.floor(Date.now() / 1000) }),
+      // Entra's `sub` is pairwise: the same user has another `sub` in every app.
+      pairwiseSubject: (sub, clientId) => entraPairwiseSubject(sub, clientId),
+      rotateRefreshToken: false,
+    },
   );
   origin = idp.origin;
   return {
