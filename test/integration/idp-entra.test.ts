@@ -240,6 +240,25 @@ describe('entra adapter: refresh as Entra answers it', () => {
     }
   });
 
+  test("an id_token from a clock a few minutes ahead is accepted; far ahead it is an outage, not the user's refusal", async () => {
+    const idp = await createEntraIdp(entraConfig(lookalike), { redirectUri: REDIRECT_URI, allowInsecureHttp: true });
+    const { request, callbackUrl } = await signIn(idp);
+    const { tokens } = await idp.completeSignIn({ callbackUrl, ...request });
+    try {
+      lookalike.setClockAhead(120);
+      assert.ok((await idp.refresh(tokens)).identity);
+      lookalike.setClockAhead(900);
+      await assert.rejects(idp.refresh(tokens), (error: unknown) => {
+        assert.ok(error instanceof UpstreamUnavailableError, String(error));
+        assert.equal(error.configurationFault, false);
+        assert.match(error.message, /timestamp claim/);
+        return true;
+      });
+    } finally {
+      lookalike.setClockAhead(0);
+    }
+  });
+
   // Entra's documented token errors (reference-error-codes.md; MSAL's InteractionRequiredAuthError):
   // the user must act → the grant ends; anything else → 503 with the grant kept, and a
   // configuration fault (our credential or request) logged as an error.

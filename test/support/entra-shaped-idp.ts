@@ -41,6 +41,8 @@ export interface EntraShapedIdp extends DevIdp {
   failNextTokenRequests(failure: InjectedFailure, count?: number): void;
   /** Changes what the user's next tokens say (roles, groups, a groups overage, another tid). */
   setEntraUser(login: string, change: EntraUserChange): void;
+  /** From now on the look-alike's clock runs this far ahead of the gateway's (its tokens' `nbf`). */
+  setClockAhead(seconds: number): void;
 }
 
 export interface InjectedFailure {
@@ -215,6 +217,7 @@ export async function startEntraShapedIdp(options: {
       : options.client;
   const tenants = [tenantId, 'organizations', 'common'];
   const refreshAliases = new Map<string, string>();
+  let clockAheadSeconds = 0;
   let origin = '';
 
   const serveMetadata = (tenant: string, res: ServerResponse) => {
@@ -325,7 +328,7 @@ export async function startEntraShapedIdp(options: {
         profile: ['oid', 'name', 'preferred_username'],
         email: ['email'],
       },
-      issuanceClaims: () => ({ ver: '2.0', nbf: Math.floor(Date.now() / 1000) }),
+      issuanceClaims: () => ({ ver: '2.0', nbf: Math.floor(Date.now() / 1000) + clockAheadSeconds }),
       // Entra's `sub` is pairwise: the same user has another `sub` in every app.
       pairwiseSubject: (sub, clientId) => entraPairwiseSubject(sub, clientId),
       rotateRefreshToken: false,
@@ -342,6 +345,9 @@ export async function startEntraShapedIdp(options: {
     tokenResponses,
     failNextTokenRequests(failure, count = 1) {
       for (let i = 0; i < count; i++) failures.push(failure);
+    },
+    setClockAhead(seconds) {
+      clockAheadSeconds = seconds;
     },
     setEntraUser(login, change) {
       const claims: Record<string, unknown> = {};
