@@ -75,6 +75,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     devIdp: devIdp && devClient && { issuer: devIdp.issuer, clientId: devClient.clientId, clientSecret: devClient.clientSecret },
     allowInsecureHttp: config.mode === 'dev',
     getFederatedAssertion: deps.getFederatedAssertion,
+    logger: logger.child({ component: 'upstream' }),
   });
 
   const sealer = createSealer(config.secrets.encryptionKeys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })));

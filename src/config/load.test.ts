@@ -76,6 +76,12 @@ describe('loadConfig', () => {
     ['bad backend path', VALID.replace('path: /mcp', 'path: /tools'), undefined, ['backends.0.path: must end in /mcp, e.g. /mcp or /github/mcp']],
     ['not a URL', VALID.replace('https://mcp.example.com', 'nope'), undefined, ['publicUrl: Invalid URL']],
     ['token cache past the revocation bound', `${VALID}\ntokens: { cacheMs: 5000 }\n`, undefined, ['tokens.cacheMs: Too big: expected number to be <=1000']],
+    [
+      'a system-assigned managed identity (Entra federates user-assigned ones only)',
+      VALID.replace('    clientSecret: { env: ENTRA_SECRET }\n', '    managedIdentity: {}\n'),
+      undefined,
+      ['upstream.entra.managedIdentity.clientId: required'],
+    ],
     ['not YAML', 'a: [', undefined, ['(file):1:5: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]']],
   ];
   for (const [name, yamlText, env, expected] of cases) {

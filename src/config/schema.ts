@@ -39,7 +39,7 @@ const privateKeyJwtSchema = z
   .object({
     /** PEM (PKCS#8) private key. */
     privateKey: secretSchema,
-    /** PEM certificate; its SHA-1/SHA-256 thumbprint goes in the assertion header (Entra). */
+    /** PEM certificate; its SHA-256 thumbprint goes in the assertion header as `x5t#S256` (Entra). */
     certificate: secretSchema.optional(),
     keyId: z.string().optional(),
   })
@@ -71,13 +71,19 @@ const entraIdpSchema = z
     authorityHost: z.string().url().default('https://login.microsoftonline.com'),
     clientSecret: secretSchema.optional(),
     certificate: privateKeyJwtSchema.optional(),
-    /** Federated credential from a managed identity (secretless, like the reference deployment). */
+    /**
+     * Federated credential from a managed identity (secretless, like the reference deployment).
+     * Entra trusts only user-assigned identities as federated credentials.
+     */
     managedIdentity: z
       .object({
-        /** Client id of a user-assigned identity; omit for system-assigned. */
-        clientId: z.string().optional(),
-        /** Token audience for the federated credential exchange. */
-        audience: z.string().default('api://AzureADTokenExchange'),
+        /** Client id of the user-assigned managed identity. */
+        clientId: z.string().min(1),
+        /**
+         * Audience of the identity's token; by default the one of the authority host's cloud
+         * (api://AzureADTokenExchange, …USGov, …China), which the federated credential must name.
+         */
+        audience: z.string().min(1).optional(),
       })
       .strict()
       .optional(),

@@ -25,6 +25,8 @@ export interface DevIdp {
   origin: string;
   /** From now on the user cannot sign in and every refresh of their grants is refused (invalid_grant). */
   disableUser(login: string): void;
+  /** Changes the user's claims from the next token on (`undefined` removes one): a change made upstream. */
+  setUserClaims(login: string, claims: Record<string, unknown>): void;
   close(): Promise<void>;
 }
 
@@ -34,6 +36,16 @@ export interface DevIdpOptions {
   env?: Record<string, string | undefined>;
   /** Wraps the HTTP handler (test/support/entra-shaped-idp.ts records requests with it). */
   wrap?: (handler: RequestListener) => RequestListener;
+  /** Scopes the client may ask for besides the OIDC ones (an Entra API's scopes, in the look-alike). */
+  extraScopes?: string[];
+  /** Scope → claims map replacing the default one (the look-alike's: `oid` and names only with `profile`). */
+  claims?: Record<string, string[]>;
+  /** Claims added at each issuance (the look-alike's `nbf`). */
+  issuanceClaims?: () => Record<string, unknown>;
+  /** `sub` pairwise per client (as Entra's), from this function of the user's own `sub` and the client id. */
+  pairwiseSubject?: (sub: string, clientId: string) => string;
+  /** false: a refresh answers with the same refresh token (default: a new one each time). */
+  rotateRefreshToken?: boolean;
 }
 
 const SCOPES = ['openid', 'profile', 'email', 'offline_access'];
@@ -56,6 +68,7 @@ export async function startDevIdp(
   const bySub = new Map(users.map((u) => [u.sub, u]));
   const byLogin = new Map(users.map((u) => [u.user.login, u]));
   const disabled = new Set<string>();
+  const scopes = [...new Set([...SCOPES, ...(options.extraScopes ?? [])])];
 
   let handler: RequestListener = (_req, res) => res.writeHead(503).end();
   const server = createServer((req, res) => handler(req, res));
@@ -85,12 +98,19 @@ export async function startDevIdp(
         redirect_uris: client.redirectUris,
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        scope: SCOPES.join(' '),
+        scope: scopes.join(' '),
+        ...(options.pairwiseSubject ? { subject_type: 'pairwise' } : {}),
       },
     ],
-    scopes: SCOPES,
+    ...(options.pairwiseSubject
+      ? {
+          subjectTypes: ['public', 'pairwise'],
+          pairwiseIdentifier: async (_ctx: unknown, sub: string, c: { clientId: string }) => options.pairwiseSubject!(sub, c.clientId),
+        }
+      : {}),
+    scopes,
     // Entra-shaped claims. `oid`, `tid`, `roles`, `groups` ride with `openid` so every id_token has them.
-    claims: {
+    claims: options.claims ?? {
       openid: ['sub', 'oid', 'tid', 'roles', 'groups'],
       profile: ['name', 'preferred_username'],
       email: ['email', 'email_verified'],
@@ -101,7 +121,7 @@ export async function startDevIdp(
       const account = bySub.get(sub);
       // A disabled user has no account: oidc-provider then refuses their refresh tokens with invalid_grant.
       if (!account || disabled.has(account.user.login)) return undefined;
-      return { accountId: sub, claims: () => account.claims };
+      return { accountId: sub, claims: () => ({ ...account.claims, ...options.issuanceClaims?.() }) };
     },
     // OAuth 2.1 / DESIGN §5: PKCE (S256, the only method oidc-provider 9 implements) for every request.
     pkce: { required: () => true },
@@ -112,7 +132,7 @@ export async function startDevIdp(
       code: { scopes: Set<string> },
     ) => c.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
     // Entra rotates refresh tokens on every use.
-    rotateRefreshToken: true,
+    rotateRefreshToken: options.rotateRefreshToken ?? true,
     interactions: { url: (_ctx: OidcContext, interaction: { uid: string }) => `${mountPath}/interaction/${interaction.uid}` },
     features: { devInteractions: { enabled: false } },
     ttl: {
@@ -188,6 +208,14 @@ export async function startDevIdp(
     disableUser(login) {
       if (!byLogin.has(login)) throw new Error(`no dev user ${login}`);
       disabled.add(login);
+    },
+    setUserClaims(login, claims) {
+      const account = byLogin.get(login);
+      if (!account) throw new Error(`no dev user ${login}`);
+      for (const [name, value] of Object.entries(claims)) {
+        if (value === undefined) delete account.claims[name];
+        else account.claims[name] = value;
+      }
     },
     close: () =>
       new Promise<void>((resolve, reject) => {

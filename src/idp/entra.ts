@@ -1,7 +1,7 @@
 import * as client from 'openid-client';
 import type { EntraIdpConfig } from '../config/schema.ts';
 import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
-import { createOpenIdIdp, insecureAllowed, privateKeyJwtAuth } from './oidc.ts';
+import { createOpenIdIdp, insecureAllowed, privateKeyJwtAuth, USER_MUST_ACT, type UpstreamLogger } from './oidc.ts';
 
 export interface EntraIdpOptions {
   /** The gateway's /callback URL, registered on the Entra app. */
@@ -10,6 +10,7 @@ export interface EntraIdpOptions {
   getFederatedAssertion?: () => Promise<string>;
   /** Allow an http:// authority host on loopback (a local Entra look-alike in tests). */
   allowInsecureHttp?: boolean;
+  logger?: UpstreamLogger;
 }
 
 const ENTRA_PUBLIC_CLOUD = 'https://login.microsoftonline.com';
@@ -62,12 +63,14 @@ export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOp
       if (requested === 'login' || requested === 'select_account') return requested;
       return requested === 'consent' ? 'select_account' : undefined;
     },
-    // Replay the stored scopes on refresh (Entra wants the same resource again), with offline_access
-    // so a new refresh token comes back.
-    refreshScope: (stored) => {
-      const replay = stored ? stored.split(' ').filter(Boolean) : scopes;
-      return [...new Set([...replay, 'offline_access'])].join(' ');
-    },
+    // Refresh with the configured scopes, never the response's `scope`: Entra's is not the request's
+    // (for `.default` it lists the expanded permissions plus `.default`, which its own rules then
+    // refuse with AADSTS70011; for an API's scopes it leaves out `openid`, and without `openid` the
+    // refresh brings no id_token, so the tid checks below would never run again).
+    refreshScope: () => scopes.join(' '),
+    // Entra: unauthorized_client on a refresh means the app is gone or disabled in the user's tenant.
+    userMustActErrors: new Set([...USER_MUST_ACT, 'unauthorized_client']),
+    ...(options.logger ? { logger: options.logger } : {}),
     // The user is `oid` + `tid`; the tenant must be the configured one, or on the allow-list.
     checkClaims: (claims) => {
       const tid = typeof claims['tid'] === 'string' ? claims['tid'].toLowerCase() : undefined;
@@ -116,7 +119,8 @@ async function entraClientAuth(
   if (config.clientSecret) return client.ClientSecretPost(config.clientSecret);
   if (config.certificate) {
     if (!config.certificate.certificate) throw new Error('upstream.entra.certificate.certificate: required');
-    // Entra's certificate credential: PS256, `x5t#S256` header, audience the token endpoint.
+    // Entra's certificate credential as MSAL sends it: PS256, `x5t#S256`, `typ: JWT`, audience the
+    // token endpoint (for `organizations`, /organizations/oauth2/v2.0/token) (certificate-credentials.md).
     return privateKeyJwtAuth(config.certificate, 'upstream.entra.certificate', {
       audience: 'token_endpoint',
       rsaAlgorithm: 'PS256',
@@ -125,9 +129,13 @@ async function entraClientAuth(
   if (!config.managedIdentity && !getFederatedAssertion) {
     throw new Error('upstream.entra.clientSecret: exactly one of clientSecret, certificate or managedIdentity is required');
   }
-  const assertion = getFederatedAssertion ?? managedIdentityAssertion(config.managedIdentity!);
+  const identity = config.managedIdentity;
+  const assertion =
+    getFederatedAssertion ?? managedIdentityAssertion(identity!.clientId, federatedAudience(config.authorityHost, identity!.audience));
   // A federated credential: the managed identity's token for api://AzureADTokenExchange is the
-  // client_assertion (RFC 7521 §4.2), the reference deployment's secretless way.
+  // client_assertion (RFC 7521 §4.2), the reference deployment's secretless way. Entra refusing it
+  // (invalid_client, AADSTS700211-700213, 7002137: no federated credential matches its issuer,
+  // subject or audience) is our configuration's fault: 503 and an error log, never a sign-out.
   return async (_as, clientMetadata, body) => {
     body.set('client_id', clientMetadata.client_id);
     body.set('client_assertion_type', JWT_BEARER);
@@ -135,7 +143,26 @@ async function entraClientAuth(
   };
 }
 
-function managedIdentityAssertion(identity: NonNullable<EntraIdpConfig['managedIdentity']>): () => Promise<string> {
+/**
+ * The audience a managed identity's token must have for Entra's token exchange, per cloud
+ * (workload-identity-federation-config-app-trust-managed-identity.md); a configured one wins.
+ */
+const TOKEN_EXCHANGE_AUDIENCES: Record<string, string> = {
+  'login.microsoftonline.com': 'api://AzureADTokenExchange',
+  'login.microsoftonline.us': 'api://AzureADTokenExchangeUSGov',
+  'login.chinacloudapi.cn': 'api://AzureADTokenExchangeChina',
+};
+
+export function federatedAudience(authorityHost: string, configured: string | undefined): string {
+  if (configured) return configured;
+  const audience = TOKEN_EXCHANGE_AUDIENCES[new URL(authorityHost).hostname.toLowerCase()];
+  if (!audience) {
+    throw new Error(`upstream.entra.managedIdentity.audience: required for authority host ${authorityHost} (no known token exchange audience)`);
+  }
+  return audience;
+}
+
+function managedIdentityAssertion(clientId: string, audience: string): () => Promise<string> {
   let credential: { getToken(scope: string): Promise<{ token: string; expiresOnTimestamp: number } | null> } | undefined;
   let cached: { token: string; renewAt: number } | undefined;
   return async () => {
@@ -143,11 +170,9 @@ function managedIdentityAssertion(identity: NonNullable<EntraIdpConfig['managedI
     try {
       if (!credential) {
         const { ManagedIdentityCredential } = await import('@azure/identity');
-        credential = identity.clientId
-          ? new ManagedIdentityCredential({ clientId: identity.clientId })
-          : new ManagedIdentityCredential();
+        credential = new ManagedIdentityCredential({ clientId });
       }
-      const token = await credential.getToken(`${identity.audience}/.default`);
+      const token = await credential.getToken(`${audience}/.default`);
       if (!token) throw new Error('no token');
       cached = { token: token.token, renewAt: token.expiresOnTimestamp - ASSERTION_RENEW_MARGIN_MS };
       return token.token;

@@ -1,7 +1,7 @@
 import type { UpstreamConfig } from '../config/schema.ts';
 import type { UpstreamIdp } from '../ports/idp.ts';
 import { createEntraIdp } from './entra.ts';
-import { createOidcIdp } from './oidc.ts';
+import { createOidcIdp, type UpstreamLogger } from './oidc.ts';
 
 export interface UpstreamIdpOptions {
   /** The gateway's /callback URL. */
@@ -12,19 +12,22 @@ export interface UpstreamIdpOptions {
   getFederatedAssertion?: () => Promise<string>;
   /** Allow http:// issuers on loopback (always so for the dev IdP). */
   allowInsecureHttp?: boolean;
+  /** Where the adapter logs what the IdP answered when it refused or failed. */
+  logger?: UpstreamLogger;
 }
 
 /** The adapter for the one configured upstream. The dev IdP itself is started by the caller. */
 export function createUpstreamIdp(upstream: UpstreamConfig, options: UpstreamIdpOptions): Promise<UpstreamIdp> {
-  const { redirectUri, allowInsecureHttp } = options;
+  const { redirectUri, allowInsecureHttp, logger } = options;
   if (upstream.entra) {
     return createEntraIdp(upstream.entra, {
       redirectUri,
       allowInsecureHttp,
       getFederatedAssertion: options.getFederatedAssertion,
+      logger,
     });
   }
-  if (upstream.oidc) return createOidcIdp(upstream.oidc, { redirectUri, allowInsecureHttp });
+  if (upstream.oidc) return createOidcIdp(upstream.oidc, { redirectUri, allowInsecureHttp, logger });
   if (!options.devIdp) throw new Error('upstream.dev: the dev IdP must be started before its adapter is created');
   return createOidcIdp(
     {
@@ -35,6 +38,6 @@ export function createUpstreamIdp(upstream: UpstreamConfig, options: UpstreamIdp
       rolesClaim: 'roles',
       groupsClaim: 'groups',
     },
-    { redirectUri, kind: 'dev', allowInsecureHttp: true },
+    { redirectUri, kind: 'dev', allowInsecureHttp: true, logger },
   );
 }

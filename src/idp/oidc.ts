@@ -1,10 +1,13 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { decodeJwt, importPKCS8 } from 'jose';
 import * as client from 'openid-client';
+import type { Logger } from 'pino';
 import { isLoopbackHost, type OidcIdpConfig } from '../config/schema.ts';
 import {
   type UpstreamAuthorizationRequest,
+  type UpstreamErrorDetails,
   type UpstreamIdp,
+  type UpstreamRefresh,
   UpstreamRefusedError,
   type UpstreamSignIn,
   type UpstreamTokens,
@@ -13,6 +16,14 @@ import {
 } from '../ports/idp.ts';
 
 const DISCOVERY_TIMEOUT_SECONDS = 10;
+/**
+ * Tolerated clock difference with the IdP on id_token `iat`/`nbf`/`exp`: a gateway clock a little
+ * behind the IdP's must not end every grant at its next refresh.
+ */
+const CLOCK_TOLERANCE_SECONDS = 300;
+
+/** Where the adapter reports what the IdP answered (the gateway's pino logger). */
+export type UpstreamLogger = Pick<Logger, 'error' | 'warn' | 'info'>;
 
 export interface OidcIdpOptions {
   /** The gateway's /callback URL, registered at the IdP. */
@@ -21,6 +32,7 @@ export interface OidcIdpOptions {
   kind?: 'oidc' | 'dev';
   /** Allow http:// issuers, on loopback only (the dev IdP). */
   allowInsecureHttp?: boolean;
+  logger?: UpstreamLogger;
 }
 
 /** Any OpenID Provider, found by discovery, with a client secret or private_key_jwt. */
@@ -42,6 +54,9 @@ export async function createOidcIdp(config: OidcIdpConfig, options: OidcIdpOptio
     prompt: (prompt) => prompt,
     // RFC 6749 §6: without a stored scope, omitting `scope` means "as originally granted".
     refreshScope: (stored) => stored,
+    // RFC 6749 §5.2: the client may not use this grant type — a registration fault, not the user's.
+    userMustActErrors: USER_MUST_ACT,
+    ...(options.logger ? { logger: options.logger } : {}),
   });
 }
 
@@ -64,6 +79,9 @@ export interface OpenIdIdpSettings {
   refreshScope(stored: string | undefined): string | undefined;
   /** Extra checks on validated id_token claims; throws UpstreamRefusedError. */
   checkClaims?(claims: client.IDToken): void;
+  /** OAuth `error` values of a token response that mean the user must sign in again (the grant ends). */
+  userMustActErrors: ReadonlySet<string>;
+  logger?: UpstreamLogger;
 }
 
 export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
@@ -71,14 +89,20 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
 
   const discover = () =>
     client
-      .discovery(settings.server, settings.clientId, undefined, settings.clientAuth, {
+      .discovery(settings.server, settings.clientId, { [client.clockTolerance]: CLOCK_TOLERANCE_SECONDS }, settings.clientAuth, {
         timeout: DISCOVERY_TIMEOUT_SECONDS,
         ...(settings.allowInsecureHttp ? { execute: [client.allowInsecureRequests] } : {}),
         ...(settings.fetch ? { [client.customFetch]: settings.fetch } : {}),
       })
-      .catch((error: unknown) => {
-        throw toUpstreamError(error, `discovery of ${settings.server.href} failed`);
+      .catch(async (error: unknown) => {
+        throw await classified(error, `discovery of ${settings.server.href} failed`);
       });
+
+  const classified = async (error: unknown, context: string) => {
+    const upstreamError = toUpstreamError(error, context, settings.userMustActErrors, await errorResponseBody(error));
+    logUpstreamError(settings.logger, upstreamError);
+    return upstreamError;
+  };
 
   // Discovery is lazy and retried on the next call after a failure: a down IdP at start must not
   // stop the gateway (readiness reports it instead).
@@ -106,7 +130,9 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       };
       const prompt = settings.prompt(request.prompt);
       if (prompt) parameters['prompt'] = prompt;
-      if (request.loginHint) parameters['login_hint'] = request.loginHint;
+      // Asking the user to pick an account and naming one contradict each other; Entra documents
+      // that login_hint must not be combined with prompt=select_account (v2-protocols-oidc.md).
+      if (request.loginHint && prompt !== 'select_account') parameters['login_hint'] = request.loginHint;
       return client.buildAuthorizationUrl(config, parameters);
     },
 
@@ -114,8 +140,9 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       const config = await getConfiguration();
       let response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
       try {
-        // openid-client checks state, the code exchange (PKCE), and the id_token: signature, iss,
-        // aud, nonce, exp/iat (OIDC Core §3.1.3.7).
+        // openid-client checks state, the code exchange (PKCE), and the id_token's iss, aud, nonce,
+        // exp/iat. Not its signature: the id_token came from the token endpoint over TLS, which OIDC
+        // Core §3.1.3.7 (item 6) accepts in place of it for the code flow.
         response = await client.authorizationCodeGrant(config, callback.callbackUrl, {
           pkceCodeVerifier: callback.codeVerifier,
           expectedState: callback.state,
@@ -123,7 +150,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
           idTokenExpected: true,
         });
       } catch (error) {
-        throw toUpstreamError(error, 'upstream sign-in failed');
+        throw await classified(error, 'upstream sign-in failed');
       }
       const claims = response.claims();
       if (!claims) throw new UpstreamRefusedError('invalid_response', 'the upstream returned no id_token');
@@ -131,7 +158,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       return { identity: identityFrom(claims, settings), tokens: tokensFrom(response) };
     },
 
-    async refresh(tokens: UpstreamTokens): Promise<UpstreamTokens> {
+    async refresh(tokens: UpstreamTokens): Promise<UpstreamRefresh> {
       if (!tokens.refreshToken) throw new UpstreamRefusedError('invalid_grant', 'no upstream refresh token');
       const config = await getConfiguration();
       const scope = settings.refreshScope(tokens.scope);
@@ -139,7 +166,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       try {
         response = await client.refreshTokenGrant(config, tokens.refreshToken, scope ? { scope } : undefined);
       } catch (error) {
-        throw toUpstreamError(error, 'upstream refresh failed');
+        throw await classified(error, 'upstream refresh failed');
       }
       const claims = response.claims();
       if (claims) {
@@ -152,11 +179,14 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       }
       const fresh = tokensFrom(response);
       return {
-        ...fresh,
-        // An IdP may keep the refresh token (no rotation) or leave out the id_token and scope.
-        refreshToken: fresh.refreshToken ?? tokens.refreshToken,
-        idToken: fresh.idToken ?? tokens.idToken,
-        scope: fresh.scope ?? tokens.scope,
+        tokens: {
+          ...fresh,
+          // An IdP may keep the refresh token (no rotation) or leave out the id_token and scope.
+          refreshToken: fresh.refreshToken ?? tokens.refreshToken,
+          idToken: fresh.idToken ?? tokens.idToken,
+          scope: fresh.scope ?? tokens.scope,
+        },
+        ...(claims ? { identity: identityFrom(claims, settings) } : {}),
       };
     },
 
@@ -169,6 +199,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
 }
 
 function identityFrom(claims: client.IDToken, settings: OpenIdIdpSettings): UserIdentity {
+  const overage = hasDistributedClaim(claims, settings.groupsClaim);
   return {
     issuer: claims.iss,
     subject: claims.sub,
@@ -179,7 +210,17 @@ function identityFrom(claims: client.IDToken, settings: OpenIdIdpSettings): User
     preferredUsername: stringClaim(claims['preferred_username']),
     roles: stringsClaim(claims[settings.rolesClaim]),
     groups: stringsClaim(claims[settings.groupsClaim]),
+    ...(overage ? { groupsOverage: true } : {}),
   };
+}
+
+/**
+ * OIDC Core §5.6.2: a claim named in `_claim_names` is held elsewhere (Entra's groups overage, more
+ * groups than fit in a token); the token's own value of it is then not the whole answer.
+ */
+function hasDistributedClaim(claims: client.IDToken, name: string): boolean {
+  const names = claims['_claim_names'];
+  return typeof names === 'object' && names !== null && Object.hasOwn(names, name);
 }
 
 function tokensFrom(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers): UpstreamTokens {
@@ -203,21 +244,48 @@ function stringsClaim(value: unknown): string[] {
 }
 
 /**
- * Errors from openid-client, sorted: the IdP said no (an OAuth error, or a response that fails
- * validation) → UpstreamRefusedError; it could not be reached or failed (network, timeout, 5xx,
- * not JSON) → UpstreamUnavailableError.
+ * How a token endpoint's OAuth `error` is read (RFC 6749 §5.2, Entra's error reference). Only errors
+ * that need the user end a grant; the gateway's own credential or configuration being refused is an
+ * operator's fault and must never sign every user out.
  */
-function toUpstreamError(error: unknown, context: string): UpstreamRefusedError | UpstreamUnavailableError {
+export const USER_MUST_ACT: ReadonlySet<string> = new Set(['invalid_grant', 'interaction_required', 'consent_required', 'login_required', 'access_denied']);
+const UNAVAILABLE = new Set(['temporarily_unavailable', 'server_error']);
+/** Entra: the client is in a request loop (AADSTS50196), answered with 400 — a throttle. */
+const THROTTLED_CODES = new Set([50196]);
+
+/**
+ * Errors from openid-client, sorted: the user must act (an error in `userMustAct`, or an id_token
+ * that fails validation) → UpstreamRefusedError; anything else → UpstreamUnavailableError: the IdP
+ * could not be reached, throttled or failed (network, timeout, 429, 5xx, not JSON, clock skew), or
+ * refused our credential or request (`configurationFault`).
+ */
+export function toUpstreamError(
+  error: unknown,
+  context: string,
+  userMustAct: ReadonlySet<string>,
+  responseBody?: { status: number; body: Record<string, unknown> },
+): UpstreamRefusedError | UpstreamUnavailableError {
   for (let e: unknown = error; e instanceof Error; e = e.cause) {
     if (e instanceof UpstreamRefusedError || e instanceof UpstreamUnavailableError) return e;
   }
   if (error instanceof client.ResponseBodyError) {
-    // The gateway's own credentials being refused (an expired Entra secret) is an outage to fix,
-    // not a reason to end every user's grant.
-    if (error.status >= 500 || NOT_THE_USERS_FAULT.has(error.error)) {
-      return new UpstreamUnavailableError(`${context}: upstream ${error.status} ${error.error}`, { cause: error });
+    const details = errorDetails(error.status, error.cause);
+    const what = `${context}: upstream ${error.status} ${error.error}${details.errorCode ? ` (AADSTS${details.errorCode})` : ''}`;
+    const throttled = error.status === 429 || THROTTLED_CODES.has(details.errorCode ?? 0);
+    if (error.status >= 500 || throttled || UNAVAILABLE.has(error.error)) {
+      return new UpstreamUnavailableError(what, { cause: error, details });
     }
-    return new UpstreamRefusedError(error.error, `${context}: ${error.error}`, { cause: error });
+    if (userMustAct.has(error.error)) return new UpstreamRefusedError(error.error, what, { cause: error, details });
+    // invalid_client (our credential), invalid_request, invalid_scope, unsupported_grant_type, …
+    return new UpstreamUnavailableError(what, { cause: error, details, configurationFault: true });
+  }
+  if (error instanceof client.WWWAuthenticateChallengeError) {
+    // A 401 challenge at the token endpoint: our client authentication was refused.
+    return new UpstreamUnavailableError(`${context}: upstream ${error.status} challenge`, {
+      cause: error,
+      details: { status: error.status },
+      configurationFault: true,
+    });
   }
   if (error instanceof client.AuthorizationResponseError) {
     return new UpstreamRefusedError(error.error, `${context}: ${error.error}`, { cause: error });
@@ -225,13 +293,27 @@ function toUpstreamError(error: unknown, context: string): UpstreamRefusedError 
   if (error instanceof client.ClientError && error.code !== undefined && !UNAVAILABLE_CODES.has(error.code)) {
     return new UpstreamRefusedError('invalid_response', `${context}: ${error.message}`, { cause: error });
   }
-  // TypeError (fetch failed, refused connection), timeouts, 5xx / non-JSON responses.
-  return new UpstreamUnavailableError(`${context}: ${error instanceof Error ? error.message : 'unknown error'}`, {
+  // TypeError (fetch failed, refused connection), timeouts, clock skew, 5xx, non-JSON responses.
+  const details = responseBody && errorDetails(responseBody.status, responseBody.body);
+  const status = details ? ` (upstream ${details.status}${details.errorCode ? ` AADSTS${details.errorCode}` : ''})` : '';
+  return new UpstreamUnavailableError(`${context}: ${error instanceof Error ? error.message : 'unknown error'}${status}`, {
     cause: error,
+    ...(details ? { details } : {}),
   });
 }
 
-const NOT_THE_USERS_FAULT = new Set(['invalid_client', 'unauthorized_client', 'server_error', 'temporarily_unavailable']);
+/** The status and JSON body of a response openid-client refused without reading it (a 5xx). */
+async function errorResponseBody(error: unknown): Promise<{ status: number; body: Record<string, unknown> } | undefined> {
+  const response = error instanceof client.ClientError ? error.cause : undefined;
+  if (!(response instanceof Response)) return undefined;
+  const body = response.bodyUsed
+    ? {}
+    : await response
+        .clone()
+        .json()
+        .catch(() => ({}));
+  return { status: response.status, body: typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {} };
+}
 
 const UNAVAILABLE_CODES = new Set([
   'OAUTH_RESPONSE_IS_NOT_CONFORM',
@@ -240,7 +322,39 @@ const UNAVAILABLE_CODES = new Set([
   'OAUTH_ABORT',
   'OAUTH_HTTP_REQUEST_FORBIDDEN',
   'OAUTH_REQUEST_PROTOCOL_FORBIDDEN',
+  // An id_token "not yet valid" or "issued in the future" beyond the tolerance: our clock is off.
+  'OAUTH_JWT_TIMESTAMP_CHECK_FAILED',
 ]);
+
+/** Entra's error JSON: `error_codes`, `suberror`, `trace_id`, `correlation_id` (the ids its support asks for). */
+function errorDetails(status: number, body: Record<string, unknown>): UpstreamErrorDetails {
+  const codes = body['error_codes'];
+  const code = Array.isArray(codes) && typeof codes[0] === 'number' ? codes[0] : undefined;
+  const text = (name: string) => (typeof body[name] === 'string' ? (body[name] as string) : undefined);
+  const details: UpstreamErrorDetails = {
+    status,
+    error: text('error'),
+    errorCode: code,
+    suberror: text('suberror'),
+    traceId: text('trace_id'),
+    correlationId: text('correlation_id'),
+  };
+  for (const [name, value] of Object.entries(details)) if (value === undefined) delete details[name as keyof UpstreamErrorDetails];
+  return details;
+}
+
+/** A configuration fault is logged as an error (an operator must act); the rest as warnings. */
+function logUpstreamError(logger: UpstreamLogger | undefined, error: UpstreamRefusedError | UpstreamUnavailableError): void {
+  if (!logger) return;
+  const fields = { upstream: error.details ?? {}, err: error };
+  if (error instanceof UpstreamUnavailableError && error.configurationFault) {
+    logger.error(fields, 'the identity provider refused the gateway\'s credential or request: check upstream configuration');
+  } else if (error instanceof UpstreamUnavailableError) {
+    logger.warn(fields, 'the identity provider is unavailable');
+  } else {
+    logger.info(fields, 'the identity provider refused: the user must sign in again');
+  }
+}
 
 export function insecureAllowed(issuer: URL, allowInsecureHttp: boolean | undefined): boolean {
   if (issuer.protocol === 'https:') return false;
@@ -249,8 +363,9 @@ export function insecureAllowed(issuer: URL, allowInsecureHttp: boolean | undefi
 }
 
 /**
- * private_key_jwt (RFC 7523 §2.2). With a certificate, its thumbprints go in the header (`x5t#S256`,
- * and SHA-1 `x5t`, which Entra reads). `audience` overrides `aud` (Entra wants its token endpoint).
+ * private_key_jwt (RFC 7523 §2.2), `typ: JWT`. With a certificate, its SHA-256 thumbprint goes in the
+ * header as `x5t#S256` (RFC 7515 §4.1.8; how MSAL names the certificate to Entra with PS256).
+ * `audience` overrides `aud` (Entra wants the token endpoint the request goes to).
  */
 export async function privateKeyJwtAuth(
   keyConfig: { privateKey: string; certificate?: string; keyId?: string },
@@ -270,17 +385,14 @@ export async function privateKeyJwtAuth(
     if (!certificate.checkPrivateKey(createPrivateKey(keyConfig.privateKey))) {
       throw new Error(`${configKey}.certificate: does not match the private key`);
     }
-    thumbprints = {
-      'x5t#S256': Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url'),
-      x5t: Buffer.from(certificate.fingerprint.replaceAll(':', ''), 'hex').toString('base64url'),
-    };
+    thumbprints = { 'x5t#S256': Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url') };
   }
   return (as, clientMetadata, body, headers) =>
     client.PrivateKeyJwt(
       { key, kid: keyConfig.keyId },
       {
         [client.modifyAssertion]: (header, payload) => {
-          Object.assign(header, thumbprints);
+          Object.assign(header, { typ: 'JWT' }, thumbprints);
           if (options.audience === 'token_endpoint' && as.token_endpoint) payload.aud = as.token_endpoint;
         },
       },

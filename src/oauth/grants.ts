@@ -252,7 +252,11 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     }
   }
 
-  /** A refresh renews the upstream grant too, so a user disabled upstream loses access (DESIGN §4). */
+  /**
+   * A refresh renews the upstream grant too, so a user disabled upstream loses access (DESIGN §4),
+   * and takes the user's identity from the refreshed id_token: a role or group removed upstream is
+   * gone from the next access token (and the identity assertions built from it).
+   */
   async function refreshUpstream(grant: GrantRecord): Promise<void> {
     if (!grant.upstream) return;
     const opened = sealer.open(grant.upstream);
@@ -260,8 +264,9 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const current = JSON.parse(opened) as UpstreamTokens;
     if (!current.refreshToken) return;
     const renewed = await idp.refresh(current);
-    grant.upstream = sealer.seal(JSON.stringify(renewed));
-    grant.upstreamExpiresAt = renewed.expiresAt;
+    grant.upstream = sealer.seal(JSON.stringify(renewed.tokens));
+    grant.upstreamExpiresAt = renewed.tokens.expiresAt;
+    if (renewed.identity) grant.user = renewed.identity;
   }
 
   /**

@@ -13,6 +13,11 @@ export interface UserIdentity {
   preferredUsername?: string;
   roles: string[];
   groups: string[];
+  /**
+   * The IdP left the groups out because there were too many (Entra's groups overage:
+   * `_claim_names`/`_claim_sources` instead of `groups`): `groups` is then incomplete, not empty.
+   */
+  groupsOverage?: boolean;
 }
 
 /** Upstream tokens; the gateway keeps them encrypted and never hands them to clients or backends. */
@@ -44,6 +49,23 @@ export interface UpstreamCallback {
   codeVerifier: string;
 }
 
+export interface UpstreamRefresh {
+  tokens: UpstreamTokens;
+  /** Who the refreshed id_token says the user is now (roles and groups may have changed). */
+  identity?: UserIdentity;
+}
+
+/** What the upstream said about a failed request, for the logs (Entra's error JSON). */
+export interface UpstreamErrorDetails {
+  status?: number;
+  error?: string;
+  /** Entra: the first of `error_codes` (the AADSTS number). */
+  errorCode?: number;
+  suberror?: string;
+  traceId?: string;
+  correlationId?: string;
+}
+
 export interface UpstreamSignIn {
   identity: UserIdentity;
   tokens: UpstreamTokens;
@@ -54,28 +76,45 @@ export interface UpstreamIdp {
   readonly kind: 'entra' | 'oidc' | 'dev';
   /** URL to send the browser to. */
   authorizationUrl(request: UpstreamAuthorizationRequest): Promise<URL>;
-  /** Exchanges the code in the callback; validates the id_token (signature, iss, aud, nonce, exp). */
+  /**
+   * Exchanges the code in the callback; validates the id_token's iss, aud, nonce, exp/iat. Its
+   * signature is not checked: it came straight from the token endpoint over TLS (OIDC Core §3.1.3.7).
+   */
   completeSignIn(callback: UpstreamCallback): Promise<UpstreamSignIn>;
-  /** Refreshes the upstream grant with its stored scopes; throws UpstreamRefusedError when refused. */
-  refresh(tokens: UpstreamTokens): Promise<UpstreamTokens>;
+  /**
+   * Refreshes the upstream grant; `identity` when a new id_token came back (validated like the first
+   * one, same subject). Throws UpstreamRefusedError when the user must sign in again,
+   * UpstreamUnavailableError otherwise.
+   */
+  refresh(tokens: UpstreamTokens): Promise<UpstreamRefresh>;
   /** Resolves when the IdP's metadata is reachable (used by /readyz). */
   ping(): Promise<void>;
 }
 
-/** The upstream refused (invalid_grant, user disabled, consent revoked): our grant ends. */
+/** The user must act again (invalid_grant, user disabled, consent revoked): our grant ends. */
 export class UpstreamRefusedError extends Error {
   readonly upstreamError: string;
-  constructor(upstreamError: string, message: string, options?: { cause?: unknown }) {
+  readonly details?: UpstreamErrorDetails;
+  constructor(upstreamError: string, message: string, options?: { cause?: unknown; details?: UpstreamErrorDetails }) {
     super(message, options);
     this.name = 'UpstreamRefusedError';
     this.upstreamError = upstreamError;
+    this.details = options?.details;
   }
 }
 
-/** The upstream could not be reached or answered garbage: temporarily_unavailable. */
+/**
+ * Not the user's doing: the upstream is unreachable, throttling or failing, or refuses the gateway's
+ * own credential or configuration (`configurationFault`: an operator must act). Grants are kept;
+ * the client gets temporarily_unavailable.
+ */
 export class UpstreamUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  readonly configurationFault: boolean;
+  readonly details?: UpstreamErrorDetails;
+  constructor(message: string, options?: { cause?: unknown; details?: UpstreamErrorDetails; configurationFault?: boolean }) {
     super(message, options);
     this.name = 'UpstreamUnavailableError';
+    this.configurationFault = options?.configurationFault ?? false;
+    this.details = options?.details;
   }
 }

@@ -18,7 +18,10 @@ export interface IdentityAssertions {
 /**
  * Short-lived ES256 JWTs (RFC 7519, RFC 7518 §3.4) telling a backend who is calling:
  * iss = the gateway, aud = the backend's resource URL, sub/oid/tid/name/email/preferred_username/
- * roles/groups/client_id from the validated grant, exp = now + ttl (never past the access token).
+ * roles/groups/client_id from the validated grant (renewed from the IdP's id_token at each refresh),
+ * exp = now + ttl (never past the access token). `email` is as the IdP gave it, unverified (Entra:
+ * mutable, never authorise on it). When the IdP had too many groups to list (Entra's overage),
+ * `groups` is left out and `groups_overage: true` is set, so a check on groups fails closed.
  * The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
  */
 export async function createIdentityAssertions(deps: {
@@ -55,7 +58,8 @@ export async function createIdentityAssertions(deps: {
       email: user.email,
       preferred_username: user.preferredUsername,
       roles: user.roles,
-      groups: user.groups,
+      groups: user.groupsOverage ? undefined : user.groups,
+      groups_overage: user.groupsOverage ? true : undefined,
       client_id: record.clientId,
     };
     for (const [name, value] of Object.entries(claims)) if (value === undefined) delete claims[name];

@@ -114,7 +114,7 @@ describe('dev IdP through the oidc adapter', () => {
 
   test('refresh works, replays the stored scopes, and rotates the refresh token', async () => {
     const { tokens } = await signIn(idp, 'alice', 'alice-pw');
-    const refreshed = await idp.refresh(tokens);
+    const { tokens: refreshed } = await idp.refresh(tokens);
     assert.ok(refreshed.accessToken);
     assert.notEqual(refreshed.accessToken, tokens.accessToken);
     assert.ok(refreshed.refreshToken);
@@ -122,7 +122,7 @@ describe('dev IdP through the oidc adapter', () => {
     assert.equal(refreshed.scope, tokens.scope);
 
     // A narrower stored scope is what gets asked for: the IdP answers with exactly that.
-    const narrowed = await idp.refresh({ ...refreshed, scope: 'openid offline_access' });
+    const { tokens: narrowed } = await idp.refresh({ ...refreshed, scope: 'openid offline_access' });
     assert.deepEqual(narrowed.scope?.split(' ').sort(), ['offline_access', 'openid']);
   });
 
@@ -195,8 +195,8 @@ describe('dev IdP state in the Store', () => {
     secrets.add(done.stoppedAt.searchParams.get('code')!);
     const { tokens } = await idp.completeSignIn({ callbackUrl: done.stoppedAt, ...request });
     // Lookups by id still work: refresh twice (rotation), and the session cookie signs in again.
-    const refreshed = await idp.refresh(tokens);
-    const refreshedAgain = await idp.refresh(refreshed);
+    const { tokens: refreshed } = await idp.refresh(tokens);
+    const { tokens: refreshedAgain } = await idp.refresh(refreshed);
     for (const token of [tokens, refreshed, refreshedAgain]) {
       secrets.add(token.accessToken!);
       secrets.add(token.refreshToken!);
