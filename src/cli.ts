@@ -1,5 +1,4 @@
 import { parseArgs } from 'node:util';
-import { dev, serve } from './main.ts';
 
 const SERVE_USAGE = `Usage: mcp-entra-gateway serve --config FILE
 
@@ -24,10 +23,19 @@ Options:
   --data DIR          state, secrets and snippets (default ./data)
   -h, --help          this text`;
 
+const AUDIT_USAGE = `Usage: mcp-entra-gateway audit verify FILE [--jwks URL|FILE]
+
+Checks an audit file: consecutive sequence numbers, each record's hash chained to the one before,
+and each checkpoint's signature. With --jwks (the gateway's /.well-known/jwks.json, or a saved copy)
+the checkpoints are verified; without it only the chain is. Exit 0 when intact, 1 at the first
+break (named), 2 on a usage error.`;
+
 const USAGE = `Usage:
   mcp-entra-gateway serve --config FILE   run the gateway from a YAML config (+ MCPGW_* env overrides)
   mcp-entra-gateway dev [--port 8080] [--idp-port 8081] [--snippets-port 7071] [--admin-port 9464] [--data ./data]
                                           run gateway + sample snippets server + dev sign-in
+  mcp-entra-gateway audit verify FILE [--jwks URL|FILE]
+                                          check an audit file's chain and signed checkpoints
   mcp-entra-gateway help                  this text; COMMAND --help for one command's`;
 
 const HELP = { help: { type: 'boolean', short: 'h' } } as const;
@@ -37,6 +45,7 @@ async function run(argv: string[]): Promise<void> {
   if (command === 'serve') {
     const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' }, ...HELP } });
     if (values.help) return void process.stdout.write(`${SERVE_USAGE}\n`);
+    const { serve } = await import('./main.ts');
     return serve(values.config);
   }
   if (command === 'dev') {
@@ -52,6 +61,7 @@ async function run(argv: string[]): Promise<void> {
       },
     });
     if (values.help) return void process.stdout.write(`${DEV_USAGE}\n`);
+    const { dev } = await import('./main.ts');
     return dev({
       port: portOption('--port', values.port),
       idpPort: portOption('--idp-port', values['idp-port']),
@@ -59,6 +69,19 @@ async function run(argv: string[]): Promise<void> {
       adminPort: portOption('--admin-port', values['admin-port']),
       dataDir: values.data,
     });
+  }
+  if (command === 'audit') {
+    const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { jwks: { type: 'string' }, ...HELP } });
+    if (values.help) return void process.stdout.write(`${AUDIT_USAGE}\n`);
+    const [verb, file] = positionals;
+    if (verb !== 'verify' || !file || positionals.length !== 2) {
+      process.stderr.write(`${AUDIT_USAGE}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    const { verifyAuditCommand } = await import('./audit/verify.ts');
+    process.exitCode = await verifyAuditCommand(file, values.jwks);
+    return;
   }
   process.stdout.write(`${USAGE}\n`);
   if (command !== undefined && command !== 'help' && command !== '--help' && command !== '-h') process.exitCode = 2;

@@ -47,6 +47,7 @@ export function devConfig(options: { dataDir: string; port: number; idpPort: num
     // A developer re-registering clients on loopback must not be locked out (the listener is
     // loopback-only); the gateway-wide daily cap still holds.
     rateLimits: { registrationsPerHour: 0 },
+    audit: { sink: 'file', file: { path: join(options.dataDir, 'audit.jsonl') } },
     shutdownGraceSeconds: 2,
     secrets: {
       encryptionKeys: [{ id: 'dev-1', key: options.secrets.encryptionKey }],
@@ -68,7 +69,7 @@ export function devConfig(options: { dataDir: string; port: number; idpPort: num
 }
 
 /** What a newcomer pastes into their client. */
-export function connectionGuide(publicUrl: string, adminUrl: string, users: DevSecrets['users']): string {
+export function connectionGuide(publicUrl: string, adminUrl: string, users: DevSecrets['users'], auditFile: string): string {
   const mcpUrl = `${publicUrl}/mcp`;
   const sseUrl = `${publicUrl}/mcp/sse`;
   const vscode = JSON.stringify({ servers: { snippets: { type: 'http', url: mcpUrl } } }, null, 2);
@@ -80,6 +81,7 @@ export function connectionGuide(publicUrl: string, adminUrl: string, users: DevS
     `  MCP URL (Streamable HTTP): ${mcpUrl}`,
     `  MCP URL (legacy SSE):      ${sseUrl}`,
     `  Your connected clients:    ${publicUrl}/account`,
+    `  Audit trail:               ${auditFile}  (check it: mcp-entra-gateway audit verify ${auditFile})`,
     `  Metrics and readiness:     ${adminUrl}/metrics  ${adminUrl}/readyz  (admin listener, loopback only)`,
     '',
     'Dev sign-in users:',

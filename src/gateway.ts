@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { rootCertificates } from 'node:tls';
 import pino, { type Logger } from 'pino';
+import { createAudit } from './audit/audit.ts';
+import type { AuditSink } from './audit/sinks.ts';
 import type { Config } from './config/load.ts';
 import { createHttpApp } from './http/app.ts';
 import { allowAnyOrigin } from './http/cors.ts';
@@ -34,6 +36,8 @@ export interface GatewayDeps {
   logger?: Logger;
   /** Replaces the configured store (tests). */
   store?: Store;
+  /** Replaces the configured audit sink (tests: a sink that hangs). */
+  auditSink?: AuditSink;
   /** Entra federated credential source override (tests). */
   getFederatedAssertion?: () => Promise<string>;
 }
@@ -93,9 +97,10 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     unusedClientTtlSeconds: config.clientRegistration.unusedClientTtlSeconds,
     grantTtlSeconds: config.tokens.refreshTokenTtlSeconds,
   });
-  const grants = createGrants({ store, clock, sealer, idp }, config.tokens);
+  const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
+  const grants = createGrants({ store, clock, sealer, idp, audit }, config.tokens);
   const resources = buildResources(config.publicUrl, config.backends);
-  const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger };
+  const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger, audit };
 
   const app = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
   const admin = createHttpApp(logger, { timeouts: config.timeouts });
@@ -156,6 +161,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
         clearTimeout(force);
       }
       await proxy.close();
+      await audit.close();
       await devIdp?.close();
       if (!deps.store) await store.close();
     },

@@ -61,7 +61,7 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
   const gateway = await startGateway(config, { env, logger }).catch((error: unknown) => {
     throw listenError(error, flags);
   });
-  process.stdout.write(connectionGuide(publicUrl, gateway.adminUrl, secrets.users));
+  process.stdout.write(connectionGuide(publicUrl, gateway.adminUrl, secrets.users, config.audit.file.path));
   stopOnSignals([gateway, snippets], config.shutdownGraceSeconds);
 }
 

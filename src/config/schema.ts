@@ -168,6 +168,36 @@ const backendSchema = z
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
 
+/**
+ * The audit trail (docs/security.md, Audit trail): one record per MCP operation and per security
+ * event, hash-chained with signed checkpoints.
+ */
+const auditSchema = z
+  .object({
+    /** `stdout` (JSON lines, the default), `file` (rotated by size) or `off`. */
+    sink: z.enum(['off', 'stdout', 'file']).default('stdout'),
+    file: z
+      .object({
+        path: z.string().min(1).default('./data/audit.jsonl'),
+        /** Rotate before the file would pass this size. */
+        maxBytes: z.number().int().min(4096).default(10 * 1024 * 1024),
+        /** Rotated files kept (path.1 … path.N). */
+        maxFiles: z.number().int().min(0).max(1000).default(5),
+      })
+      .strict()
+      .prefault({}),
+    /** Tool arguments in records: `off`, `hash` (SHA-256 of their canonical JSON), `redacted`, `full`. Secret-named keys never appear. */
+    arguments: z.enum(['off', 'hash', 'redacted', 'full']).default('hash'),
+    /** Dotted paths (`*` = any key) whose values `redacted` mode replaces, e.g. `snippet` or `items.*.body`. */
+    redact: z.array(z.string().min(1)).default([]),
+    /** A checkpoint signs the chain head this often (when anything was written since the last). */
+    checkpointSeconds: z.number().int().min(1).max(86400).default(60),
+    /** Records waiting for a slow sink beyond this many are dropped (counted in /metrics and in the trail). */
+    queueMax: z.number().int().min(1).default(10_000),
+  })
+  .strict()
+  .prefault({});
+
 /** Defaults of `timeouts` (also what createHttpApp uses when given none). */
 export const DEFAULT_TIMEOUTS = { headersMs: 10_000, oauthBodyMs: 5_000, mcpBodyMs: 60_000, keepAliveMs: 5_000 } as const;
 
@@ -305,6 +335,7 @@ export const configSchema = z
       .default({ registrationsPerHour: 30, registrationsPerDay: 1000, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 }),
     backends: z.array(backendSchema).min(1),
     timeouts: timeoutsSchema,
+    audit: auditSchema,
     /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
     shutdownGraceSeconds: z.number().min(0).max(300).default(10),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

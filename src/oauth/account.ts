@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import type { UserIdentity } from '../ports/idp.ts';
 import { approvalCookieWithout } from './consent-cookie.ts';
 import type { AuthServerContext, ConsentRecord } from './context.ts';
@@ -61,6 +62,14 @@ export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
     await ctx.store.delete(keys.consent(session.userKey, clientId));
     await ctx.store.removeFromSet(keys.userConsents(session.userKey), clientId);
     const revoked = await ctx.grants.revokeUserClientGrants(session.userKey, clientId);
+    ctx.audit.record({
+      'event.name': SECURITY_EVENT.revocation,
+      'gateway.revoked_by': 'user',
+      ...userFields(session.user, session.userKey),
+      'oauth.client.id': clientId,
+      'gateway.grants_revoked': revoked,
+      'client.address': request.ip,
+    });
     ctx.logger.info({ clientId, revoked }, 'client access revoked by the user');
     reply.header('set-cookie', approvalCookieWithout(ctx.signer, request.headers.cookie, clientId, ctx.clock.nowSeconds()));
     return reply.redirect('/account', 303);

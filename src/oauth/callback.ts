@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import { UpstreamRefusedError, UpstreamUnavailableError, type UserIdentity } from '../ports/idp.ts';
 import {
   ACCOUNT_SESSION_TTL_SECONDS,
@@ -33,9 +34,12 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     const pending = await ctx.store.get<AuthorizationRequest>(keys.authorizationRequest(stateRecord.requestId));
     if (!pending) return showError(reply, 400, 'Sign-in failed', 'invalid_request: the sign-in request expired; start again.');
 
+    const signInFailed = (reason: string) =>
+      ctx.audit.record({ 'event.name': SECURITY_EVENT.signIn, 'event.outcome': 'failure', 'error.type': reason, 'oauth.client.id': pending.clientId, 'client.address': request.ip });
     const upstreamError = param(query, 'error');
     if (upstreamError) {
       ctx.logger.info({ upstreamError, description: param(query, 'error_description') }, 'upstream sign-in refused');
+      signInFailed(upstreamError);
       if (pending.purpose === 'account') return showError(reply, 403, 'Sign-in failed', 'access_denied: the identity provider refused the sign-in.');
       await ctx.store.delete(keys.authorizationRequest(pending.id));
       return redirectToClient(ctx, pending, { error: 'access_denied', error_description: 'the identity provider refused the sign-in' }, reply);
@@ -55,6 +59,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
       }
       if (error instanceof UpstreamRefusedError) {
         ctx.logger.warn({ err: error }, 'upstream sign-in rejected');
+        signInFailed(error.upstreamError);
         if (pending.purpose === 'account') return showError(reply, 403, 'Sign-in failed', `access_denied: ${error.message}`);
         await ctx.store.delete(keys.authorizationRequest(pending.id));
         return redirectToClient(ctx, pending, { error: 'access_denied', error_description: error.message }, reply);
@@ -63,6 +68,13 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     }
 
     const userKey = userKeyOf(signIn.identity);
+    ctx.audit.record({
+      'event.name': SECURITY_EVENT.signIn,
+      'event.outcome': 'success',
+      ...userFields(signIn.identity, userKey),
+      'oauth.client.id': pending.clientId,
+      'client.address': request.ip,
+    });
     await startAccountSession(ctx, userKey, signIn.identity, reply);
     if (pending.purpose === 'account') {
       await ctx.store.delete(keys.authorizationRequest(pending.id));

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import { approvalCookieWith } from './consent-cookie.ts';
 import type { AuthorizationRequest, AuthServerContext } from './context.ts';
 import { approvalOf, browserNonceOf, completeWithCode, consentCsrf, redirectToClient, redirectToUpstream, rememberConsent } from './flow.ts';
@@ -30,6 +31,18 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
         .send(errorPage('Consent refused', 'invalid_request: missing or invalid CSRF token; reload the page and try again.'));
     }
     const decision = param(body, 'decision');
+    if (decision === 'allow' || decision === 'deny') {
+      ctx.audit.record({
+        'event.name': SECURITY_EVENT.consent,
+        'consent.decision': decision,
+        'consent.phase': pending.signIn ? 'signed_in' : 'before_sign_in',
+        ...(pending.signIn ? userFields(pending.signIn.user, userKeyOf(pending.signIn.user)) : {}),
+        'oauth.client.id': pending.clientId,
+        'oauth.scope': pending.scopes.join(' '),
+        'oauth.resource': pending.resource,
+        'client.address': request.ip,
+      });
+    }
     if (decision === 'deny') {
       await ctx.store.delete(keys.authorizationRequest(pending.id));
       return redirectToClient(ctx, pending, { error: 'access_denied', error_description: 'the user denied access' }, reply);

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Audit } from '../audit/audit.ts';
 import type { Config } from '../config/load.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { UpstreamIdp, UserIdentity } from '../ports/idp.ts';
@@ -23,6 +24,7 @@ export interface AuthServerContext {
   signer: Signer;
   resources: ProtectedResource[];
   logger: Logger;
+  audit: Audit;
 }
 
 /** A pending /authorize (or /account sign-in) between the browser's hops; single use. */

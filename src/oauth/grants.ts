@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Audit } from '../audit/audit.ts';
+import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { UpstreamIdp, UpstreamTokens, UserIdentity } from '../ports/idp.ts';
 import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
@@ -73,7 +75,7 @@ export function userKeyOf(user: UserIdentity): string {
  * Grants and the tokens issued from them: issue, rotate (OAuth 2.1 §4.3.1), detect refresh
  * reuse (revoke the grant), validate access tokens, revoke (RFC 7009).
  */
-export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp }, options: GrantOptions) {
+export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp; audit?: Audit }, options: GrantOptions) {
   const { store, clock, sealer, idp } = deps;
   const cacheMs = Math.min(options.cacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
   const reuseIntervalSeconds = options.refreshReuseIntervalSeconds ?? 0;
@@ -192,8 +194,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     if (!(await store.take(keys.refreshToken(hash)))) {
       // Rotated by a request that claimed after our read (reuse interval 0), or revoked meanwhile:
       // either way the tokens just written must not outlive the grant.
-      await revokeGrant(grant.grantId);
-      throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
+      return endForReuse(grant.grantId, clientId);
     }
     await store.set(keys.usedRefreshToken(hash), grant.grantId, Math.max(1, grant.expiresAt - now));
     await store.removeFromSet(keys.grantTokens(grant.grantId), `rt:${hash}`);
@@ -208,7 +209,27 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     } else {
       await store.delete(keys.refreshRotation(hash));
     }
+    deps.audit?.record({
+      'event.name': SECURITY_EVENT.refresh,
+      ...userFields(grant.user, grant.userKey),
+      'oauth.client.id': clientId,
+      'oauth.grant.id': grant.grantId,
+      'oauth.scope': tokens.scope,
+    });
     return tokens;
+  }
+
+  /** OAuth 2.1 §4.3.1: a refresh token used twice leaked; the whole grant ends. */
+  async function endForReuse(grantId: string, clientId: string): Promise<never> {
+    const grant = await store.get<GrantRecord>(keys.grant(grantId));
+    await revokeGrant(grantId);
+    deps.audit?.record({
+      'event.name': SECURITY_EVENT.refreshReuse,
+      ...(grant ? userFields(grant.user, grant.userKey) : {}),
+      'oauth.client.id': clientId,
+      'oauth.grant.id': grantId,
+    });
+    throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
   }
 
   /**
@@ -235,10 +256,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
       if (pair !== undefined) return JSON.parse(pair) as IssuedTokens;
     }
     const reusedGrant = rotation?.grantId ?? (await store.get<string>(keys.usedRefreshToken(hash)));
-    if (reusedGrant) {
-      await revokeGrant(reusedGrant);
-      throw new OAuthError('invalid_grant', 'refresh token was already used; the grant has been revoked');
-    }
+    if (reusedGrant) return endForReuse(reusedGrant, clientId);
     throw new OAuthError('invalid_grant', 'unknown, expired or revoked refresh token');
   }
 
@@ -295,21 +313,25 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     return record;
   }
 
-  /** RFC 7009 §2.1: revoking a refresh token revokes its grant; an access token only itself. */
-  async function revokeToken(token: string, clientId: string): Promise<void> {
+  /**
+   * RFC 7009 §2.1: revoking a refresh token revokes its grant; an access token only itself.
+   * Returns what was revoked (undefined for an unknown token, answered 200 all the same, §2.2).
+   */
+  async function revokeToken(token: string, clientId: string): Promise<{ kind: 'access_token' | 'grant'; grantId: string } | undefined> {
     const hash = sha256(token);
     const access = await store.get<AccessTokenRecord>(keys.accessToken(hash));
     if (access) {
       if (access.clientId !== clientId) throw new OAuthError('unauthorized_client', 'token was issued to another client');
       forget(hash);
       await store.delete(keys.accessToken(hash));
-      return;
+      return { kind: 'access_token', grantId: access.grantId };
     }
     const refreshEntry = await store.get<{ grantId: string }>(keys.refreshToken(hash));
-    if (!refreshEntry) return; // §2.2: unknown tokens are answered 200 too.
+    if (!refreshEntry) return undefined; // §2.2: unknown tokens are answered 200 too.
     const grant = await store.get<GrantRecord>(keys.grant(refreshEntry.grantId));
     if (grant && grant.clientId !== clientId) throw new OAuthError('unauthorized_client', 'token was issued to another client');
     await revokeGrant(refreshEntry.grantId);
+    return { kind: 'grant', grantId: refreshEntry.grantId };
   }
 
   async function revokeUserClientGrants(userKey: string, clientId: string): Promise<number> {

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { SECURITY_EVENT } from '../audit/events.ts';
 import { authenticateRevokingClient } from './client-auth.ts';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
@@ -19,7 +20,17 @@ export function registerRevoke(app: FastifyInstance, ctx: AuthServerContext) {
       throw new OAuthError('unsupported_token_type', `token_type_hint ${hint} is not supported`);
     }
     const clientId = await authenticateRevokingClient(ctx, request);
-    await ctx.grants.revokeToken(token, clientId);
+    const revoked = await ctx.grants.revokeToken(token, clientId);
+    if (revoked) {
+      ctx.audit.record({
+        'event.name': SECURITY_EVENT.revocation,
+        'gateway.revoked_by': 'client',
+        'oauth.token.type': revoked.kind,
+        'oauth.client.id': clientId,
+        'oauth.grant.id': revoked.grantId,
+        'client.address': request.ip,
+      });
+    }
     return reply.header('cache-control', 'no-store').code(200).send();
   });
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import { authenticateClient } from './client-auth.ts';
 import type { AuthServerContext, CodeRecord, ConsentRecord } from './context.ts';
 import { OAuthError } from './errors.ts';
@@ -29,7 +30,7 @@ export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
     }
     let tokens: unknown;
     if (grantType === 'authorization_code') {
-      tokens = await exchangeCode(ctx, body, client.clientId, resource);
+      tokens = await exchangeCode(ctx, body, client.clientId, resource, request.ip);
     } else if (grantType === 'refresh_token') {
       tokens = await ctx.grants.refresh(requiredParam(body, 'refresh_token'), client.clientId, {
         scopes: splitScopes(param(body, 'scope')),
@@ -43,7 +44,7 @@ export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
   });
 }
 
-async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: string, resource: string | undefined) {
+async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: string, resource: string | undefined, address: string) {
   const code = requiredParam(body, 'code');
   const verifier = requiredParam(body, 'code_verifier');
   if (!code.startsWith(AUTHORIZATION_CODE_PREFIX)) throw new OAuthError('invalid_grant', 'unknown or expired authorization code');
@@ -55,6 +56,7 @@ async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: stri
     if (issuedGrant) {
       // RFC 6749 §4.1.2: a replayed code revokes the tokens it issued.
       await ctx.grants.revokeGrant(issuedGrant);
+      ctx.audit.record({ 'event.name': SECURITY_EVENT.codeReplay, 'oauth.client.id': clientId, 'oauth.grant.id': issuedGrant, 'client.address': address });
       throw new OAuthError('invalid_grant', 'authorization code was already used; tokens issued from it are revoked');
     }
     throw new OAuthError('invalid_grant', 'unknown or expired authorization code');
@@ -86,6 +88,15 @@ async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: stri
     resource: record.resource,
     upstream: record.upstream,
     upstreamExpiresAt: record.upstreamExpiresAt,
+  });
+  ctx.audit.record({
+    'event.name': SECURITY_EVENT.grantIssued,
+    ...userFields(record.user, record.userKey),
+    'oauth.client.id': clientId,
+    'oauth.grant.id': record.grantId,
+    'oauth.scope': tokens.scope,
+    'oauth.resource': record.resource,
+    'client.address': address,
   });
   return tokens;
 }

@@ -59,6 +59,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     upstream: options.upstream ?? { dev: { port: 0, users: DEV_USERS } },
     backends: options.backends ?? [{ name: 'snippets', path: '/mcp', url: 'http://127.0.0.1:9/mcp', sseUrl: 'http://127.0.0.1:9/sse' }],
     logLevel: 'silent',
+    audit: { sink: 'off' },
     ...options.config,
   };
   const config = loadConfig({ yamlText: JSON.stringify(raw), env: options.env ?? {} });

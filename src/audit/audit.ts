@@ -1,0 +1,169 @@
+import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { calculateJwkThumbprint, exportJWK } from 'jose';
+import type { Logger } from 'pino';
+import type { Clock } from '../ports/clock.ts';
+import type { ArgumentsMode } from './arguments.ts';
+import { createChain } from './chain.ts';
+import { type AuditSink, fileSink, streamSink } from './sinks.ts';
+
+export interface AuditConfig {
+  sink: 'off' | 'stdout' | 'file';
+  file: { path: string; maxBytes: number; maxFiles: number };
+  arguments: ArgumentsMode;
+  /** Dotted paths redacted from tool arguments in `redacted` mode. */
+  redact: string[];
+  /** A checkpoint signs the chain head this often (when anything was written since the last). */
+  checkpointSeconds: number;
+  /** Records waiting for a slow sink beyond this are dropped (and counted). */
+  queueMax: number;
+}
+
+/** One audit record before it is chained: `event.name` and OpenTelemetry-named fields. */
+export interface AuditEvent {
+  'event.name': string;
+  [field: string]: unknown;
+}
+
+export interface Audit {
+  /** Queues a record; never throws, never waits (a slow or failed sink drops, counted). */
+  record(event: AuditEvent): void;
+  /** Resolves when what is queued now has been handed to the sink (tests). */
+  flush(): Promise<void>;
+  /** A last checkpoint, then the sink is closed (waits at most closeTimeoutMs for a slow sink). */
+  close(): Promise<void>;
+  stats(): { written: number; dropped: number; queued: number };
+  readonly arguments: ArgumentsMode;
+  readonly redact: readonly string[];
+}
+
+/** Lines handed to the sink per write. */
+const BATCH_MAX = 512;
+/** A log line about dropped records at most this often. */
+const DROP_WARNING_INTERVAL_MS = 10_000;
+const CLOSE_TIMEOUT_MS = 2000;
+const CHECKPOINT = Symbol('checkpoint');
+
+/**
+ * The audit trail: records queued in memory, chained (chain.ts) and written in batches to one
+ * sink. Writing is asynchronous: a call never waits on the sink; when the sink is slow or down the
+ * queue is bounded and what does not fit is dropped, counted (stats, /metrics) and reported in the
+ * trail itself (`audit.dropped`) once the sink takes writes again.
+ */
+export async function createAudit(
+  config: AuditConfig,
+  deps: { signingKeyPem: string; clock: Clock; logger: Logger; sink?: AuditSink },
+): Promise<Audit> {
+  const stats = { written: 0, dropped: 0 };
+  if (config.sink === 'off' && !deps.sink) {
+    return {
+      record() {},
+      flush: async () => {},
+      close: async () => {},
+      stats: () => ({ ...stats, queued: 0 }),
+      arguments: config.arguments,
+      redact: config.redact,
+    };
+  }
+  const opened =
+    deps.sink !== undefined
+      ? { sink: deps.sink, head: undefined }
+      : config.sink === 'file'
+        ? await fileSink(config.file)
+        : { sink: streamSink(), head: undefined };
+  const { sink } = opened;
+  const key = createPrivateKey(deps.signingKeyPem);
+  const kid = await calculateJwkThumbprint(await exportJWK(createPublicKey(key)));
+  const instance = `${hostname()}/${process.pid}`;
+  // A new chain starts from a random id, so two chains never share a start.
+  const chain = createChain(opened.head ?? { seq: 0, hash: `chain:${randomBytes(16).toString('base64url')}` }, { key, kid }, instance);
+  const now = () => new Date(deps.clock.nowMs?.() ?? Date.now()).toISOString();
+
+  const queue: (AuditEvent | typeof CHECKPOINT)[] = [];
+  let droppedReported = 0;
+  let lastDropWarning = 0;
+  let sinceCheckpoint = 0;
+  let draining: Promise<void> | undefined;
+
+  function drop(count: number): void {
+    stats.dropped += count;
+    const at = Date.now();
+    if (at - lastDropWarning >= DROP_WARNING_INTERVAL_MS) {
+      lastDropWarning = at;
+      deps.logger.warn({ dropped: stats.dropped }, 'audit records dropped: the audit sink is slow or down');
+    }
+  }
+
+  function enqueue(item: AuditEvent | typeof CHECKPOINT): void {
+    queue.push(item);
+    schedule();
+  }
+
+  function schedule(): void {
+    draining ??= drain().finally(() => {
+      draining = undefined;
+      if (queue.length > 0) schedule();
+    });
+  }
+
+  async function drain(): Promise<void> {
+    // Let the current tick's records join this batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    while (queue.length > 0) {
+      const lines: string[] = [];
+      if (stats.dropped > droppedReported) {
+        lines.push(chain.append({ time: now(), 'event.name': 'audit.dropped', 'service.instance.id': instance, count: stats.dropped - droppedReported }));
+        droppedReported = stats.dropped;
+      }
+      for (const item of queue.splice(0, BATCH_MAX)) {
+        if (item === CHECKPOINT) {
+          lines.push(await chain.checkpoint(now()));
+          sinceCheckpoint = 0;
+        } else {
+          lines.push(chain.append(item));
+          sinceCheckpoint++;
+        }
+      }
+      try {
+        await sink.write(lines);
+        stats.written += lines.length;
+      } catch (error) {
+        // Chained but not written: `audit verify` shows the gap where they belong.
+        deps.logger.error({ err: error, lost: lines.length }, 'audit sink failed; records lost');
+        drop(lines.length);
+        droppedReported = stats.dropped;
+      }
+    }
+  }
+
+  const checkpoints = setInterval(() => {
+    if (sinceCheckpoint > 0 || queue.some((item) => item !== CHECKPOINT)) enqueue(CHECKPOINT);
+  }, config.checkpointSeconds * 1000);
+  checkpoints.unref();
+
+  async function flush(): Promise<void> {
+    while (draining) await draining;
+  }
+
+  return {
+    record(event) {
+      if (queue.length >= config.queueMax) return drop(1);
+      enqueue({ time: now(), 'service.instance.id': instance, ...event });
+    },
+    flush,
+    async close() {
+      clearInterval(checkpoints);
+      if (sinceCheckpoint > 0 || queue.length > 0) enqueue(CHECKPOINT);
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, CLOSE_TIMEOUT_MS);
+      });
+      await Promise.race([flush(), timeout]);
+      clearTimeout(timer);
+      await Promise.race([sink.close(), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
+    },
+    stats: () => ({ ...stats, queued: queue.length }),
+    arguments: config.arguments,
+    redact: config.redact,
+  };
+}
