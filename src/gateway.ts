@@ -104,7 +104,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
 
   const app = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
   const admin = createHttpApp(logger, { timeouts: config.timeouts });
-  registerHealth(app, admin, { store, idp });
+  registerHealth(app, admin, { store, idp, audit });
   registerMetadata(app, ctx);
   registerRegistration(app, ctx);
   registerAuthorize(app, ctx);

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Audit } from '../audit/audit.ts';
 import type { UpstreamIdp } from '../ports/idp.ts';
 import type { Store } from '../ports/store.ts';
 import { rawRoutes } from './app.ts';
@@ -12,9 +13,27 @@ const IDP_PROBE_INTERVAL_MS = 2000;
  * (Prometheus, counting `app`'s requests) on `admin` only: they tell who asks what runs and what
  * it depends on, so they stay off the public listener (docs/security.md).
  */
-export function registerHealth(app: FastifyInstance, admin: FastifyInstance, deps: { store: Store; idp: UpstreamIdp }) {
+export function registerHealth(app: FastifyInstance, admin: FastifyInstance, deps: { store: Store; idp: UpstreamIdp; audit?: Audit }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const audit = deps.audit;
+  if (audit) {
+    // Read from the audit trail's own counts at scrape time (one source of truth).
+    for (const [name, help, pick] of [
+      ['mcpgw_audit_records_written', 'Audit records handed to the sink since start', 'written'],
+      ['mcpgw_audit_records_dropped', 'Audit records dropped because the sink was slow or down, since start', 'dropped'],
+      ['mcpgw_audit_records_queued', 'Audit records waiting for the sink', 'queued'],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        registers: [registry],
+        collect() {
+          this.set(audit.stats()[pick]);
+        },
+      });
+    }
+  }
   const requests = new Counter({
     name: 'mcpgw_http_requests_total',
     help: 'HTTP requests by route and status',

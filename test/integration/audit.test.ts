@@ -79,6 +79,9 @@ describe('audit trail: security events, tamper evidence', () => {
         ['user', 0],
       ],
     );
+    const metrics = await (await fetch(`${gw.adminUrl}/metrics`)).text();
+    assert.match(metrics, new RegExp(`^mcpgw_audit_records_written ${readFileSync(file, 'utf8').trim().split('\n').length}$`, 'm'));
+    assert.match(metrics, /^mcpgw_audit_records_dropped 0$/m);
     const text = readFileSync(file, 'utf8');
     for (const secret of [tokens.refresh_token, tokens.access_token, rotated.refresh_token, pair.refresh_token]) assert.ok(!text.includes(secret.slice(9)));
   });
