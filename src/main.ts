@@ -70,8 +70,8 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
  * `listen.port (or MCPGW_LISTEN__PORT): port 8080 on 127.0.0.1 is already in use`.
  */
 function listenError(error: unknown, settings: [number | undefined, string][]): unknown {
-  const { code, port, address } = error as NodeJS.ErrnoException & { port?: number; address?: string };
-  if (code !== 'EADDRINUSE' && code !== 'EACCES') return error;
+  const { code, syscall, port, address } = error as NodeJS.ErrnoException & { port?: number; address?: string };
+  if (syscall !== 'listen' || (code !== 'EADDRINUSE' && code !== 'EACCES')) return error;
   const setting = settings.find(([candidate]) => candidate === port)?.[1] ?? 'a listen port';
   const reason = code === 'EADDRINUSE' ? 'is already in use' : 'may not be bound by this user';
   return new Error(`${setting}: port ${port} on ${address} ${reason}; choose another`);
