@@ -1,9 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import {
   type AuthInfo,
   createMcpHandler,
@@ -17,6 +14,7 @@ import {
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import pino, { type Logger } from 'pino';
 import { type CallerIdentity, createIdentityVerifier, IdentityAssertionError } from './identity.ts';
+import { sendWebResponse, webRequest } from './node-web.ts';
 import { createSnippetsMcpServer, type SnippetsAuthExtra } from './server.ts';
 import type { SnippetStorage } from './storage.ts';
 
@@ -349,46 +347,6 @@ function tooLarge(maxBytes: number): HttpError {
 
 function jsonRpcError(status: number, code: number, message: string): HttpError {
   return new HttpError(status, { jsonrpc: '2.0', error: { code, message }, id: null });
-}
-
-/** The Node request as a web `Request` for the SDK; aborted when the client goes away first. */
-function webRequest(req: IncomingMessage, res: ServerResponse, url: URL, body: unknown): Request {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
-    // The body is re-serialized below, so its length is not the one the client sent.
-    if (name === 'content-length' || value === undefined) continue;
-    for (const item of Array.isArray(value) ? value : [value]) headers.append(name, item);
-  }
-  const gone = new AbortController();
-  res.on('close', () => {
-    if (!res.writableFinished) gone.abort();
-  });
-  return new Request(url, {
-    method: req.method ?? 'GET',
-    headers,
-    signal: gone.signal,
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-}
-
-/** Writes the SDK's web `Response` (JSON or an SSE stream) to the Node response, streaming. */
-async function sendWebResponse(res: ServerResponse, response: Response): Promise<void> {
-  const headers: Record<string, string> = {};
-  response.headers.forEach((value, name) => {
-    headers[name] = value;
-  });
-  res.writeHead(response.status, headers);
-  if (!response.body) {
-    res.end();
-    return;
-  }
-  res.flushHeaders();
-  try {
-    await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), res);
-  } catch (error) {
-    // The client hung up on a stream: nothing left to answer.
-    if ((error as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE') throw error;
-  }
 }
 
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
