@@ -1,13 +1,20 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AuthInfo } from '@modelcontextprotocol/sdk/server/auth/types.js';
-import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import {
+  type AuthInfo,
+  createMcpHandler,
+  isInitializeRequest,
+  isLegacyRequest,
+  type McpServer,
+  type ServerNotifier,
+  WebStandardStreamableHTTPServerTransport,
+} from '@modelcontextprotocol/server';
+// The v2 SDK has no HTTP+SSE (2024-11-05) server transport; v1's serves /sse + /message only.
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import pino, { type Logger } from 'pino';
 import { type CallerIdentity, createIdentityVerifier, IdentityAssertionError } from './identity.ts';
+import { sendWebResponse, webRequest } from './node-web.ts';
 import { createSnippetsMcpServer, type SnippetsAuthExtra } from './server.ts';
 import type { SnippetStorage } from './storage.ts';
 
@@ -56,6 +63,11 @@ export interface RunningSnippetsServer {
   mcpUrl: string;
   /** Legacy HTTP+SSE endpoint: `${url}/sse` (messages go to `${url}/message?sessionId=…`). */
   sseUrl: string;
+  /**
+   * Publishes list changes to open 2026-07-28 `subscriptions/listen` streams (sessions of older
+   * clients hear only changes their own server instance makes).
+   */
+  notify: ServerNotifier;
   close(): Promise<void>;
 }
 
@@ -106,7 +118,15 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
       ...(options.maxSnippetBytes !== undefined ? { maxSnippetBytes: options.maxSnippetBytes } : {}),
     });
 
-  const streamable = new Map<string, Session<StreamableHTTPServerTransport>>();
+  // 2026-07-28: every request stands alone (no initialize, no session), served by a fresh server
+  // instance; `subscriptions/listen` streams hear the handler's change events (MCP basic/transports).
+  // Older clients are routed to the session-based Streamable HTTP below.
+  const modern = createMcpHandler(newMcpServer, {
+    legacy: 'reject',
+    maxRequestBodySize: maxBodyBytes,
+    onerror: (error) => logger.debug({ err: error }, 'MCP request refused'),
+  });
+  const streamable = new Map<string, Session<WebStandardStreamableHTTPServerTransport>>();
   const legacy = new Map<string, Session<SSEServerTransport>>();
   const sessionIdleMs = options.sessionIdleMs ?? 30 * 60_000;
   const maxSessionsPerUser = options.maxSessionsPerUser ?? 32;
@@ -152,13 +172,20 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
     return { token: assertion, clientId: identity?.client_id ?? '', scopes: [], extra: { ...extra } };
   }
 
-  async function handleStreamable(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse): Promise<void> {
+  async function handleStreamable(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse, url: URL): Promise<void> {
     const sub = identitySub(req.auth);
     const sessionId = req.headers['mcp-session-id'];
+    const auth = req.auth ? { authInfo: req.auth } : {};
     if (req.method === 'POST') {
       const body = await readJsonBody(req, maxBodyBytes);
+      const request = webRequest(req, res, url, body);
+      if (!(await isLegacyRequest(request, body, { maxRequestBodySize: maxBodyBytes }))) {
+        await sendWebResponse(res, await modern.fetch(request, { ...auth, parsedBody: body }));
+        return;
+      }
       if (typeof sessionId === 'string') {
-        await touch(sessionFor(streamable, sessionId, sub)).transport.handleRequest(req, res, body);
+        const session = touch(sessionFor(streamable, sessionId, sub));
+        await sendWebResponse(res, await session.transport.handleRequest(request, { ...auth, parsedBody: body }));
         return;
       }
       if (!isInitializeRequest(body)) {
@@ -168,7 +195,7 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
         throw jsonRpcError(429, -32000, `Too Many Requests: at most ${maxSessionsPerUser} open sessions per user; end one with DELETE`);
       }
       const server = newMcpServer();
-      const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({
+      const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
         sessionIdGenerator: randomUUID,
         onsessioninitialized: (id) => {
           streamable.set(id, { transport, server, sub, lastUsedAt: Date.now() });
@@ -178,7 +205,7 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
         if (transport.sessionId) streamable.delete(transport.sessionId);
       };
       await server.connect(transport);
-      await transport.handleRequest(req, res, body);
+      await sendWebResponse(res, await transport.handleRequest(request, { ...auth, parsedBody: body }));
       return;
     }
     if (req.method === 'GET' || req.method === 'DELETE') {
@@ -189,7 +216,7 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
         session.lastUsedAt = Number.POSITIVE_INFINITY;
         res.on('close', () => touch(session));
       }
-      await session.transport.handleRequest(req, res);
+      await sendWebResponse(res, await session.transport.handleRequest(webRequest(req, res, url, undefined), auth));
       return;
     }
     throw new HttpError(405, { error: 'method_not_allowed', error_description: 'Use POST, GET or DELETE on /mcp' });
@@ -221,7 +248,7 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
       return;
     }
     req.auth = await authenticate(req);
-    if (url.pathname === '/mcp') return handleStreamable(req, res);
+    if (url.pathname === '/mcp') return handleStreamable(req, res, url);
     if (url.pathname === '/sse' && req.method === 'GET') return openLegacySse(req, res);
     if (url.pathname === '/message' && req.method === 'POST') return postLegacyMessage(req, res, url);
     throw new HttpError(404, { error: 'not_found', error_description: `No route for ${req.method} ${url.pathname}` });
@@ -261,11 +288,12 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
     url,
     mcpUrl: `${url}/mcp`,
     sseUrl: `${url}/sse`,
+    notify: modern.notify,
     close() {
       clearInterval(idleSweep);
       closing ??= (async () => {
         const sessions = [...streamable.values(), ...legacy.values()];
-        await Promise.allSettled(sessions.map((session) => session.server.close()));
+        await Promise.allSettled([modern.close(), ...sessions.map((session) => session.server.close())]);
         await new Promise<void>((resolve) => {
           httpServer.close(() => resolve());
           httpServer.closeAllConnections();

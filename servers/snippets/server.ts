@@ -1,5 +1,4 @@
-import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { type CallToolResult, McpServer, type ServerContext, type StandardSchemaWithJSON } from '@modelcontextprotocol/server';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { CallerIdentity } from './identity.ts';
@@ -30,11 +29,6 @@ export interface SnippetsAuthExtra {
   identity?: CallerIdentity;
 }
 
-/** The request context the SDK hands a tool callback; only `authInfo` is read here. */
-interface ToolExtra {
-  authInfo?: { extra?: Record<string, unknown> };
-}
-
 /**
  * The validation of names and sizes happens in the tools (not in the zod schemas), so every bad
  * input gets the same precise message from names.ts. The schemas still advertise the rules
@@ -44,6 +38,42 @@ const snippetName = z
   .string({ error: (issue) => (issue.input === undefined ? 'Missing "snippetname": pass the snippet\'s name' : '"snippetname" must be a string') })
   .meta({ pattern: SNIPPET_NAME_PATTERN, minLength: 1, maxLength: SNIPPET_NAME_MAX_CHARS })
   .describe(`Name of the snippet: ${NAME_RULE}, e.g. "todo-list" or "deploy.sh". Case-sensitive.`);
+
+const nameArguments = z.object({ snippetname: snippetName });
+const saveArguments = z.object({
+  snippetname: snippetName,
+  snippet: z
+    .string({ error: (issue) => (issue.input === undefined ? 'Missing "snippet": pass the text to save' : '"snippet" must be a string') })
+    .meta({ minLength: 1 })
+    .describe('The text to save, e.g. a code fragment, a command or a note.'),
+});
+
+/**
+ * The JSON Schema of `schema` for `tools/list`, with a validator that accepts anything: the tool
+ * checks its own arguments (see `checked`), so its refusals read as they always have.
+ */
+function advertised<T extends z.ZodObject>(schema: T): StandardSchemaWithJSON<z.input<T>, z.input<T>> {
+  const { vendor, jsonSchema } = schema['~standard'];
+  return { '~standard': { version: 1, vendor, jsonSchema, validate: (value) => ({ value: value as z.input<T> }) } };
+}
+
+/**
+ * Runs `run` with the arguments parsed by `schema`, or answers a tool error (MCP tools spec:
+ * input errors are tool results with `isError`) worded as the v1 SDK worded them, so clients and
+ * scripts that match on them keep working.
+ */
+function checked<T extends z.ZodObject>(
+  tool: string,
+  schema: T,
+  run: (args: z.output<T>, ctx: ServerContext) => CallToolResult | Promise<CallToolResult>,
+): (raw: z.input<T>, ctx: ServerContext) => CallToolResult | Promise<CallToolResult> {
+  return (raw, ctx) => {
+    const parsed = schema.safeParse(raw);
+    if (parsed.success) return run(parsed.data, ctx);
+    const issues = parsed.error.issues.map((issue) => (issue.path.length > 0 ? `${issue.message} at ${issue.path.join('.')}` : issue.message));
+    return toolError(`MCP error -32602: Input validation error: Invalid arguments for tool ${tool}: ${issues.join('\n')}`);
+  };
+}
 
 /** One McpServer per MCP session; every session shares the storage. */
 export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServer {
@@ -80,8 +110,8 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
       description: 'Returns a greeting from the snippets server, addressed to the signed-in user when known. Use it to check the connection.',
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    (extra: ToolExtra) => {
-      const identity = identityOf(extra);
+    (ctx: ServerContext) => {
+      const identity = identityOf(ctx);
       const who = identity ? displayName(identity) : undefined;
       return text(
         `Hello${who ? `, ${who}` : ''}! I am the snippets MCP server: ` +
@@ -97,19 +127,13 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
       description:
         'Saves a text snippet under a name, replacing any snippet already saved under that name. ' +
         `Content is plain text of up to ${maxSnippetBytes} bytes (UTF-8). Records who saved it and when.`,
-      inputSchema: {
-        snippetname: snippetName,
-        snippet: z
-          .string({ error: (issue) => (issue.input === undefined ? 'Missing "snippet": pass the text to save' : '"snippet" must be a string') })
-          .meta({ minLength: 1 })
-          .describe('The text to save, e.g. a code fragment, a command or a note.'),
-      },
+      inputSchema: advertised(saveArguments),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
-    async ({ snippetname, snippet }, extra: ToolExtra) => {
+    checked('save_snippet', saveArguments, async ({ snippetname, snippet }, ctx) => {
       const problem = snippetNameProblem(snippetname) ?? snippetContentProblem(snippet, maxSnippetBytes);
       if (problem) return toolError(problem);
-      const identity = identityOf(extra);
+      const identity = identityOf(ctx);
       const stored: StoredSnippet = {
         name: snippetname,
         content: snippet,
@@ -120,7 +144,7 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
         await storage.save(snippetname, stored);
         return text(`Saved snippet "${snippetname}" (${Buffer.byteLength(snippet, 'utf8')} bytes).`);
       });
-    },
+    }),
   );
 
   server.registerTool(
@@ -130,8 +154,8 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
       description:
         'Returns the text of the snippet saved under a name, followed by who saved it and when. ' +
         'Use list_snippets to discover names.',
-      inputSchema: { snippetname: snippetName },
-      outputSchema: {
+      inputSchema: advertised(nameArguments),
+      outputSchema: z.object({
         name: z.string(),
         content: z.string(),
         savedAt: z.string().describe('ISO 8601 time of the last save'),
@@ -145,10 +169,10 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
           })
           .optional()
           .describe('Who saved it, when the gateway told us'),
-      },
+      }),
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
-    async ({ snippetname }) => {
+    checked('get_snippet', nameArguments, async ({ snippetname }) => {
       const problem = snippetNameProblem(snippetname);
       if (problem) return toolError(problem);
       return guarded(`reading snippet "${snippetname}"`, async () => {
@@ -163,7 +187,7 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
           structuredContent: { ...stored },
         };
       });
-    },
+    }),
   );
 
   server.registerTool(
@@ -171,9 +195,9 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
     {
       title: 'List snippets',
       description: 'Lists the names of all saved snippets, with their size and when they were last saved.',
-      outputSchema: {
+      outputSchema: z.object({
         snippets: z.array(z.object({ name: z.string(), savedAt: z.string(), sizeBytes: z.number() })),
-      },
+      }),
       annotations: { readOnlyHint: true, openWorldHint: false },
     },
     () =>
@@ -192,23 +216,23 @@ export function createSnippetsMcpServer(options: SnippetsServerOptions): McpServ
     {
       title: 'Delete snippet',
       description: 'Deletes the snippet saved under a name. This cannot be undone.',
-      inputSchema: { snippetname: snippetName },
+      inputSchema: advertised(nameArguments),
       annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
     },
-    async ({ snippetname }) => {
+    checked('delete_snippet', nameArguments, async ({ snippetname }) => {
       const problem = snippetNameProblem(snippetname);
       if (problem) return toolError(problem);
       return guarded(`deleting snippet "${snippetname}"`, async () =>
         (await storage.delete(snippetname)) ? text(`Deleted snippet "${snippetname}".`) : notFound(snippetname),
       );
-    },
+    }),
   );
 
   return server;
 }
 
-function identityOf(extra: ToolExtra): CallerIdentity | undefined {
-  return (extra.authInfo?.extra as SnippetsAuthExtra | undefined)?.identity;
+function identityOf(ctx: ServerContext): CallerIdentity | undefined {
+  return (ctx.http?.authInfo?.extra as SnippetsAuthExtra | undefined)?.identity;
 }
 
 function authorOf(identity: CallerIdentity): SnippetAuthor {
