@@ -27,7 +27,8 @@ import { registerToken } from './oauth/token.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
 import type { Store } from './ports/store.ts';
 import { registerMcpProxy } from './proxy/register.ts';
-import { RedisStore } from './store/redis.ts';
+import { type RedisCredential, RedisStore } from './store/redis.ts';
+import { entraRedisCredential } from './store/redis-entra.ts';
 import { SqliteStore } from './store/sqlite.ts';
 
 export interface GatewayDeps {
@@ -40,6 +41,8 @@ export interface GatewayDeps {
   auditSink?: AuditSink;
   /** Entra federated credential source override (tests). */
   getFederatedAssertion?: () => Promise<string>;
+  /** Replaces the Entra token source of `store.entraAuth` (tests). */
+  getRedisCredential?: () => Promise<RedisCredential>;
 }
 
 export interface RunningGateway {
@@ -66,7 +69,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     });
   const issuer = new URL(config.publicUrl).origin;
   const redirectUri = `${issuer}/callback`;
-  const store = deps.store ?? (await openStore(config, clock));
+  const store = deps.store ?? (await openStore(config, clock, deps.getRedisCredential));
 
   let devIdp: DevIdp | undefined;
   let devClient: { clientId: string; clientSecret: string; redirectUris: string[] } | undefined;
@@ -168,12 +171,14 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   };
 }
 
-async function openStore(config: Config, clock: Clock): Promise<Store> {
+async function openStore(config: Config, clock: Clock, getRedisCredential: GatewayDeps['getRedisCredential']): Promise<Store> {
   if (config.store.kind === 'sqlite') return SqliteStore.open({ path: config.store.path, clock });
-  const { url, keyPrefix, tls } = config.store;
+  const { url, keyPrefix, tls, entraAuth } = config.store;
   return RedisStore.connect({
     url,
     keyPrefix,
+    clock,
+    getCredential: entraAuth && (getRedisCredential ?? entraRedisCredential(entraAuth)),
     // rediss:// verifies against the system CAs; a configured CA is trusted in addition.
     tls: tls && { ...(tls.ca ? { ca: [...rootCertificates, tls.ca] } : {}), ...(tls.servername ? { servername: tls.servername } : {}) },
   });

@@ -135,6 +135,20 @@ const storeSchema = z.discriminatedUnion('kind', [
         })
         .strict()
         .optional(),
+      /**
+       * Authenticate with a Microsoft Entra token instead of a password (Azure Managed Redis's
+       * default; then the url carries no password): `{}` for DefaultAzureCredential, or the client
+       * id of a user-assigned managed identity. Re-sent with AUTH on every connection before expiry.
+       */
+      entraAuth: z
+        .object({
+          /** Client id of a user-assigned managed identity; omit for DefaultAzureCredential. */
+          managedIdentityClientId: z.string().min(1).optional(),
+          /** Redis user name: the identity's object (principal) id; by default the token's `oid` claim. */
+          username: z.string().min(1).optional(),
+        })
+        .strict()
+        .optional(),
     })
     .strict(),
 ]);

@@ -1,5 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
+import { type Clock, systemClock } from '../ports/clock.ts';
 import { type Store, StoreUnavailableError } from '../ports/store.ts';
 import { checkTtl, toJson } from './values.ts';
 
@@ -12,7 +13,29 @@ export interface RedisStoreOptions {
   tls?: ConnectionOptions;
   connectTimeoutMs?: number;
   commandTimeoutMs?: number;
+  /**
+   * A short-lived credential used instead of a password in the url (e.g. a Microsoft Entra token,
+   * store/redis-entra.ts): sent with AUTH on every connection, and re-sent on the live connection
+   * before it expires.
+   */
+  getCredential?: () => Promise<RedisCredential>;
+  /** Schedules credential refreshes (default: the system clock). */
+  clock?: Clock;
 }
+
+/** A user name and a password that stops working at `expiresAt` (epoch seconds). */
+export interface RedisCredential {
+  username: string;
+  password: string;
+  expiresAt: number;
+}
+
+/** A credential is renewed when this fraction of its remaining lifetime has passed. */
+const CREDENTIAL_REFRESH_FRACTION = 0.8;
+/** After a failed renewal, try again this much later. */
+const CREDENTIAL_RETRY_MS = 5000;
+/** Never renew more often than this, even for a credential about to expire. */
+const MIN_CREDENTIAL_REFRESH_MS = 1000;
 
 const MAX_RECONNECT_DELAY_MS = 2000;
 
@@ -33,6 +56,11 @@ end
 return 1
 `;
 
+function refreshDelayMs(expiresAt: number, clock: Clock): number {
+  const nowMs = clock.nowMs?.() ?? clock.nowSeconds() * 1000;
+  return Math.max(MIN_CREDENTIAL_REFRESH_MS, (expiresAt * 1000 - nowMs) * CREDENTIAL_REFRESH_FRACTION);
+}
+
 /** Store over Redis (ioredis), for several gateway replicas sharing state. */
 export class RedisStore implements Store {
   readonly #redis: Redis;
@@ -41,6 +69,7 @@ export class RedisStore implements Store {
   readonly #commandTimeoutMs: number;
   /** Kept for error messages: "Connection is closed" alone hides e.g. WRONGPASS. */
   #lastConnectionError: Error | undefined;
+  #refreshTimer: NodeJS.Timeout | undefined;
 
   private constructor(redis: Redis, keyPrefix: string, connectTimeoutMs: number, commandTimeoutMs: number) {
     this.#redis = redis;
@@ -67,6 +96,10 @@ export class RedisStore implements Store {
       throw new TypeError(`Redis url must start with redis:// or rediss://, got ${protocol}//`);
     }
     if (options.tls && protocol !== 'rediss:') throw new TypeError('Redis TLS options need a rediss:// url');
+    const url = new URL(options.url);
+    if (options.getCredential && (url.username || url.password)) {
+      throw new TypeError('Redis url must carry no user or password when a credential (Entra authentication) is used');
+    }
     const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
     const commandTimeoutMs = options.commandTimeoutMs ?? 1000;
     const redis = new Redis(options.url, {
@@ -84,12 +117,51 @@ export class RedisStore implements Store {
     });
     const store = new RedisStore(redis, options.keyPrefix ?? 'mcpgw:', connectTimeoutMs, commandTimeoutMs);
     try {
+      if (options.getCredential) {
+        const credential = await options.getCredential();
+        store.#useCredential(credential);
+        const clock = options.clock ?? systemClock;
+        store.#scheduleRefresh(options.getCredential, refreshDelayMs(credential.expiresAt, clock), clock);
+      }
       await store.#call(() => redis.connect(), connectTimeoutMs + commandTimeoutMs);
       return store;
     } catch (error) {
+      clearTimeout(store.#refreshTimer);
       redis.disconnect();
       throw error;
     }
+  }
+
+  /**
+   * Every (re)connection AUTHenticates with what is in the client's options, so the newest
+   * credential goes there; the live connection is re-AUTHenticated with it at once, since a
+   * token-authenticated connection is cut when its token expires (Azure Managed Redis and Azure
+   * Cache for Redis with Microsoft Entra authentication).
+   */
+  #useCredential(credential: RedisCredential): void {
+    this.#redis.options.username = credential.username;
+    this.#redis.options.password = credential.password;
+    if (this.#redis.status === 'ready') {
+      this.#call(() => this.#redis.auth(credential.username, credential.password)).catch((error: Error) => {
+        this.#lastConnectionError = error;
+      });
+    }
+  }
+
+  /** Renews the credential when most of its lifetime has passed; a failed renewal is retried. */
+  #scheduleRefresh(getCredential: () => Promise<RedisCredential>, delayMs: number, clock: Clock): void {
+    this.#refreshTimer = setTimeout(async () => {
+      try {
+        const credential = await getCredential();
+        if (this.#redis.status === 'end') return;
+        this.#useCredential(credential);
+        this.#scheduleRefresh(getCredential, refreshDelayMs(credential.expiresAt, clock), clock);
+      } catch (error) {
+        this.#lastConnectionError = error as Error;
+        if (this.#redis.status !== 'end') this.#scheduleRefresh(getCredential, CREDENTIAL_RETRY_MS, clock);
+      }
+    }, delayMs);
+    this.#refreshTimer.unref();
   }
 
   async get<T>(key: string): Promise<T | undefined> {
@@ -160,6 +232,7 @@ export class RedisStore implements Store {
   }
 
   async close(): Promise<void> {
+    clearTimeout(this.#refreshTimer);
     if (this.#redis.status === 'end') return;
     if (this.#redis.status !== 'ready') {
       this.#redis.disconnect();

@@ -21,6 +21,7 @@ const DOCUMENTED_ENV = {
   ENTRA_CLIENT_SECRET: 'entra-client-secret-value',
   SNIPPETS_KEY: 'snippets-function-key',
   REDIS_URL: 'rediss://:access-key@contoso.redis.cache.windows.net:6380',
+  AZURE_CLIENT_ID: '7d1f3c2e-5b8a-4c6d-9e0f-1a2b3c4d5e6f',
 };
 const DOCUMENTED_FILES = {
   'assertion-key.pem': generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),

@@ -18,13 +18,19 @@ export interface RunningRedis {
 
 /**
  * Spawns a throwaway redis-server on loopback (no persistence). `port` reuses a known port;
- * `password` turns on requirepass and puts the password in the returned url.
+ * `password` turns on requirepass and puts the password in the returned url. `users` (name →
+ * password) creates ACL users allowed everything and turns the `default` user off, so every
+ * connection must AUTH as one of them (the url carries no credentials).
  */
 export async function startRedis(
-  options: { port?: number; password?: string } = {},
+  options: { port?: number; password?: string; users?: Record<string, string> } = {},
 ): Promise<RunningRedis> {
   const port = options.port ?? (await freePort());
   const auth = options.password === undefined ? [] : ['--requirepass', options.password];
+  if (options.users) {
+    auth.push('--user', 'default', 'off');
+    for (const [name, password] of Object.entries(options.users)) auth.push('--user', name, 'on', `>${password}`, '~*', '&*', '+@all');
+  }
   const child = spawn(
     REDIS_SERVER_BINARY,
     [
