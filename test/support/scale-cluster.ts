@@ -84,6 +84,7 @@ export function gatewayConfig(options: {
     rateLimits: { registrationsPerHour: 100_000, tokenRequestsPerMinute: 100_000, authorizationsPerMinute: 100_000 },
     shutdownGraceSeconds: options.shutdownGraceSeconds ?? 5,
     logLevel: 'warn',
+    audit: { sink: 'off' },
   };
 }
 
