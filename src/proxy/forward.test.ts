@@ -8,6 +8,7 @@ import { afterEach, describe, it } from 'node:test';
 import { selfSignedCertificate } from '../../test/support/tls.ts';
 import type { BackendConfig } from '../config/schema.ts';
 import { type ProxyContext, sendBackendResponse } from './exchange.ts';
+import { createKeepAlive } from './relay.ts';
 import { type BackendResponse, createForwarder, type Forwarder, GatewayError, TruncatedResponseError, WHOLE_BODY_BYTES } from './forward.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -206,7 +207,9 @@ describe('forwarder: whole or streamed answers', () => {
     });
     const f = forwarder(url);
     const requestBody = Buffer.from('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}');
-    const ctx = { keepAliveMs: 10_000 } as ProxyContext;
+    const keepAlive = createKeepAlive(10_000);
+    cleanups.push(async () => keepAlive.close());
+    const ctx = { keepAlive } as unknown as ProxyContext;
     const { url: front } = await listen(
       createHttpServer((_req: IncomingMessage, res: ServerResponse) => {
         void post(f, url, requestBody).then((response) => sendBackendResponse(ctx, res, response, { requestBody }));

@@ -233,6 +233,9 @@ class Exchange implements Dispatcher.DispatchHandler, BackendExchange {
         callback(error);
       },
     });
+    // The body may fail before its reader listens (or between two readers): the reader still
+    // learns it from the stream's state, but it is never an uncaught error.
+    stream.on('error', ignore);
     this.stream = stream;
     this.settled = true;
     this.resolve({ statusCode, headers, body: stream });
@@ -269,6 +272,8 @@ class Exchange implements Dispatcher.DispatchHandler, BackendExchange {
     }
   }
 }
+
+function ignore(): void {}
 
 function abortError(): Error {
   const error = new Error('The backend request was aborted');
