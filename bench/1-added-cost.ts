@@ -2,15 +2,13 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { type BenchContext, type LoadResult, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
 import { freePort } from '../test/support/ports.ts';
-import { HELLO_CALL_BODY, openSession } from './lib/mcp-session.ts';
+import { HELLO_CALL_BODY, openSession, SNIPPETS_KEY, startBackend } from './lib/mcp-session.ts';
 import { findNginx, NGINX_MISSING, type RunningNginx, startNginx } from './lib/nginx.ts';
 import { processTree, startWorker, type Worker } from './lib/procs.ts';
 import { fmtInt, round, type Section } from './lib/report.ts';
 
 /** Benchmark 1's backends: the snippets server (the row that counts) and the minimal JSON one. */
 type BackendKind = 'snippets' | 'minimal';
-/** The key the snippets server requires (x-functions-key); the gateway, nginx and the node proxy inject it. */
-const SNIPPETS_KEY = 'bench-backend-key';
 
 /**
  * Benchmark 1: the added cost per call, in two rows. First a real MCP server (the snippets
@@ -82,19 +80,7 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
   try {
     const gatewayPort = await freePort();
     const gatewayOrigin = `http://127.0.0.1:${gatewayPort}`;
-    const backend =
-      kind === 'snippets'
-        ? await startWorker('snippets', {
-            role: 'server',
-            maxFds: 65_536,
-            args: {
-              dataDir: join(ctx.tmp, 'b1-snippets'),
-              functionKey: SNIPPETS_KEY,
-              identityJwksUrl: `${gatewayOrigin}/.well-known/jwks.json`,
-              identityAudience: `${gatewayOrigin}/mcp`,
-            },
-          })
-        : await startWorker('backend', { role: 'server', maxFds: 65_536 });
+    const backend = await startBackend(kind, join(ctx.tmp, `b1-${kind}`), gatewayOrigin);
     workers.push(backend);
     const backendUrl = String(backend.ready['url']);
     const gateway = await startWorker('gateway', {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
 import { freePort } from '../test/support/ports.ts';
-import { HELLO_CALL_BODY, openSession } from './lib/mcp-session.ts';
+import { HELLO_CALL_BODY, openSession, startBackend } from './lib/mcp-session.ts';
 import { startWorker } from './lib/procs.ts';
 import { summarise } from './lib/profile-summary.ts';
 
@@ -26,18 +26,7 @@ mkdirSync(out, { recursive: true });
 
 const gatewayPort = await freePort();
 const gatewayOrigin = `http://127.0.0.1:${gatewayPort}`;
-const backend =
-  kind === 'snippets'
-    ? await startWorker('snippets', {
-        role: 'server',
-        args: {
-          dataDir: join(tmp, 'snippets'),
-          functionKey: 'bench-backend-key',
-          identityJwksUrl: `${gatewayOrigin}/.well-known/jwks.json`,
-          identityAudience: `${gatewayOrigin}/mcp`,
-        },
-      })
-    : await startWorker('backend', { role: 'server' });
+const backend = await startBackend(kind === 'minimal' ? 'minimal' : 'snippets', tmp, gatewayOrigin);
 const gateway = await startWorker('gateway', {
   role: 'server',
   nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`],

@@ -1,4 +1,27 @@
+import { join } from 'node:path';
 import { MCP_HEADERS } from './context.ts';
+import { startWorker, type Worker } from './procs.ts';
+
+/** The key the snippets server requires (x-functions-key); the gateway, nginx and the node proxy inject it. */
+export const SNIPPETS_KEY = 'bench-backend-key';
+
+/**
+ * Benchmark 1's backend of this kind on the server CPU: the snippets server (checking the key and
+ * the assertions of the gateway at `gatewayOrigin`) or the minimal JSON backend.
+ */
+export function startBackend(kind: 'snippets' | 'minimal', dir: string, gatewayOrigin: string): Promise<Worker> {
+  if (kind === 'minimal') return startWorker('backend', { role: 'server', maxFds: 65_536 });
+  return startWorker('snippets', {
+    role: 'server',
+    maxFds: 65_536,
+    args: {
+      dataDir: join(dir, 'snippets'),
+      functionKey: SNIPPETS_KEY,
+      identityJwksUrl: `${gatewayOrigin}/.well-known/jwks.json`,
+      identityAudience: `${gatewayOrigin}/mcp`,
+    },
+  });
+}
 
 /** The MCP tool call of benchmark 1's real-backend row (the snippets server's greeting). */
 export const HELLO_CALL_BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'hello_mcp', arguments: {} } });

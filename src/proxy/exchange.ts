@@ -8,14 +8,12 @@ import {
   type Forwarder,
   forwardedRequestHeaders,
   forwardedResponseHeaders,
-  GatewayError,
   isEventStream,
-  TruncatedResponseError,
 } from './forward.ts';
+import { GatewayError, JSONRPC_SERVER_ERROR, jsonRpcError, sendGatewayError, TruncatedResponseError } from './errors.ts';
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
-import { isObject, JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
-import { sendGatewayError } from './respond.ts';
+import { isObject } from './jsonrpc.ts';
 import { type KeepAlive, relay } from './relay.ts';
 
 export interface ProxyContext {

@@ -9,7 +9,8 @@ import { selfSignedCertificate } from '../../test/support/tls.ts';
 import type { BackendConfig } from '../config/schema.ts';
 import { type ProxyContext, sendBackendResponse } from './exchange.ts';
 import { createKeepAlive } from './relay.ts';
-import { type BackendResponse, createForwarder, type Forwarder, GatewayError, TruncatedResponseError, WHOLE_BODY_BYTES } from './forward.ts';
+import { GatewayError, TruncatedResponseError } from './errors.ts';
+import { type BackendResponse, createForwarder, type Forwarder, WHOLE_BODY_BYTES } from './forward.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { type Dispatcher, Pool, util } from 'undici';
 import type { BackendConfig } from '../config/schema.ts';
-import { JSONRPC_SERVER_ERROR, type JsonRpcId } from './jsonrpc.ts';
+import { GatewayError, TruncatedResponseError } from './errors.ts';
 
 /**
  * Bodies of at most this many bytes with a known length (requests) or a Content-Length and not
@@ -64,20 +64,6 @@ export function forwardedResponseHeaders(incoming: IncomingHttpHeaders, out: Out
   return out;
 }
 
-/** The gateway's own failure, answered as a JSON-RPC error with this HTTP status (STYLE §Errors). */
-export class GatewayError extends Error {
-  readonly status: number;
-  readonly code: number;
-  /** The JSON-RPC id the error answers, when the request was read far enough to know it. */
-  id: JsonRpcId = null;
-  constructor(status: number, message: string, code: number = JSONRPC_SERVER_ERROR, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'GatewayError';
-    this.status = status;
-    this.code = code;
-  }
-}
-
 export interface BackendRequest {
   url: URL;
   method: 'GET' | 'POST' | 'DELETE';
@@ -113,14 +99,6 @@ export interface BackendResponse {
 export interface Forwarder {
   request(request: BackendRequest): BackendExchange;
   close(): Promise<void>;
-}
-
-/** The backend dropped a small answer part-way: the client's connection is dropped too (relay.ts). */
-export class TruncatedResponseError extends Error {
-  constructor(cause: unknown) {
-    super('backend response ended early', { cause });
-    this.name = 'TruncatedResponseError';
-  }
 }
 
 /** An idle backend connection is closed this long before the backend's Keep-Alive timeout hint ends. */

@@ -5,11 +5,11 @@ import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
-import { destroyBody, GatewayError, isEventStream } from './forward.ts';
+import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
+import { destroyBody, isEventStream } from './forward.ts';
 import type { Gate } from './gate.ts';
-import { JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError } from './jsonrpc.ts';
-import { limitBytes, tooLarge } from './relay.ts';
-import { guarded, requestStream, sendGatewayError, sendJson } from './respond.ts';
+import { limitBytes } from './relay.ts';
+import { requestStream, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */
 export const LEGACY_SESSION_TTL_SECONDS = 3600;

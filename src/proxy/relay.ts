@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { GatewayError } from './forward.ts';
+import { tooLarge, tooSlow } from './errors.ts';
 
 /** An SSE comment (WHATWG HTML §9.2.6: lines starting with ':' are ignored by clients). */
 const SSE_KEEP_ALIVE = ': keep-alive\n\n';
@@ -195,11 +195,3 @@ export function readBounded(source: Readable, maxBytes: number, timeoutMs: numbe
   });
 }
 
-export function tooLarge(maxBytes: number): GatewayError {
-  return new GatewayError(413, `Payload Too Large: request body must not exceed ${maxBytes} bytes`);
-}
-
-/** RFC 9110 §15.5.9 (answered with Connection: close, respond.ts). */
-export function tooSlow(timeoutMs: number): GatewayError {
-  return new GatewayError(408, `Request Timeout: the request body did not arrive within ${timeoutMs} ms`);
-}
