@@ -2,44 +2,55 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
+import { freePort } from '../test/support/ports.ts';
+import { HELLO_CALL_BODY, openSession, startBackend } from './lib/mcp-session.ts';
 import { startWorker } from './lib/procs.ts';
 import { summarise } from './lib/profile-summary.ts';
 
 /**
- * npm run bench:profile [-- --connections=16 --seconds=10 --out=DIR]
- * Benchmark 1's gateway path alone, with the gateway under --cpu-prof; prints where its CPU goes
+ * npm run bench:profile [-- --backend=snippets|minimal --connections=16 --seconds=10 --out=DIR]
+ * Benchmark 1's gateway path alone (in front of the snippets server by default, or the minimal
+ * JSON backend), with the gateway under --cpu-prof; prints the gateway's PID while it loads (for
+ * `strace -c -f -p PID`) and then where its CPU goes
  * (self and inclusive time, startup excluded by a warm-up before the profile starts counting
  * is not possible with --cpu-prof, so the run is long enough for startup to be a small share).
  */
 const argv = process.argv.slice(2);
 const flag = (name: string, fallback: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+const kind = flag('backend', 'snippets');
 const connections = Number(flag('connections', '16'));
 const seconds = Number(flag('seconds', '10'));
 const out = flag('out', mkdtempSync(join(tmpdir(), 'mcpgw-profile-')));
 const tmp = mkdtempSync(join(tmpdir(), 'mcpgw-profile-db-'));
 mkdirSync(out, { recursive: true });
 
-const backend = await startWorker('backend', { role: 'server' });
+const gatewayPort = await freePort();
+const gatewayOrigin = `http://127.0.0.1:${gatewayPort}`;
+const backend = await startBackend(kind === 'minimal' ? 'minimal' : 'snippets', tmp, gatewayOrigin);
 const gateway = await startWorker('gateway', {
   role: 'server',
   nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`],
-  args: { backendUrl: backend.ready['url'], store: { kind: 'sqlite', path: join(tmp, 'gateway.db') } },
+  args: { backendUrl: backend.ready['url'], port: gatewayPort, store: { kind: 'sqlite', path: join(tmp, 'gateway.db') } },
 });
 const load = await startWorker('load', { role: 'client' });
+const headers: Record<string, string> = { authorization: `Bearer ${String(gateway.ready['token'])}` };
+if (kind === 'snippets') headers['mcp-session-id'] = await openSession(String(gateway.ready['mcpUrl']), headers);
+console.log(`gateway PID ${gateway.pid} (${kind} backend); loading for ${seconds + 2} s`);
 const result = await load.call({
   type: 'run',
   url: gateway.ready['mcpUrl'],
   connections,
   durationSeconds: seconds,
   warmupSeconds: 2,
-  headers: { ...MCP_HEADERS, authorization: `Bearer ${String(gateway.ready['token'])}` },
-  body: TOOLS_CALL_BODY,
+  headers: { ...MCP_HEADERS, ...headers },
+  body: kind === 'snippets' ? HELLO_CALL_BODY : TOOLS_CALL_BODY,
+  uniqueIds: kind === 'snippets',
 });
 await load.stop();
 await gateway.stop();
 await backend.stop();
 rmSync(tmp, { recursive: true, force: true });
-console.log(`gateway at ${connections} connections: ${Math.round(Number(result['rps']))} req/s, p50 ${Number(result['p50']).toFixed(3)} ms, p99 ${Number(result['p99']).toFixed(3)} ms`);
+console.log(`gateway (${kind} backend) at ${connections} connections: ${Math.round(Number(result['rps']))} req/s, p50 ${Number(result['p50']).toFixed(3)} ms, p99 ${Number(result['p99']).toFixed(3)} ms`);
 const file = readdirSync(out).filter((f) => f.endsWith('.cpuprofile')).sort().pop()!;
 console.log(`profile: ${join(out, file)}\n`);
 console.log(summarise(JSON.parse(readFileSync(join(out, file), 'utf8')), 40));

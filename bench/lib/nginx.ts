@@ -24,9 +24,10 @@ export interface RunningNginx {
 /**
  * nginx as the reverse proxy people already trust: one worker, proxy_pass to the backend over
  * an upstream keep-alive pool (HTTP/1.1, `Connection ""`), no auth, no buffering of responses.
+ * `setHeaders` are added to every proxied request (a backend key, as a deployment would inject it).
  * Config and logs live in `dir`; runs in the foreground and is stopped by its PID.
  */
-export async function startNginx(binary: string, backendUrl: string, dir: string): Promise<RunningNginx> {
+export async function startNginx(binary: string, backendUrl: string, dir: string, setHeaders: Record<string, string> = {}): Promise<RunningNginx> {
   mkdirSync(join(dir, 'logs'), { recursive: true });
   const port = await freePort();
   const backend = new URL(backendUrl);
@@ -54,7 +55,7 @@ http {
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_buffering off;
+${Object.entries(setHeaders).map(([name, value]) => `      proxy_set_header ${name} "${value}";\n`).join('')}      proxy_buffering off;
     }
   }
 }

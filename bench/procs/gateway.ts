@@ -4,7 +4,9 @@ import { loadConfig } from '../../src/config/load.ts';
 import { startGateway } from '../../src/gateway.ts';
 import { userKeyOf } from '../../src/oauth/grants.ts';
 import { systemClock } from '../../src/ports/clock.ts';
+import type { AccessTokenRecord } from '../../src/ports/records.ts';
 import type { Store } from '../../src/ports/store.ts';
+import { createIdentityAssertions } from '../../src/proxy/identity-assertion.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { freePort } from '../../test/support/ports.ts';
@@ -31,6 +33,7 @@ export interface GatewayWorkerArgs {
 const args = workerArgs<GatewayWorkerArgs>();
 const port = args.port ?? (await freePort());
 const publicUrl = `http://127.0.0.1:${port}`;
+const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const config = loadConfig({
   yamlText: JSON.stringify({
     mode: 'dev',
@@ -41,7 +44,7 @@ const config = loadConfig({
     secrets: {
       encryptionKeys: [{ id: 'bench', key: randomBytes(32).toString('base64') }],
       cookieKey: randomBytes(32).toString('base64url'),
-      signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      signingKey,
     },
     upstream: { dev: { port: 0, users: DEV_USERS } },
     backends: [
@@ -83,6 +86,24 @@ async function mint(): Promise<string> {
   return tokens.access_token;
 }
 
+/**
+ * An identity assertion for BENCH_USER as the gateway signs them (same key, issuer, audience),
+ * for the paths that reach the real backend without the gateway (direct, nginx, node proxy).
+ */
+async function assertion(ttlSeconds: number): Promise<string> {
+  const assertions = await createIdentityAssertions({ signingKeyPem: signingKey, issuer: publicUrl, clock: systemClock });
+  const record: AccessTokenRecord = {
+    grantId: 'bench',
+    clientId: 'https://client.bench/metadata.json',
+    userKey: userKeyOf(BENCH_USER),
+    user: BENCH_USER,
+    scopes: resource.scopes,
+    resource: resource.resource,
+    expiresAt: systemClock.nowSeconds() + ttlSeconds,
+  };
+  return assertions.assertionFor('bench', record, resource.resource, ttlSeconds);
+}
+
 let cpuMark = process.cpuUsage();
 serveWorker(
   { url: publicUrl, mcpUrl: resource.resource, token: await mint() },
@@ -90,6 +111,8 @@ serveWorker(
     switch (message['type']) {
       case 'mint':
         return { token: await mint() };
+      case 'assertion':
+        return { assertion: await assertion(Number(message['ttlSeconds'])) };
       case 'resetStats':
         stats.calls = 0;
         stats.ms = 0;

@@ -13,6 +13,8 @@ interface LoadRequest {
   body?: string;
   /** Rotated round-robin through Authorization (benchmark 4: many tokens, mostly cache misses). */
   tokens?: string[];
+  /** Each request's JSON-RPC `id` made unique (`body` must have `"id":1`): an MCP session answers ids, not connections. */
+  uniqueIds?: boolean;
   /** Processes whose CPU time over the measured period is reported per request (benchmark 1). */
   cpuPids?: Record<string, number[]>;
 }
@@ -45,6 +47,9 @@ function load(options: LoadRequest, seconds: number, counter: { next: number }, 
                 },
               ],
             }
+          : {}),
+        ...(options.uniqueIds
+          ? { requests: [{ setupRequest: (request) => ({ ...request, body: options.body!.replace('"id":1', `"id":${++counter.next}`) }) }] }
           : {}),
       },
       (error, result) => (error ? reject(error) : resolve(result)),

@@ -8,20 +8,19 @@ import {
   type Forwarder,
   forwardedRequestHeaders,
   forwardedResponseHeaders,
-  GatewayError,
   isEventStream,
-  TruncatedResponseError,
 } from './forward.ts';
+import { GatewayError, JSONRPC_SERVER_ERROR, jsonRpcError, sendGatewayError, TruncatedResponseError } from './errors.ts';
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
-import { isObject, JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
-import { sendGatewayError } from './respond.ts';
-import { relay } from './relay.ts';
+import { isObject } from './jsonrpc.ts';
+import { type KeepAlive, relay } from './relay.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
   assertions: IdentityAssertions;
-  keepAliveMs: number;
+  /** The keep-alive ticker of every SSE stream relayed. */
+  keepAlive: KeepAlive;
   /** An MCP POST body must arrive within this, from when it is read (config timeouts.mcpBodyMs). */
   bodyTimeoutMs: number;
   logger: Logger;
@@ -93,33 +92,36 @@ export async function openBackend(
   }
 }
 
-/** Streams the backend's answer to the client; `prefix` is written before the remaining body. */
+/** Sends the backend's answer to the client; `prefix` is written before its body (legacy endpoint event). */
 export async function sendBackendResponse(
   ctx: ProxyContext,
   res: ServerResponse,
   response: BackendResponse,
-  options: { prefix?: string; body?: AsyncIterable<Buffer>; requestBody?: Buffer } = {},
+  options: { prefix?: string; requestBody?: Buffer } = {},
 ): Promise<void> {
   // CORS headers set by the gate on `res` are merged in by writeHead.
   const headers = forwardedResponseHeaders(response.headers);
-  if (Buffer.isBuffer(response.body) && options.prefix === undefined && options.body === undefined) {
+  const body = response.body;
+  if (Buffer.isBuffer(body)) {
     // A small answer of known length (a JSON-RPC response), collected whole by the forwarder,
     // goes out with its headers in one write; only streams and large bodies are relayed.
     // RFC 9110 §8.6: no Content-Length on a 204 (nor on a 304, whose body is absent anyway).
-    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = response.body.length;
+    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = body.length;
     res.writeHead(response.statusCode, headers);
-    res.end(response.body);
+    res.end(body);
     return;
   }
   // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
   const sse = isEventStream(response.headers['content-type']);
   if (sse) headers['x-accel-buffering'] = 'no';
   res.writeHead(response.statusCode, headers);
-  res.flushHeaders();
-  if (options.prefix) res.write(options.prefix);
-  const body = options.body ?? (Buffer.isBuffer(response.body) ? [response.body] : response.body);
   const requestBody = options.requestBody;
-  await relay(body, res, { sse, keepAliveMs: ctx.keepAliveMs, lastWords: requestBody ? () => brokenStreamEvent(requestBody) : undefined });
+  await relay(body, res, {
+    sse,
+    keepAlive: ctx.keepAlive,
+    prefix: options.prefix,
+    lastWords: requestBody ? () => brokenStreamEvent(requestBody) : undefined,
+  });
 }
 
 /**

@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
 import { afterEach, describe, it } from 'node:test';
+import { selfSignedCertificate } from '../../test/support/tls.ts';
 import type { BackendConfig } from '../config/schema.ts';
-import { type BackendResponse, createForwarder, type Forwarder, GatewayError, TruncatedResponseError, WHOLE_BODY_BYTES } from './forward.ts';
+import { type ProxyContext, sendBackendResponse } from './exchange.ts';
+import { createKeepAlive } from './relay.ts';
+import { GatewayError, TruncatedResponseError } from './errors.ts';
+import { type BackendResponse, createForwarder, type Forwarder, WHOLE_BODY_BYTES } from './forward.ts';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -28,9 +33,17 @@ function forwarder(url: string): Forwarder {
   return created;
 }
 
-async function listen(server: Server): Promise<string> {
+interface Served {
+  url: string;
+  /** Connections accepted so far. */
+  connections: number;
+}
+
+async function listen(server: Server, scheme = 'http', host = '127.0.0.1'): Promise<Served> {
   const sockets = new Set<Socket>();
-  server.on('connection', (socket: Socket) => {
+  const served: Served = { url: '', connections: 0 };
+  server.on(scheme === 'https' ? 'secureConnection' : 'connection', (socket: Socket) => {
+    served.connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -40,20 +53,28 @@ async function listen(server: Server): Promise<string> {
     for (const socket of sockets) socket.destroy();
     await new Promise((resolve) => server.close(resolve));
   });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
+  served.url = `${scheme}://${host}:${(server.address() as AddressInfo).port}/mcp`;
+  return served;
 }
 
-/** A backend answering every request with these bytes (and then ending, if `end`). */
-const rawBackend = (answer: string, end = false) =>
+/** A raw backend (node:net): `onRequest` gets each socket's first bytes; nothing is parsed for it. */
+const rawBackend = (onRequest: (socket: Socket) => void) =>
   listen(
     createServer((socket) => {
       socket.on('error', () => {});
-      socket.once('data', () => (end ? socket.end(answer) : socket.write(answer)));
+      socket.once('data', () => onRequest(socket));
     }),
   );
 
-const post = (f: Forwarder, url: string, body?: Readable | Buffer) =>
-  f.request({ url: new URL(url), method: 'POST', headers: { 'content-type': 'application/json' }, body: body ?? Buffer.from('{}') }).response;
+const post = (f: Forwarder, url: string, body?: Readable | Buffer, headers: Record<string, string> = {}) =>
+  f.request({ url: new URL(url), method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: body ?? Buffer.from('{}') }).response;
+
+async function text(response: BackendResponse): Promise<string> {
+  if (Buffer.isBuffer(response.body)) return response.body.toString();
+  const chunks: Buffer[] = [];
+  for await (const chunk of response.body) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString();
+}
 
 const failure = (status: number, message: string) => (error: unknown) => {
   assert.ok(error instanceof GatewayError, String(error));
@@ -61,34 +82,105 @@ const failure = (status: number, message: string) => (error: unknown) => {
   return true;
 };
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 describe('forwarder: failures as the gateway answers them', () => {
-  const cases: [string, () => Promise<string>, (error: unknown) => boolean][] = [
+  const cases: [string, () => Promise<Served>, (error: unknown) => boolean][] = [
     ['an unreachable backend is a 502', async () => {
-      const url = await listen(createServer());
+      const served = await listen(createServer());
       await cleanups.pop()!();
-      return url;
+      return served;
     }, failure(502, 'Bad Gateway: backend b is unreachable')],
     ['no head within headersTimeoutMs is a 504 naming the milliseconds', () => listen(createServer(() => {})),
       failure(504, 'Gateway Timeout: backend b did not answer within 150 ms')],
-    ['an answer breaking HTTP/1.1 is a 502', () => rawBackend('HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n'),
-      failure(502, 'Bad Gateway: backend b is unreachable')],
-    ['a small answer cut short is a TruncatedResponseError', () => rawBackend('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc', true),
+    ['an answer breaking HTTP/1.1 (Content-Length with chunked, RFC 9112 §6.3) is a 502 saying so', () =>
+      rawBackend((socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-encoding: chunked\r\n\r\n')),
+      failure(502, 'Bad Gateway: backend b sent an invalid HTTP response')],
+    ['a small answer cut short is a TruncatedResponseError', () => rawBackend((socket) => socket.end('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc')),
       (error) => error instanceof TruncatedResponseError],
   ];
   for (const [name, backend, check] of cases) {
     it(name, async () => {
-      const url = await backend();
+      const { url } = await backend();
       await assert.rejects(post(forwarder(url), url), check);
     });
   }
 
   it('passes the request body’s own 413 through as it is', async () => {
-    const url = await listen(createServer((socket) => socket.resume()));
+    const { url } = await rawBackend((socket) => socket.resume());
     const tooLarge = new GatewayError(413, 'Payload Too Large: request body must not exceed 1024 bytes');
     const body = new Readable({ read() {} });
+    body.push('{');
     const response = post(forwarder(url), url, body);
     setTimeout(() => body.destroy(tooLarge), 20);
     await assert.rejects(response, (error) => error === tooLarge);
+  });
+
+  it('a request body shorter than its Content-Length never completes at the backend: its connection is closed', async () => {
+    let received = '';
+    let closed!: Promise<unknown>;
+    const { url } = await listen(
+      createServer((socket) => {
+        socket.on('error', () => {});
+        socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+        closed = once(socket, 'close');
+      }),
+    );
+    const body = Readable.from([Buffer.from('abc')]);
+    await assert.rejects(post(forwarder(url), url, body, { 'content-length': '10' }));
+    await closed;
+    assert.match(received, /\r\ncontent-length: 10\r\n\r\nabc$/i, 'the three bytes, then the connection closed');
+  });
+});
+
+describe('forwarder: connections', () => {
+  it('a socket that receives bytes while idle is dropped, not reused: the next request gets its own answer', async () => {
+    // A backend that answers, then writes a forged second response on the idle socket.
+    const forged = 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n{"evil":1}';
+    const served = await listen(
+      createServer((socket) => {
+        socket.on('error', () => {});
+        let first = true;
+        socket.on('data', () => {
+          if (!first) return void socket.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\r\n{"ok":2}');
+          first = false;
+          socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 8\r\n\r\n{"ok":1}');
+          setTimeout(() => socket.write(forged), 30);
+        });
+      }),
+    );
+    const f = forwarder(served.url);
+    assert.equal(await text(await post(f, served.url)), '{"ok":1}');
+    await sleep(100);
+    assert.equal(await text(await post(f, served.url)), '{"ok":1}');
+    assert.equal(served.connections, 2, 'the second request went out on a new connection');
+  });
+
+  it('keeps a connection alive between calls', async () => {
+    const served = await listen(createHttpServer((_req, res) => res.end('{"ok":1}')));
+    const f = forwarder(served.url);
+    for (let i = 0; i < 3; i++) {
+      assert.equal(await text(await post(f, served.url)), '{"ok":1}');
+      await sleep(10);
+    }
+    assert.equal(served.connections, 1);
+  });
+
+  it('sends SNI with the backend’s hostname over TLS (RFC 6066 §3), and refuses a certificate it does not trust', async () => {
+    const { key, cert } = selfSignedCertificate();
+    const servernames: string[] = [];
+    const server = createTlsServer({
+      key,
+      cert,
+      SNICallback: (servername, callback) => {
+        servernames.push(servername);
+        callback(null);
+      },
+    });
+    server.on('tlsClientError', () => {});
+    const served = await listen(server, 'https', 'localhost');
+    await assert.rejects(post(forwarder(served.url), served.url), failure(502, 'Bad Gateway: backend b is unreachable'));
+    assert.deepEqual(servernames, ['localhost']);
   });
 });
 
@@ -100,12 +192,35 @@ describe('forwarder: whole or streamed answers', () => {
   ];
   for (const [name, headers, body, whole] of cases) {
     it(name, async () => {
-      const url = await listen(createHttpServer((_req, res) => res.writeHead(200, { ...headers, 'content-length': body.length }).end(body)));
+      const { url } = await listen(createHttpServer((_req, res) => res.writeHead(200, { ...headers, 'content-length': body.length }).end(body)));
       const response: BackendResponse = await post(forwarder(url), url);
       assert.equal(Buffer.isBuffer(response.body), whole);
-      const chunks: Buffer[] = [];
-      for await (const chunk of Buffer.isBuffer(response.body) ? [response.body] : response.body) chunks.push(chunk as Buffer);
-      assert.equal(Buffer.concat(chunks).toString(), body);
+      assert.equal(await text(response), body);
     });
   }
+
+  it('a backend that dies mid-stream: the pending request id gets a JSON-RPC error event and the stream ends', async () => {
+    const { url } = await rawBackend((socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n');
+      const event = 'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\n\n';
+      socket.write(`${event.length.toString(16)}\r\n${event}\r\n`);
+      setTimeout(() => socket.destroy(), 30);
+    });
+    const f = forwarder(url);
+    const requestBody = Buffer.from('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}');
+    const keepAlive = createKeepAlive(10_000);
+    cleanups.push(async () => keepAlive.close());
+    const ctx = { keepAlive } as unknown as ProxyContext;
+    const { url: front } = await listen(
+      createHttpServer((_req: IncomingMessage, res: ServerResponse) => {
+        void post(f, url, requestBody).then((response) => sendBackendResponse(ctx, res, response, { requestBody }));
+      }) as unknown as Server,
+    );
+    const answer = await fetch(front, { method: 'POST' });
+    assert.equal(
+      await answer.text(),
+      'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\n\n' +
+        'event: message\ndata: {"jsonrpc":"2.0","error":{"code":-32000,"message":"Bad Gateway: the backend stream ended before the response"},"id":7}\n\n',
+    );
+  });
 });

@@ -1,9 +1,8 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
+import { type Dispatcher, Pool, util } from 'undici';
 import type { BackendConfig } from '../config/schema.ts';
-import { createBackendClient } from './backend-client.ts';
-import { BackendClientError } from './backend-connection.ts';
-import { JSONRPC_SERVER_ERROR, type JsonRpcId } from './jsonrpc.ts';
+import { GatewayError, TruncatedResponseError } from './errors.ts';
 
 /**
  * Bodies of at most this many bytes with a known length (requests) or a Content-Length and not
@@ -65,20 +64,6 @@ export function forwardedResponseHeaders(incoming: IncomingHttpHeaders, out: Out
   return out;
 }
 
-/** The gateway's own failure, answered as a JSON-RPC error with this HTTP status (STYLE §Errors). */
-export class GatewayError extends Error {
-  readonly status: number;
-  readonly code: number;
-  /** The JSON-RPC id the error answers, when the request was read far enough to know it. */
-  id: JsonRpcId = null;
-  constructor(status: number, message: string, code: number = JSONRPC_SERVER_ERROR, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'GatewayError';
-    this.status = status;
-    this.code = code;
-  }
-}
-
 export interface BackendRequest {
   url: URL;
   method: 'GET' | 'POST' | 'DELETE';
@@ -116,39 +101,180 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
-/** The backend dropped a small answer part-way: the client's connection is dropped too (relay.ts). */
-export class TruncatedResponseError extends Error {
-  constructor(cause: unknown) {
-    super('backend response ended early', { cause });
-    this.name = 'TruncatedResponseError';
+/** An idle backend connection is closed this long before the backend's Keep-Alive timeout hint ends. */
+const KEEP_ALIVE_MARGIN_MS = 1000;
+/** Idle connections of a backend that sends no Keep-Alive hint close after this (node:http servers close at 5 s). */
+const DEFAULT_IDLE_MS = 4000;
+
+/**
+ * One undici keep-alive pool per backend origin (a backend's url and sseUrl may differ): one
+ * request per connection at a time, no retries (a retried POST could run a tool twice), idle
+ * connections kept as long as the backend's `Keep-Alive: timeout` hint allows, TCP keep-alive on
+ * (a backend host that vanishes under a quiet SSE stream is noticed). Connect and header timeouts
+ * come from the backend's config; bodies (SSE streams) have no idle timeout, the keep-alive
+ * comments keep intermediaries from cutting them. `Pool#dispatch` with a handler: the cheapest
+ * undici API per call (bench/RESULTS.md).
+ */
+export function createForwarder(backend: BackendConfig): Forwarder {
+  const pools = new Map<string, Pool>();
+  // The path and pool of a URL, worked out once per URL object (a backend's URL is one object
+  // for all its calls; URL getters re-slice the href on every access).
+  const targets = new WeakMap<URL, { pool: Pool; path: string }>();
+  function targetOf(url: URL): { pool: Pool; path: string } {
+    let target = targets.get(url);
+    if (target === undefined) {
+      let pool = pools.get(url.origin);
+      if (pool === undefined) {
+        pool = new Pool(url.origin, {
+          connect: { timeout: backend.connectTimeoutMs, keepAlive: true, noDelay: true },
+          headersTimeout: backend.headersTimeoutMs,
+          bodyTimeout: 0,
+          keepAliveTimeout: DEFAULT_IDLE_MS,
+          keepAliveTimeoutThreshold: KEEP_ALIVE_MARGIN_MS,
+        });
+        pools.set(url.origin, pool);
+      }
+      target = { pool, path: url.pathname + url.search };
+      targets.set(url, target);
+    }
+    return target;
   }
+  const toError = (error: unknown) => toGatewayError(error, backend);
+  return {
+    request({ url, method, headers, body }) {
+      const { pool, path } = targetOf(url);
+      const exchange = new Exchange(toError);
+      pool.dispatch({ path, method, headers, body }, exchange);
+      return exchange;
+    },
+    async close() {
+      await Promise.allSettled([...pools.values()].map((pool) => pool.destroy()));
+    },
+  };
 }
 
 /**
- * One keep-alive pool per backend origin (a backend's url and sseUrl may differ), over our own
- * HTTP/1.1 client (backend-client.ts; undici's per-request cost showed in benchmark 1). Connect
- * and header timeouts come from the backend's config; bodies (SSE streams) have no idle timeout,
- * the keep-alive comments keep intermediaries from cutting them.
+ * One call's undici handler (the legacy callback shape, which undici calls directly; the newer
+ * controller shape is wrapped per call): small answers of known length are collected whole,
+ * others become a back-pressured stream.
  */
-export function createForwarder(backend: BackendConfig): Forwarder {
-  const client = createBackendClient({
-    connectTimeoutMs: backend.connectTimeoutMs,
-    headersTimeoutMs: backend.headersTimeoutMs,
-    collectWhole: (headers, length) => length <= WHOLE_BODY_BYTES && !isEventStream(headers['content-type']),
-    toError: (error) => toGatewayError(error, backend),
-  });
-  return { request: client.request, close: client.close };
+class Exchange implements Dispatcher.DispatchHandler, BackendExchange {
+  readonly response: Promise<BackendResponse>;
+  private resolve!: (response: BackendResponse) => void;
+  private reject!: (error: unknown) => void;
+  private readonly toError: (error: unknown) => unknown;
+  private abortRequest: ((error: Error) => void) | undefined;
+  private cancelled = false;
+  private settled = false;
+  private done = false;
+  private stream: Readable | undefined;
+  private statusCode = 0;
+  private headers: IncomingHttpHeaders | undefined;
+  /** Chunks of an answer collected whole (undefined when it streams). */
+  private chunks: Buffer[] | undefined;
+  private length = 0;
+
+  constructor(toError: (error: unknown) => unknown) {
+    this.toError = toError;
+    this.response = new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  abort(): void {
+    if (this.cancelled || this.done) return;
+    this.cancelled = true;
+    if (this.abortRequest) this.abortRequest(abortError());
+  }
+
+  onConnect(abort: (error?: Error) => void): void {
+    this.abortRequest = abort;
+    if (this.cancelled) abort(abortError());
+  }
+
+  onHeaders(statusCode: number, rawHeaders: Buffer[], resume: () => void): boolean {
+    // RFC 9110 §15.2: 1xx answers are interim, the final one follows.
+    if (statusCode < 200) return true;
+    const headers = util.parseHeaders(rawHeaders) as IncomingHttpHeaders;
+    const length = Number(headers['content-length']);
+    this.statusCode = statusCode;
+    this.headers = headers;
+    if (length <= WHOLE_BODY_BYTES && !isEventStream(headers['content-type'])) {
+      this.chunks = [];
+      return true;
+    }
+    const stream = new Readable({
+      read: resume,
+      destroy: (error, callback) => {
+        if (!this.done) this.abortRequest?.(error ?? abortError());
+        callback(error);
+      },
+    });
+    // The body may fail before its reader listens (or between two readers): the reader still
+    // learns it from the stream's state, but it is never an uncaught error.
+    stream.on('error', ignore);
+    this.stream = stream;
+    this.settled = true;
+    this.resolve({ statusCode, headers, body: stream });
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.chunks !== undefined) {
+      this.chunks.push(chunk);
+      this.length += chunk.length;
+      return true;
+    }
+    return this.stream!.push(chunk);
+  }
+
+  onComplete(): void {
+    this.done = true;
+    const chunks = this.chunks;
+    if (chunks !== undefined) {
+      this.settled = true;
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.length);
+      this.resolve({ statusCode: this.statusCode, headers: this.headers!, body });
+    } else {
+      this.stream?.push(null);
+    }
+  }
+
+  onError(error: Error): void {
+    this.done = true;
+    if (this.stream) this.stream.destroy(error);
+    else if (!this.settled) {
+      this.settled = true;
+      this.reject(this.chunks !== undefined ? new TruncatedResponseError(error) : this.toError(error));
+    }
+  }
 }
 
-/** Failures before the answer: 504 when the backend is slow, 502 when it is unreachable or breaks HTTP. */
+function ignore(): void {}
+
+function abortError(): Error {
+  const error = new Error('The backend request was aborted');
+  error.name = 'AbortError';
+  return error;
+}
+
+/**
+ * Failures before the answer: 504 when the backend is slow, 502 when it is unreachable or its
+ * answer breaks HTTP/1.1 (said as such: the backend is up, but broken).
+ */
 function toGatewayError(error: unknown, backend: BackendConfig): unknown {
-  // The request body's own failure (a 413 from limitBytes) and aborts pass as they are.
+  // The request body's own failure (413 or 408 from limitBytes) and aborts pass as they are.
   if (error instanceof GatewayError || (error as Error).name === 'AbortError') return error;
-  if (error instanceof BackendClientError && error.reason === 'truncated') return new TruncatedResponseError(error);
-  if (error instanceof BackendClientError && error.reason === 'headers-timeout') {
+  const code = (error as { code?: unknown }).code;
+  if (code === 'UND_ERR_ABORTED') return error;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') {
     return new GatewayError(504, `Gateway Timeout: backend ${backend.name} did not answer within ${backend.headersTimeoutMs} ms`, undefined, {
       cause: error,
     });
+  }
+  if (typeof code === 'string' && (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO')) {
+    return new GatewayError(502, `Bad Gateway: backend ${backend.name} sent an invalid HTTP response`, undefined, { cause: error });
   }
   return new GatewayError(502, `Bad Gateway: backend ${backend.name} is unreachable`, undefined, { cause: error });
 }

@@ -4,7 +4,7 @@ import { isLoopbackHost } from '../config/schema.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import { checkBearer, type ValidateAccessToken } from './bearer.ts';
-import { JSONRPC_SERVER_ERROR, jsonRpcError } from './jsonrpc.ts';
+import { JSONRPC_SERVER_ERROR, jsonRpcError } from './errors.ts';
 import { sendJson } from './respond.ts';
 
 /** DESIGN §5: what browsers may send and read on the MCP endpoints. */

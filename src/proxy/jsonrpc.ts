@@ -1,31 +1,12 @@
-/**
- * The few JSON-RPC facts the gateway needs: its own error bodies, and the 2026-07-28 rule that
- * an intermediary reading the body rejects requests whose mirrored headers disagree with it.
- */
+import type { JsonRpcId } from './errors.ts';
 
-/** JSON-RPC 2.0 §5.1 reserves -32000…-32099 for implementation-defined server errors. */
-export const JSONRPC_SERVER_ERROR = -32000;
-/** The code the MCP SDKs use for an unknown (or not-yours) session. */
-export const JSONRPC_SESSION_NOT_FOUND = -32001;
-/** MCP 2026-07-28 transports/streamable-http §Server Validation: `HeaderMismatch`. */
-export const JSONRPC_HEADER_MISMATCH = -32020;
-export const JSONRPC_PARSE_ERROR = -32700;
-export const JSONRPC_INVALID_REQUEST = -32600;
+/**
+ * The 2026-07-28 rule that an intermediary reading the body rejects requests whose mirrored
+ * headers disagree with it (the gateway's own error bodies are in errors.ts).
+ */
 
 /** The protocol revision whose requests carry Mcp-Method / Mcp-Name (SEP "HTTP header standardization"). */
 export const HEADER_VALIDATION_PROTOCOL_VERSION = '2026-07-28';
-
-export type JsonRpcId = string | number | null;
-
-export interface JsonRpcErrorBody {
-  jsonrpc: '2.0';
-  error: { code: number; message: string };
-  id: JsonRpcId;
-}
-
-export function jsonRpcError(code: number, message: string, id: JsonRpcId = null): JsonRpcErrorBody {
-  return { jsonrpc: '2.0', error: { code, message }, id };
-}
 
 /** Methods whose `Mcp-Name` mirrors a body field (2026-07-28 §Standard Request Headers). */
 const NAME_SOURCE = new Map<string, 'name' | 'uri'>([

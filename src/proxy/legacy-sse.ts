@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
-import { destroyBody, GatewayError, isEventStream } from './forward.ts';
+import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
+import { destroyBody, isEventStream } from './forward.ts';
 import type { Gate } from './gate.ts';
-import { JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError } from './jsonrpc.ts';
-import { limitBytes, tooLarge } from './relay.ts';
-import { guarded, requestStream, sendGatewayError, sendJson } from './respond.ts';
+import { limitBytes } from './relay.ts';
+import { requestStream, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */
 export const LEGACY_SESSION_TTL_SECONDS = 3600;
@@ -54,7 +55,7 @@ export function registerLegacySse(
       await sendBackendResponse(ctx, res, response);
       return;
     }
-    const body = response.body[Symbol.asyncIterator]();
+    const body = response.body;
     const first = await readFirstEvent(body);
     const endpoint = first && parseEvent(first.event);
     const messageUrl =
@@ -86,14 +87,8 @@ export function registerLegacySse(
       clearInterval(refresh);
       void ctx.store.delete(legacyKey(sessionId)).catch(() => {});
     });
-    const rest = (async function* () {
-      if (first.rest.length > 0) yield first.rest;
-      for (let next = await body.next(); !next.done; next = await body.next()) yield next.value as Buffer;
-    })();
-    await sendBackendResponse(ctx, res, response, {
-      prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
-      body: rest,
-    });
+    if (first.rest.length > 0) body.unshift(first.rest);
+    await sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
   }));
 
   routes.add(messagePath, ['POST'], guarded(ctx.logger, async (req, res) => {
@@ -134,19 +129,35 @@ function sessionIdOf(url: string): string | undefined {
   return values.length === 1 && values[0] !== '' ? values[0] : undefined;
 }
 
-/** Reads until the first complete SSE event (WHATWG HTML §9.2.6: events end with a blank line). */
-async function readFirstEvent(body: AsyncIterator<unknown>): Promise<{ event: string; rest: Buffer } | undefined> {
-  let buffered = Buffer.alloc(0);
-  for (let next = await body.next(); !next.done; next = await body.next()) {
-    buffered = Buffer.concat([buffered, next.value as Buffer]);
-    const match = /\r\n\r\n|\n\n|\r\r/.exec(buffered.toString('latin1'));
-    if (match) {
-      const end = match.index + match[0].length;
-      return { event: buffered.subarray(0, end).toString('utf8'), rest: buffered.subarray(end) };
-    }
-    if (buffered.length > 64 * 1024) return undefined;
-  }
-  return undefined;
+/**
+ * Reads until the first complete SSE event (WHATWG HTML §9.2.6: events end with a blank line);
+ * the body is paused after it, with what followed the event handed back in `rest`.
+ */
+function readFirstEvent(body: Readable): Promise<{ event: string; rest: Buffer } | undefined> {
+  return new Promise((resolve) => {
+    let buffered = Buffer.alloc(0);
+    const done = (result: { event: string; rest: Buffer } | undefined) => {
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onEnd);
+      resolve(result);
+    };
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const match = /\r\n\r\n|\n\n|\r\r/.exec(buffered.toString('latin1'));
+      if (match) {
+        body.pause();
+        const end = match.index + match[0].length;
+        done({ event: buffered.subarray(0, end).toString('utf8'), rest: buffered.subarray(end) });
+      } else if (buffered.length > 64 * 1024) {
+        done(undefined);
+      }
+    };
+    const onEnd = () => done(undefined);
+    body.on('data', onData);
+    body.once('end', onEnd);
+    body.once('error', onEnd);
+  });
 }
 
 function parseEvent(text: string): { event: string; data: string | undefined } {

@@ -11,6 +11,7 @@ import { createForwarder } from './forward.ts';
 import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
 import { registerLegacySse } from './legacy-sse.ts';
+import { createKeepAlive } from './relay.ts';
 import { createSessionBinding, type SessionBinding } from './session-binding.ts';
 import { registerStreamableHttp } from './streamable-http.ts';
 
@@ -61,13 +62,13 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   const ctx: ProxyContext & { gate: Gate; sessions: SessionBinding; store: Store; publicUrl: string } = {
     forwarders,
     assertions,
-    keepAliveMs,
+    keepAlive: createKeepAlive(keepAliveMs),
     bodyTimeoutMs: deps.bodyTimeoutMs ?? DEFAULT_TIMEOUTS.mcpBodyMs,
     logger: deps.logger,
     active: new Set(),
     routes: rawRoutes(app),
     gate: createGate({ ...deps, publicUrl: issuer }),
-    sessions: createSessionBinding(deps.store, { cacheMs: deps.cacheMs }),
+    sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),
     store: deps.store,
     publicUrl: issuer,
   };
@@ -92,6 +93,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
 
   return {
     async close() {
+      ctx.keepAlive.close();
       await Promise.allSettled([...forwarders.values()].map((f) => f.close()));
     },
   };

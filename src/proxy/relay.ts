@@ -1,62 +1,127 @@
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
-import { GatewayError } from './forward.ts';
+import { tooLarge, tooSlow } from './errors.ts';
 
 /** An SSE comment (WHATWG HTML §9.2.6: lines starting with ':' are ignored by clients). */
 const SSE_KEEP_ALIVE = ': keep-alive\n\n';
+// The last bytes of an SSE stream at an event boundary (WHATWG HTML §9.2.6: an event ends with a
+// blank line: LF LF, CR LF CR LF or CR CR), read from the stream's last four bytes as one number.
+const LF_LF = 0x0a0a;
+const CR_CR = 0x0d0d;
+const CRLF_CRLF = 0x0d0a0d0a;
+
+/** One keep-alive ticker for every open SSE stream (no timer per stream or per call). */
+export interface KeepAlive {
+  add(stream: IdleStream): void;
+  delete(stream: IdleStream): void;
+  close(): void;
+}
+
+interface IdleStream {
+  /** Ticks since the stream last wrote; reset on every write. */
+  idleTicks: number;
+  onIdle(): void;
+}
+
+/** Ticks per keep-alive interval: a stream's silence is known to within a quarter of it. */
+const TICKS_PER_INTERVAL = 4;
+
+/**
+ * A stream that has written nothing for at least `keepAliveMs` (its silence counted in ticks of
+ * a quarter of it, so up to 1.25 × keepAliveMs) gets `onIdle()`.
+ */
+export function createKeepAlive(keepAliveMs: number): KeepAlive {
+  const streams = new Set<IdleStream>();
+  const timer = setInterval(() => {
+    // The first tick after a write may come at once: one more than a full interval's ticks.
+    for (const stream of streams) if (++stream.idleTicks > TICKS_PER_INTERVAL) stream.onIdle();
+  }, Math.max(10, Math.floor(keepAliveMs / TICKS_PER_INTERVAL)));
+  timer.unref();
+  return {
+    add: (stream) => streams.add(stream),
+    delete: (stream) => streams.delete(stream),
+    close: () => clearInterval(timer),
+  };
+}
 
 /**
  * Copies a backend body to the client as it arrives (never buffered whole), honouring
- * back-pressure. On SSE streams a keep-alive comment is written after `keepAliveMs` without
- * output, only between events. A backend stream that dies mid-way ends the client's stream
- * (SSE) or drops the connection (anything else, so a truncated body is not taken as complete).
+ * back-pressure. The response head goes out with the first chunk when it is already there (one
+ * write), else at once. On SSE streams a keep-alive comment is written when nothing was written
+ * for a while, only between events. A backend stream that dies mid-way ends the client's stream
+ * (SSE, after `lastWords`) or drops the connection (anything else, so a truncated body is not
+ * taken as complete). Events rather than an async iterator: this runs on every SSE answer.
  */
-export async function relay(
-  body: AsyncIterable<Buffer> | Iterable<Buffer>,
+export function relay(
+  body: Readable,
   res: ServerResponse,
-  options: { sse: boolean; keepAliveMs: number; lastWords?: () => string | undefined },
-) {
-  let lastWriteAt = Date.now();
-  let tail = '\n\n';
-  const timer = options.sse
-    ? setInterval(() => {
-        const atBoundary = tail.endsWith('\n\n') || tail.endsWith('\r\n\r\n') || tail.endsWith('\r\r');
-        if (atBoundary && Date.now() - lastWriteAt >= options.keepAliveMs && !res.writableEnded) {
-          res.write(SSE_KEEP_ALIVE);
-          lastWriteAt = Date.now();
-        }
-      }, Math.max(10, Math.floor(options.keepAliveMs / 2)))
-    : undefined;
-  try {
-    for await (const chunk of body) {
+  options: { sse: boolean; keepAlive: KeepAlive; prefix?: string; lastWords?: () => string | undefined },
+): Promise<void> {
+  return new Promise((resolve) => {
+    /** The stream's last four bytes (the start counts as a boundary). */
+    let tail = LF_LF;
+    const atBoundary = () => (tail & 0xffff) === LF_LF || (tail & 0xffff) === CR_CR || tail >>> 0 === CRLF_CRLF;
+    const idle: IdleStream = {
+      idleTicks: 0,
+      onIdle() {
+        if (atBoundary() && !res.writableEnded) res.write(SSE_KEEP_ALIVE);
+        idle.idleTicks = 0;
+      },
+    };
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      if (options.sse) options.keepAlive.delete(idle);
+      body.off('data', onData);
+      res.off('close', onClose);
+      res.off('drain', onDrain);
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
       if (res.destroyed) return;
-      tail = (tail + chunk.subarray(Math.max(0, chunk.length - 4)).toString('latin1')).slice(-4);
-      lastWriteAt = Date.now();
-      if (!res.write(chunk)) await drainOrClose(res);
-    }
-    res.end();
-  } catch {
-    if (!options.sse) res.destroy();
-    else {
-      // Between events, tell the client what its pending request will never get (see lastWords).
-      const farewell = tail.endsWith('\n\n') ? options.lastWords?.() : undefined;
-      if (farewell && !res.destroyed) res.write(farewell);
+      for (let i = Math.max(0, chunk.length - 4); i < chunk.length; i++) tail = (tail << 8) | chunk[i]!;
+      idle.idleTicks = 0;
+      if (!res.write(chunk)) {
+        body.pause();
+        res.once('drain', onDrain);
+      }
+    };
+    const onDrain = () => body.resume();
+    const onClose = () => finish();
+    body.on('data', onData);
+    body.once('end', () => {
       res.end();
+      finish();
+    });
+    // Stays attached: a body destroyed after the end (the client went away) must not throw.
+    const onError = () => {
+      if (finished) return;
+      if (!options.sse) res.destroy();
+      else {
+        // Between events, tell the client what its pending request will never get (see lastWords).
+        const farewell = atBoundary() ? options.lastWords?.() : undefined;
+        if (farewell && !res.destroyed) res.write(farewell);
+        res.end();
+      }
+      finish();
+    };
+    body.on('error', onError);
+    res.once('close', onClose);
+    if (options.prefix) res.write(options.prefix);
+    if (body.readableLength > 0) {
+      // The first chunk (often the whole answer) is already here: head, chunk and end go out
+      // in one write when they arrive together.
+      res.cork();
+      setImmediate(() => res.uncork());
+    } else if (!options.prefix) {
+      res.flushHeaders();
     }
-  } finally {
-    clearInterval(timer);
-  }
-}
-
-/** Waits for back-pressure to clear or the client to go, leaving no listener behind (long streams). */
-async function drainOrClose(res: ServerResponse): Promise<void> {
-  const done = new AbortController();
-  try {
-    await Promise.race([once(res, 'drain', { signal: done.signal }), once(res, 'close', { signal: done.signal })]);
-  } finally {
-    done.abort();
-  }
+    if (options.sse) options.keepAlive.add(idle);
+    // Failed before this listened (between legacy-sse's first event and here): its 'error' is past.
+    if (body.destroyed && !body.readableEnded) return onError();
+    body.resume(); // also when paused by a reader before (legacy-sse's first event)
+  });
 }
 
 /**
@@ -130,11 +195,3 @@ export function readBounded(source: Readable, maxBytes: number, timeoutMs: numbe
   });
 }
 
-export function tooLarge(maxBytes: number): GatewayError {
-  return new GatewayError(413, `Payload Too Large: request body must not exceed ${maxBytes} bytes`);
-}
-
-/** RFC 9110 §15.5.9 (answered with Connection: close, respond.ts). */
-export function tooSlow(timeoutMs: number): GatewayError {
-  return new GatewayError(408, `Request Timeout: the request body did not arrive within ${timeoutMs} ms`);
-}

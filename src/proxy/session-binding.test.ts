@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256 } from '../oauth/secrets.ts';
+import { mutableClock } from '../../test/support/gateway-harness.ts';
 import { systemClock } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 import { SqliteStore } from '../store/sqlite.ts';
@@ -28,7 +28,7 @@ function counting(inner: Store): { store: Store; calls: Record<string, number> }
 describe('session binding', () => {
   it('binds an issued id to its user only; others and unknown ids are refused', async () => {
     const store = SqliteStore.open({ path: ':memory:', clock: systemClock });
-    const sessions = createSessionBinding(store);
+    const sessions = createSessionBinding(store, systemClock);
     assert.equal(await sessions.bindIssued(RESOURCE, 'sid-1', 'alice'), true);
     assert.equal(await sessions.bindIssued(RESOURCE, 'sid-1', 'alice'), true, 'the same user again');
     assert.equal(await sessions.bindIssued(RESOURCE, 'sid-1', 'bob'), false, 'never handed to another user');
@@ -42,12 +42,13 @@ describe('session binding', () => {
   it('answers repeated checks from memory within 1 s, then reads the Store again', async () => {
     const sqlite = SqliteStore.open({ path: ':memory:', clock: systemClock });
     const { store, calls } = counting(sqlite);
-    const sessions = createSessionBinding(store);
+    const clock = mutableClock();
+    const sessions = createSessionBinding(store, clock);
     await sessions.bindIssued(RESOURCE, 'sid-1', 'alice');
     for (let i = 0; i < 50; i++) assert.equal(await sessions.owns(RESOURCE, 'sid-1', 'alice'), true);
     assert.equal(calls['get'] ?? 0, 0, 'no Store read while the verdict is fresh');
     assert.equal(calls['set'] ?? 0, 0, 'no expiry refresh per call');
-    await sleep(1100);
+    clock.advance(1.001);
     assert.equal(await sessions.owns(RESOURCE, 'sid-1', 'alice'), true);
     assert.equal(calls['get'], 1);
     await sqlite.close();
@@ -55,13 +56,14 @@ describe('session binding', () => {
 
   it('a session ended on another replica is refused here within the 1 s bound', async () => {
     const store = SqliteStore.open({ path: ':memory:', clock: systemClock });
-    const replicaA = createSessionBinding(store);
-    const replicaB = createSessionBinding(store);
+    const clock = mutableClock();
+    const replicaA = createSessionBinding(store, clock);
+    const replicaB = createSessionBinding(store, clock);
     await replicaA.bindIssued(RESOURCE, 'sid-1', 'alice');
     assert.equal(await replicaA.owns(RESOURCE, 'sid-1', 'alice'), true);
     await replicaB.forget(RESOURCE, 'sid-1');
     assert.equal(await replicaB.owns(RESOURCE, 'sid-1', 'alice'), false, 'at once on the replica that ended it');
-    await sleep(1100);
+    clock.advance(1.001);
     assert.equal(await replicaA.owns(RESOURCE, 'sid-1', 'alice'), false, 'after the bound on the other one');
     await store.close();
   });
@@ -70,10 +72,11 @@ describe('session binding', () => {
     const sqlite = SqliteStore.open({ path: ':memory:', clock: systemClock });
     await sqlite.set(`mcp-session:${RESOURCE}:${sha256('sid-9')}`, 'alice', 60);
     const { store, calls } = counting(sqlite);
-    const sessions = createSessionBinding(store);
+    const clock = mutableClock();
+    const sessions = createSessionBinding(store, clock);
     assert.equal(await sessions.owns(RESOURCE, 'sid-9', 'alice'), true);
     assert.equal(calls['set'], 1, 'bound by another replica: this one pushes the expiry back on first use');
-    await sleep(1100);
+    clock.advance(1.001);
     assert.equal(await sessions.owns(RESOURCE, 'sid-9', 'alice'), true);
     assert.equal(calls['set'], 1, 'not again within the hour');
     await sqlite.close();

@@ -1,4 +1,5 @@
 import { sha256 } from '../oauth/secrets.ts';
+import type { Clock } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 
 /** A session id stays bound to its user this long after its last use. */
@@ -28,8 +29,9 @@ interface CachedBinding {
  * refreshes the Store's expiry at most hourly: a tool call in a session costs no Store round trip
  * most of the time (Redis: two per call before; SQLite: a write per call).
  */
-export function createSessionBinding(store: Store, options: { cacheMs?: number | undefined } = {}) {
+export function createSessionBinding(store: Store, clock: Clock, options: { cacheMs?: number | undefined } = {}) {
   const verdictMs = options.cacheMs ?? DEFAULT_VERDICT_CACHE_MS;
+  const nowMs = () => clock.nowMs?.() ?? clock.nowSeconds() * 1000;
   const key = (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`;
   // Keyed by resource + the id itself (process memory only), so a hit costs no hash.
   const cache = new Map<string, CachedBinding>();
@@ -40,7 +42,7 @@ export function createSessionBinding(store: Store, options: { cacheMs?: number |
   return {
     /** True when a session id presented by a client is bound to this user (and keeps it alive). */
     async owns(resource: string, sessionId: string, userKey: string): Promise<boolean> {
-      const now = Date.now();
+      const now = nowMs();
       const cacheKey = `${resource} ${sessionId}`;
       const cached = cache.get(cacheKey);
       if (cached !== undefined && cached.checkedUntil > now) return cached.userKey === userKey;
@@ -62,7 +64,7 @@ export function createSessionBinding(store: Store, options: { cacheMs?: number |
     async bindIssued(resource: string, sessionId: string, userKey: string): Promise<boolean> {
       const k = key(resource, sessionId);
       if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) {
-        const now = Date.now();
+        const now = nowMs();
         remember(`${resource} ${sessionId}`, { userKey, checkedUntil: now + verdictMs, refreshedAt: now });
         return true;
       }

@@ -4,21 +4,21 @@ import type { FastifyInstance } from 'fastify';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
-import { destroyBody, GatewayError, WHOLE_BODY_BYTES } from './forward.ts';
-import type { Gate } from './gate.ts';
 import {
-  HEADER_VALIDATION_PROTOCOL_VERSION,
-  headerMismatch,
-  idOf,
-  isObject,
+  GatewayError,
+  guarded,
   JSONRPC_HEADER_MISMATCH,
   JSONRPC_INVALID_REQUEST,
   JSONRPC_PARSE_ERROR,
   JSONRPC_SESSION_NOT_FOUND,
   jsonRpcError,
-} from './jsonrpc.ts';
-import { limitBytes, readBounded, tooLarge } from './relay.ts';
-import { guarded, header, requestStream, sendJson } from './respond.ts';
+  tooLarge,
+} from './errors.ts';
+import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
+import type { Gate } from './gate.ts';
+import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject } from './jsonrpc.ts';
+import { limitBytes, readBounded } from './relay.ts';
+import { header, requestStream, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
 
 /**

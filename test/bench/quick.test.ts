@@ -41,9 +41,10 @@ test('bench --quick runs all five benchmarks and reports their rows', { timeout:
       [1, 2, 3, 4, 5],
     );
     const rowsOf = (id: number) => report.sections.find((s) => s.id === id)!.rows;
-    const nginx = rowsOf(1).some((row) => row[1] === 'nginx');
-    // Benchmark 1: direct, node proxy, gateway (and nginx unless it is missing) at 1, 16 and 64 connections.
-    assert.equal(rowsOf(1).length, 3 * (nginx ? 4 : 3));
+    const nginx = rowsOf(1).some((row) => row[2] === 'nginx');
+    // Benchmark 1: snippets and minimal backends × direct, node proxy, gateway (and nginx unless it is missing) at 16 and 64 connections.
+    assert.equal(rowsOf(1).length, 2 * 2 * (nginx ? 4 : 3));
+    assert.deepEqual([...new Set(rowsOf(1).map((row) => row[0]))], ['snippets', 'minimal']);
     if (!nginx) assert.match(output, /skipping nginx: nginx is not installed/);
     assert.equal(rowsOf(2).length, 4); // SQLite, Redis × cached, uncached
     assert.equal(rowsOf(3).length, 2); // GET /mcp, legacy /mcp/sse
