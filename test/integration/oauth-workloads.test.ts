@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { ClientCredentialsProvider, PrivateKeyJwtProvider } from '@modelcontextprotocol/sdk/client/auth-extensions.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { createRemoteJWKSet, exportJWK, exportPKCS8, generateKeyPair, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import { createRemoteJWKSet, exportJWK, exportPKCS8, generateKeyPair, importPKCS8, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
 
@@ -105,7 +105,7 @@ describe('workload callers', () => {
 
   it('a client assertion is single use, and must be signed by the client’s key for our issuer', async () => {
     const { privateKey } = await generateKeyPair('ES256');
-    const jobKey = await (await import('node:crypto')).createPrivateKey(jobPrivateKeyPem);
+    const jobKey = await importPKCS8(jobPrivateKeyPem, 'ES256');
     const now = Math.floor(Date.now() / 1000);
     const sign = (key: typeof privateKey, aud: string, jti: string) =>
       new SignJWT({ jti }).setProtectedHeader({ alg: 'ES256' }).setIssuer('keyed-job').setSubject('keyed-job').setAudience(aud).setIssuedAt(now).setExpirationTime(now + 60).sign(key);
