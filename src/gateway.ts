@@ -14,6 +14,7 @@ import { registerAccount } from './oauth/account.ts';
 import { registerAuthorize } from './oauth/authorize.ts';
 import { registerCallback } from './oauth/callback.ts';
 import { createClients } from './oauth/clients.ts';
+import { createConfiguredClients } from './oauth/configured-clients.ts';
 import { registerConsent } from './oauth/consent.ts';
 import type { AuthServerContext } from './oauth/context.ts';
 import { createGrants } from './oauth/grants.ts';
@@ -94,7 +95,9 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     allowInsecure: metadataDocuments.allowInsecure ?? config.mode === 'dev',
     extraCa: metadataDocuments.extraCa,
   });
+  const configuredClients = createConfiguredClients(config.clients, { clock, customSchemes: config.clientRegistration.customSchemes });
   const clients = createClients({ store, clock, fetchDocument, logger }, {
+    configured: configuredClients,
     cimdEnabled: metadataDocuments.enabled,
     customSchemes: config.clientRegistration.customSchemes,
     unusedClientTtlSeconds: config.clientRegistration.unusedClientTtlSeconds,
@@ -103,7 +106,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
   const grants = createGrants({ store, clock, sealer, idp, audit }, config.tokens);
   const resources = buildResources(config.publicUrl, config.backends);
-  const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, grants, sealer, signer, resources, logger, audit };
+  const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
   const app = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
   const admin = createHttpApp(logger, { timeouts: config.timeouts });

@@ -182,6 +182,104 @@ const backendSchema = z
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
 
+/** RFC 7523 / RFC 7591 grant type of a JWT bearer assertion (ID-JAG, Entra app-only token). */
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+/** JWS algorithms accepted for client assertions and ID-JAGs (never `none`, never HMAC). */
+export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+/**
+ * A confidential client registered by the operator (OAuth 2.1 §2; MCP OAuth Client Credentials
+ * extension): it authenticates with a secret (client_secret_basic/_post) or with a key
+ * (private_key_jwt, RFC 7523 §2.2), never by client_id alone.
+ */
+const configuredClientSchema = z
+  .object({
+    clientId: z.string().min(1).max(200).regex(/^[^\s:]+$/, 'no spaces or colons (Basic credentials)'),
+    name: z.string().min(1).optional(),
+    /** client_secret_basic / client_secret_post. */
+    secret: secretSchema.optional(),
+    /** private_key_jwt: the client's public keys, inline (RFC 7517 JWK Set)… */
+    jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
+    /** …or at a URL (fetched, cached and refreshed on an unknown `kid`). */
+    jwksUri: z.string().url().optional(),
+    grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, 'authorization_code', 'refresh_token'])).min(1),
+    /** Required for authorization_code. */
+    redirectUris: z.array(z.string()).default([]),
+    /** The most this client may get (of the resource's scopes); default: all of them. */
+    scopes: z.array(z.string()).optional(),
+    /** Roles of the client itself when it calls with client_credentials (a workload principal). */
+    roles: z.array(z.string()).default([]),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if ([c.secret, c.jwks, c.jwksUri].filter(Boolean).length !== 1) {
+      ctx.addIssue({ code: 'custom', path: ['secret'], message: 'exactly one of secret, jwks or jwksUri is required' });
+    }
+    if (c.grantTypes.includes('authorization_code') && c.redirectUris.length === 0) {
+      ctx.addIssue({ code: 'custom', path: ['redirectUris'], message: 'required for authorization_code' });
+    }
+  });
+
+/** An enterprise IdP whose ID-JAGs are redeemed at /token (draft-ietf-oauth-identity-assertion-authz-grant). */
+const idJagIssuerSchema = z
+  .object({
+    /** Exactly the `iss` of its ID-JAGs. */
+    issuer: z.string().url(),
+    /** Its JWK Set; by default the `jwks_uri` of its RFC 8414 / OpenID metadata. */
+    jwksUri: z.string().url().optional(),
+    algorithms: z.array(z.enum(ASYMMETRIC_ALGORITHMS)).min(1).default(['RS256', 'ES256']),
+    /**
+     * Whose user an ID-JAG names: `issuer` (default: this IdP's) + the `subjectClaim`. Set `issuer`
+     * to the upstream sign-in IdP's issuer when both name users alike (then /account shows the
+     * same person's grants from either path).
+     */
+    user: z
+      .object({
+        issuer: z.string().min(1).optional(),
+        subjectClaim: z.string().default('sub'),
+        emailClaim: z.string().default('email'),
+        nameClaim: z.string().default('name'),
+        /** Claims whose values become the user's roles and groups (for the policy and the identity assertion). */
+        rolesClaim: z.string().default('roles'),
+        groupsClaim: z.string().default('groups'),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+/** Enterprise-Managed Authorization (MCP extension io.modelcontextprotocol/enterprise-managed-authorization). */
+const enterpriseAuthorizationSchema = z
+  .object({
+    issuers: z.array(idJagIssuerSchema).min(1),
+    /** An ID-JAG living longer than this (exp − iat) is refused. */
+    maxLifetimeSeconds: z.number().int().min(10).max(300).default(300),
+  })
+  .strict();
+
+/**
+ * Entra app-only tokens (managed identity, service principal) redeemed at /token as a jwt-bearer
+ * assertion: a workload principal with the token's app roles.
+ */
+const entraWorkloadsSchema = z
+  .object({
+    /** Tenants whose apps may call (`tid`). */
+    tenants: z.array(z.string().uuid()).min(1),
+    /** Accepted `aud`: the gateway's app (its client id and/or api://… Application ID URI). */
+    audiences: z.array(z.string().min(1)).min(1),
+    authorityHost: z.string().url().default('https://login.microsoftonline.com'),
+    /** Default: {authorityHost}/common/discovery/v2.0/keys. */
+    jwksUri: z.string().url().optional(),
+    /** App ids (`azp`/`appid`) allowed whatever their roles… */
+    allowedAppIds: z.array(z.string().min(1)).default([]),
+    /** …or apps holding at least one of these app roles. */
+    requiredRoles: z.array(z.string().min(1)).default([]),
+  })
+  .strict()
+  .refine((w) => w.allowedAppIds.length + w.requiredRoles.length > 0, {
+    message: 'allowedAppIds or requiredRoles must name who may call',
+  });
+
 /**
  * The audit trail (docs/security.md, Audit trail): one record per MCP operation and per security
  * event, hash-chained with signed checkpoints.
@@ -348,6 +446,12 @@ export const configSchema = z
       .strict()
       .default({ registrationsPerHour: 30, registrationsPerDay: 1000, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 }),
     backends: z.array(backendSchema).min(1),
+    /** Pre-registered confidential clients (client_credentials, ID-JAG, or the code flow with a secret/key). */
+    clients: z.array(configuredClientSchema).default([]),
+    /** ID-JAG at /token; off unless issuers are listed. */
+    enterpriseAuthorization: enterpriseAuthorizationSchema.optional(),
+    /** Callers with no person: Entra app-only tokens. */
+    workloads: z.object({ entra: entraWorkloadsSchema.optional() }).strict().default({}),
     timeouts: timeoutsSchema,
     audit: auditSchema,
     /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
@@ -360,6 +464,11 @@ export const configSchema = z
     c.backends.forEach((b, i) => {
       if (paths.has(b.path)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'path'], message: 'duplicate path' });
       paths.add(b.path);
+    });
+    const clientIds = new Set<string>();
+    c.clients.forEach((client, i) => {
+      if (clientIds.has(client.clientId)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'clientId'], message: 'duplicate clientId' });
+      clientIds.add(client.clientId);
     });
   });
 
@@ -376,3 +485,7 @@ export type DevIdpConfig = z.infer<typeof devIdpSchema>;
 export type DevUser = z.infer<typeof devUserSchema>;
 export type OidcIdpConfig = z.infer<typeof oidcIdpSchema>;
 export type EntraIdpConfig = z.infer<typeof entraIdpSchema>;
+export type ConfiguredClientConfig = z.infer<typeof configuredClientSchema>;
+export type IdJagIssuerConfig = z.infer<typeof idJagIssuerSchema>;
+export type EnterpriseAuthorizationConfig = z.infer<typeof enterpriseAuthorizationSchema>;
+export type EntraWorkloadsConfig = z.infer<typeof entraWorkloadsSchema>;

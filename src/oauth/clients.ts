@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../ports/clock.ts';
 import type { ClientRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
+import type { ConfiguredClient } from './configured-clients.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
 import { customSchemeProblem, redirectUriProblem } from './redirect-uri.ts';
@@ -19,7 +20,7 @@ const KEEP_ALIVE_SLACK_SECONDS = 3600;
  */
 const NOT_FETCHED = 'client metadata document could not be fetched';
 
-/** Client lookup: DCR clients from the Store, CIMD clients fetched by URL and cached. */
+/** Client lookup: configured clients, DCR clients from the Store, CIMD clients fetched by URL and cached. */
 export function createClients(
   deps: { store: Store; clock: Clock; fetchDocument: SafeFetch; logger: Logger },
   options: {
@@ -29,6 +30,8 @@ export function createClients(
     unusedClientTtlSeconds: number;
     /** The longest a grant issued or refreshed now can live (the refresh token lifetime). */
     grantTtlSeconds: number;
+    /** Pre-registered clients (config `clients`); they take precedence over the Store. */
+    configured?: ReadonlyMap<string, ConfiguredClient>;
   },
 ) {
   const { store, clock } = deps;
@@ -52,6 +55,8 @@ export function createClients(
   async function find(clientId: string | undefined): Promise<ClientRecord> {
     if (!clientId) throw new OAuthError('invalid_request', 'client_id is required');
     if (clientId.length > 2048) throw new OAuthError('invalid_client', 'client_id is too long');
+    const configured = options.configured?.get(clientId);
+    if (configured) return configured.record;
     const cached = await store.get<ClientRecord>(keys.client(clientId));
     if (cached) return cached;
     if (!isMetadataDocumentUrl(clientId)) throw new OAuthError('invalid_client', 'unknown client_id');

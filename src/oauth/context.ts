@@ -6,6 +6,7 @@ import type { UpstreamIdp, UserIdentity } from '../ports/idp.ts';
 import type { SealedSecret } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { Clients } from './clients.ts';
+import type { ConfiguredClient } from './configured-clients.ts';
 import type { Grants } from './grants.ts';
 import type { ProtectedResource } from './resources.ts';
 import type { Sealer, Signer } from './secrets.ts';
@@ -19,6 +20,8 @@ export interface AuthServerContext {
   clock: Clock;
   idp: UpstreamIdp;
   clients: Clients;
+  /** Pre-registered clients (config `clients`), by client_id. */
+  configuredClients: ReadonlyMap<string, ConfiguredClient>;
   grants: Grants;
   sealer: Sealer;
   signer: Signer;

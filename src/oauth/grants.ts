@@ -51,6 +51,9 @@ export interface IssuedTokens {
   scope: string;
 }
 
+/** A token response without a refresh token (assertion and client_credentials grants). */
+export type AccessOnlyTokens = Omit<IssuedTokens, 'refresh_token'>;
+
 export interface NewGrant {
   grantId?: string;
   user: UserIdentity;
@@ -135,6 +138,34 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     };
     await store.addToSet(keys.userGrants(input.userKey), grant.grantId, options.refreshTokenTtlSeconds);
     return { grant, tokens: await issueTokens(grant) };
+  }
+
+  /**
+   * A grant that is one access token and no refresh token: an assertion grant (ID-JAG, Entra
+   * app-only token; RFC 7521 §4.1 lets the assertion be presented again instead) or
+   * client_credentials (OAuth 2.1 §4.2.2: a refresh token SHOULD NOT be issued). It ends with the
+   * token (at most `untilAt`) and is revocable like any grant (/account, /revoke).
+   */
+  async function createAccessOnly(input: NewGrant, untilAt?: number): Promise<{ grant: GrantRecord; tokens: AccessOnlyTokens }> {
+    const now = clock.nowSeconds();
+    const ttl = Math.max(1, Math.min(options.accessTokenTtlSeconds, (untilAt ?? Number.POSITIVE_INFINITY) - now));
+    const grant: GrantRecord = { ...input, grantId: input.grantId ?? randomUUID(), createdAt: now, expiresAt: now + ttl };
+    const accessToken = randomToken(ACCESS_TOKEN_PREFIX);
+    const accessHash = sha256(accessToken);
+    const record: AccessTokenRecord = {
+      grantId: grant.grantId,
+      clientId: grant.clientId,
+      userKey: grant.userKey,
+      user: grant.user,
+      scopes: grant.scopes,
+      resource: grant.resource,
+      expiresAt: grant.expiresAt,
+    };
+    await store.addToSet(keys.userGrants(input.userKey), grant.grantId, ttl);
+    await store.addToSet(keys.grantTokens(grant.grantId), `at:${accessHash}`, ttl);
+    await store.set(keys.grant(grant.grantId), grant, ttl);
+    await store.set(keys.accessToken(accessHash), record, ttl);
+    return { grant, tokens: { access_token: accessToken, token_type: 'Bearer', expires_in: ttl, scope: grant.scopes.join(' ') } };
   }
 
   async function revokeGrant(grantId: string): Promise<void> {
@@ -358,6 +389,6 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     return counts;
   }
 
-  return { create, refresh, revokeGrant, revokeToken, revokeUserClientGrants, liveGrantsByClient, validateAccessToken };
+  return { create, createAccessOnly, refresh, revokeGrant, revokeToken, revokeUserClientGrants, liveGrantsByClient, validateAccessToken };
 }
 export type Grants = ReturnType<typeof createGrants>;

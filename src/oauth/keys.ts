@@ -2,6 +2,8 @@
  * Every Store key the authorization server writes, in one place (docs/storage-keys.md lists
  * them with their TTLs). Token-derived keys use the token's SHA-256, never the token.
  */
+import { sha256 } from './secrets.ts';
+
 export const keys = {
   client: (clientId: string) => `client:${clientId}`,
   failedClient: (clientId: string) => `client-failed:${clientId}`,
@@ -19,5 +21,7 @@ export const keys = {
   consent: (userKey: string, clientId: string) => `consent:${userKey}:${clientId}`,
   userConsents: (userKey: string) => `user-consents:${userKey}`,
   accountSession: (sessionHash: string) => `account-session:${sessionHash}`,
+  /** A JWT assertion's jti, once used (client assertions: issuer `client:<id>`; ID-JAGs: their issuer). */
+  usedAssertion: (issuer: string, jti: string) => `assertion-used:${sha256(`${issuer}\n${jti}`)}`,
   rateLimit: (name: string, ip: string, window: number) => `ratelimit:${name}:${ip}:${window}`,
 };

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT } from '../config/schema.ts';
 import type { AuthServerContext } from './context.ts';
 import type { ProtectedResource } from './resources.ts';
+import { ID_JAG_GRANT_PROFILE } from './token-id-jag.ts';
 
 /** RFC 9728 §2 Protected Resource Metadata for one resource. */
 export function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedResource) {
@@ -13,9 +15,25 @@ export function protectedResourceMetadata(ctx: AuthServerContext, resource: Prot
   };
 }
 
-/** RFC 8414 §2 Authorization Server Metadata; `issuer` equals the PRM entry exactly. */
+/**
+ * RFC 8414 §2 Authorization Server Metadata; `issuer` equals the PRM entry exactly. Grant types
+ * and client authentication methods are exactly the enabled ones: client_credentials and
+ * private_key_jwt only with a configured client using them, jwt-bearer only with ID-JAG issuers
+ * or Entra workloads configured.
+ */
 export function authorizationServerMetadata(ctx: AuthServerContext) {
   const base = ctx.issuer;
+  const configured = [...ctx.configuredClients.values()].map((c) => c.record);
+  const idJag = ctx.config.enterpriseAuthorization !== undefined;
+  const jwtBearer = idJag || ctx.config.workloads.entra !== undefined;
+  const grantTypes = [
+    'authorization_code',
+    'refresh_token',
+    ...(configured.some((c) => c.grantTypes.includes('client_credentials')) ? ['client_credentials'] : []),
+    ...(jwtBearer ? [JWT_BEARER_GRANT] : []),
+  ];
+  const privateKeyJwt = configured.some((c) => c.tokenEndpointAuthMethod === 'private_key_jwt');
+  const authMethods = ['none', 'client_secret_post', 'client_secret_basic', ...(privateKeyJwt ? ['private_key_jwt'] : [])];
   return {
     issuer: base,
     authorization_endpoint: `${base}/authorize`,
@@ -24,10 +42,15 @@ export function authorizationServerMetadata(ctx: AuthServerContext) {
     ...(ctx.config.clientRegistration.dynamic ? { registration_endpoint: `${base}/register` } : {}),
     response_types_supported: ['code'],
     response_modes_supported: ['query'],
-    grant_types_supported: ['authorization_code', 'refresh_token'],
+    grant_types_supported: grantTypes,
     code_challenge_methods_supported: ['S256'],
-    token_endpoint_auth_methods_supported: ['none', 'client_secret_post', 'client_secret_basic'],
-    revocation_endpoint_auth_methods_supported: ['none', 'client_secret_post', 'client_secret_basic'],
+    token_endpoint_auth_methods_supported: authMethods,
+    // RFC 8414 §2: required when private_key_jwt is listed; MCP OAuth Client Credentials extension.
+    ...(privateKeyJwt ? { token_endpoint_auth_signing_alg_values_supported: [...ASYMMETRIC_ALGORITHMS] } : {}),
+    revocation_endpoint_auth_methods_supported: authMethods,
+    ...(privateKeyJwt ? { revocation_endpoint_auth_signing_alg_values_supported: [...ASYMMETRIC_ALGORITHMS] } : {}),
+    // draft-ietf-oauth-identity-assertion-authz-grant §7.2; MCP enterprise-managed-authorization §6.
+    ...(idJag ? { authorization_grant_profiles_supported: [ID_JAG_GRANT_PROFILE] } : {}),
     scopes_supported: [...new Set(ctx.resources.flatMap((r) => r.scopes))],
     // draft-ietf-oauth-client-id-metadata-document §4.
     client_id_metadata_document_supported: ctx.config.clientRegistration.metadataDocuments.enabled,

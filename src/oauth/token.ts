@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import { decodeJwt } from 'jose';
 import { SECURITY_EVENT, userFields } from '../audit/events.ts';
-import { authenticateClient } from './client-auth.ts';
+import { JWT_BEARER_GRANT } from '../config/schema.ts';
+import { authenticateClient, presentsClient } from './client-auth.ts';
 import type { AuthServerContext, CodeRecord, ConsentRecord } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { AUTHORIZATION_CODE_PREFIX, consentCovers } from './flow.ts';
@@ -10,17 +12,29 @@ import { verifyPkce } from './pkce.ts';
 import { createRateLimit } from './rate-limit.ts';
 import { findResource } from './resources.ts';
 import { sha256 } from './secrets.ts';
+import { clientCredentialsGrant } from './token-client-credentials.ts';
+import { createEntraWorkloadGrant } from './token-entra-workload.ts';
+import { createIdJagGrant } from './token-id-jag.ts';
 
-/** POST /token (OAuth 2.1 §3.2): authorization_code and refresh_token grants. */
+/** Grant types a client must be registered for (its `grantTypes`) before it may use them. */
+const CLIENT_GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', JWT_BEARER_GRANT]);
+
+/**
+ * POST /token (OAuth 2.1 §3.2): authorization_code, refresh_token, client_credentials, and
+ * jwt-bearer assertions (RFC 7523 §2.1): an ID-JAG or an Entra app-only token, told apart by issuer.
+ */
 export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
   const rateLimit = createRateLimit(ctx, 'token', ctx.config.rateLimits.tokenRequestsPerMinute, 60);
+  const idJag = ctx.config.enterpriseAuthorization && createIdJagGrant(ctx, ctx.config.enterpriseAuthorization);
+  const entraWorkloads = ctx.config.workloads.entra && createEntraWorkloadGrant(ctx, ctx.config.workloads.entra);
   app.post('/token', async (request, reply) => {
     await rateLimit(request);
     requireForm(request.headers['content-type'], 'token');
     const body = request.body as Params;
     const grantType = requiredParam(body, 'grant_type');
-    const client = await authenticateClient(ctx, request);
-    if (!client.grantTypes.includes(grantType) && (grantType === 'authorization_code' || grantType === 'refresh_token')) {
+    // RFC 7523 §3.1: a jwt-bearer grant may come without client authentication (an Entra app's token is its own credential).
+    const client = grantType === JWT_BEARER_GRANT && !presentsClient(request) ? undefined : await authenticateClient(ctx, request);
+    if (client && CLIENT_GRANT_TYPES.has(grantType) && !client.grantTypes.includes(grantType)) {
       throw new OAuthError('unauthorized_client', `client is not registered for grant_type ${grantType}`);
     }
     const resourceParam = param(body, 'resource');
@@ -28,20 +42,35 @@ export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
     if (resourceParam !== undefined && resource === undefined) {
       throw new OAuthError('invalid_target', `resource ${resourceParam} is not served by this gateway`);
     }
+    const scopes = splitScopes(param(body, 'scope'));
     let tokens: unknown;
     if (grantType === 'authorization_code') {
-      tokens = await exchangeCode(ctx, body, client.clientId, resource, request.ip);
+      tokens = await exchangeCode(ctx, body, client!.clientId, resource, request.ip);
     } else if (grantType === 'refresh_token') {
-      tokens = await ctx.grants.refresh(requiredParam(body, 'refresh_token'), client.clientId, {
-        scopes: splitScopes(param(body, 'scope')),
-        resource,
-      });
+      tokens = await ctx.grants.refresh(requiredParam(body, 'refresh_token'), client!.clientId, { scopes, resource });
+    } else if (grantType === 'client_credentials') {
+      tokens = await clientCredentialsGrant(ctx, client!, { scopes, resource, address: request.ip });
+    } else if (grantType === JWT_BEARER_GRANT && (idJag || entraWorkloads)) {
+      const assertion = requiredParam(body, 'assertion');
+      const issuer = unverifiedIssuer(assertion);
+      const grant = idJag?.trusts(issuer) ? idJag : entraWorkloads?.claims(issuer) ? entraWorkloads : undefined;
+      if (!grant) throw new OAuthError('invalid_grant', 'the assertion issuer is not trusted');
+      tokens = await grant.redeem(client, assertion, { scopes, resource, address: request.ip });
     } else {
       throw new OAuthError('unsupported_grant_type', `grant_type ${grantType} is not supported`);
     }
-    await ctx.clients.keepAlive(client, true);
+    if (client) await ctx.clients.keepAlive(client, true);
     return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(tokens);
   });
+}
+
+/** The `iss` of a JWT before verification, only to choose who verifies it. */
+function unverifiedIssuer(assertion: string): unknown {
+  try {
+    return decodeJwt(assertion).iss;
+  } catch {
+    throw new OAuthError('invalid_grant', 'the assertion is not a JWT');
+  }
 }
 
 async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: string, resource: string | undefined, address: string) {
@@ -92,6 +121,7 @@ async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: stri
   ctx.audit.record({
     'event.name': SECURITY_EVENT.grantIssued,
     ...userFields(record.user, record.userKey),
+    'oauth.grant_type': 'authorization_code',
     'oauth.client.id': clientId,
     'oauth.grant.id': record.grantId,
     'oauth.scope': tokens.scope,

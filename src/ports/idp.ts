@@ -1,5 +1,11 @@
-/** Who signed in, taken only from a validated upstream id_token. */
+/**
+ * Who is calling: a person, from a validated upstream id_token or an enterprise IdP's ID-JAG; or a
+ * workload (`kind: 'workload'`: a pre-registered client or an Entra app, no person behind it), then
+ * `subject` is its client/app id and `roles` its app roles.
+ */
 export interface UserIdentity {
+  /** Absent: a person. */
+  kind?: 'workload';
   /** Upstream issuer (for Entra: https://login.microsoftonline.com/{tid}/v2.0). */
   issuer: string;
   /** Upstream subject (`sub`). */

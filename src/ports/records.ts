@@ -3,15 +3,15 @@ import type { UpstreamTokens, UserIdentity } from './idp.ts';
 /** A registered OAuth client: from DCR (RFC 7591) or a Client ID Metadata Document. */
 export interface ClientRecord {
   clientId: string;
-  /** 'dcr' clients are stored durably; 'cimd' ones are cached copies of their document. */
-  kind: 'dcr' | 'cimd';
+  /** 'dcr' clients are stored durably; 'cimd' ones are cached copies of their document; 'config' ones live in the config. */
+  kind: 'dcr' | 'cimd' | 'config';
   clientName?: string;
   clientUri?: string;
   logoUri?: string;
   redirectUris: string[];
   grantTypes: string[];
   responseTypes: string[];
-  tokenEndpointAuthMethod: 'none' | 'client_secret_post' | 'client_secret_basic';
+  tokenEndpointAuthMethod: 'none' | 'client_secret_post' | 'client_secret_basic' | 'private_key_jwt';
   /** SHA-256 (base64url) of the client secret for confidential DCR clients. */
   clientSecretHash?: string;
   scope?: string;

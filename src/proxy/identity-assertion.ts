@@ -22,7 +22,8 @@ export interface IdentityAssertions {
  * exp = now + ttl (never past the access token). `email` is as the IdP gave it, unverified (Entra:
  * mutable, never authorise on it). When the IdP had too many groups to list (Entra's overage),
  * `groups` is left out and `groups_overage: true` is set, so a check on groups fails closed.
- * The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
+ * A workload caller (client_credentials, an Entra app) has `idtyp: "app"` and `sub` = its client or
+ * app id. The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
  */
 export async function createIdentityAssertions(deps: {
   signingKeyPem: string;
@@ -61,6 +62,8 @@ export async function createIdentityAssertions(deps: {
       groups: user.groupsOverage ? undefined : user.groups,
       groups_overage: user.groupsOverage ? true : undefined,
       client_id: record.clientId,
+      // A workload (no person): `sub` is its client/app id; Entra's claim name for app-only tokens.
+      idtyp: user.kind === 'workload' ? 'app' : undefined,
     };
     for (const [name, value] of Object.entries(claims)) if (value === undefined) delete claims[name];
     const assertion = await new SignJWT(claims)

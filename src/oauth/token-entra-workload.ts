@@ -1,0 +1,94 @@
+import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
+import { SECURITY_EVENT, userFields } from '../audit/events.ts';
+import { type EntraWorkloadsConfig, JWT_BEARER_GRANT } from '../config/schema.ts';
+import type { UserIdentity } from '../ports/idp.ts';
+import type { ClientRecord } from '../ports/records.ts';
+import { joseReason } from './client-auth.ts';
+import type { AuthServerContext } from './context.ts';
+import { OAuthError } from './errors.ts';
+import { narrowScopes, resourceOrDefault } from './grant-scopes.ts';
+import type { AccessOnlyTokens } from './grants.ts';
+
+const CLOCK_SKEW_SECONDS = 30;
+/** Entra's v1.0 token issuer (managed identity tokens for v1 resources); v2.0 is {authorityHost}/{tid}/v2.0. */
+const ENTRA_V1_ISSUER_ORIGIN = 'https://sts.windows.net';
+
+export interface EntraWorkloadGrant {
+  /** True for an issuer of Entra's shape (any tenant): the assertion is then judged as an Entra app-only token. */
+  claims(issuer: unknown): boolean;
+  redeem(client: ClientRecord | undefined, assertion: string, request: { scopes?: string[]; resource?: string; address: string }): Promise<AccessOnlyTokens>;
+}
+
+/**
+ * An Entra app-only token (managed identity, service principal) as a jwt-bearer assertion
+ * (RFC 7523 §2.1): signed by Entra, `aud` the gateway's app, `tid` an allowed tenant, no `scp`
+ * (no user), the app allow-listed or holding a required app role. The app becomes a workload
+ * principal with its app roles; the token ends when the Entra token does; no refresh token.
+ */
+export function createEntraWorkloadGrant(ctx: AuthServerContext, config: EntraWorkloadsConfig): EntraWorkloadGrant {
+  const authority = config.authorityHost.replace(/\/$/, '');
+  const keys = createRemoteJWKSet(new URL(config.jwksUri ?? `${authority}/common/discovery/v2.0/keys`));
+
+  function claims(issuer: unknown): boolean {
+    return typeof issuer === 'string' && (issuer.startsWith(`${authority}/`) || issuer.startsWith(`${ENTRA_V1_ISSUER_ORIGIN}/`));
+  }
+
+  async function redeem(client: ClientRecord | undefined, assertion: string, request: { scopes?: string[]; resource?: string; address: string }) {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(assertion, keys, {
+        audience: config.audiences,
+        algorithms: ['RS256'],
+        requiredClaims: ['iss', 'exp', 'tid'],
+        currentDate: new Date(ctx.clock.nowSeconds() * 1000),
+        clockTolerance: CLOCK_SKEW_SECONDS,
+      }));
+    } catch (error) {
+      throw new OAuthError('invalid_grant', `the Entra token is not valid: ${joseReason(error)}`);
+    }
+    const tenantId = payload['tid'];
+    if (typeof tenantId !== 'string' || !config.tenants.includes(tenantId)) throw new OAuthError('invalid_grant', `tenant ${String(tenantId)} is not allowed`);
+    // The issuer is the tenant's own (v2.0 or v1.0), never another tenant's.
+    if (payload.iss !== `${authority}/${tenantId}/v2.0` && payload.iss !== `${ENTRA_V1_ISSUER_ORIGIN}/${tenantId}/`) {
+      throw new OAuthError('invalid_grant', 'the Entra token issuer does not match its tenant');
+    }
+    // App-only: a delegated token carries `scp`; Entra's optional `idtyp` says `app` when present.
+    if (payload['scp'] !== undefined || (payload['idtyp'] !== undefined && payload['idtyp'] !== 'app')) {
+      throw new OAuthError('invalid_grant', 'the Entra token is a user token; workloads present app-only tokens');
+    }
+    const appId = payload['azp'] ?? payload['appid'];
+    if (typeof appId !== 'string') throw new OAuthError('invalid_grant', 'the Entra token names no app (azp/appid)');
+    const roles = Array.isArray(payload['roles']) ? payload['roles'].filter((r): r is string => typeof r === 'string') : [];
+    if (!config.allowedAppIds.includes(appId) && !roles.some((r) => config.requiredRoles.includes(r))) {
+      throw new OAuthError('invalid_grant', `app ${appId} is not allowed: not listed and holds none of the required app roles`);
+    }
+    const resource = resourceOrDefault(ctx.resources, request.resource);
+    const scopes = narrowScopes(request.scopes, resource.scopes);
+    const user: UserIdentity = {
+      kind: 'workload',
+      issuer: payload.iss!,
+      subject: appId,
+      objectId: typeof payload['oid'] === 'string' ? payload['oid'] : undefined,
+      tenantId,
+      roles,
+      groups: [],
+    };
+    const userKey = `app:${tenantId}|${appId}`;
+    const clientId = client?.clientId ?? appId;
+    const { grant, tokens } = await ctx.grants.createAccessOnly({ user, userKey, clientId, scopes, resource: resource.resource }, payload.exp);
+    ctx.audit.record({
+      'event.name': SECURITY_EVENT.grantIssued,
+      ...userFields(user, userKey),
+      'oauth.grant_type': JWT_BEARER_GRANT,
+      'gateway.assertion.issuer': payload.iss,
+      'oauth.client.id': clientId,
+      'oauth.grant.id': grant.grantId,
+      'oauth.scope': tokens.scope,
+      'oauth.resource': resource.resource,
+      'client.address': request.address,
+    });
+    return tokens;
+  }
+
+  return { claims, redeem };
+}
