@@ -39,7 +39,14 @@ export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
     const clients: AccountClientView[] = [];
     for (const clientId of await ctx.store.members(keys.userConsents(session.userKey))) {
       const consent = await ctx.store.get<ConsentRecord>(keys.consent(session.userKey, clientId));
-      if (consent) clients.push({ ...consent, liveGrants: live.get(clientId) ?? 0 });
+      if (consent) clients.push({ ...consent, liveGrants: live.get(clientId)?.count ?? 0 });
+    }
+    // Access granted without this user's consent page (an enterprise IdP's ID-JAG): listed, and
+    // revocable, like any other; it has no redirect.
+    for (const [clientId, { count, since }] of live) {
+      if (clients.some((c) => c.clientId === clientId)) continue;
+      const client = await ctx.clients.find(clientId).catch(() => undefined);
+      clients.push({ clientId, clientName: client?.clientName ?? clientId, redirectHost: '(no redirect: granted by your organisation)', approvedAt: since, liveGrants: count });
     }
     clients.sort((a, b) => (b.lastUsedAt ?? b.approvedAt) - (a.lastUsedAt ?? a.approvedAt));
     const name = session.user.name ?? session.user.preferredUsername ?? session.user.subject;

@@ -379,14 +379,16 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     return revoked;
   }
 
-  /** How many live grants the user has per client (for /account). */
-  async function liveGrantsByClient(userKey: string): Promise<Map<string, number>> {
-    const counts = new Map<string, number>();
+  /** The user's live grants per client: how many, and since when the oldest (for /account). */
+  async function liveGrantsByClient(userKey: string): Promise<Map<string, { count: number; since: number }>> {
+    const byClient = new Map<string, { count: number; since: number }>();
     for (const grantId of await store.members(keys.userGrants(userKey))) {
       const grant = await store.get<GrantRecord>(keys.grant(grantId));
-      if (grant) counts.set(grant.clientId, (counts.get(grant.clientId) ?? 0) + 1);
+      if (!grant) continue;
+      const seen = byClient.get(grant.clientId);
+      byClient.set(grant.clientId, { count: (seen?.count ?? 0) + 1, since: Math.min(seen?.since ?? grant.createdAt, grant.createdAt) });
     }
-    return counts;
+    return byClient;
   }
 
   return { create, createAccessOnly, refresh, revokeGrant, revokeToken, revokeUserClientGrants, liveGrantsByClient, validateAccessToken };

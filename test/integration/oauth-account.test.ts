@@ -152,6 +152,19 @@ describe('/account: revocation reaches codes, and the page shows live access', (
     assert.equal(await accessOf(), 'not connected (approval only)');
   });
 
+  it('a client holding a grant the user never consented to (an enterprise ID-JAG grant) is listed and revocable at /account', async () => {
+    const { clientId, code, verifier, browser } = await obtainCode(gw.publicUrl);
+    const alice = (await gw.ctx.grants.validateAccessToken((await redeemCode(gw.publicUrl, { code, verifier, clientId })).access_token))!;
+    const agent = await registerClient(gw.publicUrl, { client_name: 'Enterprise Agent' });
+    const { tokens } = await gw.ctx.grants.createAccessOnly({ user: alice.user, userKey: alice.userKey, clientId: agent, scopes: ['mcp:tools'], resource: gw.mcpUrl });
+    const row = new RegExp(`<code>${agent}</code></small></td>\\s*<td>([^<]*)</td><td class="access">([^<]*)</td>`);
+    const account = await browser.get(`${gw.publicUrl}/account`);
+    assert.deepEqual(row.exec(account.body)?.slice(1), ['(no redirect: granted by your organisation)', 'connected']);
+    await browser.submitForm(account, `value="${agent}"`, {});
+    assert.equal(await gw.ctx.grants.validateAccessToken(tokens.access_token), undefined);
+    assert.equal(row.exec((await browser.get(`${gw.publicUrl}/account`)).body), null, 'gone from the list');
+  });
+
   it('client_name is shown without bidi overrides or control characters on the consent page and /account', async () => {
     const clientId = await registerClient(gw.publicUrl, { client_name: 'Evil\u202Egnp.exe\u0007\u200B\nTools' });
     const { browser, pages } = await obtainCode(gw.publicUrl, { clientId });
