@@ -5,7 +5,7 @@ import type { UserIdentity } from '../ports/idp.ts';
 import { approvalCookieWithout } from './consent-cookie.ts';
 import type { AuthServerContext, ConsentRecord } from './context.ts';
 import { COOKIE, parseCookies } from './cookies.ts';
-import { redirectToUpstream } from './flow.ts';
+import { redirectToUpstream } from './upstream-redirect.ts';
 import { keys } from './keys.ts';
 import { type AccountClientView, accountPage, errorPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param } from './params.ts';

@@ -5,7 +5,10 @@ import { approvalCookieWith, hasAnyApprovalFor, hasApprovalCookie } from './cons
 import { AUTHORIZATION_REQUEST_TTL_SECONDS, type AuthorizationRequest, type AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { approvalOf, clientRedirectUrl, redirectHost, redirectToClient, redirectToUpstream, renderConsent } from './flow.ts';
+import { approvalOf } from './approvals.ts';
+import { clientRedirectUrl, redirectHost, redirectToClient } from './client-redirect.ts';
+import { renderConsent } from './consent-page.ts';
+import { redirectToUpstream } from './upstream-redirect.ts';
 import { errorPage, errorReturnPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param, splitScopes } from './params.ts';
 import { isValidChallenge } from './pkce.ts';

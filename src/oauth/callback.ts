@@ -11,7 +11,11 @@ import {
   type UpstreamStateRecord,
 } from './context.ts';
 import { COOKIE, hostCookie } from './cookies.ts';
-import { browserIdOf, completeWithCode, consentCovers, redirectToClient, rememberConsent, renderConsent, sealSignIn } from './flow.ts';
+import { consentCovers, rememberConsent } from './approvals.ts';
+import { redirectToClient } from './client-redirect.ts';
+import { completeWithCode, sealSignIn } from './codes.ts';
+import { renderConsent } from './consent-page.ts';
+import { browserIdOf } from './upstream-redirect.ts';
 import { userKeyOf } from './grants.ts';
 import { keys } from './keys.ts';
 import { errorPage, PAGE_HEADERS } from './pages.ts';
