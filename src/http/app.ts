@@ -90,8 +90,9 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
     const oauth = toOAuthError(error);
     if (oauth.status >= 500) request.log.error({ err: error }, 'request failed');
     for (const [name, value] of Object.entries(oauth.headers)) reply.header(name, value);
-    if (request.method === 'GET' && request.headers.accept?.includes('text/html')) {
-      return reply.code(oauth.status).headers(PAGE_HEADERS).send(errorPage('Request failed', `${oauth.code}: ${oauth.description}`));
+    // A page's own error, or any error of a page request a browser made: HTML; else RFC 6749 JSON.
+    if (oauth.page !== undefined || (request.method === 'GET' && request.headers.accept?.includes('text/html'))) {
+      return reply.code(oauth.status).headers(PAGE_HEADERS).send(errorPage(oauth.page ?? 'Request failed', `${oauth.code}: ${oauth.description}`));
     }
     return reply.code(oauth.status).header('cache-control', 'no-store').send(oauth.toJSON());
   });

@@ -6,8 +6,9 @@ import { approvalCookieWithout } from './consent-cookie.ts';
 import type { AuthServerContext, ConsentRecord } from './context.ts';
 import { COOKIE, parseCookies } from './cookies.ts';
 import { redirectToUpstream } from './upstream-redirect.ts';
+import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { type AccountClientView, accountPage, errorPage, PAGE_HEADERS } from './pages.ts';
+import { type AccountClientView, accountPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param } from './params.ts';
 import { createRateLimit } from './rate-limit.ts';
 import { constantTimeEqual, sha256 } from './secrets.ts';
@@ -56,16 +57,16 @@ export function registerAccount(app: FastifyInstance, ctx: AuthServerContext) {
   app.post('/account/revoke', async (request, reply) => {
     const session = await sessionOf(ctx, request);
     if (!session) {
-      return reply.code(401).headers(PAGE_HEADERS).send(errorPage('Not signed in', 'invalid_request: sign in at /account first.'));
+      throw new OAuthError('invalid_request', 'sign in at /account first.', { status: 401, page: 'Not signed in' });
     }
     const body = request.body as Params;
     const csrf = param(body, 'csrf');
     const expected = accountCsrf(ctx, request);
     if (!csrf || !expected || !constantTimeEqual(csrf, expected)) {
-      return reply.code(403).headers(PAGE_HEADERS).send(errorPage('Refused', 'invalid_request: missing or invalid CSRF token.'));
+      throw new OAuthError('invalid_request', 'missing or invalid CSRF token.', { status: 403, page: 'Refused' });
     }
     const clientId = param(body, 'client_id');
-    if (!clientId) return reply.code(400).headers(PAGE_HEADERS).send(errorPage('Refused', 'invalid_request: client_id is required.'));
+    if (!clientId) throw new OAuthError('invalid_request', 'client_id is required.', { page: 'Refused' });
     await ctx.store.delete(keys.consent(session.userKey, clientId));
     await ctx.store.removeFromSet(keys.userConsents(session.userKey), clientId);
     const revoked = await ctx.grants.revokeUserClientGrants(session.userKey, clientId);

@@ -9,7 +9,7 @@ import { approvalOf } from './approvals.ts';
 import { clientRedirectUrl, redirectHost, redirectToClient } from './client-redirect.ts';
 import { renderConsent } from './consent-page.ts';
 import { redirectToUpstream } from './upstream-redirect.ts';
-import { errorPage, errorReturnPage, PAGE_HEADERS } from './pages.ts';
+import { errorReturnPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param, splitScopes } from './params.ts';
 import { isValidChallenge } from './pkce.ts';
 import { createRateLimit } from './rate-limit.ts';
@@ -30,10 +30,7 @@ export function registerAuthorize(app: FastifyInstance, ctx: AuthServerContext) 
       redirectUri = verifiedRedirectUri(client, param(query, 'redirect_uri'));
     } catch (error) {
       if (!(error instanceof OAuthError) || error.status >= 500) throw error;
-      return reply
-        .code(400)
-        .headers(PAGE_HEADERS)
-        .send(errorPage('Sign-in request refused', `${error.code}: ${error.description}`));
+      throw new OAuthError(error.code, error.description, { status: 400, page: 'Sign-in request refused' });
     }
     await ctx.clients.keepAlive(client, false);
     const state = typeof query['state'] === 'string' ? query['state'] : undefined;

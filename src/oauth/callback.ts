@@ -17,10 +17,12 @@ import { completeWithCode, sealSignIn } from './codes.ts';
 import { renderConsent } from './consent-page.ts';
 import { browserIdOf } from './upstream-redirect.ts';
 import { userKeyOf } from './grants.ts';
+import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { errorPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param } from './params.ts';
 import { constantTimeEqual, sha256 } from './secrets.ts';
+
+const SIGN_IN_FAILED = 'Sign-in failed';
 
 /** GET /callback: the upstream IdP returns the browser here. */
 export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
@@ -29,14 +31,14 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     const state = param(query, 'state');
     // Upstream state: exact, single use (atomic take), ≤ 10 minutes (DESIGN §4).
     const stateRecord = state ? await ctx.store.take<UpstreamStateRecord>(keys.upstreamState(state)) : undefined;
-    if (!stateRecord) return showError(reply, 400, 'Sign-in failed', 'invalid_request: unknown, expired or already used state.');
+    if (!stateRecord) throw new OAuthError('invalid_request', 'unknown, expired or already used state.', { page: SIGN_IN_FAILED });
     const browserId = browserIdOf(request.headers.cookie);
     if (!browserId || !constantTimeEqual(sha256(browserId), stateRecord.browserHash)) {
       ctx.logger.warn('callback from a browser other than the one sent to sign in');
-      return showError(reply, 400, 'Sign-in failed', 'invalid_request: this sign-in was started in another browser; start again from your application.');
+      throw new OAuthError('invalid_request', 'this sign-in was started in another browser; start again from your application.', { page: SIGN_IN_FAILED });
     }
     const pending = await ctx.store.get<AuthorizationRequest>(keys.authorizationRequest(stateRecord.requestId));
-    if (!pending) return showError(reply, 400, 'Sign-in failed', 'invalid_request: the sign-in request expired; start again.');
+    if (!pending) throw new OAuthError('invalid_request', 'the sign-in request expired; start again.', { page: SIGN_IN_FAILED });
 
     const signInFailed = (reason: string) =>
       ctx.audit.record({ 'event.name': SECURITY_EVENT.signIn, 'event.outcome': 'failure', 'error.type': reason, 'oauth.client.id': pending.clientId, 'client.address': request.ip });
@@ -44,7 +46,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     if (upstreamError) {
       ctx.logger.info({ upstreamError, description: param(query, 'error_description') }, 'upstream sign-in refused');
       signInFailed(upstreamError);
-      if (pending.purpose === 'account') return showError(reply, 403, 'Sign-in failed', 'access_denied: the identity provider refused the sign-in.');
+      if (pending.purpose === 'account') throw new OAuthError('access_denied', 'the identity provider refused the sign-in.', { status: 403, page: SIGN_IN_FAILED });
       await ctx.store.delete(keys.authorizationRequest(pending.id));
       return redirectToClient(ctx, pending, { error: 'access_denied', error_description: 'the identity provider refused the sign-in' }, reply);
     }
@@ -59,12 +61,12 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
       });
     } catch (error) {
       if (error instanceof UpstreamUnavailableError) {
-        return showError(reply, 503, 'Sign-in unavailable', 'temporarily_unavailable: the identity provider cannot be reached; try again.');
+        throw new OAuthError('temporarily_unavailable', 'the identity provider cannot be reached; try again.', { page: 'Sign-in unavailable' });
       }
       if (error instanceof UpstreamRefusedError) {
         ctx.logger.warn({ err: error }, 'upstream sign-in rejected');
         signInFailed(error.upstreamError);
-        if (pending.purpose === 'account') return showError(reply, 403, 'Sign-in failed', `access_denied: ${error.message}`);
+        if (pending.purpose === 'account') throw new OAuthError('access_denied', error.message, { status: 403, page: SIGN_IN_FAILED });
         await ctx.store.delete(keys.authorizationRequest(pending.id));
         return redirectToClient(ctx, pending, { error: 'access_denied', error_description: error.message }, reply);
       }
@@ -105,8 +107,4 @@ async function startAccountSession(ctx: AuthServerContext, userKey: string, user
   const session = randomBytes(32).toString('base64url');
   await ctx.store.set(keys.accountSession(sha256(session)), { userKey, user }, ACCOUNT_SESSION_TTL_SECONDS);
   reply.header('set-cookie', hostCookie(COOKIE.session, session, ACCOUNT_SESSION_TTL_SECONDS));
-}
-
-function showError(reply: FastifyReply, status: number, title: string, detail: string) {
-  return reply.code(status).headers(PAGE_HEADERS).send(errorPage(title, detail));
 }

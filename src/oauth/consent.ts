@@ -8,10 +8,12 @@ import { completeWithCode } from './codes.ts';
 import { browserNonceOf, consentCsrf } from './consent-page.ts';
 import { redirectToUpstream } from './upstream-redirect.ts';
 import { userKeyOf } from './grants.ts';
+import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
-import { errorPage, PAGE_HEADERS } from './pages.ts';
 import { type Params, param } from './params.ts';
 import { constantTimeEqual } from './secrets.ts';
+
+const CONSENT_EXPIRED = 'Consent request expired';
 
 /** POST /consent: the Allow / Deny form of the consent page (one form, `decision=allow|deny`). */
 export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
@@ -20,19 +22,13 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
     const requestId = param(body, 'request');
     const pending = requestId ? await ctx.store.get<AuthorizationRequest>(keys.authorizationRequest(requestId)) : undefined;
     if (pending?.purpose !== 'authorize') {
-      return reply
-        .code(400)
-        .headers(PAGE_HEADERS)
-        .send(errorPage('Consent request expired', 'invalid_request: start again from your application.'));
+      throw new OAuthError('invalid_request', 'start again from your application.', { page: CONSENT_EXPIRED });
     }
     // CSRF: the token must match this request and this browser's nonce cookie.
     const nonce = browserNonceOf(request.headers.cookie);
     const csrf = param(body, 'csrf');
     if (!nonce || !csrf || !constantTimeEqual(csrf, consentCsrf(ctx, pending, nonce))) {
-      return reply
-        .code(403)
-        .headers(PAGE_HEADERS)
-        .send(errorPage('Consent refused', 'invalid_request: missing or invalid CSRF token; reload the page and try again.'));
+      throw new OAuthError('invalid_request', 'missing or invalid CSRF token; reload the page and try again.', { status: 403, page: 'Consent refused' });
     }
     const decision = param(body, 'decision');
     if (decision === 'allow' || decision === 'deny') {
@@ -52,10 +48,7 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
       return redirectToClient(ctx, pending, { error: 'access_denied', error_description: 'the user denied access' }, reply);
     }
     if (decision !== 'allow') {
-      return reply
-        .code(400)
-        .headers(PAGE_HEADERS)
-        .send(errorPage('Consent refused', 'invalid_request: decision must be allow or deny.'));
+      throw new OAuthError('invalid_request', 'decision must be allow or deny.', { page: 'Consent refused' });
     }
     const client = await ctx.clients.find(pending.clientId);
     const now = ctx.clock.nowSeconds();
@@ -65,7 +58,7 @@ export function registerConsent(app: FastifyInstance, ctx: AuthServerContext) {
       // the request is taken atomically so a double submit cannot mint two codes.
       const taken = await ctx.store.take<AuthorizationRequest>(keys.authorizationRequest(pending.id));
       if (!taken?.signIn) {
-        return reply.code(400).headers(PAGE_HEADERS).send(errorPage('Consent request expired', 'invalid_request: start again from your application.'));
+        throw new OAuthError('invalid_request', 'start again from your application.', { page: CONSENT_EXPIRED });
       }
       await rememberConsent(ctx, userKeyOf(taken.signIn.user), taken, client);
       return completeWithCode(ctx, taken, taken.signIn, reply);

@@ -33,14 +33,21 @@ export class OAuthError extends Error {
   readonly description: string;
   readonly status: number;
   readonly headers: Record<string, string>;
+  /** Set for an error a person meets in the browser: the title of the HTML page it is shown as. */
+  readonly page: string | undefined;
 
-  constructor(code: OAuthErrorCode, description: string, options: { status?: number; headers?: Record<string, string>; cause?: unknown } = {}) {
+  constructor(
+    code: OAuthErrorCode,
+    description: string,
+    options: { status?: number; headers?: Record<string, string>; cause?: unknown; page?: string } = {},
+  ) {
     super(description, { cause: options.cause });
     this.name = 'OAuthError';
     this.code = code;
     this.description = description;
     this.status = options.status ?? STATUS_BY_CODE[code] ?? 400;
     this.headers = options.headers ?? {};
+    this.page = options.page;
   }
 
   toJSON(): { error: OAuthErrorCode; error_description: string } {
