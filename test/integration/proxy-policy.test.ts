@@ -172,7 +172,7 @@ describe('policy: list results filtered inside SSE and JSON answers, page by pag
     backend.close();
   });
 
-  async function post(token: string, body: { method: string }, protocolVersion = '2025-06-18') {
+  async function post(token: string, body: { method: string; [key: string]: unknown }, protocolVersion = '2025-06-18') {
     const response = await fetch(`${gateway.url}/mcp`, {
       method: 'POST',
       headers: {
@@ -209,7 +209,7 @@ describe('policy: list results filtered inside SSE and JSON answers, page by pag
     const token = await gateway.tokenFor('bob', 'paged');
     assert.equal(await post(token, { jsonrpc: '2.0', id: 3, method: 'prompts/list', params: {} }), '{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"summary"}]}}');
     assert.equal(
-      await post(token, { jsonrpc: '2.0', id: 4, method: 'prompts/list', params: {} } as { method: string }, '2026-07-28'),
+      await post(token, { jsonrpc: '2.0', id: 4, method: 'prompts/list', params: {} }, '2026-07-28'),
       '{"jsonrpc":"2.0","id":4,"result":{"prompts":[{"name":"summary"}],"cacheScope":"private"}}',
     );
   });
