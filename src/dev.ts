@@ -11,11 +11,34 @@ export interface DevSecrets {
   users: { login: string; password: string; name: string; email: string; oid: string; roles: string[]; groups: string[] }[];
 }
 
+/** The dev users' app roles, which the sample policy reads (an older dev-secrets file is upgraded to them). */
+const DEV_ROLES: Record<string, string> = { alice: 'Snippets.Write', bob: 'Snippets.Read' };
+
+/**
+ * The dev system's sample policy on the snippets backend: reading needs Snippets.Read or
+ * Snippets.Write, writing needs Snippets.Write.
+ */
+export const DEV_POLICY_RULES = [
+  { name: 'readers', tools: ['hello_mcp', 'get_snippet', 'list_snippets'], roles: ['Snippets.Read', 'Snippets.Write'] },
+  { name: 'writers', tools: ['save_snippet', 'delete_snippet'], roles: ['Snippets.Write'] },
+];
+
 /** Reads ./data/dev-secrets.json, creating it (mode 0600) on first start. */
 export function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
   const file = join(resolve(dataDir), 'dev-secrets.json');
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+    const secrets = JSON.parse(readFileSync(file, 'utf8')) as DevSecrets;
+    // Written before the sample policy: give the dev users their roles, keep everything else.
+    let upgraded = false;
+    for (const user of secrets.users) {
+      const role = DEV_ROLES[user.login];
+      if (role && !user.roles.includes(role)) {
+        user.roles.push(role);
+        upgraded = true;
+      }
+    }
+    if (upgraded) writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600 });
+    return secrets;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${file}: unreadable (${(error as Error).message})`);
   }
@@ -26,8 +49,8 @@ export function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
     signingKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
     functionKey: randomBytes(24).toString('base64url'),
     users: [
-      { login: 'alice', password: password(), name: 'Alice Admin', email: 'alice@example.com', oid: randomUUID(), roles: ['admin'], groups: ['mcp-users'] },
-      { login: 'bob', password: password(), name: 'Bob Builder', email: 'bob@example.com', oid: randomUUID(), roles: [], groups: ['mcp-users'] },
+      { login: 'alice', password: password(), name: 'Alice Admin', email: 'alice@example.com', oid: randomUUID(), roles: ['admin', 'Snippets.Write'], groups: ['mcp-users'] },
+      { login: 'bob', password: password(), name: 'Bob Builder', email: 'bob@example.com', oid: randomUUID(), roles: ['Snippets.Read'], groups: ['mcp-users'] },
     ],
   };
   mkdirSync(resolve(dataDir), { recursive: true });
@@ -63,6 +86,7 @@ export function devConfig(options: { dataDir: string; port: number; idpPort: num
         sseUrl: `${options.snippetsUrl}/sse`,
         scopes: ['mcp:tools'],
         credential: { header: 'x-functions-key', value: options.secrets.functionKey },
+        policy: { rules: DEV_POLICY_RULES },
       },
     ],
   };
@@ -83,6 +107,8 @@ export function connectionGuide(publicUrl: string, adminUrl: string, users: DevS
     `  Your connected clients:    ${publicUrl}/account`,
     `  Audit trail:               ${auditFile}  (check it: mcp-entra-gateway audit verify ${auditFile})`,
     `  Metrics and readiness:     ${adminUrl}/metrics  ${adminUrl}/readyz  (admin listener, loopback only)`,
+    '',
+    'Sample policy: alice (Snippets.Write) may use all five snippets tools; bob (Snippets.Read) sees and calls only the three read tools.',
     '',
     'Dev sign-in users:',
     ...users.map((u) => `  ${u.login.padEnd(8)} password: ${u.password}   (${u.name}${u.roles.length ? `, roles: ${u.roles.join(',')}` : ''})`),

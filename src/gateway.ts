@@ -142,6 +142,11 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     signingKeyPem: config.secrets.signingKey,
     cacheMs: config.tokens.cacheMs,
     bodyTimeoutMs: config.timeouts.mcpBodyMs,
+    globalPolicyRules: config.policy?.rules,
+    describeClient: async (clientId) => {
+      const client = await clients.find(clientId).catch(() => undefined);
+      return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };
+    },
   });
 
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { celProblem } from '../policy/cel.ts';
+import { conditionOf } from '../policy/policy.ts';
 
 /** Bare private-use redirect schemes of MCP clients in use (Cursor, VS Code, Windsurf). */
 const CUSTOM_SCHEMES = ['cursor', 'vscode', 'vscode-insiders', 'windsurf'];
@@ -153,6 +155,44 @@ const storeSchema = z.discriminatedUnion('kind', [
     .strict(),
 ]);
 
+/**
+ * One policy rule (docs/configuration.md, Policy): which MCP operations it is about, and when it
+ * applies. Operations: `tools` (tools/call by name), `prompts` (prompts/get by name), `resources`
+ * (resources/read by URI), `methods` (any method by name); `*` matches anything; none = every
+ * operation. Conditions, all of which must hold: `roles` (any of), `groups` (any of, Entra object
+ * ids), `scopes` (all of), `when` (a CEL expression).
+ */
+const policyRuleSchema = z
+  .object({
+    name: z.string().min(1),
+    effect: z.enum(['allow', 'deny']).default('allow'),
+    tools: z.array(z.string().min(1)).min(1).optional(),
+    prompts: z.array(z.string().min(1)).min(1).optional(),
+    resources: z.array(z.string().min(1)).min(1).optional(),
+    methods: z.array(z.string().min(1)).min(1).optional(),
+    roles: z.array(z.string().min(1)).min(1).optional(),
+    groups: z.array(z.string().min(1)).min(1).optional(),
+    scopes: z.array(z.string().min(1)).min(1).optional(),
+    /** CEL over user, client, scopes, backend, method, name, arguments, request (docs/configuration.md). */
+    when: z.string().min(1).optional(),
+  })
+  .strict()
+  .superRefine((rule, ctx) => {
+    // Checked here so a bad rule stops the start with one line naming it and its key.
+    if (rule.when !== undefined) {
+      const problem = celProblem(rule.when);
+      if (problem) ctx.addIssue({ code: 'custom', path: ['when'], message: `rule "${rule.name}": ${problem}` });
+    }
+    const combined = conditionOf(rule);
+    if (rule.when === undefined && combined !== undefined) {
+      const problem = celProblem(combined);
+      if (problem) ctx.addIssue({ code: 'custom', path: [], message: `rule "${rule.name}": ${problem}` });
+    }
+  });
+
+/** Ordered allow/deny rules; deny wins; once a backend has rules (its own or global), what none allows is denied. */
+const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
+
 const backendSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes'),
@@ -178,6 +218,8 @@ const backendSchema = z
     connectTimeoutMs: z.number().int().positive().default(5000),
     headersTimeoutMs: z.number().int().positive().default(60000),
     maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
+    /** Who may call which tool, prompt, resource or method on this backend (after the global rules). */
+    policy: policySchema.optional(),
   })
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
@@ -452,6 +494,8 @@ export const configSchema = z
     enterpriseAuthorization: enterpriseAuthorizationSchema.optional(),
     /** Callers with no person: Entra app-only tokens. */
     workloads: z.object({ entra: entraWorkloadsSchema.optional() }).strict().default({}),
+    /** Rules for every backend, judged with (before) each backend's own. */
+    policy: policySchema.optional(),
     timeouts: timeoutsSchema,
     audit: auditSchema,
     /** On SIGTERM: stop accepting, end streams, let in-flight requests finish within this bound. */
@@ -480,6 +524,7 @@ export function isLoopbackHost(hostname: string): boolean {
 export type RawConfig = z.infer<typeof configSchema>;
 export type TimeoutsConfig = z.infer<typeof timeoutsSchema>;
 export type BackendConfig = z.infer<typeof backendSchema>;
+export type PolicyRuleConfig = z.infer<typeof policyRuleSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type DevIdpConfig = z.infer<typeof devIdpSchema>;
 export type DevUser = z.infer<typeof devUserSchema>;

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RawRoutes } from '../http/app.ts';
+import type { Enforcer } from '../policy/enforce.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import {
   type BackendRequest,
@@ -26,6 +27,8 @@ export interface ProxyContext {
   logger: Logger;
   /** Aborts of the standalone streams (GET) in flight, called when the server closes so they end. POSTs drain instead. */
   active: Set<() => void>;
+  /** The policy of each backend that has rules (by backend name). */
+  enforcers: Map<string, Enforcer>;
   /** The app's raw routes: `closing` once shutdown began (new streams are then refused). */
   routes: RawRoutes;
 }

@@ -1,14 +1,15 @@
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
+import type { Enforcer } from '../policy/enforce.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
 import { destroyBody, isEventStream } from './forward.ts';
 import type { Gate } from './gate.ts';
-import { limitBytes } from './relay.ts';
+import { limitBytes, readBounded } from './relay.ts';
 import { requestStream, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */
@@ -43,6 +44,10 @@ export function registerLegacySse(
 
   scope.options(ssePath, (request, reply) => ctx.gate.preflight(request, reply, 'GET'));
   scope.options(messagePath, (request, reply) => ctx.gate.preflight(request, reply, 'POST'));
+
+  const enforcer = ctx.enforcers.get(resource.name);
+  /** This replica's open streams with a policy, by the gateway's session id: refusals are answered on them. */
+  const streams = new Map<string, ReturnType<Enforcer['filterSse']>>();
 
   const routes = rawRoutes(scope);
   routes.add(ssePath, ['GET'], guarded(ctx.logger, async (req, res) => {
@@ -88,6 +93,17 @@ export function registerLegacySse(
       void ctx.store.delete(legacyKey(sessionId)).catch(() => {});
     });
     if (first.rest.length > 0) body.unshift(first.rest);
+    if (enforcer) {
+      // List results on this stream are filtered for its user (src/policy/enforce.ts).
+      const filter = enforcer.filterSse(await enforcer.subject(req, caller.record), false);
+      pipeline(body, filter, () => {});
+      streams.set(sessionId, filter);
+      res.on('close', () => streams.delete(sessionId));
+      await sendBackendResponse(ctx, res, { ...response, body: filter }, {
+        prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
+      });
+      return;
+    }
     await sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
   }));
 
@@ -104,7 +120,24 @@ export function registerLegacySse(
       return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
     }
     if (Number(req.headers['content-length']) > backend.maxBodyBytes) return sendGatewayError(res, tooLarge(backend.maxBodyBytes));
-    const body = requestStream(req)?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
+    const source = requestStream(req);
+    let body: Readable | Buffer | undefined;
+    if (enforcer && source) {
+      // With a policy the message is read whole and judged before the backend sees it.
+      body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
+      const refusal = enforcer.screen(body, await enforcer.subject(req, caller.record));
+      if (refusal) {
+        // HTTP+SSE answers arrive on the stream: there when it is open on this replica, else in the POST's answer.
+        const stream = streams.get(sessionId);
+        if (!stream) return sendJson(res, 403, refusal, { 'cache-control': 'no-store' });
+        stream.inject(refusal);
+        res.writeHead(202, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 8 });
+        res.end('Accepted');
+        return;
+      }
+    } else {
+      body = source?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
+    }
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
     const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
     if (!response) return;

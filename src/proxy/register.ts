@@ -1,8 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { DEFAULT_TIMEOUTS } from '../config/schema.ts';
+import { DEFAULT_TIMEOUTS, type PolicyRuleConfig } from '../config/schema.ts';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
+import { type ClientFacts, createEnforcer, type Enforcer } from '../policy/enforce.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
@@ -41,6 +42,10 @@ export interface ProxyDeps {
   cacheMs?: number;
   /** Config `timeouts.mcpBodyMs` (default DEFAULT_TIMEOUTS.mcpBodyMs). */
   bodyTimeoutMs?: number;
+  /** Config `policy.rules`: judged for every backend, before its own. */
+  globalPolicyRules?: readonly PolicyRuleConfig[];
+  /** A client's name and how it registered, for conditions that read `client.name` / `client.kind`. */
+  describeClient?: (clientId: string) => Promise<ClientFacts>;
 }
 
 /**
@@ -57,6 +62,12 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   }
   const issuer = new URL(deps.publicUrl).origin;
   const assertions = await createIdentityAssertions({ signingKeyPem: deps.signingKeyPem, issuer, clock: deps.clock });
+  const enforcers = new Map<string, Enforcer>();
+  for (const resource of deps.resources) {
+    const rules = [...(deps.globalPolicyRules ?? []), ...(resource.backend.policy?.rules ?? [])];
+    const enforcer = createEnforcer(rules, { backend: resource.name, clock: deps.clock, describeClient: deps.describeClient });
+    if (enforcer) enforcers.set(resource.name, enforcer);
+  }
   const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
   // One context object shared by every route.
   const ctx: ProxyContext & { gate: Gate; sessions: SessionBinding; store: Store; publicUrl: string } = {
@@ -66,6 +77,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     bodyTimeoutMs: deps.bodyTimeoutMs ?? DEFAULT_TIMEOUTS.mcpBodyMs,
     logger: deps.logger,
     active: new Set(),
+    enforcers,
     routes: rawRoutes(app),
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),

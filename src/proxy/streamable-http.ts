@@ -16,6 +16,7 @@ import {
 } from './errors.ts';
 import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
 import type { Gate } from './gate.ts';
+import { filterAnswer } from './policy-hook.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject } from './jsonrpc.ts';
 import { limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
@@ -48,10 +49,21 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     const method = req.method as 'GET' | 'POST' | 'DELETE';
     let body: Readable | Buffer | undefined;
-    if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs);
+    // With a policy, a POST is read whole and judged before the backend sees it.
+    const enforcer = method === 'POST' ? ctx.enforcers.get(resource.name) : undefined;
+    if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
+    const subject = enforcer && Buffer.isBuffer(body) ? await enforcer.subject(req, caller.record) : undefined;
+    if (enforcer && subject && Buffer.isBuffer(body)) {
+      const refusal = enforcer.screen(body, subject);
+      if (refusal) return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
+    }
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
-    const response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
+    let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
     if (!response) return;
+    if (enforcer && subject) {
+      const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
+      response = await filterAnswer(enforcer, subject, response, { privateCache, timeoutMs: backend.headersTimeoutMs });
+    }
     try {
       const issued = response.headers['mcp-session-id'];
       if (typeof issued === 'string' && issued !== sessionId && !(await ctx.sessions.bindIssued(resource.resource, issued, caller.record.userKey))) {
@@ -74,12 +86,13 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
  * requests, which are read (bounded) so the mirrored headers can be checked against the body
  * (2026-07-28 transports/streamable-http §Server Validation).
  */
-async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: number): Promise<Readable | Buffer | undefined> {
+async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: number, readWhole: boolean): Promise<Readable | Buffer | undefined> {
   const source = requestStream(req);
   const length = Number(req.headers['content-length']);
   if (length > maxBytes) throw tooLarge(maxBytes);
   if (source === undefined) return undefined;
-  if (header(req.headers, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION) {
+  const validate = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
+  if (!validate && !readWhole) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
     if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes, timeoutMs);
@@ -87,6 +100,7 @@ async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: nu
   }
 
   const raw = await readBounded(source, maxBytes, timeoutMs);
+  if (!validate) return raw;
   let message: unknown;
   try {
     message = JSON.parse(raw.toString('utf8'));

@@ -57,7 +57,7 @@ export interface ProxyHarness {
   resources: ProtectedResource[];
   signingKeyPem: string;
   /** Mints a real access token for a user and a backend (by name). */
-  tokenFor(user: keyof typeof USERS, backend: string, scopes?: string[]): Promise<string>;
+  tokenFor(user: keyof typeof USERS, backend: string, scopes?: string[], identity?: Partial<UserIdentity>): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -108,9 +108,9 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
     grants,
     resources,
     signingKeyPem,
-    async tokenFor(user, backend, scopes) {
+    async tokenFor(user, backend, scopes, overrides) {
       const resource = resources.find((r) => r.name === backend)!;
-      const identity = USERS[user];
+      const identity = { ...USERS[user], ...overrides };
       const { tokens } = await grants.create({
         user: identity,
         userKey: userKeyOf(identity),

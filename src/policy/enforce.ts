@@ -1,0 +1,233 @@
+import type { IncomingMessage } from 'node:http';
+import { Transform } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import type { PolicyRuleConfig } from '../config/schema.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { AccessTokenRecord } from '../ports/records.ts';
+import type { PolicyInput } from './cel.ts';
+import { compilePolicy, LIST_ITEMS, type Policy } from './policy.ts';
+
+/**
+ * The policy on the wire (docs/security.md, Per-tool policy): requests are judged before the
+ * backend sees them, and list results are filtered on their way back, in JSON and in SSE answers.
+ */
+
+/** JSON-RPC 2.0 §5.1. */
+const INVALID_PARAMS = -32602;
+const METHOD_NOT_FOUND = -32601;
+const SERVER_ERROR = -32000;
+
+type Id = string | number | null;
+interface Refusal {
+  jsonrpc: '2.0';
+  error: { code: number; message: string; data?: unknown };
+  id: Id;
+}
+
+export interface ClientFacts {
+  name: string;
+  /** `dcr`, `cimd` or `config` (how the client registered). */
+  kind: string;
+}
+
+/** The caller, as every condition of one request sees it (built once per request). */
+export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'>;
+
+export interface Enforcer {
+  /**
+   * Judges a request body (one message or a batch). Undefined when everything may go to the
+   * backend; otherwise the gateway's own answer to the whole body (refused requests answered as
+   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
+   */
+  screen(body: Buffer, subject: Subject): Refusal | Refusal[] | undefined;
+  /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
+  filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
+  /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
+  filterSse(subject: Subject, privateCache: boolean): Transform & { inject(message: unknown): void };
+  subject(req: IncomingMessage, record: AccessTokenRecord): Promise<Subject>;
+}
+
+/** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
+export function createEnforcer(
+  rules: readonly PolicyRuleConfig[],
+  deps: { backend: string; clock: Clock; describeClient?: (clientId: string) => Promise<ClientFacts> },
+): Enforcer | undefined {
+  const policy = compilePolicy(rules);
+  if (!policy) return undefined;
+  const readsClient = rules.some((r) => r.when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(r.when));
+  return {
+    screen: (body, subject) => screen(policy, body, subject),
+    filterJson(body, subject, privateCache) {
+      let message: unknown;
+      try {
+        message = JSON.parse(body.toString('utf8'));
+      } catch {
+        return body;
+      }
+      const messages = Array.isArray(message) ? message : [message];
+      let changed = false;
+      for (const m of messages) if (filterList(policy, m, subject, privateCache)) changed = true;
+      return changed ? Buffer.from(JSON.stringify(message)) : body;
+    },
+    filterSse: (subject, privateCache) => sseFilter((m) => filterList(policy, m, subject, privateCache)),
+    async subject(req, record) {
+      const user = record.user;
+      const client = readsClient && deps.describeClient ? await deps.describeClient(record.clientId) : { name: '', kind: clientKind(record.clientId) };
+      return {
+        user: {
+          oid: user.objectId ?? '',
+          tid: user.tenantId ?? '',
+          sub: user.subject,
+          name: user.name ?? '',
+          preferred_username: user.preferredUsername ?? '',
+          email: user.email ?? '',
+          roles: user.roles,
+          groups: user.groups,
+          idp: user.issuer,
+          kind: user.kind ?? 'person',
+        },
+        client: { client_id: record.clientId, name: client.name, kind: client.kind },
+        scopes: record.scopes,
+        backend: deps.backend,
+        request: { ip: req.socket.remoteAddress ?? '', time: new Date(deps.clock.nowMs?.() ?? deps.clock.nowSeconds() * 1000) },
+      };
+    },
+  };
+}
+
+/** Without a lookup: metadata-document clients are named by their URL; the rest registered one way or another. */
+function clientKind(clientId: string): string {
+  return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
+}
+
+function screen(policy: Policy, body: Buffer, subject: Subject): Refusal | Refusal[] | undefined {
+  let message: unknown;
+  try {
+    message = JSON.parse(body.toString('utf8'));
+  } catch {
+    return undefined; // the backend answers garbage with its own parse error
+  }
+  const batch = Array.isArray(message);
+  const messages = batch ? (message as unknown[]) : [message];
+  const refusals = messages.map((m) => refusalOf(policy, m, subject));
+  if (refusals.every((r) => r === undefined)) return undefined;
+  if (!batch) return refusals[0];
+  // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
+  // not forwarded, and say so (the client may send them alone).
+  return messages.flatMap((m, i) => {
+    const id = idOf(m);
+    if (refusals[i]) return [refusals[i]];
+    return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
+  });
+}
+
+/** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */
+function refusalOf(policy: Policy, message: unknown, subject: Subject): Refusal | undefined {
+  if (!isObject(message) || typeof message['method'] !== 'string') return undefined;
+  const method = message['method'];
+  if (!policy.governs(method)) return undefined;
+  const params = isObject(message['params']) ? message['params'] : {};
+  const name = method === 'resources/read' ? params['uri'] : params['name'];
+  const args = isObject(params['arguments']) ? params['arguments'] : {};
+  const input: PolicyInput = { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
+  if (policy.decide(input).allowed) return undefined;
+  const id = idOf(message) ?? null;
+  // The answers of the MCP SDK's McpServer for what it does not have.
+  if (method === 'tools/call') return refused(id, INVALID_PARAMS, `Tool ${input.name} not found`);
+  if (method === 'prompts/get') return refused(id, INVALID_PARAMS, `Prompt ${input.name} not found`);
+  if (method === 'resources/read') return refused(id, INVALID_PARAMS, `Resource not found: ${input.name}`, { uri: input.name });
+  return refused(id, METHOD_NOT_FOUND, 'Method not found');
+}
+
+function refused(id: Id, code: number, message: string, data?: unknown): Refusal {
+  return { jsonrpc: '2.0', error: data === undefined ? { code, message } : { code, message, data }, id };
+}
+
+/**
+ * Filters a list result in place (tools, prompts, resources, resourceTemplates): an item stays
+ * when the call it names would be allowed. True when the message was a list result.
+ */
+function filterList(policy: Policy, message: unknown, subject: Subject, privateCache: boolean): boolean {
+  if (!isObject(message) || !isObject(message['result']) || !('id' in message)) return false;
+  const result = message['result'];
+  let filtered = false;
+  for (const key of Object.keys(LIST_ITEMS) as (keyof typeof LIST_ITEMS)[]) {
+    const items = result[key];
+    if (!Array.isArray(items)) continue;
+    const method = LIST_ITEMS[key];
+    result[key] = items.filter((item) => {
+      if (!isObject(item)) return false;
+      const name = key === 'tools' || key === 'prompts' ? item['name'] : key === 'resources' ? item['uri'] : item['uriTemplate'];
+      if (typeof name !== 'string') return false;
+      return policy.decide({ ...subject, method, name, arguments: {} }, true).allowed;
+    });
+    filtered = true;
+  }
+  // 2026-07-28: a result filtered per user must not be shared by caches across users.
+  if (filtered && privateCache) result['cacheScope'] = 'private';
+  return filtered;
+}
+
+/**
+ * Splits an SSE stream into events (WHATWG HTML §9.2.6: an event ends with a blank line); an
+ * event whose data is a list result is re-written, every other event passes byte for byte, each
+ * as soon as it is complete.
+ */
+function sseFilter(rewrite: (message: unknown) => boolean): Transform & { inject(message: unknown): void } {
+  let pending = '';
+  // A chunk may end inside a multi-byte character.
+  const decoder = new StringDecoder('utf8');
+  const boundary = /\r\n\r\n|\n\n|\r\r/g;
+  const transform = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      pending += decoder.write(chunk);
+      let start = 0;
+      boundary.lastIndex = 0;
+      let out = '';
+      for (let match = boundary.exec(pending); match; match = boundary.exec(pending)) {
+        const end = match.index + match[0].length;
+        out += rewriteEvent(pending.slice(start, end), rewrite);
+        start = end;
+      }
+      pending = pending.slice(start);
+      callback(null, out.length > 0 ? out : undefined);
+    },
+    flush(callback) {
+      pending += decoder.end();
+      callback(null, pending.length > 0 ? pending : undefined);
+    },
+  }) as Transform & { inject(message: unknown): void };
+  transform.inject = (message) => {
+    if (pending.length === 0) transform.push(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+    else pending = `event: message\ndata: ${JSON.stringify(message)}\n\n${pending}`;
+  };
+  return transform;
+}
+
+function rewriteEvent(event: string, rewrite: (message: unknown) => boolean): string {
+  const lines = event.split(/\r\n|\n|\r/);
+  const data: string[] = [];
+  for (const line of lines) if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+  if (data.length === 0) return event;
+  const text = data.join('\n');
+  if (!text.includes('"result"')) return event;
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return event;
+  }
+  if (!rewrite(message)) return event;
+  const kept = lines.filter((line) => line !== '' && !line.startsWith('data:'));
+  return `${[...kept, `data: ${JSON.stringify(message)}`].join('\n')}\n\n`;
+}
+
+function idOf(message: unknown): Id | undefined {
+  if (!isObject(message)) return undefined;
+  const id = message['id'];
+  return typeof id === 'string' || typeof id === 'number' ? id : id === null ? null : undefined;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

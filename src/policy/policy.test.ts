@@ -1,0 +1,96 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ConfigError, loadConfig } from '../config/load.ts';
+import type { PolicyInput } from './cel.ts';
+import { compilePolicy } from './policy.ts';
+
+const BASE = {
+  publicUrl: 'https://mcp.example.com',
+  secrets: { encryptionKeys: [{ id: 'k1', key: 'a'.repeat(44) }], cookieKey: 'c'.repeat(40), signingKey: 'pem' },
+  upstream: { entra: { tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47', clientId: 'app', clientSecret: 's' } },
+};
+
+function load(rules: unknown[]) {
+  return loadConfig({ yamlText: JSON.stringify({ ...BASE, backends: [{ name: 'snippets', path: '/mcp', url: 'http://127.0.0.1:7071/mcp', policy: { rules } }] }), env: {} });
+}
+
+function problems(rules: unknown[]): string[] {
+  try {
+    load(rules);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return [];
+}
+
+function input(overrides: { roles?: string[]; scopes?: string[]; method?: string; name?: string; arguments?: Record<string, unknown> } = {}): PolicyInput {
+  return {
+    user: { oid: 'o', tid: 't', sub: 's', name: 'Bob', preferred_username: 'bob', email: 'bob@example.com', roles: overrides.roles ?? [], groups: [], idp: 'i', kind: 'person' },
+    client: { client_id: 'c', name: '', kind: 'dcr' },
+    scopes: overrides.scopes ?? ['mcp:tools'],
+    backend: 'snippets',
+    method: overrides.method ?? 'tools/call',
+    name: overrides.name ?? 'save_snippet',
+    arguments: overrides.arguments ?? { name: 'note' },
+    request: { ip: '127.0.0.1', time: new Date(0) },
+  };
+}
+
+describe('policy config', () => {
+  const cases: [string, unknown[], string[]][] = [
+    ['a condition that does not compile', [{ name: 'writers', tools: ['save_snippet'], when: 'user.oid ==' }], ['backends.0.policy.rules.0.when: rule "writers": Unexpected token: EOF']],
+    ['an unknown field', [{ name: 'writers', tools: ['save_snippet'], when: 'user.department == "x"' }], ['backends.0.policy.rules.0.when: rule "writers": No such key: department']],
+    ['an unknown variable', [{ name: 'night', when: 'hour < 6' }], ['backends.0.policy.rules.0.when: rule "night": Unknown variable: hour']],
+    ['a condition that is not a bool', [{ name: 'who', when: 'user.email' }], ['backends.0.policy.rules.0.when: rule "who": must be a bool expression, is string']],
+    ['an unknown rule key', [{ name: 'writers', role: ['X'] }], ['backends.0.policy.rules.0: unknown key "role"']],
+    ['a bad effect', [{ name: 'writers', effect: 'permit' }], ['backends.0.policy.rules.0.effect: Invalid option: expected one of "allow"|"deny"']],
+  ];
+  for (const [title, rules, expected] of cases) {
+    it(`a rule with ${title} stops the start with one line naming the rule and its key`, () => {
+      assert.deepEqual(problems(rules), expected);
+    });
+  }
+});
+
+describe('policy decisions', () => {
+  const policy = compilePolicy(
+    load([
+      { name: 'readers', tools: ['hello_mcp', 'get_snippet', 'list_snippets'], roles: ['Snippets.Read', 'Snippets.Write'] },
+      { name: 'writers', tools: ['save_snippet', 'delete_snippet'], roles: ['Snippets.Write'] },
+      { name: 'no-secrets', effect: 'deny', tools: ['save_snippet'], when: 'arguments.name.startsWith("secret")' },
+      { name: 'admin-scope', methods: ['logging/setLevel'], scopes: ['mcp:admin'] },
+    ]).backends[0]!.policy!.rules,
+  )!;
+
+  it('a role listed by an allow rule allows its tools', () => {
+    assert.deepEqual(policy.decide(input({ roles: ['Snippets.Write'] })), { allowed: true, rule: 'writers' });
+  });
+  it('what no rule allows is denied', () => {
+    assert.deepEqual(policy.decide(input({ roles: ['Snippets.Read'] })), { allowed: false });
+    assert.deepEqual(policy.decide(input({ roles: ['Snippets.Write'], name: 'drop_table' })), { allowed: false });
+  });
+  it('deny wins over allow', () => {
+    assert.deepEqual(policy.decide(input({ roles: ['Snippets.Write'], arguments: { name: 'secret-1' } })), { allowed: false, rule: 'no-secrets' });
+  });
+  it('a condition that fails at run time denies', () => {
+    // arguments.name is missing: the deny rule cannot be evaluated, so it denies.
+    assert.deepEqual(policy.decide(input({ roles: ['Snippets.Write'], arguments: {} })), { allowed: false, rule: 'no-secrets' });
+  });
+  it('a deny rule over arguments does not hide the tool from lists', () => {
+    assert.deepEqual(policy.decide(input({ roles: ['Snippets.Write'] }), true), { allowed: true, rule: 'writers' });
+  });
+  it('scopes: all listed scopes are needed', () => {
+    assert.equal(policy.decide(input({ method: 'logging/setLevel', name: '' })).allowed, false);
+    assert.equal(policy.decide(input({ method: 'logging/setLevel', name: '', scopes: ['mcp:tools', 'mcp:admin'] })).allowed, true);
+  });
+  it('plumbing and lists are not judged; other methods are', () => {
+    assert.equal(policy.governs('initialize'), false);
+    assert.equal(policy.governs('tools/list'), false);
+    assert.equal(policy.governs('notifications/initialized'), false);
+    assert.equal(policy.governs('completion/complete'), true);
+  });
+  it('a backend without rules has no policy', () => {
+    assert.equal(compilePolicy([]), undefined);
+  });
+});

@@ -1,0 +1,121 @@
+import type { PolicyRuleConfig } from '../config/schema.ts';
+import { type Condition, compileCondition, type PolicyInput } from './cel.ts';
+
+/**
+ * Who may do what on one backend: ordered allow/deny rules over MCP operations, compiled once at
+ * start (docs/security.md, Per-tool policy). Deny wins over allow; once a backend has rules, what
+ * no rule allows is denied; a condition that fails to evaluate counts against the caller.
+ */
+
+/** Methods the policy never refuses: the session's plumbing, and the lists (filtered instead). */
+const UNGOVERNED_METHODS = new Set(['initialize', 'ping', 'tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
+
+/** The item-level method each list's items are judged by (an item is listed when that call would be allowed). */
+export const LIST_ITEMS = {
+  tools: 'tools/call',
+  prompts: 'prompts/get',
+  resources: 'resources/read',
+  resourceTemplates: 'resources/read',
+} as const;
+
+interface CompiledRule {
+  name: string;
+  deny: boolean;
+  matches(method: string, name: string): boolean;
+  condition: Condition | undefined;
+  /** The condition reads `arguments`: when judging a list item (no arguments), a deny rule is skipped and an allow rule counts. */
+  usesArguments: boolean;
+}
+
+export interface Decision {
+  allowed: boolean;
+  /** The rule that decided (undefined: no rule allowed it). */
+  rule?: string;
+}
+
+export interface Policy {
+  /** Whether this method is judged at all (plumbing and lists are not). */
+  governs(method: string): boolean;
+  /** The decision for one call; `listing` judges a list item (no arguments known). */
+  decide(input: PolicyInput, listing?: boolean): Decision;
+}
+
+/** The backend's policy, or undefined when no rule applies to it (the backend behaves as without policy). */
+export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | undefined {
+  if (rules.length === 0) return undefined;
+  const compiled = rules.map(compileRule);
+  return {
+    governs: (method) => !UNGOVERNED_METHODS.has(method) && !method.startsWith('notifications/'),
+    decide(input, listing = false) {
+      let allowedBy: string | undefined;
+      for (const rule of compiled) {
+        if (!rule.matches(input.method, input.name)) continue;
+        if (listing && rule.usesArguments) {
+          if (!rule.deny && allowedBy === undefined) allowedBy = rule.name;
+          continue;
+        }
+        const holds = rule.condition === undefined ? true : evaluate(rule.condition, input);
+        // A deny rule whose condition fails to evaluate denies (fail closed).
+        if (rule.deny && holds !== false) return { allowed: false, rule: rule.name };
+        if (!rule.deny && holds === true && allowedBy === undefined) allowedBy = rule.name;
+      }
+      return allowedBy === undefined ? { allowed: false } : { allowed: true, rule: allowedBy };
+    },
+  };
+}
+
+/** true, false, or undefined when the condition failed at run time (a missing key, a type error). */
+function evaluate(condition: Condition, input: PolicyInput): boolean | undefined {
+  try {
+    const value = condition(input);
+    return value === true ? true : value === false ? false : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function compileRule(rule: PolicyRuleConfig): CompiledRule {
+  const expression = conditionOf(rule);
+  return {
+    name: rule.name,
+    deny: rule.effect === 'deny',
+    matches: matcherOf(rule),
+    condition: expression === undefined ? undefined : compileCondition(expression),
+    usesArguments: expression !== undefined && /\barguments\b/.test(expression),
+  };
+}
+
+/** The shorthands and `when`, as one CEL expression (all must hold). */
+export function conditionOf(rule: Pick<PolicyRuleConfig, 'roles' | 'groups' | 'scopes' | 'when'>): string | undefined {
+  const parts: string[] = [];
+  // roles / groups: any one of them; scopes: all of them (a grant either carries a scope or not).
+  if (rule.roles) parts.push(`user.roles.exists(r, r in ${celList(rule.roles)})`);
+  if (rule.groups) parts.push(`user.groups.exists(g, g in ${celList(rule.groups)})`);
+  if (rule.scopes) parts.push(`${celList(rule.scopes)}.all(s, s in scopes)`);
+  if (rule.when) parts.push(`(${rule.when})`);
+  return parts.length === 0 ? undefined : parts.join(' && ');
+}
+
+function celList(values: readonly string[]): string {
+  return `[${values.map((v) => JSON.stringify(v)).join(', ')}]`;
+}
+
+/** Which operations a rule is about; a rule naming none is about every judged operation. */
+function matcherOf(rule: PolicyRuleConfig): (method: string, name: string) => boolean {
+  const tools = rule.tools?.map(glob);
+  const prompts = rule.prompts?.map(glob);
+  const resources = rule.resources?.map(glob);
+  const methods = rule.methods?.map(glob);
+  if (!tools && !prompts && !resources && !methods) return () => true;
+  const any = (patterns: RegExp[] | undefined, value: string) => patterns?.some((p) => p.test(value)) === true;
+  return (method, name) =>
+    (method === 'tools/call' && any(tools, name)) ||
+    (method === 'prompts/get' && any(prompts, name)) ||
+    (method === 'resources/read' && any(resources, name)) ||
+    any(methods, method);
+}
+
+/** `*` matches any run of characters (also `/`); everything else literally. */
+function glob(pattern: string): RegExp {
+  return new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 's');
+}

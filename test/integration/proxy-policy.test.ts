@@ -1,0 +1,216 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import pino from 'pino';
+import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
+import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
+import { DEV_POLICY_RULES } from '../../src/dev.ts';
+import { freePort } from '../support/ports.ts';
+import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.ts';
+
+const RULES = DEV_POLICY_RULES.map((rule) => ({ ...rule, effect: 'allow' as const }));
+const READ_TOOLS = ['get_snippet', 'hello_mcp', 'list_snippets'];
+
+describe('policy: the dev sample policy on the snippets server, with the SDK client', () => {
+  let dir: string;
+  let snippets: RunningSnippetsServer;
+  let gateway: ProxyHarness;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'snippets-policy-'));
+    const snippetsPort = await freePort();
+    gateway = await startProxyHarness({
+      backends: [
+        {
+          name: 'snippets',
+          path: '/mcp',
+          url: `http://127.0.0.1:${snippetsPort}/mcp`,
+          sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
+          credential: { header: 'x-functions-key', value: 'functions-key-1' },
+          policy: { rules: RULES },
+        },
+      ],
+    });
+    snippets = await startSnippetsServer({
+      storage: await createFolderStorage(dir),
+      port: snippetsPort,
+      functionKey: 'functions-key-1',
+      identityJwksUrl: `${gateway.url}/.well-known/jwks.json`,
+      identityAudience: `${gateway.url}/mcp`,
+      identityIssuer: gateway.url,
+      logger: pino({ level: 'silent' }),
+    });
+  });
+  after(async () => {
+    await gateway.close();
+    await snippets.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function clientsFor(user: 'alice' | 'bob', role: string) {
+    const token = await gateway.tokenFor(user, 'snippets', undefined, { roles: [role] });
+    const requestInit = { headers: { Authorization: `Bearer ${token}` } };
+    return [
+      ['Streamable HTTP', new StreamableHTTPClientTransport(new URL(`${gateway.url}/mcp`), { requestInit })],
+      ['legacy SSE', new SSEClientTransport(new URL(`${gateway.url}/mcp/sse`), { requestInit })],
+    ] as const;
+  }
+
+  it('bob (Snippets.Read) lists exactly the three read tools; save_snippet is refused as unknown and nothing is saved', async () => {
+    for (const [transportName, transport] of await clientsFor('bob', 'Snippets.Read')) {
+      const client = new Client({ name: 'policy-test', version: '1.0.0' });
+      await client.connect(transport);
+      try {
+        const { tools } = await client.listTools();
+        assert.deepEqual(tools.map((t) => t.name).sort(), READ_TOOLS, transportName);
+        await assert.rejects(client.callTool({ name: 'save_snippet', arguments: { snippetname: 'bobs', snippet: 'x' } }), (error: Error & { code?: number }) => {
+          assert.equal(error.code, -32602, transportName);
+          assert.match(error.message, /Tool save_snippet not found/);
+          return true;
+        });
+        const hello = await client.callTool({ name: 'hello_mcp', arguments: {} });
+        assert.match((hello.content as { text: string }[])[0]!.text, /^Hello, Bob Builder/);
+      } finally {
+        await client.close();
+      }
+    }
+    assert.deepEqual(await readdir(dir), []);
+  });
+
+  it('a hidden tool is answered by the gateway exactly as the SDK server answers an unknown tool', async () => {
+    const token = await gateway.tokenFor('bob', 'snippets', undefined, { roles: ['Snippets.Read'] });
+    const call = async (name: string) => {
+      const response = await fetch(`${gateway.url}/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name, arguments: {} } }),
+      });
+      return { status: response.status, body: await response.json() };
+    };
+    assert.deepEqual(await call('save_snippet'), { status: 200, body: { jsonrpc: '2.0', error: { code: -32602, message: 'Tool save_snippet not found' }, id: 7 } });
+  });
+
+  it('alice (Snippets.Write) lists and calls all five tools', async () => {
+    for (const [transportName, transport] of await clientsFor('alice', 'Snippets.Write')) {
+      const client = new Client({ name: 'policy-test', version: '1.0.0' });
+      await client.connect(transport);
+      try {
+        const { tools } = await client.listTools();
+        assert.deepEqual(tools.map((t) => t.name).sort(), ['delete_snippet', ...READ_TOOLS, 'save_snippet'].sort(), transportName);
+        const name = transportName === 'legacy SSE' ? 'legacy' : 'streamable';
+        for (const [tool, args] of [
+          ['hello_mcp', {}],
+          ['save_snippet', { snippetname: name, snippet: 'hi' }],
+          ['get_snippet', { snippetname: name }],
+          ['list_snippets', {}],
+          ['delete_snippet', { snippetname: name }],
+        ] as const) {
+          const result = await client.callTool({ name: tool, arguments: args });
+          assert.equal(result.isError, undefined, `${transportName} ${tool}`);
+        }
+      } finally {
+        await client.close();
+      }
+    }
+  });
+});
+
+/** A backend that answers tools/list as SSE in pages (a notification event first) and prompts/list as JSON. */
+function startPagedBackend(): Promise<Server> {
+  const tools = [['read_a', 'write_a'], ['read_b', 'write_b']];
+  const server = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (chunk) => (raw += chunk));
+    req.on('end', () => {
+      const message = JSON.parse(raw);
+      if (message.method === 'tools/list') {
+        const page = message.params?.cursor === 'p2' ? 1 : 0;
+        const result = { tools: tools[page]!.map((name) => ({ name, inputSchema: { type: 'object' } })), ...(page === 0 ? { nextCursor: 'p2' } : {}) };
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"listing write_a"}}\n\n');
+        res.end(`id: e${page}\nevent: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: message.id, result })}\n\n`);
+        return;
+      }
+      const body = JSON.stringify({ jsonrpc: '2.0', id: message.id, result: { prompts: [{ name: 'summary' }, { name: 'secret' }] } });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+describe('policy: list results filtered inside SSE and JSON answers, page by page', () => {
+  let backend: Server;
+  let gateway: ProxyHarness;
+  before(async () => {
+    backend = await startPagedBackend();
+    gateway = await startProxyHarness({
+      backends: [
+        {
+          name: 'paged',
+          path: '/mcp',
+          url: `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`,
+          policy: {
+            rules: [
+              { name: 'readers', effect: 'allow', tools: ['read_*'], prompts: ['summary'] },
+              { name: 'writers', effect: 'allow', tools: ['write_*'], roles: ['Writer'] },
+            ],
+          },
+        },
+      ],
+    });
+  });
+  after(async () => {
+    await gateway.close();
+    backend.close();
+  });
+
+  async function post(token: string, body: { method: string; [key: string]: unknown }, protocolVersion = '2025-06-18') {
+    const response = await fetch(`${gateway.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': protocolVersion,
+        'mcp-method': body.method,
+      },
+      body: JSON.stringify(body),
+    });
+    return response.text();
+  }
+
+  it('each page of an SSE list answer keeps only the allowed tools and its nextCursor; other events pass untouched', async () => {
+    const token = await gateway.tokenFor('bob', 'paged');
+    const first = await post(token, { jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+    assert.equal(
+      first,
+      'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"listing write_a"}}\n\n' +
+        'id: e0\nevent: message\ndata: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"read_a","inputSchema":{"type":"object"}}],"nextCursor":"p2"}}\n\n',
+    );
+    const second = await post(token, { jsonrpc: '2.0', id: 2, method: 'tools/list', params: { cursor: 'p2' } });
+    assert.match(second, /data: \{"jsonrpc":"2.0","id":2,"result":\{"tools":\[\{"name":"read_b","inputSchema":\{"type":"object"\}\}\]\}\}\n\n$/);
+  });
+
+  it('a writer sees every tool', async () => {
+    const token = await gateway.tokenFor('bob', 'paged', undefined, { roles: ['Writer'] });
+    const first = await post(token, { jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+    assert.match(first, /"tools":\[\{"name":"read_a".*\{"name":"write_a".*"nextCursor":"p2"/);
+  });
+
+  it('a JSON list answer is filtered, and marked cacheScope private for 2026-07-28', async () => {
+    const token = await gateway.tokenFor('bob', 'paged');
+    assert.equal(await post(token, { jsonrpc: '2.0', id: 3, method: 'prompts/list', params: {} }), '{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"summary"}]}}');
+    assert.equal(
+      await post(token, { jsonrpc: '2.0', id: 4, method: 'prompts/list', params: {} }, '2026-07-28'),
+      '{"jsonrpc":"2.0","id":4,"result":{"prompts":[{"name":"summary"}],"cacheScope":"private"}}',
+    );
+  });
+});
