@@ -214,7 +214,7 @@ const backendSchema = z
         ttlSeconds: z.number().int().min(30).max(3600).default(300),
       })
       .strict()
-      .default({ header: 'x-mcp-identity', ttlSeconds: 300 }),
+      .prefault({}),
     connectTimeoutMs: z.number().int().positive().default(5000),
     headersTimeoutMs: z.number().int().positive().default(60000),
     maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
@@ -389,7 +389,7 @@ export const configSchema = z
     listen: z
       .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(8080) })
       .strict()
-      .default({ host: '127.0.0.1', port: 8080 }),
+      .prefault({}),
     /**
      * The admin listener: /metrics and /readyz (and /healthz) are served here only, never on
      * `listen`. Keep it off the public network; in a container bind 0.0.0.0 for the probes and do
@@ -400,10 +400,10 @@ export const configSchema = z
         listen: z
           .object({ host: z.string().default('127.0.0.1'), port: z.number().int().min(0).max(65535).default(9464) })
           .strict()
-          .default({ host: '127.0.0.1', port: 9464 }),
+          .prefault({}),
       })
       .strict()
-      .default({ listen: { host: '127.0.0.1', port: 9464 } }),
+      .prefault({}),
     /**
      * Behind a load balancer: trust X-Forwarded-For for the client IP (rate limits, logs).
      * true (any), or a list of proxy addresses/CIDRs.
@@ -437,13 +437,7 @@ export const configSchema = z
         refreshReuseIntervalSeconds: z.number().int().min(0).max(60).default(2),
       })
       .strict()
-      .default({
-        accessTokenTtlSeconds: 3600,
-        refreshTokenTtlSeconds: 30 * 86400,
-        authorizationCodeTtlSeconds: 300,
-        cacheMs: 1000,
-        refreshReuseIntervalSeconds: 2,
-      }),
+      .prefault({}),
     clientRegistration: z
       .object({
         dynamic: z.boolean().default(true),
@@ -466,15 +460,10 @@ export const configSchema = z
             extraCa: secretSchema.optional(),
           })
           .strict()
-          .default({ enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 }),
+          .prefault({}),
       })
       .strict()
-      .default({
-        dynamic: true,
-        unusedClientTtlSeconds: UNUSED_CLIENT_TTL_SECONDS,
-        customSchemes: CUSTOM_SCHEMES,
-        metadataDocuments: { enabled: true, timeoutMs: 5000, maxBytes: 64 * 1024 },
-      }),
+      .prefault({}),
     /** Per client IP (unless said otherwise), fixed windows, counted in the Store (so shared by every replica). 0 disables. */
     rateLimits: z
       .object({
@@ -486,7 +475,7 @@ export const configSchema = z
         authorizationsPerMinute: z.number().int().min(0).default(120),
       })
       .strict()
-      .default({ registrationsPerHour: 30, registrationsPerDay: 1000, tokenRequestsPerMinute: 300, authorizationsPerMinute: 120 }),
+      .prefault({}),
     backends: z.array(backendSchema).min(1),
     /** Pre-registered confidential clients (client_credentials, ID-JAG, or the code flow with a secret/key). */
     clients: z.array(configuredClientSchema).default([]),
