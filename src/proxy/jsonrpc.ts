@@ -8,6 +8,9 @@ import type { JsonRpcId } from './errors.ts';
 /** The protocol revision whose requests carry Mcp-Method / Mcp-Name (SEP "HTTP header standardization"). */
 export const HEADER_VALIDATION_PROTOCOL_VERSION = '2026-07-28';
 
+/** 2026-07-28 basic/patterns/subscriptions: the request whose answer is a long-lived notification stream. */
+export const SUBSCRIPTIONS_LISTEN = 'subscriptions/listen';
+
 /**
  * Methods whose `Mcp-Name` mirrors a body field: 2026-07-28 transports/streamable-http §Standard
  * Request Headers (tools/call, prompts/get, resources/read), and the tasks extension's Streamable

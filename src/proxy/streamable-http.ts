@@ -16,7 +16,7 @@ import {
 } from './errors.ts';
 import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
 import type { Gate } from './gate.ts';
-import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject } from './jsonrpc.ts';
+import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
 import { limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
@@ -50,7 +50,8 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     let body: Readable | Buffer | undefined;
     if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs);
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
-    const response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
+    const longLived = isLongLived(req);
+    const response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
     try {
       const issued = response.headers['mcp-session-id'];
@@ -65,7 +66,9 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       destroyBody(response);
       throw error;
     }
-    await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) ? { requestBody: body } : {});
+    // A long-lived stream ends as a GET stream does, without an error for its request (a listen
+    // stream has no final response to miss).
+    await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
   };
 }
 
@@ -110,4 +113,17 @@ async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: nu
     throw error;
   }
   return raw;
+}
+
+/**
+ * GET streams, and 2026-07-28 `subscriptions/listen` requests, whose answer is a stream that stays
+ * open for change notifications (2026-07-28 transports/streamable-http §Receiving Messages). Read
+ * from `Mcp-Method`: on a 2026-07-28 request it was checked against the body (requestBody).
+ */
+function isLongLived(req: IncomingMessage): boolean {
+  if (req.method === 'GET') return true;
+  return (
+    header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION &&
+    header(req.headers, 'mcp-method') === SUBSCRIPTIONS_LISTEN
+  );
 }
