@@ -13,7 +13,7 @@ import { HeadlessV2OAuthProvider } from '../support/sdk-oauth.ts';
 import { startSnippetsBehindGateway } from '../support/snippets-gateway.ts';
 
 const run = promisify(execFile);
-/** Inspector 2.x: the first with `--protocol-era` (0.22 speaks 2025-11-25 only). */
+/** Inspector 2.x: the first with `--protocol-era` (0.22 has none). */
 const INSPECTOR = join(process.cwd(), 'node_modules', '.bin', 'mcp-inspector');
 const MODERN = '2026-07-28';
 const TOOL_NAMES = ['delete_snippet', 'get_snippet', 'hello_mcp', 'list_snippets', 'save_snippet'];
