@@ -124,6 +124,7 @@ export function connectionGuide(publicUrl: string, adminUrl: string, users: DevS
     '',
     'MCP Inspector:',
     `  npx @modelcontextprotocol/inspector   then connect to ${mcpUrl} (Streamable HTTP) or ${sseUrl} (SSE)`,
+    `  npx @modelcontextprotocol/inspector --cli ${mcpUrl} --protocol-era modern --method tools/list   (2026-07-28; signs in through your browser)`,
     '',
     'Press Ctrl-C to stop.',
     '',

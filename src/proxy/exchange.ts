@@ -25,7 +25,10 @@ export interface ProxyContext {
   /** An MCP POST body must arrive within this, from when it is read (config timeouts.mcpBodyMs). */
   bodyTimeoutMs: number;
   logger: Logger;
-  /** Aborts of the standalone streams (GET) in flight, called when the server closes so they end. POSTs drain instead. */
+  /**
+   * Aborts of the long-lived streams in flight (GET streams, 2026-07-28 subscriptions/listen),
+   * called when the server closes so they end. Other POSTs drain instead.
+   */
   active: Set<() => void>;
   /** The policy of each backend that has rules (by backend name). */
   enforcers: Map<string, Enforcer>;
@@ -54,15 +57,17 @@ export async function backendHeaders(
 
 /**
  * Sends the request to the backend. A client that goes away aborts it (and later its body).
- * Undefined when an error answer was already sent (or the client is gone).
+ * Undefined when an error answer was already sent (or the client is gone). `longLived` streams
+ * (default: GET) are refused once shutdown began and ended when it begins.
  */
 export async function openBackend(
   ctx: ProxyContext,
   res: ServerResponse,
   resource: ProtectedResource,
   backendRequest: BackendRequest,
+  longLived = backendRequest.method === 'GET',
 ): Promise<BackendResponse | undefined> {
-  const isStream = backendRequest.method === 'GET';
+  const isStream = longLived;
   if (isStream && ctx.routes.closing) {
     // Admitted just before shutdown began, after the open streams were ended: refused, so no
     // new stream holds the server open.

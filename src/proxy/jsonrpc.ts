@@ -8,11 +8,22 @@ import type { JsonRpcId } from './errors.ts';
 /** The protocol revision whose requests carry Mcp-Method / Mcp-Name (SEP "HTTP header standardization"). */
 export const HEADER_VALIDATION_PROTOCOL_VERSION = '2026-07-28';
 
-/** Methods whose `Mcp-Name` mirrors a body field (2026-07-28 §Standard Request Headers). */
-const NAME_SOURCE = new Map<string, 'name' | 'uri'>([
+/** 2026-07-28 basic/patterns/subscriptions: the request whose answer is a long-lived notification stream. */
+export const SUBSCRIPTIONS_LISTEN = 'subscriptions/listen';
+
+/**
+ * Methods whose `Mcp-Name` mirrors a body field: 2026-07-28 transports/streamable-http §Standard
+ * Request Headers (tools/call, prompts/get, resources/read), and the tasks extension's Streamable
+ * HTTP binding (SEP-2663: `params.taskId` on tasks/get, tasks/update, tasks/cancel, so
+ * intermediaries can route every request for a task to the instance holding it).
+ */
+const NAME_SOURCE = new Map<string, 'name' | 'uri' | 'taskId'>([
   ['tools/call', 'name'],
   ['prompts/get', 'name'],
   ['resources/read', 'uri'],
+  ['tasks/get', 'taskId'],
+  ['tasks/update', 'taskId'],
+  ['tasks/cancel', 'taskId'],
 ]);
 
 const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
@@ -39,8 +50,9 @@ export interface MetadataHeaders {
  * HeaderMismatch message, or undefined when the headers agree with the body.
  * - `Mcp-Method` is required on requests and must equal `method` (on notifications it is
  *   compared when present: "header requirements for notification POSTs are not defined").
- * - `Mcp-Name` is required for tools/call, prompts/get (`params.name`) and resources/read
- *   (`params.uri`) and must equal it after sentinel decoding; values are case-sensitive.
+ * - `Mcp-Name` is required for tools/call, prompts/get (`params.name`), resources/read
+ *   (`params.uri`) and tasks/get, tasks/update, tasks/cancel (`params.taskId`), and must equal
+ *   it after sentinel decoding; values are case-sensitive.
  * - `MCP-Protocol-Version` must equal `params._meta["io.modelcontextprotocol/protocolVersion"]`
  *   when the body carries it.
  * `Mcp-Param-*` headers are forwarded unchecked: which ones exist depends on tool schemas the

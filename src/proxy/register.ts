@@ -90,8 +90,9 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     reply.header('cache-control', 'public, max-age=300').send(assertions.jwks);
   });
 
-  // Graceful shutdown: open SSE streams (GET) would hold the server open, so they are ended
-  // (cleanly, via their backend exchange); requests in flight (POST, DELETE) finish within the grace period.
+  // Graceful shutdown: open long-lived SSE streams (GET, 2026-07-28 subscriptions/listen) would
+  // hold the server open, so they are ended (cleanly, via their backend exchange); other requests
+  // in flight (POST, DELETE) finish within the grace period.
   app.addHook('preClose', (done) => {
     for (const abort of ctx.active) abort();
     done();

@@ -16,8 +16,8 @@ import {
 } from './errors.ts';
 import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
 import type { Gate } from './gate.ts';
+import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
 import { filterAnswer } from './policy-hook.ts';
-import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject } from './jsonrpc.ts';
 import { limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
@@ -58,7 +58,8 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       if (refusal) return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
     }
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
-    let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body });
+    const longLived = isLongLived(req);
+    let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
     if (enforcer && subject) {
       const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
@@ -77,7 +78,9 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       destroyBody(response);
       throw error;
     }
-    await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) ? { requestBody: body } : {});
+    // A long-lived stream ends as a GET stream does, without an error for its request (a listen
+    // stream has no final response to miss).
+    await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
   };
 }
 
@@ -124,4 +127,17 @@ async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: nu
     throw error;
   }
   return raw;
+}
+
+/**
+ * GET streams, and 2026-07-28 `subscriptions/listen` requests, whose answer is a stream that stays
+ * open for change notifications (2026-07-28 transports/streamable-http §Receiving Messages). Read
+ * from `Mcp-Method`: on a 2026-07-28 request it was checked against the body (requestBody).
+ */
+function isLongLived(req: IncomingMessage): boolean {
+  if (req.method === 'GET') return true;
+  return (
+    header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION &&
+    header(req.headers, 'mcp-method') === SUBSCRIPTIONS_LISTEN
+  );
 }

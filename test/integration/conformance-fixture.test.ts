@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parse } from 'yaml';
 import { type ConformanceFixture, startConformanceFixture } from '../support/conformance-fixture.ts';
-import { type ConformanceRequirements, passingScenarios, runConformance } from '../support/conformance.ts';
+import { type ConformanceRequirements, passingScenarios, runConformance, type ScenarioResult } from '../support/conformance.ts';
+import { freePort } from '../support/ports.ts';
+import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.ts';
+import { startTokenForwarder } from '../support/token-forwarder.ts';
 
 /**
  * Required scenarios the v2 fixture does not implement yet. Each must still fail, so this list
@@ -41,19 +45,36 @@ async function requiredServerScenarios(requirements: ConformanceRequirements): P
   return (parse(await readFile(file, 'utf8')) as { server: string[] }).server;
 }
 
-describe('conformance suite against the v2 SDK fixture, directly', () => {
+describe('conformance suite against the v2 SDK fixture, directly and through the gateway', () => {
   let fixture: ConformanceFixture;
+  let gateway: ProxyHarness;
+  let forwarder: Server;
+  let forwarderUrl: string;
+  /** Each requirement set's direct run, compared with its run through the gateway. */
+  const direct = new Map<ConformanceRequirements, Map<string, ScenarioResult>>();
 
   before(async () => {
     fixture = await startConformanceFixture();
+    const forwarderPort = await freePort();
+    forwarderUrl = `http://127.0.0.1:${forwarderPort}`;
+    gateway = await startProxyHarness({
+      // The conformance client sends Origin = its target's origin, i.e. the forwarder's.
+      allowedOrigins: [forwarderUrl],
+      backends: [{ name: 'fixture', path: '/mcp', url: fixture.mcpUrl }],
+    });
+    forwarder = await startTokenForwarder(forwarderPort, gateway.url, await gateway.tokenFor('alice', 'fixture'));
   });
   after(async () => {
+    forwarder.closeAllConnections();
+    await new Promise((resolve) => forwarder.close(resolve));
+    await gateway.close();
     await fixture.close();
   });
 
   for (const requirements of ['2026-07-28', '2025-11-25'] as const) {
     it(`passes every required ${requirements} scenario it implements`, { timeout: 300_000 }, async (t) => {
       const results = await runConformance(fixture.mcpUrl, requirements);
+      direct.set(requirements, results);
       const required = await requiredServerScenarios(requirements);
       for (const scenario of required) {
         const result = results.get(scenario);
@@ -65,6 +86,18 @@ describe('conformance suite against the v2 SDK fixture, directly', () => {
         }
       }
       t.diagnostic(`${passingScenarios(results).length}/${results.size} scenarios pass: ${passingScenarios(results).join(' ')}`);
+    });
+
+    it(`passes exactly the same ${requirements} scenarios through the gateway as directly`, { timeout: 300_000 }, async (t) => {
+      const directly = direct.get(requirements);
+      assert.ok(directly, 'the direct run ran first');
+      const proxied = await runConformance(`${forwarderUrl}/mcp`, requirements);
+      assert.deepEqual([...proxied.keys()].sort(), [...directly.keys()].sort(), 'the same scenarios ran');
+      const differing = [...directly.keys()]
+        .filter((scenario) => proxied.get(scenario)!.passed !== directly.get(scenario)!.passed)
+        .map((scenario) => `${scenario}: directly ${directly.get(scenario)!.passed}, through the gateway ${proxied.get(scenario)!.passed} ${proxied.get(scenario)!.failures.join('; ')}`);
+      assert.deepEqual(differing, []);
+      t.diagnostic(`${passingScenarios(proxied).length}/${proxied.size} pass both ways`);
     });
   }
 });

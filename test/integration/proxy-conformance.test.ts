@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,27 +9,10 @@ import { promisify } from 'node:util';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
 import { freePort } from '../support/ports.ts';
 import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.ts';
+import { startTokenForwarder } from '../support/token-forwarder.ts';
 
 const run = promisify(execFile);
 const BIN = join(process.cwd(), 'node_modules', '.bin');
-
-/**
- * A loopback forwarder that adds `Authorization` and changes nothing else (Host and Origin
- * included): the conformance CLI has no header option.
- */
-async function startTokenForwarder(port: number, target: string, token: string): Promise<Server> {
-  const server = createServer((req, res) => {
-    const upstream = httpRequest(`${target}${req.url}`, { method: req.method, headers: { ...req.headers, authorization: `Bearer ${token}` } }, (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    });
-    upstream.on('error', () => res.destroy());
-    res.on('close', () => upstream.destroy());
-    req.pipe(upstream);
-  });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return server;
-}
 
 /** Runs the conformance server suite; returns scenario → passed (no FAILURE check). */
 async function conformance(url: string): Promise<Map<string, boolean>> {

@@ -1,4 +1,5 @@
 import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
+import type { OAuthDiscoveryState, OAuthClientProvider as V2OAuthClientProvider } from '@modelcontextprotocol/client';
 import type { OAuthClientInformationMixed, OAuthClientMetadata, OAuthTokens } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { type BrowserPage, createHeadlessBrowser, type HeadlessBrowser, signInAtDevIdp } from './headless-browser.ts';
 
@@ -85,5 +86,22 @@ export class HeadlessOAuthProvider implements OAuthClientProvider {
     if (!page.stoppedAt) throw new Error('headless sign-in did not return to the client');
     this.redirectedTo = page.stoppedAt;
     this.authorizationCode = page.stoppedAt.searchParams.get('code') ?? undefined;
+  }
+}
+
+/**
+ * The same headless sign-in for the v2 client (`@modelcontextprotocol/client`). Its provider
+ * interface keeps what the v1 one has, plus the discovery state kept across the redirect, so the
+ * client can check that the callback came from the authorization server it started with
+ * (SEP-2352); finish with `finishAuth(provider.redirectedTo!.searchParams)` so `iss` is checked too
+ * (RFC 9207).
+ */
+export class HeadlessV2OAuthProvider extends HeadlessOAuthProvider implements V2OAuthClientProvider {
+  private discovery?: OAuthDiscoveryState;
+  saveDiscoveryState(state: OAuthDiscoveryState) {
+    this.discovery = state;
+  }
+  discoveryState() {
+    return this.discovery;
   }
 }
