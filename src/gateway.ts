@@ -143,6 +143,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     cacheMs: config.tokens.cacheMs,
     bodyTimeoutMs: config.timeouts.mcpBodyMs,
     globalPolicyRules: config.policy?.rules,
+    audit,
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);
       return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };

@@ -33,6 +33,8 @@ export interface Audit {
   /** A last checkpoint, then the sink is closed (waits at most closeTimeoutMs for a slow sink). */
   close(): Promise<void>;
   stats(): { written: number; dropped: number; queued: number };
+  /** False when the sink is `off`: callers skip building records (the MCP hot path). */
+  readonly enabled: boolean;
   readonly arguments: ArgumentsMode;
   readonly redact: readonly string[];
 }
@@ -61,6 +63,7 @@ export async function createAudit(
       flush: async () => {},
       close: async () => {},
       stats: () => ({ ...stats, queued: 0 }),
+      enabled: false,
       arguments: config.arguments,
       redact: config.redact,
     };
@@ -163,6 +166,7 @@ export async function createAudit(
       await Promise.race([sink.close(), new Promise((resolve) => setTimeout(resolve, CLOSE_TIMEOUT_MS).unref())]);
     },
     stats: () => ({ ...stats, queued: queue.length }),
+    enabled: true,
     arguments: config.arguments,
     redact: config.redact,
   };

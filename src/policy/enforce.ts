@@ -5,7 +5,7 @@ import type { PolicyRuleConfig } from '../config/schema.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { PolicyInput } from './cel.ts';
-import { compilePolicy, LIST_ITEMS, type Policy } from './policy.ts';
+import { compilePolicy, type Decision, LIST_ITEMS, type Policy } from './policy.ts';
 
 /**
  * The policy on the wire (docs/security.md, Per-tool policy): requests are judged before the
@@ -38,8 +38,9 @@ export interface Enforcer {
    * Judges a request body (one message or a batch). Undefined when everything may go to the
    * backend; otherwise the gateway's own answer to the whole body (refused requests answered as
    * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
+   * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    */
-  screen(body: Buffer, subject: Subject): Refusal | Refusal[] | undefined;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
@@ -56,7 +57,7 @@ export function createEnforcer(
   if (!policy) return undefined;
   const readsClient = rules.some((r) => r.when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(r.when));
   return {
-    screen: (body, subject) => screen(policy, body, subject),
+    screen: (body, subject, judged) => screen(policy, body, subject, judged),
     filterJson(body, subject, privateCache) {
       let message: unknown;
       try {
@@ -100,7 +101,7 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-function screen(policy: Policy, body: Buffer, subject: Subject): Refusal | Refusal[] | undefined {
+function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
@@ -109,7 +110,7 @@ function screen(policy: Policy, body: Buffer, subject: Subject): Refusal | Refus
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
-  const refusals = messages.map((m) => refusalOf(policy, m, subject));
+  const refusals = messages.map((m, i) => refusalOf(policy, m, subject, judged && ((decision) => judged(i, decision))));
   if (refusals.every((r) => r === undefined)) return undefined;
   if (!batch) return refusals[0];
   // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
@@ -122,7 +123,7 @@ function screen(policy: Policy, body: Buffer, subject: Subject): Refusal | Refus
 }
 
 /** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */
-function refusalOf(policy: Policy, message: unknown, subject: Subject): Refusal | undefined {
+function refusalOf(policy: Policy, message: unknown, subject: Subject, judged?: (decision: Decision) => void): Refusal | undefined {
   if (!isObject(message) || typeof message['method'] !== 'string') return undefined;
   const method = message['method'];
   if (!policy.governs(method)) return undefined;
@@ -130,7 +131,9 @@ function refusalOf(policy: Policy, message: unknown, subject: Subject): Refusal 
   const name = method === 'resources/read' ? params['uri'] : params['name'];
   const args = isObject(params['arguments']) ? params['arguments'] : {};
   const input: PolicyInput = { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
-  if (policy.decide(input).allowed) return undefined;
+  const decision = policy.decide(input);
+  judged?.(decision);
+  if (decision.allowed) return undefined;
   const id = idOf(message) ?? null;
   // The answers of the MCP SDK's McpServer for what it does not have.
   if (method === 'tools/call') return refused(id, INVALID_PARAMS, `Tool ${input.name} not found`);

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
@@ -34,6 +35,8 @@ export interface ProxyContext {
   enforcers: Map<string, Enforcer>;
   /** The app's raw routes: `closing` once shutdown began (new streams are then refused). */
   routes: RawRoutes;
+  /** The audit trail of MCP operations; undefined when its sink is off (nothing parsed for it). */
+  audit: Audit | undefined;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */

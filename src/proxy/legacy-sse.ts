@@ -7,7 +7,8 @@ import type { Enforcer } from '../policy/enforce.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
-import { destroyBody, isEventStream } from './forward.ts';
+import { beginOperations } from './audit-hook.ts';
+import { destroyBody, isEventStream, WHOLE_BODY_BYTES } from './forward.ts';
 import type { Gate } from './gate.ts';
 import { limitBytes, readBounded } from './relay.ts';
 import { requestStream, sendJson } from './respond.ts';
@@ -122,20 +123,26 @@ export function registerLegacySse(
     if (Number(req.headers['content-length']) > backend.maxBodyBytes) return sendGatewayError(res, tooLarge(backend.maxBodyBytes));
     const source = requestStream(req);
     let body: Readable | Buffer | undefined;
-    if (enforcer && source) {
-      // With a policy the message is read whole and judged before the backend sees it.
-      body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
-      const refusal = enforcer.screen(body, await enforcer.subject(req, caller.record));
+    // With a policy the message is read whole and judged before the backend sees it; for the
+    // audit trail a small one of known length is read whole (others stream, recorded as unread).
+    const readWhole = enforcer !== undefined || (ctx.audit !== undefined && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
+    if (readWhole && source) body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
+    const operations = ctx.audit
+      ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+      : undefined;
+    if (enforcer && Buffer.isBuffer(body)) {
+      const refusal = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
       if (refusal) {
         // HTTP+SSE answers arrive on the stream: there when it is open on this replica, else in the POST's answer.
         const stream = streams.get(sessionId);
+        operations?.answered(refusal, stream ? 202 : 403);
         if (!stream) return sendJson(res, 403, refusal, { 'cache-control': 'no-store' });
         stream.inject(refusal);
         res.writeHead(202, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 8 });
         res.end('Accepted');
         return;
       }
-    } else {
+    } else if (!Buffer.isBuffer(body)) {
       body = source?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
     }
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Audit } from '../audit/audit.ts';
 import { DEFAULT_TIMEOUTS, type PolicyRuleConfig } from '../config/schema.ts';
 import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
@@ -46,6 +47,8 @@ export interface ProxyDeps {
   globalPolicyRules?: readonly PolicyRuleConfig[];
   /** A client's name and how it registered, for conditions that read `client.name` / `client.kind`. */
   describeClient?: (clientId: string) => Promise<ClientFacts>;
+  /** One record per MCP operation (src/proxy/audit-hook.ts) when enabled. */
+  audit?: Audit;
 }
 
 /**
@@ -79,6 +82,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     active: new Set(),
     enforcers,
     routes: rawRoutes(app),
+    audit: deps.audit?.enabled ? deps.audit : undefined,
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),
     store: deps.store,

@@ -17,6 +17,7 @@ import {
 import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
 import type { Gate } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
+import { beginOperations } from './audit-hook.ts';
 import { filterAnswer } from './policy-hook.ts';
 import { limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
@@ -52,10 +53,18 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     // With a policy, a POST is read whole and judged before the backend sees it.
     const enforcer = method === 'POST' ? ctx.enforcers.get(resource.name) : undefined;
     if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
+    // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
+    const operations =
+      ctx.audit && method === 'POST'
+        ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+        : undefined;
     const subject = enforcer && Buffer.isBuffer(body) ? await enforcer.subject(req, caller.record) : undefined;
     if (enforcer && subject && Buffer.isBuffer(body)) {
-      const refusal = enforcer.screen(body, subject);
-      if (refusal) return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
+      const refusal = enforcer.screen(body, subject, operations?.judged);
+      if (refusal) {
+        operations?.answered(refusal, 200);
+        return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
+      }
     }
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
     const longLived = isLongLived(req);
@@ -65,6 +74,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
       response = await filterAnswer(enforcer, subject, response, { privateCache, timeoutMs: backend.headersTimeoutMs });
     }
+    if (operations) response = operations.watch(response);
     try {
       const issued = response.headers['mcp-session-id'];
       if (typeof issued === 'string' && issued !== sessionId && !(await ctx.sessions.bindIssued(resource.resource, issued, caller.record.userKey))) {

@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
+import type { Audit } from '../../src/audit/audit.ts';
 import pino from 'pino';
 import type { BackendConfig, TimeoutsConfig } from '../../src/config/schema.ts';
 import { createHttpApp } from '../../src/http/app.ts';
@@ -46,6 +47,8 @@ export interface ProxyHarnessOptions {
   clock?: Clock;
   /** Config `timeouts` (default DEFAULT_TIMEOUTS). */
   timeouts?: TimeoutsConfig;
+  /** The audit trail of MCP operations (default: none). */
+  audit?: Audit;
 }
 
 export interface ProxyHarness {
@@ -97,6 +100,7 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
       listenHost: options.listenHost ?? '127.0.0.1',
       signingKeyPem,
       bodyTimeoutMs: options.timeouts?.mcpBodyMs,
+      audit: options.audit,
     },
     options.keepAliveIntervalMs !== undefined ? { keepAliveIntervalMs: options.keepAliveIntervalMs } : {},
   );

@@ -1,0 +1,198 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { pipeline, Transform } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
+import { auditArguments } from '../audit/arguments.ts';
+import type { Audit } from '../audit/audit.ts';
+import { userFields } from '../audit/events.ts';
+import type { Decision } from '../policy/policy.ts';
+import { type BackendResponse, isEventStream } from './forward.ts';
+import type { Admitted } from './gate.ts';
+import { isObject } from './jsonrpc.ts';
+import { header } from './respond.ts';
+
+/** The audit record of one MCP operation (docs/security.md, Audit trail). */
+export const MCP_OPERATION = 'mcp.operation';
+
+type Id = string | number;
+
+interface Operation {
+  fields: Record<string, unknown>;
+  id: Id | undefined;
+  done: boolean;
+}
+
+/** The operations of one POST, each recorded once, when its answer is seen or the exchange ends. */
+export interface Operations {
+  /** The policy's decision on the body's `index`th message (Enforcer.screen's `judged`). */
+  judged(index: number, decision: Decision): void;
+  /** A JSON-RPC answer (one message or a batch) sent with `status`: the operations it answers are recorded. */
+  answered(answer: unknown, status: number): void;
+  /** The backend's answer, inspected on its way: a whole JSON body at once, an SSE stream event by event (never buffered). */
+  watch(response: BackendResponse): BackendResponse;
+}
+
+/**
+ * Starts the records of a POST's operations (JSON-RPC requests and notifications of the body;
+ * responses to the server's requests are not operations). A body the gateway did not read (large
+ * or of unknown length, streamed to the backend) or could not parse yields one record marked
+ * `gateway.audit.body: unread | invalid`. What has no answer when the exchange ends is recorded
+ * with the HTTP status sent (a notification's 202, a gateway 502/504, a client gone).
+ */
+export function beginOperations(
+  audit: Audit,
+  req: IncomingMessage,
+  res: ServerResponse,
+  context: { caller: Admitted; backend: string; sessionId: string | undefined; body: Buffer | undefined },
+): Operations {
+  const started = performance.now();
+  const record = context.caller.record;
+  const common: Record<string, unknown> = {
+    'event.name': MCP_OPERATION,
+    ...userFields(record.user, record.userKey),
+    'oauth.client.id': record.clientId,
+    'mcp.backend': context.backend,
+    'mcp.session.id': context.sessionId,
+    'mcp.protocol.version': header(req.headers, 'mcp-protocol-version'),
+    'client.address': req.socket.remoteAddress,
+  };
+  const indexed = operationsOf(context.body, common, audit);
+  const operations = indexed.filter((op) => op !== undefined);
+  const byId = new Map<Id, Operation>();
+  for (const op of operations) if (op.id !== undefined) byId.set(op.id, op);
+
+  function finish(op: Operation, status: number, answer?: Record<string, unknown>): void {
+    if (op.done) return;
+    op.done = true;
+    if (op.id !== undefined) byId.delete(op.id);
+    const fields = op.fields;
+    fields['http.response.status_code'] = status;
+    if (answer) {
+      const error = answer['error'];
+      if (isObject(error) && typeof error['code'] === 'number') fields['rpc.jsonrpc.error_code'] = error['code'];
+      const result = answer['result'];
+      // MCP server/tools §Error Handling: a tool's own failure is a result with isError.
+      if (fields['mcp.method.name'] === 'tools/call' && isObject(result) && result['isError'] === true) fields['error.type'] = 'tool_error';
+    }
+    fields['gateway.duration_ms'] = Math.round((performance.now() - started) * 1000) / 1000;
+    audit.record(fields as { 'event.name': string });
+  }
+
+  function answered(answer: unknown, status: number): void {
+    for (const message of Array.isArray(answer) ? answer : [answer]) {
+      if (!isObject(message)) continue;
+      const id = message['id'];
+      const op = typeof id === 'string' || typeof id === 'number' ? byId.get(id) : undefined;
+      if (op) finish(op, status, message);
+    }
+  }
+
+  res.once('close', () => {
+    for (const op of operations) finish(op, res.statusCode);
+  });
+
+  return {
+    judged(index, decision) {
+      const op = indexed[index];
+      if (!op) return;
+      op.fields['gateway.policy.decision'] = decision.allowed ? 'allowed' : 'denied';
+      if (decision.rule !== undefined) op.fields['gateway.policy.rule'] = decision.rule;
+    },
+    answered,
+    watch(response) {
+      if (byId.size === 0) return response;
+      const body = response.body;
+      if (Buffer.isBuffer(body)) {
+        if (isJson(response.headers['content-type'])) {
+          try {
+            answered(JSON.parse(body.toString('utf8')), response.statusCode);
+          } catch {
+            // not JSON after all: recorded with the status when the exchange ends
+          }
+        }
+        return response;
+      }
+      if (!isEventStream(response.headers['content-type'])) return response;
+      const inspector = sseInspector((message) => answered(message, response.statusCode), () => byId.size > 0);
+      pipeline(body, inspector, () => {});
+      return { ...response, body: inspector };
+    },
+  };
+}
+
+function operationsOf(body: Buffer | undefined, common: Record<string, unknown>, audit: Audit): (Operation | undefined)[] {
+  if (body === undefined) return [{ fields: { ...common, 'gateway.audit.body': 'unread' }, id: undefined, done: false }];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    return [{ fields: { ...common, 'gateway.audit.body': 'invalid' }, id: undefined, done: false }];
+  }
+  // Indexed as the body's messages (Enforcer.screen judges by index); holes where a message is no operation.
+  const operations: (Operation | undefined)[] = [];
+  for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
+    if (!isObject(message) || typeof message['method'] !== 'string') {
+      operations.push(undefined);
+      continue;
+    }
+    const method = message['method'];
+    const params = isObject(message['params']) ? message['params'] : {};
+    const rawId = message['id'];
+    const id = typeof rawId === 'string' || typeof rawId === 'number' ? rawId : undefined;
+    const fields: Record<string, unknown> = { ...common, 'mcp.method.name': method, 'gateway.policy.decision': 'allowed' };
+    if (id !== undefined) fields['jsonrpc.request.id'] = String(id);
+    // OpenTelemetry MCP semantic conventions: the operation's target by method.
+    if (method === 'tools/call' && typeof params['name'] === 'string') {
+      fields['gen_ai.tool.name'] = params['name'];
+      const args = auditArguments(audit.arguments, params['arguments'], audit.redact);
+      if (args !== undefined) fields['gen_ai.tool.call.arguments'] = args;
+    } else if (method === 'prompts/get' && typeof params['name'] === 'string') {
+      fields['gen_ai.prompt.name'] = params['name'];
+    } else if (method === 'resources/read' && typeof params['uri'] === 'string') {
+      fields['mcp.resource.uri'] = params['uri'];
+    }
+    operations.push({ fields, id, done: false });
+  }
+  return operations;
+}
+
+function isJson(type: string | undefined): boolean {
+  return typeof type === 'string' && /^application\/json\b/i.test(type);
+}
+
+/**
+ * Passes an SSE stream through byte for byte, handing each event's JSON-RPC message to `seen`
+ * while `watching()` (WHATWG HTML §9.2.6: an event ends with a blank line); then only passes.
+ */
+function sseInspector(seen: (message: unknown) => void, watching: () => boolean): Transform {
+  let pending = '';
+  const decoder = new StringDecoder('utf8');
+  const boundary = /\r\n\r\n|\n\n|\r\r/g;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (watching()) {
+        pending += decoder.write(chunk);
+        boundary.lastIndex = 0;
+        let start = 0;
+        for (let match = boundary.exec(pending); match; match = boundary.exec(pending)) {
+          inspectEvent(pending.slice(start, match.index), seen);
+          start = match.index + match[0].length;
+        }
+        pending = pending.slice(start);
+      }
+      callback(null, chunk);
+    },
+  });
+}
+
+function inspectEvent(event: string, seen: (message: unknown) => void): void {
+  if (!event.includes('"id"')) return;
+  const data: string[] = [];
+  for (const line of event.split(/\r\n|\n|\r/)) if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+  if (data.length === 0) return;
+  try {
+    seen(JSON.parse(data.join('\n')));
+  } catch {
+    // not JSON: not an answer the gateway can read
+  }
+}
