@@ -1,0 +1,239 @@
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import pino from 'pino';
+import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
+import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
+import { type Audit, type AuditConfig, createAudit } from '../../src/audit/audit.ts';
+import { streamSink } from '../../src/audit/sinks.ts';
+import { DEV_POLICY_RULES } from '../../src/dev.ts';
+import { systemClock } from '../../src/ports/clock.ts';
+import { freePort } from '../support/ports.ts';
+import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.ts';
+
+type AuditLine = Record<string, unknown>;
+const SIGNING_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+
+/** The snippets server behind the proxy with the dev sample policy, and an audit trail of its operations. */
+async function startSetup(dir: string, audit: (config: AuditConfig) => Promise<Audit>, mode: AuditConfig['arguments'] = 'hash') {
+  const config: AuditConfig = {
+    sink: 'file',
+    file: { path: join(dir, 'audit.jsonl'), maxBytes: 1 << 30, maxFiles: 1 },
+    arguments: mode,
+    redact: [],
+    checkpointSeconds: 3600,
+    queueMax: 64,
+  };
+  const trail = await audit(config);
+  const snippetsPort = await freePort();
+  const gateway = await startProxyHarness({
+    audit: trail,
+    backends: [
+      {
+        name: 'snippets',
+        path: '/mcp',
+        url: `http://127.0.0.1:${snippetsPort}/mcp`,
+        sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
+        credential: { header: 'x-functions-key', value: 'functions-key-1' },
+        policy: { rules: DEV_POLICY_RULES.map((rule) => ({ ...rule, effect: 'allow' as const })) },
+      },
+    ],
+  });
+  const snippets = await startSnippetsServer({
+    storage: await createFolderStorage(dir),
+    port: snippetsPort,
+    functionKey: 'functions-key-1',
+    identityJwksUrl: `${gateway.url}/.well-known/jwks.json`,
+    identityAudience: `${gateway.url}/mcp`,
+    identityIssuer: gateway.url,
+    logger: pino({ level: 'silent' }),
+  });
+  return { trail, gateway, snippets, file: config.file.path };
+}
+
+async function connectAs(gateway: ProxyHarness, user: 'alice' | 'bob', role: string, legacy = false): Promise<Client> {
+  const token = await gateway.tokenFor(user, 'snippets', undefined, { roles: [role] });
+  const requestInit = { headers: { Authorization: `Bearer ${token}` } };
+  const transport = legacy
+    ? new SSEClientTransport(new URL(`${gateway.url}/mcp/sse`), { requestInit })
+    : new StreamableHTTPClientTransport(new URL(`${gateway.url}/mcp`), { requestInit });
+  const client = new Client({ name: 'audit-test', version: '1.0.0' });
+  await client.connect(transport);
+  return client;
+}
+
+describe('audit trail: one mcp.operation record per MCP operation', () => {
+  let dir: string;
+  let setup: Awaited<ReturnType<typeof startSetup>>;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'audit-mcp-'));
+    setup = await startSetup(dir, (config) => createAudit(config, { signingKeyPem: SIGNING_KEY, clock: systemClock, logger: pino({ level: 'silent' }) }));
+  });
+  after(async () => {
+    await setup.gateway.close();
+    await setup.snippets.close();
+    await setup.trail.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  async function toolCalls(): Promise<AuditLine[]> {
+    await setup.trail.flush();
+    const lines = (await readFile(setup.file, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as AuditLine);
+    return lines.filter((r) => r['event.name'] === 'mcp.operation' && r['mcp.method.name'] === 'tools/call');
+  }
+
+  it('an allowed tools/call, a refused one and a tool error over Streamable HTTP: one record each with user, client, decision and outcome', async () => {
+    const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write');
+    const bob = await connectAs(setup.gateway, 'bob', 'Snippets.Read');
+    try {
+      await alice.callTool({ name: 'save_snippet', arguments: { snippetname: 'a1', snippet: 'hello' } });
+      await assert.rejects(bob.callTool({ name: 'save_snippet', arguments: { snippetname: 'b1', snippet: 'x' } }));
+      const missing = await bob.callTool({ name: 'get_snippet', arguments: { snippetname: 'no-such-snippet' } });
+      assert.equal(missing.isError, true);
+    } finally {
+      await alice.close();
+      await bob.close();
+    }
+    const [allowed, refused, toolError, ...rest] = await toolCalls();
+    assert.equal(rest.length, 0, 'one record per call');
+    const sessionId = allowed!['mcp.session.id'];
+    assert.equal(typeof sessionId, 'string');
+    assert.deepEqual(
+      { ...allowed, time: undefined, 'gateway.duration_ms': undefined, 'mcp.session.id': undefined, seq: undefined, prev: undefined, 'service.instance.id': undefined },
+      {
+        'event.name': 'mcp.operation',
+        time: undefined,
+        seq: undefined,
+        prev: undefined,
+        'service.instance.id': undefined,
+        'user.id': allowed!['user.id'],
+        'user.name': 'alice@example.com',
+        'user.full_name': 'Alice Admin',
+        'user.tenant.id': '00000000-0000-4000-8000-000000000001',
+        'oauth.client.id': 'https://client.example/metadata.json',
+        'mcp.backend': 'snippets',
+        'mcp.session.id': undefined,
+        'mcp.protocol.version': allowed!['mcp.protocol.version'],
+        'client.address': '127.0.0.1',
+        'mcp.method.name': 'tools/call',
+        'gateway.policy.decision': 'allowed',
+        'gateway.policy.rule': 'writers',
+        'jsonrpc.request.id': allowed!['jsonrpc.request.id'],
+        'gen_ai.tool.name': 'save_snippet',
+        'gen_ai.tool.call.arguments': allowed!['gen_ai.tool.call.arguments'],
+        'http.response.status_code': 200,
+        'gateway.duration_ms': undefined,
+      },
+    );
+    assert.match(String(allowed!['time']), /^\d{4}-\d\d-\d\dT/);
+    assert.equal(typeof allowed!['gateway.duration_ms'], 'number');
+    assert.match(String(allowed!['mcp.protocol.version']), /^\d{4}-\d\d-\d\d$/);
+    assert.match(String(allowed!['jsonrpc.request.id']), /^\d+$/);
+    assert.match(String(allowed!['gen_ai.tool.call.arguments']), /^sha256:[\w-]{43}$/, 'arguments hashed by default');
+    assert.ok(!JSON.stringify(allowed).includes('hello'), 'not the arguments themselves');
+
+    assert.equal(refused!['user.name'], undefined, 'bob has no preferred username');
+    assert.equal(refused!['user.full_name'], 'Bob Builder');
+    assert.equal(refused!['gen_ai.tool.name'], 'save_snippet');
+    assert.equal(refused!['gateway.policy.decision'], 'denied');
+    assert.equal(refused!['gateway.policy.rule'], undefined, 'no rule allowed it');
+    assert.equal(refused!['rpc.jsonrpc.error_code'], -32602);
+    assert.equal(refused!['http.response.status_code'], 200);
+
+    assert.equal(toolError!['gen_ai.tool.name'], 'get_snippet');
+    assert.equal(toolError!['gateway.policy.decision'], 'allowed');
+    assert.equal(toolError!['gateway.policy.rule'], 'readers');
+    assert.equal(toolError!['error.type'], 'tool_error');
+    assert.equal(toolError!['rpc.jsonrpc.error_code'], undefined);
+  });
+
+  it('a tools/call over legacy SSE is recorded with the gateway session id and the POST status (its answer comes on the stream)', async () => {
+    const before = (await toolCalls()).length;
+    const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write', true);
+    try {
+      await alice.callTool({ name: 'hello_mcp', arguments: {} });
+    } finally {
+      await alice.close();
+    }
+    const records = (await toolCalls()).slice(before);
+    assert.equal(records.length, 1);
+    const [call] = records;
+    assert.equal(call!['gen_ai.tool.name'], 'hello_mcp');
+    assert.equal(call!['gateway.policy.rule'], 'readers');
+    assert.equal(call!['http.response.status_code'], 202);
+    assert.equal(typeof call!['mcp.session.id'], 'string');
+    assert.equal(call!['rpc.jsonrpc.error_code'], undefined);
+  });
+});
+
+describe('audit trail of MCP operations: argument modes and a sink that never drains', () => {
+  async function withSetup(audit: (config: AuditConfig) => Promise<Audit>, mode: AuditConfig['arguments'], run: (s: Awaited<ReturnType<typeof startSetup>>) => Promise<void>) {
+    const dir = await mkdtemp(join(tmpdir(), 'audit-mcp-'));
+    const setup = await startSetup(dir, audit, mode);
+    try {
+      await run(setup);
+    } finally {
+      await setup.gateway.close();
+      await setup.snippets.close();
+      await setup.trail.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+  const fileAudit = (config: AuditConfig) => createAudit(config, { signingKeyPem: SIGNING_KEY, clock: systemClock, logger: pino({ level: 'silent' }) });
+
+  it('`full` arguments are written as sent, secret-named keys redacted', async () => {
+    await withSetup(fileAudit, 'full', async (setup) => {
+      const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write');
+      try {
+        await alice.callTool({ name: 'get_snippet', arguments: { snippetname: 'x', api_key: 'k-123', password: 'p-456' } });
+      } finally {
+        await alice.close();
+      }
+      await setup.trail.flush();
+      const text = await readFile(setup.file, 'utf8');
+      const call = text.trim().split('\n').map((l) => JSON.parse(l) as AuditLine).find((r) => r['gen_ai.tool.name'] === 'get_snippet');
+      assert.deepEqual(call!['gen_ai.tool.call.arguments'], { snippetname: 'x', api_key: '[redacted]', password: '[redacted]' });
+      assert.ok(!text.includes('k-123') && !text.includes('p-456'));
+    });
+  });
+
+  it('a sink whose reader never reads does not hold up tool calls: 50 calls succeed, records beyond the queue are dropped and counted', async () => {
+    const stalled: Socket[] = [];
+    const server = createServer((socket) => {
+      socket.pause();
+      stalled.push(socket);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const socket = connect((server.address() as { port: number }).port, '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    try {
+      const hungAudit = (config: AuditConfig) =>
+        createAudit({ ...config, arguments: 'full', queueMax: 4 }, { signingKeyPem: SIGNING_KEY, clock: systemClock, logger: pino({ level: 'silent' }), sink: streamSink(socket) });
+      await withSetup(hungAudit, 'full', async (setup) => {
+        const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write');
+        try {
+          // Large arguments fill the socket's buffers quickly.
+          const filler = 'x'.repeat(512 * 1024);
+          for (let i = 0; i < 50; i++) {
+            const result = await alice.callTool({ name: 'hello_mcp', arguments: { filler } });
+            assert.notEqual(result.isError, true);
+          }
+        } finally {
+          await alice.close();
+        }
+        assert.ok(setup.trail.stats().dropped > 0, `dropped ${setup.trail.stats().dropped}`);
+      });
+    } finally {
+      socket.destroy();
+      for (const s of stalled) s.destroy();
+      server.close();
+    }
+  });
+});
