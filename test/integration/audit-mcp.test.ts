@@ -10,7 +10,7 @@ import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import pino from 'pino';
 import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
-import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
+import { startSnippetsServer } from '../../servers/snippets/http.ts';
 import { type Audit, type AuditConfig, createAudit } from '../../src/audit/audit.ts';
 import { streamSink } from '../../src/audit/sinks.ts';
 import { DEV_POLICY_RULES } from '../../src/dev.ts';
