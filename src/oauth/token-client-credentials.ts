@@ -1,6 +1,6 @@
-import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import type { UserIdentity } from '../ports/idp.ts';
 import type { ClientRecord } from '../ports/records.ts';
+import { issueAccessOnly } from './access-only.ts';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { narrowScopes, resourceOrDefault } from './grant-scopes.ts';
@@ -31,16 +31,9 @@ export async function clientCredentialsGrant(
     groups: [],
   };
   const userKey = `client:${client.clientId}`;
-  const { grant, tokens } = await ctx.grants.createAccessOnly({ user, userKey, clientId: client.clientId, scopes, resource: resource.resource });
-  ctx.audit.record({
-    'event.name': SECURITY_EVENT.grantIssued,
-    ...userFields(user, userKey),
-    'oauth.grant_type': 'client_credentials',
-    'oauth.client.id': client.clientId,
-    'oauth.grant.id': grant.grantId,
-    'oauth.scope': tokens.scope,
-    'oauth.resource': resource.resource,
-    'client.address': request.address,
-  });
-  return tokens;
+  return issueAccessOnly(
+    ctx,
+    { user, userKey, clientId: client.clientId, scopes, resource: resource.resource },
+    { grantType: 'client_credentials', address: request.address },
+  );
 }

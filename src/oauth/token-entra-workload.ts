@@ -1,9 +1,9 @@
 import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
-import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import { type EntraWorkloadsConfig, JWT_BEARER_GRANT } from '../config/schema.ts';
 import type { UserIdentity } from '../ports/idp.ts';
 import type { ClientRecord } from '../ports/records.ts';
 import { joseReason } from './client-auth.ts';
+import { issueAccessOnly } from './access-only.ts';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { narrowScopes, resourceOrDefault } from './grant-scopes.ts';
@@ -75,19 +75,11 @@ export function createEntraWorkloadGrant(ctx: AuthServerContext, config: EntraWo
     };
     const userKey = `app:${tenantId}|${appId}`;
     const clientId = client?.clientId ?? appId;
-    const { grant, tokens } = await ctx.grants.createAccessOnly({ user, userKey, clientId, scopes, resource: resource.resource }, payload.exp);
-    ctx.audit.record({
-      'event.name': SECURITY_EVENT.grantIssued,
-      ...userFields(user, userKey),
-      'oauth.grant_type': JWT_BEARER_GRANT,
-      'gateway.assertion.issuer': payload.iss,
-      'oauth.client.id': clientId,
-      'oauth.grant.id': grant.grantId,
-      'oauth.scope': tokens.scope,
-      'oauth.resource': resource.resource,
-      'client.address': request.address,
-    });
-    return tokens;
+    return issueAccessOnly(
+      ctx,
+      { user, userKey, clientId, scopes, resource: resource.resource },
+      { grantType: JWT_BEARER_GRANT, assertionIssuer: payload.iss, address: request.address, untilAt: payload.exp },
+    );
   }
 
   return { claims, redeem };

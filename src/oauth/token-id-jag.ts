@@ -1,9 +1,9 @@
 import { createRemoteJWKSet, decodeProtectedHeader, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
-import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import type { EnterpriseAuthorizationConfig, IdJagIssuerConfig } from '../config/schema.ts';
 import type { UserIdentity } from '../ports/idp.ts';
 import type { ClientRecord } from '../ports/records.ts';
 import { joseReason } from './client-auth.ts';
+import { issueAccessOnly } from './access-only.ts';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { narrowScopes } from './grant-scopes.ts';
@@ -64,19 +64,11 @@ export function createIdJagGrant(ctx: AuthServerContext, config: EnterpriseAutho
     }
     const user = identityOf(payload, issuer);
     const userKey = userKeyOf(user);
-    const { grant, tokens } = await ctx.grants.createAccessOnly({ user, userKey, clientId: client.clientId, scopes, resource: resource.resource });
-    ctx.audit.record({
-      'event.name': SECURITY_EVENT.grantIssued,
-      ...userFields(user, userKey),
-      'oauth.grant_type': 'urn:ietf:params:oauth:grant-type:jwt-bearer',
-      'gateway.assertion.issuer': issuer.issuer,
-      'oauth.client.id': client.clientId,
-      'oauth.grant.id': grant.grantId,
-      'oauth.scope': tokens.scope,
-      'oauth.resource': resource.resource,
-      'client.address': request.address,
-    });
-    return tokens;
+    return issueAccessOnly(
+      ctx,
+      { user, userKey, clientId: client.clientId, scopes, resource: resource.resource },
+      { grantType: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertionIssuer: issuer.issuer, address: request.address },
+    );
   }
 
   /** Signature by the issuer's keys with an allowed algorithm; iss, aud = our issuer, exp/iat, required claims. */
