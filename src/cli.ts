@@ -30,12 +30,29 @@ and each checkpoint's signature. With --jwks (the gateway's /.well-known/jwks.js
 the checkpoints are verified; without it only the chain is. Exit 0 when intact, 1 at the first
 break (named), 2 on a usage error.`;
 
+const POLICY_USAGE = `Usage: mcp-entra-gateway policy explain --config FILE --tool NAME [options]
+
+Prints the decision the gateway would make for one call, and the rule that made it, from the
+config file's policy sections (no secrets or IdP needed). Exit 0 when allowed, 1 when denied.
+
+Options:
+  -c, --config FILE     the gateway config (YAML)
+  --backend NAME        the backend (default: the first)
+  --tool NAME           a tools/call of this tool (or --prompt NAME, --resource URI, --method NAME)
+  --user NAME           who calls (default: someone)
+  --roles A,B           the user's roles;  --groups G,H  their groups;  --scopes S,T  the token's scopes
+  --client ID           the client id (default: a-client)
+  --arguments JSON      the call's arguments (default: {})
+  --time ISO            when (default: now)`;
+
 const USAGE = `Usage:
   mcp-entra-gateway serve --config FILE   run the gateway from a YAML config (+ MCPGW_* env overrides)
   mcp-entra-gateway dev [--port 8080] [--idp-port 8081] [--snippets-port 7071] [--admin-port 9464] [--data ./data]
                                           run gateway + sample snippets server + dev sign-in
   mcp-entra-gateway audit verify FILE [--jwks URL|FILE]
                                           check an audit file's chain and signed checkpoints
+  mcp-entra-gateway policy explain --config FILE --tool NAME [--roles …]
+                                          the decision and the rule for one call
   mcp-entra-gateway help                  this text; COMMAND --help for one command's`;
 
 const HELP = { help: { type: 'boolean', short: 'h' } } as const;
@@ -83,8 +100,56 @@ async function run(argv: string[]): Promise<void> {
     process.exitCode = await verifyAuditCommand(file, values.jwks);
     return;
   }
+  if (command === 'policy') return explain(rest);
   process.stdout.write(`${USAGE}\n`);
   if (command !== undefined && command !== 'help' && command !== '--help' && command !== '-h') process.exitCode = 2;
+}
+
+async function explain(args: string[]): Promise<void> {
+  const list = { type: 'string', default: '' } as const;
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      config: { type: 'string', short: 'c' },
+      backend: { type: 'string' },
+      tool: { type: 'string' },
+      prompt: { type: 'string' },
+      resource: { type: 'string' },
+      method: { type: 'string' },
+      user: { type: 'string', default: 'someone' },
+      roles: list,
+      groups: list,
+      scopes: list,
+      client: { type: 'string', default: 'a-client' },
+      arguments: { type: 'string', default: '{}' },
+      time: { type: 'string' },
+      ...HELP,
+    },
+  });
+  if (values.help) return void process.stdout.write(`${POLICY_USAGE}\n`);
+  const [operation, name] = values.tool !== undefined ? ['tools/call', values.tool] : values.prompt !== undefined ? ['prompts/get', values.prompt] : values.resource !== undefined ? ['resources/read', values.resource] : [values.method, ''];
+  if (positionals[0] !== 'explain' || positionals.length !== 1 || !values.config || !operation) {
+    process.stderr.write(`${POLICY_USAGE}\n`);
+    process.exitCode = 2;
+    return;
+  }
+  const split = (value: string) => value.split(',').map((v) => v.trim()).filter(Boolean);
+  const { explainPolicy } = await import('./policy/explain.ts');
+  const result = explainPolicy(values.config, {
+    backend: values.backend,
+    method: operation,
+    name,
+    user: values.user,
+    roles: split(values.roles),
+    groups: split(values.groups),
+    scopes: split(values.scopes).flatMap((s) => s.split(' ')),
+    client: values.client,
+    arguments: JSON.parse(values.arguments) as Record<string, unknown>,
+    time: values.time ? new Date(values.time) : new Date(),
+  });
+  process.stdout.write(`${result.lines.join('\n')}\n`);
+  process.exitCode = result.allowed ? 0 : 1;
 }
 
 function portOption(name: string, value: string): number {

@@ -191,7 +191,7 @@ const policyRuleSchema = z
   });
 
 /** Ordered allow/deny rules; deny wins; once a backend has rules (its own or global), what none allows is denied. */
-const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
+export const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
 
 const backendSchema = z
   .object({
