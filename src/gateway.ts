@@ -108,9 +108,9 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const resources = buildResources(config.publicUrl, config.backends);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
-  const app = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
-  const admin = createHttpApp(logger, { timeouts: config.timeouts });
-  registerHealth(app, admin, { store, idp, audit });
+  const { app, raw } = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
+  const { app: admin } = createHttpApp(logger, { timeouts: config.timeouts });
+  registerHealth(app, admin, { store, idp, audit, raw });
   registerMetadata(app, ctx);
   registerRegistration(app, ctx);
   registerAuthorize(app, ctx);
@@ -132,6 +132,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   ]);
   const proxy = await registerMcpProxy(app, {
     resources,
+    routes: raw,
     validateAccessToken: grants.validateAccessToken,
     store,
     clock,

@@ -25,9 +25,10 @@ export interface HttpAppOptions {
 /**
  * Fastify with the gateway's shared behaviour: strict form parsing, one error boundary, JSON 404s,
  * request timeouts and security headers on every response (raw routes included).
- * Route modules are registered on the returned instance by main.ts.
+ * Route modules are registered on the returned app by gateway.ts; `raw` is handed to those that
+ * serve raw node:http routes (the MCP endpoints) and to the metrics observer.
  */
-export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): FastifyInstance {
+export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): { app: FastifyInstance; raw: RawRoutes } {
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const raw = createRawRoutes();
   // Set before any route writes its head; writeHead merges them in (fastify's replies and the raw routes' alike).
@@ -69,7 +70,6 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
     done(null, withDeadline(payload, timeouts.oauthBodyMs, reply.raw));
   });
 
-  Object.defineProperty(app, RAW_ROUTES, { value: raw.routes });
   // Fastify answers new requests with 503 once it is closing (return503OnClosing); so do raw routes.
   app.addHook('preClose', (done) => {
     raw.closing = true;
@@ -101,7 +101,7 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): Fas
     reply.code(404).send({ error: 'not_found', error_description: `no route for ${request.method} ${request.url.split('?')[0]}` });
   });
 
-  return app;
+  return { app, raw: raw.routes };
 }
 
 /** Whether a request has a body (RFC 9112 §6.3: framed by Transfer-Encoding or a non-zero Content-Length). */
@@ -161,15 +161,6 @@ export interface RawRoutes {
   observe(observer: RawObserver): void;
   /** True once the server began closing (raw routes then answer 503; handlers may check it too). */
   readonly closing: boolean;
-}
-
-const RAW_ROUTES = Symbol('rawRoutes');
-
-/** The raw routes of an app from createHttpApp (also reachable from its encapsulated scopes). */
-export function rawRoutes(app: FastifyInstance): RawRoutes {
-  const routes = (app as unknown as { [RAW_ROUTES]?: RawRoutes })[RAW_ROUTES];
-  if (!routes) throw new Error('raw routes need an app from createHttpApp');
-  return routes;
 }
 
 function createRawRoutes() {

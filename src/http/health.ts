@@ -3,7 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Audit } from '../audit/audit.ts';
 import type { UpstreamIdp } from '../ports/idp.ts';
 import type { Store } from '../ports/store.ts';
-import { rawRoutes } from './app.ts';
+import type { RawRoutes } from './app.ts';
 
 const READINESS_TIMEOUT_MS = 2000;
 const IDP_PROBE_INTERVAL_MS = 2000;
@@ -13,7 +13,7 @@ const IDP_PROBE_INTERVAL_MS = 2000;
  * (Prometheus, counting `app`'s requests) on `admin` only: they tell who asks what runs and what
  * it depends on, so they stay off the public listener (docs/security.md).
  */
-export function registerHealth(app: FastifyInstance, admin: FastifyInstance, deps: { store: Store; idp: UpstreamIdp; audit?: Audit }) {
+export function registerHealth(app: FastifyInstance, admin: FastifyInstance, deps: { store: Store; idp: UpstreamIdp; audit?: Audit; raw: RawRoutes }) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const audit = deps.audit;
@@ -55,7 +55,7 @@ export function registerHealth(app: FastifyInstance, admin: FastifyInstance, dep
   // Raw (non-fastify) routes: the same two metrics, with the label children cached per value.
   const counters = new Map<string, Counter.Internal>();
   const timers = new Map<string, Histogram.Internal<'route'>>();
-  rawRoutes(app).observe((route, method, status, seconds) => {
+  deps.raw.observe((route, method, status, seconds) => {
     const key = `${route} ${method} ${status}`;
     let counter = counters.get(key);
     if (!counter) {

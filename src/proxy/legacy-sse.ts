@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { Store } from '../ports/store.ts';
@@ -50,7 +49,7 @@ export function registerLegacySse(
   /** This replica's open streams with a policy, by the gateway's session id: refusals are answered on them. */
   const streams = new Map<string, ReturnType<Enforcer['filterSse']>>();
 
-  const routes = rawRoutes(scope);
+  const routes = ctx.routes;
   routes.add(ssePath, ['GET'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;

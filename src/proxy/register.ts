@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import { DEFAULT_TIMEOUTS, type PolicyRuleConfig } from '../config/schema.ts';
-import { rawRoutes } from '../http/app.ts';
+import type { RawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { type ClientFacts, createEnforcer, type Enforcer } from '../policy/enforce.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -27,6 +27,8 @@ export interface ProxyOptions {
 
 export interface ProxyDeps {
   resources: ProtectedResource[];
+  /** The app's raw node:http routes (createHttpApp), where the MCP endpoints are served. */
+  routes: RawRoutes;
   validateAccessToken: (token: string) => Promise<AccessTokenRecord | undefined>;
   store: Store;
   clock: Clock;
@@ -81,7 +83,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     logger: deps.logger,
     active: new Set(),
     enforcers,
-    routes: rawRoutes(app),
+    routes: deps.routes,
     audit: deps.audit?.enabled ? deps.audit : undefined,
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),

@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { rawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import {
@@ -35,7 +34,7 @@ export function registerStreamableHttp(
   resource: ProtectedResource,
 ): void {
   scope.options(resource.path, (request, reply) => ctx.gate.preflight(request, reply, 'GET, POST, DELETE'));
-  rawRoutes(scope).add(resource.path, ['GET', 'POST', 'DELETE'], guarded(ctx.logger, streamableHttpHandler(ctx, resource)));
+  ctx.routes.add(resource.path, ['GET', 'POST', 'DELETE'], guarded(ctx.logger, streamableHttpHandler(ctx, resource)));
 }
 
 function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: SessionBinding }, resource: ProtectedResource) {

@@ -86,11 +86,12 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
   const grants = createGrants({ store, clock, sealer, idp }, { accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 86400 });
   const resources = buildResources(url, options.backends.map(backendConfig));
   const signingKeyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const app = createHttpApp(pino({ level: 'silent' }), { timeouts: options.timeouts });
+  const { app, raw } = createHttpApp(pino({ level: 'silent' }), { timeouts: options.timeouts });
   const proxy = await registerMcpProxy(
     app,
     {
       resources,
+      routes: raw,
       validateAccessToken: grants.validateAccessToken,
       store,
       clock,
