@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import pino from 'pino';
+import { stalledSocket } from '../../test/support/stalled-socket.ts';
 import { systemClock } from '../ports/clock.ts';
 import { auditArguments, canonicalJson } from './arguments.ts';
 import { type AuditConfig, createAudit } from './audit.ts';
@@ -61,15 +61,7 @@ describe('audit trail', () => {
   });
 
   it('a sink that stops reading never blocks record(): the queue stays bounded and drops are counted', async () => {
-    // A real stream whose reader never reads: writes back up once the socket buffers fill.
-    const stalled: Socket[] = [];
-    const server = createServer((socket) => {
-      socket.pause();
-      stalled.push(socket);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const socket = connect((server.address() as { port: number }).port, '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
+    const { socket, close } = await stalledSocket();
     const audit = await createAudit(CONFIG, { signingKeyPem: SIGNING_KEY, clock: systemClock, logger: pino({ level: 'silent' }), sink: streamSink(socket) });
     try {
       const filler = 'x'.repeat(4096);
@@ -82,9 +74,7 @@ describe('audit trail', () => {
       assert.ok(stats.dropped > 0, 'records beyond the bound are dropped');
       await audit.close(); // bounded, although the sink never drains
     } finally {
-      socket.destroy();
-      for (const s of stalled) s.destroy();
-      server.close();
+      close();
     }
   });
 });

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,14 +8,13 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import pino from 'pino';
-import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
-import { startSnippetsServer } from '../../servers/snippets/http.ts';
+import { stalledSocket } from '../support/stalled-socket.ts';
 import { type Audit, type AuditConfig, createAudit } from '../../src/audit/audit.ts';
 import { streamSink } from '../../src/audit/sinks.ts';
 import { DEV_POLICY_RULES } from '../../src/dev.ts';
 import { systemClock } from '../../src/ports/clock.ts';
-import { freePort } from '../support/ports.ts';
-import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.ts';
+import { startSnippetsBehindProxy } from '../support/snippets-gateway.ts';
+import type { ProxyHarness, } from '../support/proxy-harness.ts';
 
 type AuditLine = Record<string, unknown>;
 const SIGNING_KEY = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -32,28 +30,9 @@ async function startSetup(dir: string, audit: (config: AuditConfig) => Promise<A
     queueMax: 64,
   };
   const trail = await audit(config);
-  const snippetsPort = await freePort();
-  const gateway = await startProxyHarness({
+  const { gateway, snippets } = await startSnippetsBehindProxy(dir, {
     audit: trail,
-    backends: [
-      {
-        name: 'snippets',
-        path: '/mcp',
-        url: `http://127.0.0.1:${snippetsPort}/mcp`,
-        sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
-        credential: { header: 'x-functions-key', value: 'functions-key-1' },
-        policy: { rules: DEV_POLICY_RULES.map((rule) => ({ ...rule, effect: 'allow' as const })) },
-      },
-    ],
-  });
-  const snippets = await startSnippetsServer({
-    storage: await createFolderStorage(dir),
-    port: snippetsPort,
-    functionKey: 'functions-key-1',
-    identityJwksUrl: `${gateway.url}/.well-known/jwks.json`,
-    identityAudience: `${gateway.url}/mcp`,
-    identityIssuer: gateway.url,
-    logger: pino({ level: 'silent' }),
+    policy: { rules: DEV_POLICY_RULES.map((rule) => ({ ...rule, effect: 'allow' as const })) },
   });
   return { trail, gateway, snippets, file: config.file.path };
 }
@@ -205,14 +184,7 @@ describe('audit trail of MCP operations: argument modes and a sink that never dr
   });
 
   it('a sink whose reader never reads does not hold up tool calls: 50 calls succeed, records beyond the queue are dropped and counted', async () => {
-    const stalled: Socket[] = [];
-    const server = createServer((socket) => {
-      socket.pause();
-      stalled.push(socket);
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const socket = connect((server.address() as { port: number }).port, '127.0.0.1');
-    await new Promise((resolve) => socket.once('connect', resolve));
+    const { socket, close } = await stalledSocket();
     try {
       const hungAudit = (config: AuditConfig) =>
         createAudit({ ...config, arguments: 'full', queueMax: 4 }, { signingKeyPem: SIGNING_KEY, clock: systemClock, logger: pino({ level: 'silent' }), sink: streamSink(socket) });
@@ -231,9 +203,7 @@ describe('audit trail of MCP operations: argument modes and a sink that never dr
         assert.ok(setup.trail.stats().dropped > 0, `dropped ${setup.trail.stats().dropped}`);
       });
     } finally {
-      socket.destroy();
-      for (const s of stalled) s.destroy();
-      server.close();
+      close();
     }
   });
 });

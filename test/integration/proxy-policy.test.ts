@@ -8,11 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import pino from 'pino';
-import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
-import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
 import { DEV_POLICY_RULES } from '../../src/dev.ts';
-import { freePort } from '../support/ports.ts';
+import { startSnippetsBehindProxy } from '../support/snippets-gateway.ts';
 import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.ts';
 
 const RULES = DEV_POLICY_RULES.map((rule) => ({ ...rule, effect: 'allow' as const }));
@@ -20,37 +17,17 @@ const READ_TOOLS = ['get_snippet', 'hello_mcp', 'list_snippets'];
 
 describe('policy: the dev sample policy on the snippets server, with the SDK client', () => {
   let dir: string;
-  let snippets: RunningSnippetsServer;
   let gateway: ProxyHarness;
+
+  let system: Awaited<ReturnType<typeof startSnippetsBehindProxy>>;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'snippets-policy-'));
-    const snippetsPort = await freePort();
-    gateway = await startProxyHarness({
-      backends: [
-        {
-          name: 'snippets',
-          path: '/mcp',
-          url: `http://127.0.0.1:${snippetsPort}/mcp`,
-          sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
-          credential: { header: 'x-functions-key', value: 'functions-key-1' },
-          policy: { rules: RULES },
-        },
-      ],
-    });
-    snippets = await startSnippetsServer({
-      storage: await createFolderStorage(dir),
-      port: snippetsPort,
-      functionKey: 'functions-key-1',
-      identityJwksUrl: `${gateway.url}/.well-known/jwks.json`,
-      identityAudience: `${gateway.url}/mcp`,
-      identityIssuer: gateway.url,
-      logger: pino({ level: 'silent' }),
-    });
+    system = await startSnippetsBehindProxy(dir, { policy: { rules: RULES } });
+    gateway = system.gateway;
   });
   after(async () => {
-    await gateway.close();
-    await snippets.close();
+    await system.close();
     await rm(dir, { recursive: true, force: true });
   });
 

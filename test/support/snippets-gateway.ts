@@ -3,6 +3,7 @@ import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
 import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
 import { type Harness, startHarness } from './gateway-harness.ts';
 import { freePort } from './ports.ts';
+import { type BackendInput, type ProxyHarness, type ProxyHarnessOptions, startProxyHarness } from './proxy-harness.ts';
 
 /**
  * The snippets sample server (folder storage in `dataDir`) behind a gateway harness on
@@ -30,6 +31,49 @@ export async function startSnippetsBehindGateway(dataDir: string): Promise<{ gat
         credential: { header: 'x-functions-key', value: 'backend-key' },
       },
     ],
+  });
+  return {
+    gateway,
+    snippets,
+    async close() {
+      await gateway.close();
+      await snippets.close();
+    },
+  };
+}
+
+/**
+ * The snippets server behind the proxy harness (no sign-in pages: tokens from `tokenFor`), with the
+ * backend credential and identity assertion checked, optionally a policy on the backend and an
+ * audit trail of its operations.
+ */
+export async function startSnippetsBehindProxy(
+  dataDir: string,
+  options: { policy?: BackendInput['policy']; audit?: ProxyHarnessOptions['audit'] } = {},
+): Promise<{ gateway: ProxyHarness; snippets: RunningSnippetsServer; close(): Promise<void> }> {
+  // The gateway's URL (JWKS, audience) must be known before the snippets server starts.
+  const snippetsPort = await freePort();
+  const gateway = await startProxyHarness({
+    ...(options.audit ? { audit: options.audit } : {}),
+    backends: [
+      {
+        name: 'snippets',
+        path: '/mcp',
+        url: `http://127.0.0.1:${snippetsPort}/mcp`,
+        sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
+        credential: { header: 'x-functions-key', value: 'functions-key-1' },
+        ...(options.policy ? { policy: options.policy } : {}),
+      },
+    ],
+  });
+  const snippets = await startSnippetsServer({
+    storage: await createFolderStorage(dataDir),
+    port: snippetsPort,
+    functionKey: 'functions-key-1',
+    identityJwksUrl: `${gateway.url}/.well-known/jwks.json`,
+    identityAudience: `${gateway.url}/mcp`,
+    identityIssuer: gateway.url,
+    logger: pino({ level: 'silent' }),
   });
   return {
     gateway,
