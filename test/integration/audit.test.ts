@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -97,6 +99,21 @@ describe('audit trail: security events, tamper evidence', () => {
     const intact = verify(file);
     assert.equal(intact.status, 0, intact.stdout + intact.stderr);
     assert.equal(intact.stdout, `intact: ${lines.length} records (seq 1–${lines.length}), 1 of 1 checkpoints verified\n`);
+    // As the README writes it: --jwks the gateway's URL (served here from the saved copy).
+    const jwksServer = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(readFileSync(jwksFile)));
+    await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
+    const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/.well-known/jwks.json`;
+    const byUrl = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(ROOT, 'src/cli.ts'), 'audit', 'verify', file, '--jwks', jwksUrl]);
+      let stdout = '';
+      child.stdout.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+      });
+      child.on('exit', (code) => resolve({ code, stdout }));
+    });
+    jwksServer.close();
+    assert.equal(byUrl.code, 0);
+    assert.equal(byUrl.stdout, intact.stdout);
 
     const altered = join(dir, 'altered.jsonl');
     writeFileSync(altered, `${lines.map((l, i) => (i === 2 ? l.replace('"gateway.', '"gatewaY.') : l)).join('\n')}\n`);
