@@ -76,7 +76,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   let devClient: { clientId: string; clientSecret: string; redirectUris: string[] } | undefined;
   if (config.upstream.dev) {
     devClient = { clientId: 'mcp-entra-gateway', clientSecret: randomBytes(32).toString('base64url'), redirectUris: [redirectUri] };
-    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store });
+    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store, clock });
   }
   const idp = await createUpstreamIdp(config.upstream, {
     redirectUri,
@@ -84,6 +84,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     allowInsecureHttp: config.mode === 'dev',
     getFederatedAssertion: deps.getFederatedAssertion,
     logger: logger.child({ component: 'upstream' }),
+    clock,
   });
 
   const sealer = createSealer(config.secrets.encryptionKeys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })));

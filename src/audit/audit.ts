@@ -2,7 +2,7 @@ import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import type { Logger } from 'pino';
-import type { Clock } from '../ports/clock.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { ArgumentsMode } from './arguments.ts';
 import { createChain } from './chain.ts';
 import { type AuditSink, fileSink, streamSink } from './sinks.ts';
@@ -80,7 +80,7 @@ export async function createAudit(
   const instance = `${hostname()}/${process.pid}`;
   // A new chain starts from a random id, so two chains never share a start.
   const chain = createChain(opened.head ?? { seq: 0, hash: `chain:${randomBytes(16).toString('base64url')}` }, { key, kid }, instance);
-  const now = () => new Date(deps.clock.nowMs?.() ?? Date.now()).toISOString();
+  const now = () => new Date(nowMsOf(deps.clock)).toISOString();
 
   const queue: (AuditEvent | typeof CHECKPOINT)[] = [];
   let droppedReported = 0;

@@ -3,6 +3,7 @@ import { decodeJwt, importPKCS8 } from 'jose';
 import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import { isLoopbackHost, type OidcIdpConfig } from '../config/schema.ts';
+import { type Clock, systemClock } from '../ports/clock.ts';
 import {
   type UpstreamAuthorizationRequest,
   type UpstreamErrorDetails,
@@ -33,6 +34,8 @@ export interface OidcIdpOptions {
   /** Allow http:// issuers, on loopback only (the dev IdP). */
   allowInsecureHttp?: boolean;
   logger?: UpstreamLogger;
+  /** Dates the upstream tokens' expiry (default: the system's). */
+  clock?: Clock;
 }
 
 /** Any OpenID Provider, found by discovery, with a client secret or private_key_jwt. */
@@ -57,6 +60,7 @@ export async function createOidcIdp(config: OidcIdpConfig, options: OidcIdpOptio
     // RFC 6749 §5.2: the client may not use this grant type — a registration fault, not the user's.
     userMustActErrors: USER_MUST_ACT,
     ...(options.logger ? { logger: options.logger } : {}),
+    clock: options.clock ?? systemClock,
   });
 }
 
@@ -73,6 +77,7 @@ export interface OpenIdIdpSettings {
   fetch?: client.CustomFetch;
   rolesClaim: string;
   groupsClaim: string;
+  clock: Clock;
   /** The `prompt` sent upstream for the one the gateway was asked for (undefined: none). */
   prompt(requested: string | undefined): string | undefined;
   /** The `scope` of a refresh request, from the scope stored with the tokens. */
@@ -155,7 +160,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       const claims = response.claims();
       if (!claims) throw new UpstreamRefusedError('invalid_response', 'the upstream returned no id_token');
       settings.checkClaims?.(claims);
-      return { identity: identityFrom(claims, settings), tokens: tokensFrom(response) };
+      return { identity: identityFrom(claims, settings), tokens: tokensFrom(response, settings.clock) };
     },
 
     async refresh(tokens: UpstreamTokens): Promise<UpstreamRefresh> {
@@ -177,7 +182,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
         }
         settings.checkClaims?.(claims);
       }
-      const fresh = tokensFrom(response);
+      const fresh = tokensFrom(response, settings.clock);
       return {
         tokens: {
           ...fresh,
@@ -223,13 +228,13 @@ function hasDistributedClaim(claims: client.IDToken, name: string): boolean {
   return typeof names === 'object' && names !== null && Object.hasOwn(names, name);
 }
 
-function tokensFrom(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers): UpstreamTokens {
+function tokensFrom(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers, clock: Clock): UpstreamTokens {
   const expiresIn = response.expiresIn();
   return {
     accessToken: response.access_token,
     refreshToken: response.refresh_token,
     idToken: response.id_token,
-    expiresAt: expiresIn === undefined ? undefined : Math.floor(Date.now() / 1000) + expiresIn,
+    expiresAt: expiresIn === undefined ? undefined : clock.nowSeconds() + expiresIn,
     scope: response.scope,
   };
 }

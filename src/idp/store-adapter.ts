@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
 import { sha256 } from '../oauth/secrets.ts';
+import type { Clock } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 
 /** What oidc-provider stores per model instance (sessions, grants, codes, refresh tokens…). */
@@ -22,8 +23,8 @@ interface Entry {
  * the uid / user-code indexes hold the id sealed under the uid / user code. Reading an entry takes
  * its id; a copy of the Store signs no one in.
  */
-export function createStoreAdapter(store: Store, prefix = 'devidp:') {
-  const now = () => Math.floor(Date.now() / 1000);
+export function createStoreAdapter(store: Store, clock: Clock, prefix = 'devidp:') {
+  const now = () => clock.nowSeconds();
   return (model: string) => {
     const key = (id: string) => `${prefix}${model}:${sha256(id)}`;
     const uidKey = (uid: string) => `${prefix}${model}-uid:${sha256(uid)}`;

@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Audit } from '../audit/audit.ts';
 import { SECURITY_EVENT, userFields } from '../audit/events.ts';
-import type { Clock } from '../ports/clock.ts';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { UpstreamIdp, UpstreamTokens, UserIdentity } from '../ports/idp.ts';
 import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
 import type { AccessTokenRecord, GrantRecord, SealedSecret } from '../ports/records.ts';
@@ -82,11 +83,12 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
   const { store, clock, sealer, idp } = deps;
   const cacheMs = Math.min(options.cacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
   const reuseIntervalSeconds = options.refreshReuseIntervalSeconds ?? 0;
-  const nowMs = () => clock.nowMs?.() ?? Date.now();
   // Keyed by the token itself so a hit costs no hash (benchmark 2); `cachedByHash` lets a
   // revocation, which knows only hashes, drop the entry. Process memory only, never the Store.
-  const cache = new Map<string, { record: AccessTokenRecord; until: number; hash: string }>();
   const cachedByHash = new Map<string, string>();
+  const cache = createBoundedCache<string, { record: AccessTokenRecord; until: number; hash: string }>(TOKEN_CACHE_MAX_ENTRIES, (evicted) =>
+    cachedByHash.delete(evicted.hash),
+  );
   function forget(hash: string): void {
     const token = cachedByHash.get(hash);
     if (token === undefined) return;
@@ -324,7 +326,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
    * another replica takes effect here within that bound.
    */
   async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
-    const now = nowMs();
+    const now = nowMsOf(clock);
     const cached = cache.get(token);
     let record: AccessTokenRecord | undefined;
     if (cached !== undefined && cached.until > now) {
@@ -335,7 +337,6 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
       record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
       if (cached) forget(hash);
       if (record && cacheMs > 0) {
-        if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) forget(cache.values().next().value!.hash);
         cache.set(token, { record, until: now + cacheMs, hash });
         cachedByHash.set(hash, token);
       }

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { PolicyRuleConfig } from '../config/schema.ts';
-import type { Clock } from '../ports/clock.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { PolicyInput } from './cel.ts';
 import { compilePolicy, type Decision, LIST_ITEMS, type Policy } from './policy.ts';
@@ -90,7 +90,7 @@ export function createEnforcer(
         client: { client_id: record.clientId, name: client.name, kind: client.kind },
         scopes: record.scopes,
         backend: deps.backend,
-        request: { ip: req.socket.remoteAddress ?? '', time: new Date(deps.clock.nowMs?.() ?? deps.clock.nowSeconds() * 1000) },
+        request: { ip: req.socket.remoteAddress ?? '', time: new Date(nowMsOf(deps.clock)) },
       };
     },
   };

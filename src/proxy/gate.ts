@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isLoopbackHost } from '../config/schema.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import { checkBearer, type ValidateAccessToken } from './bearer.ts';
 import { JSONRPC_SERVER_ERROR, jsonRpcError } from './errors.ts';
@@ -35,14 +36,13 @@ export function createGate(deps: {
   const checkHost = isLoopbackHost(deps.listenHost);
 
   // Verdicts per Host value (a URL parse per request otherwise); bounded, as Host is the client's.
-  const hostVerdicts = new Map<string, boolean>();
+  const hostVerdicts = createBoundedCache<string, boolean>(MAX_HOST_VERDICTS);
   function hostAllowed(host: string | undefined): boolean {
     if (!checkHost) return true;
     if (!host) return false;
     let verdict = hostVerdicts.get(host);
     if (verdict === undefined) {
       verdict = parseHostAllowed(host);
-      if (hostVerdicts.size >= MAX_HOST_VERDICTS) hostVerdicts.clear();
       hostVerdicts.set(host, verdict);
     }
     return verdict;

@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, type JWK, SignJWT } from 'jose';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 
@@ -42,7 +43,7 @@ export async function createIdentityAssertions(deps: {
   const publicJwk = await exportJWK(createPublicKey(privateKey));
   const kid = await calculateJwkThumbprint(publicJwk);
   const jwks = { keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] };
-  const cache = new Map<string, { assertion: string; reuseUntil: number }>();
+  const cache = createBoundedCache<string, { assertion: string; reuseUntil: number }>(MAX_CACHED_ASSERTIONS);
 
   async function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number) {
     const now = deps.clock.nowSeconds();
@@ -74,8 +75,6 @@ export async function createIdentityAssertions(deps: {
       .setIssuedAt(now)
       .setExpirationTime(expiresAt)
       .sign(privateKey);
-    if (cache.size >= MAX_CACHED_ASSERTIONS) cache.delete(cache.keys().next().value!);
-    cache.delete(key);
     const margin = Math.min(REUSE_MARGIN_SECONDS, Math.floor((expiresAt - now) / 2));
     cache.set(key, { assertion, reuseUntil: expiresAt - margin });
     return assertion;
