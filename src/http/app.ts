@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { DEFAULT_TIMEOUTS, type TimeoutsConfig } from '../config/schema.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { PAGE_HEADERS, errorPage } from '../oauth/pages.ts';
+import { sendJson } from '../proxy/respond.ts';
 
 /** OAuth endpoints take small bodies; MCP routes stream theirs and enforce each backend's maxBodyBytes. */
 const OAUTH_BODY_LIMIT_BYTES = 64 * 1024;
@@ -192,10 +193,8 @@ function createRawRoutes() {
       const handler = table.get(path)?.get(req.method ?? '');
       if (handler === undefined) return false;
       if (state.closing) {
-        // As fastify's own answer while closing (lib/route.js, return503OnClosing).
-        res.setHeader('connection', 'close');
-        res.writeHead(503, { 'content-type': 'application/json', 'content-length': '80' });
-        res.end('{"error":"Service Unavailable","message":"Service Unavailable","statusCode":503}');
+        // Fastify's own answer while closing (lib/route.js, return503OnClosing).
+        sendJson(res, 503, { error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 }, { connection: 'close' });
         return true;
       }
       if (observer !== undefined) {
