@@ -6,7 +6,7 @@ import { createBoundedCache } from '../ports/bounded-cache.ts';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { UpstreamIdp, UpstreamTokens, UserIdentity } from '../ports/idp.ts';
 import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
-import type { AccessTokenRecord, GrantRecord, SealedSecret } from '../ports/records.ts';
+import type { AccessTokenRecord, GrantRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
@@ -55,16 +55,8 @@ export interface IssuedTokens {
 /** A token response without a refresh token (assertion and client_credentials grants). */
 export type AccessOnlyTokens = Omit<IssuedTokens, 'refresh_token'>;
 
-export interface NewGrant {
-  grantId?: string;
-  user: UserIdentity;
-  userKey: string;
-  clientId: string;
-  scopes: string[];
-  resource: string;
-  upstream?: SealedSecret;
-  upstreamExpiresAt?: number;
-}
+/** A grant to create: the record without what creating it sets (its id may be chosen beforehand). */
+export type NewGrant = Omit<GrantRecord, 'grantId' | 'createdAt' | 'expiresAt' | 'refreshTokenHash'> & Partial<Pick<GrantRecord, 'grantId'>>;
 
 /**
  * Stable key of a user: Entra's tid+oid (DESIGN §6) when the validated issuer is that tenant's
@@ -73,6 +65,12 @@ export interface NewGrant {
 export function userKeyOf(user: UserIdentity): string {
   const entraShaped = user.tenantId && user.objectId && user.issuer.endsWith(`/${user.tenantId}/v2.0`);
   return entraShaped ? `${user.tenantId}|${user.objectId}` : `${user.issuer}|${user.subject}`;
+}
+
+/** The record an access token of `grant` resolves to. */
+function accessRecordOf(grant: GrantRecord, scopes: string[], expiresAt: number): AccessTokenRecord {
+  const { grantId, clientId, userKey, user, resource } = grant;
+  return { grantId, clientId, userKey, user, scopes, resource, expiresAt };
 }
 
 /**
@@ -104,15 +102,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const accessHash = sha256(accessToken);
     const refreshHash = sha256(refreshToken);
     const accessTtl = Math.min(options.accessTokenTtlSeconds, grant.expiresAt - now);
-    const record: AccessTokenRecord = {
-      grantId: grant.grantId,
-      clientId: grant.clientId,
-      userKey: grant.userKey,
-      user: grant.user,
-      scopes,
-      resource: grant.resource,
-      expiresAt: now + accessTtl,
-    };
+    const record = accessRecordOf(grant, scopes, now + accessTtl);
     const grantTtl = grant.expiresAt - now;
     grant.refreshTokenHash = refreshHash;
     // Index entries first, tokens last: a crash in between leaves only unusable index entries.
@@ -154,15 +144,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const grant: GrantRecord = { ...input, grantId: input.grantId ?? randomUUID(), createdAt: now, expiresAt: now + ttl };
     const accessToken = randomToken(ACCESS_TOKEN_PREFIX);
     const accessHash = sha256(accessToken);
-    const record: AccessTokenRecord = {
-      grantId: grant.grantId,
-      clientId: grant.clientId,
-      userKey: grant.userKey,
-      user: grant.user,
-      scopes: grant.scopes,
-      resource: grant.resource,
-      expiresAt: grant.expiresAt,
-    };
+    const record = accessRecordOf(grant, grant.scopes, grant.expiresAt);
     await store.addToSet(keys.userGrants(input.userKey), grant.grantId, ttl);
     await store.addToSet(keys.grantTokens(grant.grantId), `at:${accessHash}`, ttl);
     await store.set(keys.grant(grant.grantId), grant, ttl);
