@@ -106,8 +106,8 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const grantTtl = grant.expiresAt - now;
     grant.refreshTokenHash = refreshHash;
     // Index entries first, tokens last: a crash in between leaves only unusable index entries.
-    await store.addToSet(keys.grantTokens(grant.grantId), `at:${accessHash}`, grantTtl);
-    await store.addToSet(keys.grantTokens(grant.grantId), `rt:${refreshHash}`, grantTtl);
+    await store.addToSet(keys.grantTokens(grant.grantId), keys.accessToken(accessHash), grantTtl);
+    await store.addToSet(keys.grantTokens(grant.grantId), keys.refreshToken(refreshHash), grantTtl);
     await store.set(keys.grant(grant.grantId), grant, grantTtl);
     await store.set(keys.refreshToken(refreshHash), { grantId: grant.grantId }, grantTtl);
     await store.set(keys.accessToken(accessHash), record, accessTtl);
@@ -146,7 +146,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const accessHash = sha256(accessToken);
     const record = accessRecordOf(grant, grant.scopes, grant.expiresAt);
     await store.addToSet(keys.userGrants(input.userKey), grant.grantId, ttl);
-    await store.addToSet(keys.grantTokens(grant.grantId), `at:${accessHash}`, ttl);
+    await store.addToSet(keys.grantTokens(grant.grantId), keys.accessToken(accessHash), ttl);
     await store.set(keys.grant(grant.grantId), grant, ttl);
     await store.set(keys.accessToken(accessHash), record, ttl);
     return { grant, tokens: { access_token: accessToken, token_type: 'Bearer', expires_in: ttl, scope: grant.scopes.join(' ') } };
@@ -212,7 +212,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
       return endForReuse(grant.grantId, clientId);
     }
     await store.set(keys.usedRefreshToken(hash), grant.grantId, Math.max(1, grant.expiresAt - now));
-    await store.removeFromSet(keys.grantTokens(grant.grantId), `rt:${hash}`);
+    await store.removeFromSet(keys.grantTokens(grant.grantId), keys.refreshToken(hash));
     if (reuseIntervalSeconds > 0) {
       const rotated: RotationRecord = {
         ...claim,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { keys } from '../oauth/keys.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { Store } from '../ports/store.ts';
@@ -23,7 +24,6 @@ interface LegacySession {
   messageUrl: string;
 }
 
-const legacyKey = (id: string) => `legacy-session:${id}`;
 
 /**
  * HTTP+SSE (MCP 2024-11-05 transports §HTTP with SSE), served at `<path>/sse` and
@@ -77,20 +77,20 @@ export function registerLegacySse(
       messageUrl: messageUrl.href,
     };
     try {
-      await ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS);
+      await ctx.store.set(keys.legacySession(sessionId), session, LEGACY_SESSION_TTL_SECONDS);
     } catch (error) {
       // Nothing of the stream is delivered (the error boundary answers 503): release the backend's.
       destroyBody(response);
       throw error;
     }
     const refresh = setInterval(
-      () => void ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS).catch(() => {}),
+      () => void ctx.store.set(keys.legacySession(sessionId), session, LEGACY_SESSION_TTL_SECONDS).catch(() => {}),
       (LEGACY_SESSION_TTL_SECONDS / 2) * 1000,
     );
     refresh.unref();
     res.on('close', () => {
       clearInterval(refresh);
-      void ctx.store.delete(legacyKey(sessionId)).catch(() => {});
+      void ctx.store.delete(keys.legacySession(sessionId)).catch(() => {});
     });
     if (first.rest.length > 0) body.unshift(first.rest);
     if (enforcer) {
@@ -114,7 +114,7 @@ export function registerLegacySse(
     if (sessionId === undefined) {
       return sendJson(res, 400, jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: exactly one sessionId query parameter is required'));
     }
-    const session = await ctx.store.get<LegacySession>(legacyKey(sessionId));
+    const session = await ctx.store.get<LegacySession>(keys.legacySession(sessionId));
     // Unknown, expired, another resource's or another user's session: all look the same (404).
     if (!session || session.resource !== resource.resource || session.userKey !== caller.record.userKey) {
       return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));

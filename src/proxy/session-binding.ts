@@ -1,5 +1,5 @@
 import { MAX_TOKEN_CACHE_MS } from '../oauth/grants.ts';
-import { sha256 } from '../oauth/secrets.ts';
+import { keys } from '../oauth/keys.ts';
 import { createBoundedCache } from '../ports/bounded-cache.ts';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
@@ -30,7 +30,6 @@ export function createSessionBinding(store: Store, clock: Clock, options: { cach
   // By default a replica trusts a binding it read as long as a token lookup (`tokens.cacheMs`):
   // a session ended on another replica is refused within that bound.
   const verdictMs = options.cacheMs ?? MAX_TOKEN_CACHE_MS;
-  const key = (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`;
   // Keyed by resource + the id itself (process memory only), so a hit costs no hash.
   const cache = createBoundedCache<string, CachedBinding>(MAX_CACHED_SESSIONS);
   return {
@@ -40,7 +39,7 @@ export function createSessionBinding(store: Store, clock: Clock, options: { cach
       const cacheKey = `${resource} ${sessionId}`;
       const cached = cache.get(cacheKey);
       if (cached !== undefined && cached.checkedUntil > now) return cached.userKey === userKey;
-      const k = key(resource, sessionId);
+      const k = keys.mcpSession(resource, sessionId);
       const owner = await store.get<string>(k);
       if (owner === undefined) {
         cache.delete(cacheKey);
@@ -56,7 +55,7 @@ export function createSessionBinding(store: Store, clock: Clock, options: { cach
     },
     /** Binds a session id the backend just issued; false when it is already another user's. */
     async bindIssued(resource: string, sessionId: string, userKey: string): Promise<boolean> {
-      const k = key(resource, sessionId);
+      const k = keys.mcpSession(resource, sessionId);
       if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) {
         const now = nowMsOf(clock);
         cache.set(`${resource} ${sessionId}`, { userKey, checkedUntil: now + verdictMs, refreshedAt: now });
@@ -66,7 +65,7 @@ export function createSessionBinding(store: Store, clock: Clock, options: { cach
     },
     async forget(resource: string, sessionId: string): Promise<void> {
       cache.delete(`${resource} ${sessionId}`);
-      await store.delete(key(resource, sessionId));
+      await store.delete(keys.mcpSession(resource, sessionId));
     },
   };
 }
