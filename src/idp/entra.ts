@@ -62,12 +62,6 @@ export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOp
     rolesClaim: 'roles',
     groupsClaim: 'groups',
     clock,
-    // Never `prompt=consent` (it asks every user for consent again, and needs admin rights for some
-    // scopes): a request for consent becomes `select_account`; `login` and `select_account` pass.
-    prompt: (requested) => {
-      if (requested === 'login' || requested === 'select_account') return requested;
-      return requested === 'consent' ? 'select_account' : undefined;
-    },
     // Refresh with the configured scopes, never the response's `scope`: Entra's is not the request's
     // (for `.default` it lists the expanded permissions plus `.default`, which its own rules then
     // refuse with AADSTS70011; for an API's scopes it leaves out `openid`, and without `openid` the

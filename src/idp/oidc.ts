@@ -54,7 +54,6 @@ export async function createOidcIdp(config: OidcIdpConfig, options: OidcIdpOptio
     allowInsecureHttp: insecureAllowed(issuer, options.allowInsecureHttp),
     rolesClaim: config.rolesClaim,
     groupsClaim: config.groupsClaim,
-    prompt: (prompt) => prompt,
     // RFC 6749 §6: without a stored scope, omitting `scope` means "as originally granted".
     refreshScope: (stored) => stored,
     // RFC 6749 §5.2: the client may not use this grant type — a registration fault, not the user's.
@@ -78,8 +77,6 @@ export interface OpenIdIdpSettings {
   rolesClaim: string;
   groupsClaim: string;
   clock: Clock;
-  /** The `prompt` sent upstream for the one the gateway was asked for (undefined: none). */
-  prompt(requested: string | undefined): string | undefined;
   /** The `scope` of a refresh request, from the scope stored with the tokens. */
   refreshScope(stored: string | undefined): string | undefined;
   /** Extra checks on validated id_token claims; throws UpstreamRefusedError. */
@@ -133,7 +130,8 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
         code_challenge: await client.calculatePKCECodeChallenge(request.codeVerifier),
         code_challenge_method: 'S256',
       };
-      const prompt = settings.prompt(request.prompt);
+      // The port carries only `login` or `select_account`: /authorize drops any other (DESIGN §6, never `consent`).
+      const prompt = request.prompt;
       if (prompt) parameters['prompt'] = prompt;
       // Asking the user to pick an account and naming one contradict each other; Entra documents
       // that login_hint must not be combined with prompt=select_account (v2-protocols-oidc.md).
