@@ -210,7 +210,7 @@ function createRawRoutes() {
 }
 
 /** The one error boundary: our errors pass through, framework 4xx are named, anything else is server_error. */
-export function toOAuthError(error: unknown): OAuthError {
+function toOAuthError(error: unknown): OAuthError {
   if (error instanceof OAuthError) return error;
   const status = (error as FastifyError).statusCode;
   const code = (error as FastifyError).code;

@@ -12,8 +12,8 @@ import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
 import { openForHolder, randomToken, type Sealer, sealForHolder, sha256 } from './secrets.ts';
 
-export const ACCESS_TOKEN_PREFIX = 'mcpgw_at_';
-export const REFRESH_TOKEN_PREFIX = 'mcpgw_rt_';
+const ACCESS_TOKEN_PREFIX = 'mcpgw_at_';
+const REFRESH_TOKEN_PREFIX = 'mcpgw_rt_';
 
 export interface GrantOptions {
   accessTokenTtlSeconds: number;

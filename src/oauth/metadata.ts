@@ -5,7 +5,7 @@ import type { ProtectedResource } from './resources.ts';
 import { ID_JAG_GRANT_PROFILE } from './token-id-jag.ts';
 
 /** RFC 9728 §2 Protected Resource Metadata for one resource. */
-export function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedResource) {
+function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedResource) {
   return {
     resource: resource.resource,
     authorization_servers: [ctx.issuer],
@@ -21,7 +21,7 @@ export function protectedResourceMetadata(ctx: AuthServerContext, resource: Prot
  * private_key_jwt only with a configured client using them, jwt-bearer only with ID-JAG issuers
  * or Entra workloads configured.
  */
-export function authorizationServerMetadata(ctx: AuthServerContext) {
+function authorizationServerMetadata(ctx: AuthServerContext) {
   const base = ctx.issuer;
   const configured = [...ctx.configuredClients.values()].map((c) => c.record);
   const idJag = ctx.config.enterpriseAuthorization !== undefined;

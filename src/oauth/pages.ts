@@ -13,7 +13,7 @@ const MAX_DISPLAY_CHARACTERS = 80;
  * ones hide look-alikes (Unicode TR 9 §2, TR 36 §3) — whitespace collapsed, length bounded.
  * Not escaping: pass the result through escapeHtml.
  */
-export function displayText(value: string): string {
+function displayText(value: string): string {
   const visible = value
     .replace(/\p{Cf}/gu, '')
     .replace(/[\s\p{Cc}]+/gu, ' ')

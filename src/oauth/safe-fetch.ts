@@ -54,7 +54,7 @@ export function isPrivateAddress(address: string): boolean {
   return PRIVATE.check(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`, 'ipv4');
 }
 
-export class SafeFetchError extends Error {
+class SafeFetchError extends Error {
   override name = 'SafeFetchError';
 }
 

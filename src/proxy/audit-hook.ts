@@ -12,7 +12,7 @@ import { isObject } from './jsonrpc.ts';
 import { header } from './respond.ts';
 
 /** The audit record of one MCP operation (docs/security.md, Audit trail). */
-export const MCP_OPERATION = 'mcp.operation';
+const MCP_OPERATION = 'mcp.operation';
 
 type Id = string | number;
 

@@ -9,7 +9,7 @@ export type BearerResult =
   | { ok: false; status: 401 | 403; wwwAuthenticate: string; body: { error: string; error_description: string } };
 
 /** The scope a token must carry to use the resource: its first (default) scope. */
-export function requiredScope(resource: ProtectedResource): string {
+function requiredScope(resource: ProtectedResource): string {
   return resource.scopes[0]!;
 }
 
@@ -17,7 +17,7 @@ export function requiredScope(resource: ProtectedResource): string {
  * RFC 6750 §2.1: `Authorization: Bearer <token>`; the scheme is case-insensitive (RFC 9110 §11.1).
  * Tokens in the query or a form body are not accepted (PRM advertises the header method only).
  */
-export function bearerToken(headers: IncomingHttpHeaders): string | undefined {
+function bearerToken(headers: IncomingHttpHeaders): string | undefined {
   const match = /^Bearer +(\S+) *$/i.exec(headers.authorization ?? '');
   return match?.[1];
 }

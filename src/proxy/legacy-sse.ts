@@ -14,7 +14,7 @@ import { limitBytes, readBounded } from './relay.ts';
 import { requestStream, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */
-export const LEGACY_SESSION_TTL_SECONDS = 3600;
+const LEGACY_SESSION_TTL_SECONDS = 3600;
 
 /** Store value under `legacy-session:<id>`: where that session's messages go, and whose it is. */
 interface LegacySession {

@@ -18,7 +18,7 @@ import { createSessionBinding, type SessionBinding } from './session-binding.ts'
 import { registerStreamableHttp } from './streamable-http.ts';
 
 /** Idle SSE streams get a comment this often so intermediaries do not cut them. */
-export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
+const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
 
 export interface ProxyOptions {
   /** Default SSE_KEEP_ALIVE_INTERVAL_MS; tests shorten it. */

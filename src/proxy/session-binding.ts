@@ -5,7 +5,7 @@ import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 
 /** A session id stays bound to its user this long after its last use. */
-export const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
+const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
 /** The binding's expiry is pushed back at most this often per replica (not on every call). */
 const SESSION_BINDING_REFRESH_MS = 3600 * 1000;
 const MAX_CACHED_SESSIONS = 10_000;
