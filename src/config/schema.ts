@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { celProblem } from '../policy/cel.ts';
 import { conditionOf } from '../policy/policy.ts';
@@ -10,7 +11,23 @@ const UNUSED_CLIENT_TTL_SECONDS = 30 * 86400;
  * A secret value. In YAML write `{ env: NAME }` or `{ file: PATH }` (any value may be written so);
  * config/load.ts resolves those to strings before validation. Never logged.
  */
-export const secretSchema = z.string().min(1);
+const secretSchema = z.string().min(1);
+
+/** What is wrong with a PEM private key (undefined: nothing); `allowed` names the key types accepted. */
+function privateKeyProblem(pem: string, allowed: 'p256' | 'jws'): string | undefined {
+  let type: string | undefined;
+  let curve: string | undefined;
+  try {
+    const key = createPrivateKey(pem);
+    type = key.asymmetricKeyType;
+    curve = key.asymmetricKeyDetails?.namedCurve;
+  } catch {
+    return 'not a PEM private key';
+  }
+  if (type === 'ec' && curve === 'prime256v1') return undefined;
+  if (allowed === 'p256') return 'must be a P-256 (prime256v1) EC key for ES256';
+  return type === 'rsa' || type === 'ed25519' ? undefined : `unsupported key type ${type ?? 'unknown'} (use RSA, P-256 or Ed25519)`;
+}
 
 const devUserSchema = z
   .object({
@@ -39,13 +56,27 @@ const devIdpSchema = z
 
 const privateKeyJwtSchema = z
   .object({
-    /** PEM (PKCS#8) private key. */
+    /** PEM (PKCS#8) private key: RSA, P-256 or Ed25519. */
     privateKey: secretSchema,
     /** PEM certificate; its SHA-256 thumbprint goes in the assertion header as `x5t#S256` (Entra). */
     certificate: secretSchema.optional(),
     keyId: z.string().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((v, ctx) => {
+    const problem = privateKeyProblem(v.privateKey, 'jws');
+    if (problem) return ctx.addIssue({ code: 'custom', path: ['privateKey'], message: problem });
+    if (v.certificate === undefined) return;
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(v.certificate);
+    } catch {
+      return ctx.addIssue({ code: 'custom', path: ['certificate'], message: 'not a PEM certificate' });
+    }
+    if (!certificate.checkPrivateKey(createPrivateKey(v.privateKey))) {
+      ctx.addIssue({ code: 'custom', path: ['certificate'], message: 'does not match the private key' });
+    }
+  });
 
 const oidcIdpSchema = z
   .object({
@@ -102,6 +133,10 @@ const entraIdpSchema = z
         message: 'exactly one of clientSecret, certificate or managedIdentity is required',
       });
     }
+    if (v.certificate && !v.certificate.certificate) {
+      // Entra names the credential by the certificate's thumbprint (x5t#S256).
+      ctx.addIssue({ code: 'custom', path: ['certificate', 'certificate'], message: 'required' });
+    }
     if (['organizations', 'common'].includes(v.tenantId) && v.allowedTenants.length === 0) {
       ctx.addIssue({
         code: 'custom',
@@ -112,7 +147,7 @@ const entraIdpSchema = z
   });
 
 /** Exactly one upstream: `upstream: { entra: {…} }`, `{ oidc: {…} }` or `{ dev: {…} }`. */
-export const upstreamSchema = z
+const upstreamSchema = z
   .object({ dev: devIdpSchema.optional(), oidc: oidcIdpSchema.optional(), entra: entraIdpSchema.optional() })
   .strict()
   .refine((u) => [u.dev, u.oidc, u.entra].filter(Boolean).length === 1, {
@@ -415,11 +450,23 @@ export const configSchema = z
     secrets: z
       .object({
         /** AES-256-GCM keys for upstream tokens at rest: id → 32 bytes base64; the first one seals. */
-        encryptionKeys: z.array(z.object({ id: z.string().min(1), key: secretSchema }).strict()).min(1),
+        encryptionKeys: z
+          .array(
+            z
+              .object({
+                id: z.string().min(1),
+                key: secretSchema.refine((k) => Buffer.from(k, 'base64').length === 32, 'must be 32 bytes, base64-encoded'),
+              })
+              .strict(),
+          )
+          .min(1),
         /** HMAC key for consent cookies and CSRF tokens (≥ 32 bytes). */
-        cookieKey: secretSchema,
-        /** PKCS#8 PEM of the P-256 key that signs identity assertions (ES256). */
-        signingKey: secretSchema,
+        cookieKey: secretSchema.refine((k) => Buffer.byteLength(k, 'utf8') >= 32, 'must be at least 32 bytes'),
+        /** PKCS#8 PEM of the P-256 key that signs identity assertions and audit checkpoints (ES256). */
+        signingKey: secretSchema.superRefine((pem, ctx) => {
+          const problem = privateKeyProblem(pem, 'p256');
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }),
       })
       .strict(),
     upstream: upstreamSchema,

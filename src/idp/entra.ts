@@ -90,7 +90,7 @@ export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOp
  * `offline_access` (without it no refresh token comes back). Entra issues a token for one resource
  * per request, and `.default` cannot be combined with other scopes of a resource (AADSTS70011).
  */
-export function entraScopes(configured: string[]): string[] {
+function entraScopes(configured: string[]): string[] {
   const scopes = [...new Set([...configured, 'openid', 'profile', 'offline_access'])];
   const resourceScopes = scopes.filter((s) => !OIDC_SCOPES.has(s));
   const resources = new Set(resourceScopes.map(resourceOf));
@@ -118,10 +118,9 @@ async function entraClientAuth(
 ): Promise<client.ClientAuth> {
   if (config.clientSecret) return client.ClientSecretPost(config.clientSecret);
   if (config.certificate) {
-    if (!config.certificate.certificate) throw new Error('upstream.entra.certificate.certificate: required');
     // Entra's certificate credential as MSAL sends it: PS256, `x5t#S256`, `typ: JWT`, audience the
     // token endpoint (for `organizations`, /organizations/oauth2/v2.0/token) (certificate-credentials.md).
-    return privateKeyJwtAuth(config.certificate, 'upstream.entra.certificate', {
+    return privateKeyJwtAuth(config.certificate, {
       audience: 'token_endpoint',
       rsaAlgorithm: 'PS256',
     });

@@ -42,7 +42,7 @@ export interface OidcIdpOptions {
 export async function createOidcIdp(config: OidcIdpConfig, options: OidcIdpOptions): Promise<UpstreamIdp> {
   const issuer = new URL(config.issuer);
   const clientAuth = config.privateKeyJwt
-    ? await privateKeyJwtAuth(config.privateKeyJwt, 'upstream.oidc.privateKeyJwt')
+    ? await privateKeyJwtAuth(config.privateKeyJwt)
     : client.ClientSecretPost(config.clientSecret);
   return createOpenIdIdp({
     kind: options.kind ?? 'oidc',
@@ -262,7 +262,7 @@ const THROTTLED_CODES = new Set([50196]);
  * could not be reached, throttled or failed (network, timeout, 429, 5xx, not JSON, clock skew), or
  * refused our credential or request (`configurationFault`).
  */
-export function toUpstreamError(
+function toUpstreamError(
   error: unknown,
   context: string,
   userMustAct: ReadonlySet<string>,
@@ -372,22 +372,14 @@ export function insecureAllowed(issuer: URL, allowInsecureHttp: boolean | undefi
  */
 export async function privateKeyJwtAuth(
   keyConfig: { privateKey: string; certificate?: string; keyId?: string },
-  configKey: string,
   options: { audience?: 'token_endpoint'; rsaAlgorithm?: 'RS256' | 'PS256' } = {},
 ): Promise<client.ClientAuth> {
-  const algorithm = jwsAlgorithm(keyConfig.privateKey, configKey, options.rsaAlgorithm ?? 'RS256');
+  // config/schema.ts checked the key (RSA, P-256 or Ed25519) and that the certificate is its own.
+  const algorithm = jwsAlgorithm(keyConfig.privateKey, options.rsaAlgorithm ?? 'RS256');
   const key = await importPKCS8(keyConfig.privateKey, algorithm);
   let thumbprints: Record<string, string> = {};
   if (keyConfig.certificate) {
-    let certificate: X509Certificate;
-    try {
-      certificate = new X509Certificate(keyConfig.certificate);
-    } catch {
-      throw new Error(`${configKey}.certificate: not a PEM certificate`);
-    }
-    if (!certificate.checkPrivateKey(createPrivateKey(keyConfig.privateKey))) {
-      throw new Error(`${configKey}.certificate: does not match the private key`);
-    }
+    const certificate = new X509Certificate(keyConfig.certificate);
     thumbprints = { 'x5t#S256': Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url') };
   }
   return (as, clientMetadata, body, headers) =>
@@ -402,18 +394,7 @@ export async function privateKeyJwtAuth(
     )(as, clientMetadata, body, headers);
 }
 
-function jwsAlgorithm(pem: string, configKey: string, rsa: 'RS256' | 'PS256'): string {
-  let type: string | undefined;
-  let curve: string | undefined;
-  try {
-    const key = createPrivateKey(pem);
-    type = key.asymmetricKeyType;
-    curve = key.asymmetricKeyDetails?.namedCurve;
-  } catch {
-    throw new Error(`${configKey}.privateKey: not a PEM private key`);
-  }
-  if (type === 'rsa') return rsa;
-  if (type === 'ec' && curve === 'prime256v1') return 'ES256';
-  if (type === 'ed25519') return 'EdDSA';
-  throw new Error(`${configKey}.privateKey: unsupported key type ${type ?? 'unknown'} (use RSA, P-256 or Ed25519)`);
+function jwsAlgorithm(pem: string, rsa: 'RS256' | 'PS256'): string {
+  const type = createPrivateKey(pem).asymmetricKeyType;
+  return type === 'rsa' ? rsa : type === 'ed25519' ? 'EdDSA' : 'ES256';
 }

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { PolicyInput } from './cel.ts';
 import { compilePolicy } from './policy.ts';
 
+const SIGNING_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+
 const BASE = {
   publicUrl: 'https://mcp.example.com',
-  secrets: { encryptionKeys: [{ id: 'k1', key: 'a'.repeat(44) }], cookieKey: 'c'.repeat(40), signingKey: 'pem' },
+  secrets: { encryptionKeys: [{ id: 'k1', key: `${'a'.repeat(43)}=` }], cookieKey: 'c'.repeat(40), signingKey: SIGNING_PEM },
   upstream: { entra: { tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47', clientId: 'app', clientSecret: 's' } },
 };
 

@@ -55,7 +55,7 @@ export function createGate(deps: {
     } catch {
       return false;
     }
-    return hostname === publicUrl.hostname || ['localhost', '127.0.0.1', '[::1]'].includes(hostname);
+    return hostname === publicUrl.hostname || isLoopbackHost(hostname);
   }
 
   /** Origin and Host: the 403 message when refused, else undefined. */

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, type JWK, SignJWT } from 'jose';
 import { createBoundedCache } from '../ports/bounded-cache.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -31,15 +31,8 @@ export async function createIdentityAssertions(deps: {
   issuer: string;
   clock: Clock;
 }): Promise<IdentityAssertions> {
-  let privateKey: KeyObject;
-  try {
-    privateKey = createPrivateKey(deps.signingKeyPem);
-  } catch (error) {
-    throw new Error('secrets.signingKey: not a PEM private key', { cause: error });
-  }
-  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw new Error('secrets.signingKey: must be a P-256 (prime256v1) EC key for ES256');
-  }
+  // A P-256 PEM key: config/schema.ts checks secrets.signingKey.
+  const privateKey = createPrivateKey(deps.signingKeyPem);
   const publicJwk = await exportJWK(createPublicKey(privateKey));
   const kid = await calculateJwkThumbprint(publicJwk);
   const jwks = { keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] };
