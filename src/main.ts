@@ -76,7 +76,8 @@ function thenFlush(parts: { close(): Promise<void> }[], telemetry: Telemetry): {
   return {
     async close() {
       await Promise.all(parts.map((part) => part.close()));
-      await telemetry.shutdown();
+      // Spans that cannot be delivered now are lost, but the stop is still clean.
+      await telemetry.shutdown().catch((error: unknown) => process.stderr.write(`telemetry not flushed: ${(error as Error).message}\n`));
     },
   };
 }
