@@ -1,5 +1,6 @@
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { trace } from '@opentelemetry/api';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import type { Logger } from 'pino';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
@@ -151,7 +152,12 @@ export async function createAudit(
   return {
     record(event) {
       if (queue.length >= config.queueMax) return drop(1);
-      enqueue({ time: now(), 'service.instance.id': instance, ...event });
+      // The trace this happened in (OpenTelemetry log data model: trace_id, span_id), when one is active.
+      const span = event['trace.id'] === undefined ? trace.getActiveSpan() : undefined;
+      if (span !== undefined) {
+        const { traceId, spanId } = span.spanContext();
+        enqueue({ time: now(), 'service.instance.id': instance, ...event, 'trace.id': traceId, 'span.id': spanId });
+      } else enqueue({ time: now(), 'service.instance.id': instance, ...event });
     },
     flush,
     async close() {

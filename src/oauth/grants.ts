@@ -77,7 +77,18 @@ function accessRecordOf(grant: GrantRecord, scopes: string[], expiresAt: number)
  * Grants and the tokens issued from them: issue, rotate (OAuth 2.1 §4.3.1), detect refresh
  * reuse (revoke the grant), validate access tokens, revoke (RFC 7009).
  */
-export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp; audit?: Audit }, options: GrantOptions) {
+export function createGrants(
+  deps: {
+    store: Store;
+    clock: Clock;
+    sealer: Sealer;
+    idp: UpstreamIdp;
+    audit?: Audit;
+    /** Told how each bearer token was checked (metrics): from the cache, or read from the Store. */
+    onValidation?: (result: 'cached' | 'valid' | 'invalid') => void;
+  },
+  options: GrantOptions,
+) {
   const { store, clock, sealer, idp } = deps;
   const cacheMs = Math.min(options.cacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
   const reuseIntervalSeconds = options.refreshReuseIntervalSeconds ?? 0;
@@ -313,10 +324,15 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     let record: AccessTokenRecord | undefined;
     if (cached !== undefined && cached.until > now) {
       record = cached.record;
+      deps.onValidation?.('cached');
     } else {
-      if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
+      if (!token.startsWith(ACCESS_TOKEN_PREFIX)) {
+        deps.onValidation?.('invalid');
+        return undefined;
+      }
       const hash = cached?.hash ?? sha256(token);
       record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
+      deps.onValidation?.(record ? 'valid' : 'invalid');
       if (cached) forget(hash);
       if (record && cacheMs > 0) {
         cache.set(token, { record, until: now + cacheMs, hash });

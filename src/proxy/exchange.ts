@@ -17,6 +17,7 @@ import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
 import { type KeepAlive, relay } from './relay.ts';
+import type { ProxyTelemetry } from './telemetry-hook.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
@@ -37,6 +38,8 @@ export interface ProxyContext {
   routes: RawRoutes;
   /** The audit trail of MCP operations; undefined when its sink is off (nothing parsed for it). */
   audit: Audit | undefined;
+  /** Metrics, and spans when exported (src/proxy/telemetry-hook.ts). Operations are read when audit or spans are on. */
+  telemetry: ProxyTelemetry;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */

@@ -124,10 +124,11 @@ export function registerLegacySse(
     let body: Readable | Buffer | undefined;
     // With a policy the message is read whole and judged before the backend sees it; for the
     // audit trail a small one of known length is read whole (others stream, recorded as unread).
-    const readWhole = enforcer !== undefined || (ctx.audit !== undefined && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
+    const observed = ctx.audit !== undefined || ctx.telemetry.tracer !== undefined;
+    const readWhole = enforcer !== undefined || (observed && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
     if (readWhole && source) body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
-    const operations = ctx.audit
-      ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+    const operations = observed
+      ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {
       const refusal = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
@@ -145,7 +146,9 @@ export function registerLegacySse(
       body = source?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
     }
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
-    const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
+    const url = new URL(session.messageUrl);
+    if (operations) body = operations.sending(headers, body, url);
+    const response = await openBackend(ctx, res, resource, { url, method: 'POST', headers, body });
     if (!response) return;
     await sendBackendResponse(ctx, res, response);
   }));

@@ -14,6 +14,9 @@ import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
 import { registerLegacySse } from './legacy-sse.ts';
 import { createKeepAlive } from './relay.ts';
+import type { ProxyTelemetry } from './telemetry-hook.ts';
+import { createGatewayMetrics } from '../telemetry/metrics.ts';
+import { localTelemetry } from '../telemetry/sdk.ts';
 import { createSessionBinding, type SessionBinding } from './session-binding.ts';
 import { registerStreamableHttp } from './streamable-http.ts';
 
@@ -51,6 +54,8 @@ export interface ProxyDeps {
   describeClient?: (clientId: string) => Promise<ClientFacts>;
   /** One record per MCP operation (src/proxy/audit-hook.ts) when enabled. */
   audit?: Audit;
+  /** The gateway's instruments and tracer (default: metrics nobody reads, no spans). */
+  telemetry?: ProxyTelemetry;
 }
 
 /**
@@ -85,6 +90,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     enforcers,
     routes: deps.routes,
     audit: deps.audit?.enabled ? deps.audit : undefined,
+    telemetry: deps.telemetry ?? { metrics: createGatewayMetrics(localTelemetry().meterProvider), tracer: undefined },
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),
     store: deps.store,
@@ -99,6 +105,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   // Graceful shutdown: open long-lived SSE streams (GET, 2026-07-28 subscriptions/listen) would
   // hold the server open, so they are ended (cleanly, via their backend exchange); other requests
   // in flight (POST, DELETE) finish within the grace period.
+  ctx.telemetry.metrics.observeActiveStreams(() => ctx.active.size);
   app.addHook('preClose', (done) => {
     for (const abort of ctx.active) abort();
     done();

@@ -54,8 +54,8 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
     const operations =
-      ctx.audit && method === 'POST'
-        ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+      (ctx.audit || ctx.telemetry.tracer) && method === 'POST'
+        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
         : undefined;
     const subject = enforcer && Buffer.isBuffer(body) ? await enforcer.subject(req, caller.record) : undefined;
     if (enforcer && subject && Buffer.isBuffer(body)) {
@@ -66,6 +66,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       }
     }
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    if (operations) body = operations.sending(headers, body, upstream);
     const longLived = isLongLived(req);
     let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
