@@ -105,7 +105,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   });
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
   const grants = createGrants({ store, clock, sealer, idp, audit }, config.tokens);
-  const resources = buildResources(config.publicUrl, config.backends);
+  const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
   const { app, raw } = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });

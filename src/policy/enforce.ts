@@ -24,6 +24,11 @@ interface Refusal {
   id: Id;
 }
 
+/** The whole body waits for a step-up: the token lacks these scopes for a call that is otherwise allowed. */
+export interface ScopeChallenge {
+  missingScopes: string[];
+}
+
 export interface ClientFacts {
   name: string;
   /** `dcr`, `cimd` or `config` (how the client registered). */
@@ -37,10 +42,11 @@ export interface Enforcer {
   /**
    * Judges a request body (one message or a batch). Undefined when everything may go to the
    * backend; otherwise the gateway's own answer to the whole body (refused requests answered as
-   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
+   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed),
+   * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | ScopeChallenge | undefined;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
@@ -101,7 +107,12 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined {
+function screen(
+  policy: Policy,
+  body: Buffer,
+  subject: Subject,
+  judged?: (index: number, decision: Decision) => void,
+): Refusal | Refusal[] | ScopeChallenge | undefined {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
@@ -110,7 +121,15 @@ function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index:
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
-  const refusals = messages.map((m, i) => refusalOf(policy, m, subject, judged && ((decision) => judged(i, decision))));
+  const missing = new Set<string>();
+  const refusals = messages.map((m, i) =>
+    refusalOf(policy, m, subject, (decision) => {
+      for (const scope of decision.missingScopes ?? []) missing.add(scope);
+      judged?.(i, decision);
+    }),
+  );
+  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
+  if (missing.size > 0) return { missingScopes: [...missing] };
   if (refusals.every((r) => r === undefined)) return undefined;
   if (!batch) return refusals[0];
   // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
