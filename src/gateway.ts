@@ -22,6 +22,7 @@ import { registerMetadata } from './oauth/metadata.ts';
 import { registerRegistration } from './oauth/register.ts';
 import { buildResources } from './oauth/resources.ts';
 import { registerRevoke } from './oauth/revoke.ts';
+import { createEntraGraphGroups } from './oauth/graph-groups.ts';
 import { createSafeFetch } from './oauth/safe-fetch.ts';
 import { createSealer, createSigner } from './oauth/secrets.ts';
 import { registerToken } from './oauth/token.ts';
@@ -145,6 +146,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     bodyTimeoutMs: config.timeouts.mcpBodyMs,
     globalPolicyRules: config.policy?.rules,
     audit,
+    ...(config.upstream.entra ? { overageGroups: createEntraGraphGroups(config.upstream.entra, { store, sealer, idp, logger }) } : {}),
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);
       return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };

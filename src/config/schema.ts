@@ -91,6 +91,14 @@ const entraIdpSchema = z
       .optional(),
     /** Upstream scopes. OIDC scopes plus at most one resource's scopes; `.default` alone (DESIGN §6). */
     scopes: z.array(z.string()).default(['openid', 'profile', 'email', 'offline_access', 'User.Read']),
+    /**
+     * Microsoft Graph, where a groups overage is resolved (POST /v1.0/me/getMemberGroups, delegated
+     * User.Read); default https://graph.microsoft.com, for a national cloud its Graph host
+     * (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).
+     */
+    graphHost: z.string().url().optional(),
+    /** How long a user's groups read from Graph are used (default 600; a group removed in Entra counts after at most this). */
+    groupsCacheSeconds: z.number().int().min(60).max(3600).optional(),
   })
   .strict()
   .superRefine((v, ctx) => {

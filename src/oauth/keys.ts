@@ -24,4 +24,6 @@ export const keys = {
   /** A JWT assertion's jti, once used (client assertions: issuer `client:<id>`; ID-JAGs: their issuer). */
   usedAssertion: (issuer: string, jti: string) => `assertion-used:${sha256(`${issuer}\n${jti}`)}`,
   rateLimit: (name: string, ip: string, window: number) => `ratelimit:${name}:${ip}:${window}`,
+  /** A user's group ids read from Microsoft Graph after a groups overage (src/oauth/graph-groups.ts). */
+  graphGroups: (userKey: string) => `graph-groups:${userKey}`,
 };

@@ -57,11 +57,18 @@ export interface Enforcer {
 /** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
 export function createEnforcer(
   rules: readonly PolicyRuleConfig[],
-  deps: { backend: string; clock: Clock; describeClient?: (clientId: string) => Promise<ClientFacts> },
+  deps: {
+    backend: string;
+    clock: Clock;
+    describeClient?: (clientId: string) => Promise<ClientFacts>;
+    /** The groups of a user with a groups overage, or undefined when they cannot be known (src/oauth/graph-groups.ts). */
+    overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
+  },
 ): Enforcer | undefined {
   const policy = compilePolicy(rules);
   if (!policy) return undefined;
   const readsClient = rules.some((r) => r.when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(r.when));
+  const readsGroups = rules.some((r) => r.groups !== undefined || (r.when !== undefined && /\buser\s*\.\s*groups\b/.test(r.when)));
   return {
     screen: (body, subject, judged) => screen(policy, body, subject, judged),
     filterJson(body, subject, privateCache) {
@@ -80,6 +87,9 @@ export function createEnforcer(
     async subject(req, record) {
       const user = record.user;
       const client = readsClient && deps.describeClient ? await deps.describeClient(record.clientId) : { name: '', kind: clientKind(record.clientId) };
+      // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
+      // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
+      const groups = !user.groupsOverage ? user.groups : readsGroups && deps.overageGroups ? await deps.overageGroups(record) : undefined;
       return {
         user: {
           oid: user.objectId ?? '',
@@ -89,7 +99,7 @@ export function createEnforcer(
           preferred_username: user.preferredUsername ?? '',
           email: user.email ?? '',
           roles: user.roles,
-          groups: user.groups,
+          ...(groups === undefined ? {} : { groups }),
           idp: user.issuer,
           kind: user.kind ?? 'person',
         },

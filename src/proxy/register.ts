@@ -51,6 +51,8 @@ export interface ProxyDeps {
   describeClient?: (clientId: string) => Promise<ClientFacts>;
   /** One record per MCP operation (src/proxy/audit-hook.ts) when enabled. */
   audit?: Audit;
+  /** Entra: the groups of a user with a groups overage, from Microsoft Graph (src/oauth/graph-groups.ts). */
+  overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
 }
 
 /**
@@ -70,7 +72,12 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   const enforcers = new Map<string, Enforcer>();
   for (const resource of deps.resources) {
     const rules = [...(deps.globalPolicyRules ?? []), ...(resource.backend.policy?.rules ?? [])];
-    const enforcer = createEnforcer(rules, { backend: resource.name, clock: deps.clock, describeClient: deps.describeClient });
+    const enforcer = createEnforcer(rules, {
+      backend: resource.name,
+      clock: deps.clock,
+      describeClient: deps.describeClient,
+      overageGroups: deps.overageGroups,
+    });
     if (enforcer) enforcers.set(resource.name, enforcer);
   }
   const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
