@@ -22,6 +22,7 @@ import { registerMetadata } from './oauth/metadata.ts';
 import { registerRegistration } from './oauth/register.ts';
 import { buildResources } from './oauth/resources.ts';
 import { registerRevoke } from './oauth/revoke.ts';
+import { createEntraGraphGroups } from './oauth/graph-groups.ts';
 import { createSafeFetch } from './oauth/safe-fetch.ts';
 import { createSealer, createSigner } from './oauth/secrets.ts';
 import { registerToken } from './oauth/token.ts';
@@ -115,7 +116,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   });
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
   const grants = createGrants({ store, clock, sealer, idp, audit, onValidation: metrics.tokenValidation }, config.tokens);
-  const resources = buildResources(config.publicUrl, config.backends);
+  const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
   const { app, raw, observe } = createHttpApp(logger, {
@@ -164,6 +165,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     globalPolicyRules: config.policy?.rules,
     audit,
     telemetry: { metrics, tracer },
+    ...(config.upstream.entra ? { overageGroups: createEntraGraphGroups(config.upstream.entra, { store, sealer, idp, logger }) } : {}),
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);
       return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };

@@ -122,6 +122,14 @@ const entraIdpSchema = z
       .optional(),
     /** Upstream scopes. OIDC scopes plus at most one resource's scopes; `.default` alone (DESIGN §6). */
     scopes: z.array(z.string()).default(['openid', 'profile', 'email', 'offline_access', 'User.Read']),
+    /**
+     * Microsoft Graph, where a groups overage is resolved (POST /v1.0/me/getMemberGroups, delegated
+     * User.Read); default https://graph.microsoft.com, for a national cloud its Graph host
+     * (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).
+     */
+    graphHost: z.string().url().optional(),
+    /** How long a user's groups read from Graph are used (default 600; a group removed in Entra counts after at most this). */
+    groupsCacheSeconds: z.number().int().min(60).max(3600).optional(),
   })
   .strict()
   .superRefine((v, ctx) => {
@@ -195,12 +203,14 @@ const storeSchema = z.discriminatedUnion('kind', [
  * applies. Operations: `tools` (tools/call by name), `prompts` (prompts/get by name), `resources`
  * (resources/read by URI), `methods` (any method by name); `*` matches anything; none = every
  * operation. Conditions, all of which must hold: `roles` (any of), `groups` (any of, Entra object
- * ids), `scopes` (all of), `when` (a CEL expression).
+ * ids), `scopes` (all of), `when` (a CEL expression). A `step-up` rule requires its `scopes` of a call
+ * its other conditions apply to: a token without them is answered 403 insufficient_scope (MCP
+ * 2025-11-25 authorization §Scope Challenge Handling) instead of the call being denied.
  */
 const policyRuleSchema = z
   .object({
     name: z.string().min(1),
-    effect: z.enum(['allow', 'deny']).default('allow'),
+    effect: z.enum(['allow', 'deny', 'step-up']).default('allow'),
     tools: z.array(z.string().min(1)).min(1).optional(),
     prompts: z.array(z.string().min(1)).min(1).optional(),
     resources: z.array(z.string().min(1)).min(1).optional(),
@@ -218,6 +228,9 @@ const policyRuleSchema = z
       const problem = celProblem(rule.when);
       if (problem) ctx.addIssue({ code: 'custom', path: ['when'], message: `rule "${rule.name}": ${problem}` });
     }
+    if (rule.effect === 'step-up' && rule.scopes === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: `rule "${rule.name}": a step-up rule names the scopes it requires` });
+    }
     const combined = conditionOf(rule);
     if (rule.when === undefined && combined !== undefined) {
       const problem = celProblem(combined);
@@ -225,7 +238,10 @@ const policyRuleSchema = z
     }
   });
 
-/** Ordered allow/deny rules; deny wins; once a backend has rules (its own or global), what none allows is denied. */
+/**
+ * Ordered allow/deny/step-up rules; deny wins; once a backend has rules (its own or global), what
+ * none allows is denied; an allowed call a step-up rule applies to needs that rule's scopes.
+ */
 export const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
 
 const backendSchema = z
@@ -237,7 +253,10 @@ const backendSchema = z
     url: z.string().url().optional(),
     /** Upstream legacy SSE URL (served publicly at <path>/sse + <path>/message). */
     sseUrl: z.string().url().optional(),
-    /** Scopes a token for this resource may carry; the first ones are the default request. */
+    /**
+     * Scopes a token for this resource may carry; the first is required for every call. What a
+     * client gets without asking: all but those only step-up rules require (asked for when needed).
+     */
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).min(1).default(['mcp:tools']),
     credential: z
       .object({ header: z.string().min(1).default('x-functions-key'), value: secretSchema })
@@ -544,6 +563,24 @@ export const configSchema = z
     c.backends.forEach((b, i) => {
       if (paths.has(b.path)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'path'], message: 'duplicate path' });
       paths.add(b.path);
+    });
+    c.backends.forEach((b, i) => {
+      // A step-up asks the user for scopes at /authorize: they must be scopes of the backend, and
+      // the first scope (required for every call, src/proxy/bearer.ts) is never one of them.
+      const rules: [PolicyRuleConfig, (string | number)[]][] = [
+        ...(c.policy?.rules ?? []).map((r, j): [PolicyRuleConfig, (string | number)[]] => [r, ['policy', 'rules', j, 'scopes']]),
+        ...(b.policy?.rules ?? []).map((r, j): [PolicyRuleConfig, (string | number)[]] => [r, ['backends', i, 'policy', 'rules', j, 'scopes']]),
+      ];
+      for (const [rule, path] of rules) {
+        if (rule.effect !== 'step-up') continue;
+        for (const scope of rule.scopes ?? []) {
+          if (!b.scopes.includes(scope)) {
+            ctx.addIssue({ code: 'custom', path, message: `rule "${rule.name}": scope ${scope} is not one of backend ${b.name}'s scopes (backends[].scopes)` });
+          } else if (scope === b.scopes[0]) {
+            ctx.addIssue({ code: 'custom', path, message: `rule "${rule.name}": scope ${scope} is backend ${b.name}'s first scope, which every call needs; a step-up scope comes after it` });
+          }
+        }
+      }
     });
     const clientIds = new Set<string>();
     c.clients.forEach((client, i) => {

@@ -193,6 +193,16 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       };
     },
 
+    async accessTokenFor(tokens: UpstreamTokens, scope: string): Promise<string> {
+      if (!tokens.refreshToken) throw new UpstreamRefusedError('invalid_grant', 'no upstream refresh token');
+      const config = await getConfiguration();
+      try {
+        return (await client.refreshTokenGrant(config, tokens.refreshToken, { scope })).access_token;
+      } catch (error) {
+        throw await classified(error, `upstream token for ${scope} failed`);
+      }
+    },
+
     async ping(): Promise<void> {
       // A fresh fetch of the metadata each time: readiness must reflect the IdP now.
       const config = await discover();
@@ -219,11 +229,13 @@ function identityFrom(claims: client.IDToken, settings: OpenIdIdpSettings): User
 
 /**
  * OIDC Core §5.6.2: a claim named in `_claim_names` is held elsewhere (Entra's groups overage, more
- * groups than fit in a token); the token's own value of it is then not the whole answer.
+ * groups than fit in a token); the token's own value of it is then not the whole answer. Entra's
+ * implicit-flow tokens say `hasgroups: true` instead (id-token-claims-reference.md).
  */
 function hasDistributedClaim(claims: client.IDToken, name: string): boolean {
   const names = claims['_claim_names'];
-  return typeof names === 'object' && names !== null && Object.hasOwn(names, name);
+  if (typeof names === 'object' && names !== null && Object.hasOwn(names, name)) return true;
+  return name === 'groups' && claims['hasgroups'] === true;
 }
 
 function tokensFrom(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers, clock: Clock): UpstreamTokens {

@@ -33,4 +33,6 @@ export const keys = {
   devIdpByUid: (model: string, uid: string) => `devidp:${model}-uid:${sha256(uid)}`,
   devIdpByUserCode: (model: string, userCode: string) => `devidp:${model}-usercode:${sha256(userCode)}`,
   devIdpGrant: (grantId: string) => `devidp:grant:${sha256(grantId)}`,
+  /** A user's group ids read from Microsoft Graph after a groups overage (src/oauth/graph-groups.ts). */
+  graphGroups: (userKey: string) => `graph-groups:${userKey}`,
 };

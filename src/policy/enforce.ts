@@ -24,6 +24,11 @@ interface Refusal {
   id: Id;
 }
 
+/** The whole body waits for a step-up: the token lacks these scopes for a call that is otherwise allowed. */
+export interface ScopeChallenge {
+  missingScopes: string[];
+}
+
 export interface ClientFacts {
   name: string;
   /** `dcr`, `cimd` or `config` (how the client registered). */
@@ -37,10 +42,11 @@ export interface Enforcer {
   /**
    * Judges a request body (one message or a batch). Undefined when everything may go to the
    * backend; otherwise the gateway's own answer to the whole body (refused requests answered as
-   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
+   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed),
+   * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | ScopeChallenge | undefined;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
@@ -51,11 +57,18 @@ export interface Enforcer {
 /** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
 export function createEnforcer(
   rules: readonly PolicyRuleConfig[],
-  deps: { backend: string; clock: Clock; describeClient?: (clientId: string) => Promise<ClientFacts> },
+  deps: {
+    backend: string;
+    clock: Clock;
+    describeClient?: (clientId: string) => Promise<ClientFacts>;
+    /** The groups of a user with a groups overage, or undefined when they cannot be known (src/oauth/graph-groups.ts). */
+    overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
+  },
 ): Enforcer | undefined {
   const policy = compilePolicy(rules);
   if (!policy) return undefined;
   const readsClient = rules.some((r) => r.when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(r.when));
+  const readsGroups = rules.some((r) => r.groups !== undefined || (r.when !== undefined && /\buser\s*\.\s*groups\b/.test(r.when)));
   return {
     screen: (body, subject, judged) => screen(policy, body, subject, judged),
     filterJson(body, subject, privateCache) {
@@ -74,6 +87,9 @@ export function createEnforcer(
     async subject(req, record) {
       const user = record.user;
       const client = readsClient && deps.describeClient ? await deps.describeClient(record.clientId) : { name: '', kind: clientKind(record.clientId) };
+      // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
+      // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
+      const groups = !user.groupsOverage ? user.groups : readsGroups && deps.overageGroups ? await deps.overageGroups(record) : undefined;
       return {
         user: {
           oid: user.objectId ?? '',
@@ -83,7 +99,7 @@ export function createEnforcer(
           preferred_username: user.preferredUsername ?? '',
           email: user.email ?? '',
           roles: user.roles,
-          groups: user.groups,
+          ...(groups === undefined ? {} : { groups }),
           idp: user.issuer,
           kind: user.kind ?? 'person',
         },
@@ -101,7 +117,12 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined {
+function screen(
+  policy: Policy,
+  body: Buffer,
+  subject: Subject,
+  judged?: (index: number, decision: Decision) => void,
+): Refusal | Refusal[] | ScopeChallenge | undefined {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
@@ -110,7 +131,15 @@ function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index:
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
-  const refusals = messages.map((m, i) => refusalOf(policy, m, subject, judged && ((decision) => judged(i, decision))));
+  const missing = new Set<string>();
+  const refusals = messages.map((m, i) =>
+    refusalOf(policy, m, subject, (decision) => {
+      for (const scope of decision.missingScopes ?? []) missing.add(scope);
+      judged?.(i, decision);
+    }),
+  );
+  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
+  if (missing.size > 0) return { missingScopes: [...missing] };
   if (refusals.every((r) => r === undefined)) return undefined;
   if (!batch) return refusals[0];
   // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are

@@ -93,6 +93,12 @@ export interface UpstreamIdp {
    * UpstreamUnavailableError otherwise.
    */
   refresh(tokens: UpstreamTokens): Promise<UpstreamRefresh>;
+  /**
+   * An access token for `scope` (another resource, e.g. Microsoft Graph) redeemed from the stored
+   * refresh token, used once and not kept: no new sign-in. Entra: a refresh token is good for any
+   * resource the app has consent for (refresh-tokens.md). Throws as `refresh` does.
+   */
+  accessTokenFor(tokens: UpstreamTokens, scope: string): Promise<string>;
   /** Resolves when the IdP's metadata is reachable (used by /readyz). */
   ping(): Promise<void>;
 }

@@ -123,7 +123,7 @@ export function beginOperations(
     judged(index, decision) {
       const op = indexed[index];
       if (!op) return;
-      op.fields['gateway.policy.decision'] = decision.allowed ? 'allowed' : 'denied';
+      op.fields['gateway.policy.decision'] = decision.allowed ? 'allowed' : decision.missingScopes ? 'step_up' : 'denied';
       if (decision.rule !== undefined) op.fields['gateway.policy.rule'] = decision.rule;
     },
     answered,

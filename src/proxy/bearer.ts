@@ -4,9 +4,14 @@ import type { AccessTokenRecord } from '../ports/records.ts';
 
 export type ValidateAccessToken = (token: string) => Promise<AccessTokenRecord | undefined>;
 
-export type BearerResult =
-  | { ok: true; token: string; record: AccessTokenRecord }
-  | { ok: false; status: 401 | 403; wwwAuthenticate: string; body: { error: string; error_description: string } };
+export interface BearerRefusal {
+  ok: false;
+  status: 401 | 403;
+  wwwAuthenticate: string;
+  body: { error: string; error_description: string };
+}
+
+export type BearerResult = { ok: true; token: string; record: AccessTokenRecord } | BearerRefusal;
 
 /** The scope a token must carry to use the resource: its first (default) scope. */
 function requiredScope(resource: ProtectedResource): string {
@@ -28,8 +33,7 @@ function bearerToken(headers: IncomingHttpHeaders): string | undefined {
  *   error code (RFC 6750 §3.1);
  * - unknown, expired, revoked token, or one issued for another resource (audience, RFC 8707) →
  *   401 `error="invalid_token"`;
- * - token without the required scope → 403 `error="insufficient_scope"` naming it (RFC 6750 §3.1,
- *   MCP §Scope Challenge Handling, for step-up).
+ * - token without the required scope → 403 `error="insufficient_scope"` (insufficientScope).
  */
 export async function checkBearer(
   headers: IncomingHttpHeaders,
@@ -37,7 +41,8 @@ export async function checkBearer(
   validate: ValidateAccessToken,
 ): Promise<BearerResult> {
   // Built only for a refusal: this runs on every MCP call.
-  const challenge = () => `Bearer resource_metadata="${resource.metadataUrl}", scope="${resource.scopes.join(' ')}"`;
+  // MCP 2025-11-25 authorization §Scope Selection Strategy: the basic scopes; more by step-up.
+  const challenge = () => `Bearer resource_metadata="${resource.metadataUrl}", scope="${resource.defaultScopes.join(' ')}"`;
   const token = bearerToken(headers);
   if (token === undefined) {
     return {
@@ -58,13 +63,22 @@ export async function checkBearer(
     };
   }
   const needed = requiredScope(resource);
-  if (!record.scopes.includes(needed)) {
-    return {
-      ok: false,
-      status: 403,
-      wwwAuthenticate: `Bearer error="insufficient_scope", scope="${needed}", resource_metadata="${resource.metadataUrl}"`,
-      body: { error: 'insufficient_scope', error_description: `The access token lacks the scope ${needed}` },
-    };
-  }
+  if (!record.scopes.includes(needed)) return insufficientScope(resource, record.scopes, [needed]);
   return { ok: true, token, record };
+}
+
+/**
+ * 403 `error="insufficient_scope"` (RFC 6750 §3.1; MCP 2025-11-25 authorization §Runtime
+ * Insufficient Scope Errors). `scope` names every scope the call needs: the token's own and the
+ * missing ones (the spec's recommended approach: a client that re-authorizes with exactly this set
+ * loses nothing it had), in the resource's order; `resource_metadata` as on a 401.
+ */
+export function insufficientScope(resource: ProtectedResource, held: readonly string[], missing: readonly string[]): BearerRefusal {
+  const scope = resource.scopes.filter((s) => held.includes(s) || missing.includes(s)).join(' ');
+  return {
+    ok: false,
+    status: 403,
+    wwwAuthenticate: `Bearer error="insufficient_scope", scope="${scope}", resource_metadata="${resource.metadataUrl}"`,
+    body: { error: 'insufficient_scope', error_description: `The access token lacks the scope ${missing.join(' ')}` },
+  };
 }

@@ -4,7 +4,7 @@ import { isLoopbackHost } from '../config/schema.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { createBoundedCache } from '../ports/bounded-cache.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
-import { checkBearer, type ValidateAccessToken } from './bearer.ts';
+import { type BearerRefusal, checkBearer, type ValidateAccessToken } from './bearer.ts';
 import { JSONRPC_SERVER_ERROR, jsonRpcError } from './errors.ts';
 import { sendJson } from './respond.ts';
 
@@ -107,9 +107,14 @@ export function createGate(deps: {
       if (origin !== undefined) for (const [name, value] of Object.entries(corsHeaders(origin))) res.setHeader(name, value);
       const result = await checkBearer(headers, resource, deps.validateAccessToken);
       if (result.ok) return { token: result.token, record: result.record };
-      sendJson(res, result.status, result.body, { 'www-authenticate': result.wwwAuthenticate, 'cache-control': 'no-store' });
+      sendBearerRefusal(res, result);
       return undefined;
     },
   };
+}
+
+/** A 401/403 of the bearer rules (src/proxy/bearer.ts), with its challenge. */
+export function sendBearerRefusal(res: ServerResponse, refusal: BearerRefusal): void {
+  sendJson(res, refusal.status, refusal.body, { 'www-authenticate': refusal.wwwAuthenticate, 'cache-control': 'no-store' });
 }
 export type Gate = ReturnType<typeof createGate>;

@@ -9,7 +9,8 @@ import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } f
 import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
 import { beginOperations } from './audit-hook.ts';
 import { destroyBody, isEventStream, WHOLE_BODY_BYTES } from './forward.ts';
-import type { Gate } from './gate.ts';
+import { insufficientScope } from './bearer.ts';
+import { type Gate, sendBearerRefusal } from './gate.ts';
 import { limitBytes, readBounded } from './relay.ts';
 import { requestStream, sendJson } from './respond.ts';
 
@@ -132,6 +133,11 @@ export function registerLegacySse(
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {
       const refusal = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      if (refusal && 'missingScopes' in refusal) {
+        // The same 403 as on /mcp, in the POST's answer, never on the stream: only an HTTP
+        // answer carries the challenge (WWW-Authenticate) a client re-authorizes from.
+        return sendBearerRefusal(res, insufficientScope(resource, caller.record.scopes, refusal.missingScopes));
+      }
       if (refusal) {
         // HTTP+SSE answers arrive on the stream: there when it is open on this replica, else in the POST's answer.
         const stream = streams.get(sessionId);

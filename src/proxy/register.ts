@@ -56,6 +56,8 @@ export interface ProxyDeps {
   audit?: Audit;
   /** The gateway's instruments and tracer (default: metrics nobody reads, no spans). */
   telemetry?: ProxyTelemetry;
+  /** Entra: the groups of a user with a groups overage, from Microsoft Graph (src/oauth/graph-groups.ts). */
+  overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
 }
 
 /**
@@ -75,7 +77,12 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   const enforcers = new Map<string, Enforcer>();
   for (const resource of deps.resources) {
     const rules = [...(deps.globalPolicyRules ?? []), ...(resource.backend.policy?.rules ?? [])];
-    const enforcer = createEnforcer(rules, { backend: resource.name, clock: deps.clock, describeClient: deps.describeClient });
+    const enforcer = createEnforcer(rules, {
+      backend: resource.name,
+      clock: deps.clock,
+      describeClient: deps.describeClient,
+      overageGroups: deps.overageGroups,
+    });
     if (enforcer) enforcers.set(resource.name, enforcer);
   }
   const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));

@@ -14,7 +14,8 @@ import {
   tooLarge,
 } from './errors.ts';
 import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
-import type { Gate } from './gate.ts';
+import { insufficientScope } from './bearer.ts';
+import { type Gate, sendBearerRefusal } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
 import { beginOperations } from './audit-hook.ts';
 import { filterAnswer } from './policy-hook.ts';
@@ -60,6 +61,10 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     const subject = enforcer && Buffer.isBuffer(body) ? await enforcer.subject(req, caller.record) : undefined;
     if (enforcer && subject && Buffer.isBuffer(body)) {
       const refusal = enforcer.screen(body, subject, operations?.judged);
+      if (refusal && 'missingScopes' in refusal) {
+        // MCP 2025-11-25 authorization §Scope Challenge Handling: the SDK clients re-authorize with this scope and retry.
+        return sendBearerRefusal(res, insufficientScope(resource, caller.record.scopes, refusal.missingScopes));
+      }
       if (refusal) {
         operations?.answered(refusal, 200);
         return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });

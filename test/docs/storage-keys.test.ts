@@ -44,6 +44,7 @@ const built: Record<keyof typeof keys, string> = {
   devIdpByUid: keys.devIdpByUid('Session', 'uid'),
   devIdpByUserCode: keys.devIdpByUserCode('DeviceCode', 'user-code'),
   devIdpGrant: keys.devIdpGrant('grant-id'),
+  graphGroups: keys.graphGroups('tid|oid'),
 };
 
 describe('docs/storage-keys.md lists every Store key of src/oauth/keys.ts', () => {
