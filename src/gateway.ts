@@ -17,6 +17,7 @@ import { createClients } from './oauth/clients.ts';
 import { createConfiguredClients } from './oauth/configured-clients.ts';
 import { registerConsent } from './oauth/consent.ts';
 import type { AuthServerContext } from './oauth/context.ts';
+import { createDownstreamTokens } from './oauth/downstream-tokens.ts';
 import { createGrants } from './oauth/grants.ts';
 import { registerMetadata } from './oauth/metadata.ts';
 import { registerRegistration } from './oauth/register.ts';
@@ -105,6 +106,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   });
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
   const grants = createGrants({ store, clock, sealer, idp, audit }, config.tokens);
+  const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp });
   const resources = buildResources(config.publicUrl, config.backends);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
@@ -145,6 +147,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     bodyTimeoutMs: config.timeouts.mcpBodyMs,
     globalPolicyRules: config.policy?.rules,
     audit,
+    downstreamTokens,
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);
       return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };

@@ -193,6 +193,40 @@ const policyRuleSchema = z
 /** Ordered allow/deny rules; deny wins; once a backend has rules (its own or global), what none allows is denied. */
 export const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
 
+/** Entra reads a scope without a resource prefix as a Microsoft Graph scope. */
+function entraResourceOf(scope: string): string {
+  const slash = scope.lastIndexOf('/');
+  return slash > 0 ? scope.slice(0, slash).toLowerCase() : 'https://graph.microsoft.com';
+}
+
+/**
+ * A token a backend gets for another resource, minted from the user's upstream (Entra) grant:
+ * never the client's token, never the sign-in's (no passthrough).
+ */
+const downstreamTokenSchema = z
+  .object({
+    /**
+     * Entra scopes of one resource: e.g. `https://graph.microsoft.com/User.Read`, or
+     * `api://<backend app>/.default` for a backend that validates Entra tokens itself.
+     */
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).min(1),
+    /** `refresh`: the user's Entra refresh token redeemed for these scopes; `on-behalf-of`: Entra's OBO flow. */
+    via: z.enum(['refresh', 'on-behalf-of']).default('refresh'),
+    /** Push: sent to the backend in this header as `Bearer <token>`. Without it, the backend pulls it at /token (RFC 8693). */
+    header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'an HTTP header name').optional(),
+    /** Push only with `tools/call` of these tools (default: with every request). */
+    tools: z.array(z.string().min(1)).min(1).optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const resources = new Set(t.scopes.map(entraResourceOf));
+    if (resources.size > 1) ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'scopes of one resource only (Entra issues a token for one resource)' });
+    if (t.scopes.some((s) => s.endsWith('/.default')) && t.scopes.length > 1) {
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: '.default cannot be combined with other scopes' });
+    }
+    if (t.tools && !t.header) ctx.addIssue({ code: 'custom', path: ['tools'], message: 'tools needs header (it selects what is pushed)' });
+  });
+
 const backendSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes'),
@@ -220,6 +254,8 @@ const backendSchema = z
     maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
     /** Who may call which tool, prompt, resource or method on this backend (after the global rules). */
     policy: policySchema.optional(),
+    /** Tokens for other resources this backend gets on the user's behalf (upstream.entra only). */
+    downstreamTokens: z.array(downstreamTokenSchema).min(1).optional(),
   })
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
@@ -497,6 +533,21 @@ export const configSchema = z
     c.backends.forEach((b, i) => {
       if (paths.has(b.path)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'path'], message: 'duplicate path' });
       paths.add(b.path);
+    });
+    c.backends.forEach((b, i) => {
+      if (b.downstreamTokens && !c.upstream.entra) {
+        ctx.addIssue({ code: 'custom', path: ['backends', i, 'downstreamTokens'], message: 'needs upstream.entra (tokens are minted from the user\'s Entra grant)' });
+      }
+      const ownScopes = c.upstream.entra?.scopes.filter((s) => !['openid', 'profile', 'email', 'offline_access'].includes(s)) ?? [];
+      b.downstreamTokens?.forEach((t, j) => {
+        if (t.via === 'on-behalf-of' && c.upstream.entra && ownScopes.length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['backends', i, 'downstreamTokens', j, 'via'],
+            message: 'on-behalf-of needs upstream.entra.scopes to name the gateway\'s own API scope (the user\'s token for it is the assertion)',
+          });
+        }
+      });
     });
     const clientIds = new Set<string>();
     c.clients.forEach((client, i) => {

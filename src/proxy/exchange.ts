@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
@@ -14,6 +15,7 @@ import {
 } from './forward.ts';
 import { GatewayError, JSONRPC_SERVER_ERROR, jsonRpcError, sendGatewayError, TruncatedResponseError } from './errors.ts';
 import type { Admitted } from './gate.ts';
+import type { DownstreamPush } from './downstream-push.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
 import { type KeepAlive, relay } from './relay.ts';
@@ -37,6 +39,8 @@ export interface ProxyContext {
   routes: RawRoutes;
   /** The audit trail of MCP operations; undefined when its sink is off (nothing parsed for it). */
   audit: Audit | undefined;
+  /** The push of downstream tokens, by backend name (only backends that push any). */
+  downstream: Map<string, DownstreamPush>;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
@@ -45,6 +49,7 @@ export async function backendHeaders(
   incoming: IncomingHttpHeaders,
   caller: Admitted,
   resource: ProtectedResource,
+  body?: Buffer | Readable,
 ): Promise<Record<string, string>> {
   const headers = forwardedRequestHeaders(incoming);
   const { credential, identityAssertion } = resource.backend;
@@ -55,6 +60,7 @@ export async function backendHeaders(
     resource.resource,
     identityAssertion.ttlSeconds,
   );
+  if (resource.backend.downstreamTokens) await ctx.downstream.get(resource.name)?.(headers, caller, body);
   return headers;
 }
 

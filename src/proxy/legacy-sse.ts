@@ -144,7 +144,7 @@ export function registerLegacySse(
     } else if (!Buffer.isBuffer(body)) {
       body = source?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
     }
-    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
+    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource, body));
     const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
     if (!response) return;
     await sendBackendResponse(ctx, res, response);

@@ -9,6 +9,8 @@ import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
+import type { DownstreamTokens } from '../oauth/downstream-tokens.ts';
+import { createDownstreamPush, type DownstreamPush } from './downstream-push.ts';
 import { createForwarder } from './forward.ts';
 import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
@@ -51,6 +53,8 @@ export interface ProxyDeps {
   describeClient?: (clientId: string) => Promise<ClientFacts>;
   /** One record per MCP operation (src/proxy/audit-hook.ts) when enabled. */
   audit?: Audit;
+  /** Mints backends' downstream tokens (undefined when the upstream IdP cannot). */
+  downstreamTokens?: DownstreamTokens;
 }
 
 /**
@@ -73,6 +77,11 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     const enforcer = createEnforcer(rules, { backend: resource.name, clock: deps.clock, describeClient: deps.describeClient });
     if (enforcer) enforcers.set(resource.name, enforcer);
   }
+  const downstream = new Map<string, DownstreamPush>();
+  for (const resource of deps.resources) {
+    const push = createDownstreamPush(deps.downstreamTokens, resource.backend);
+    if (push) downstream.set(resource.name, push);
+  }
   const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
   // One context object shared by every route.
   const ctx: ProxyContext & { gate: Gate; sessions: SessionBinding; store: Store; publicUrl: string } = {
@@ -85,6 +94,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     enforcers,
     routes: deps.routes,
     audit: deps.audit?.enabled ? deps.audit : undefined,
+    downstream,
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),
     store: deps.store,

@@ -1,0 +1,131 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { keys } from '../../src/oauth/keys.ts';
+import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
+import { type Harness, startHarness } from '../support/gateway-harness.ts';
+import { freePort } from '../support/ports.ts';
+import { connectSignedIn } from '../support/scale-cluster.ts';
+import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
+
+const GRAPH_USER_READ = 'https://graph.microsoft.com/User.Read';
+const ADELE = { login: 'adele@contoso.test', password: 'correct horse' };
+const ADELE_KEY = `${ENTRA_TEST_TENANT}|8f3c2a1e-5b7d-4e9f-a1c3-2d4e6f8a0b1c`;
+
+function textOf(result: Awaited<ReturnType<Client['callTool']>>): string {
+  return (result.content as { type: string; text: string }[])[0]!.text;
+}
+
+/** Token requests the look-alike received for `scope` with `grantType`. */
+function requestsFor(idp: EntraShapedIdp, grantType: string, scope: string): URLSearchParams[] {
+  return idp.tokenRequests.filter((b) => b.get('grant_type') === grantType && b.get('scope') === scope);
+}
+
+describe('downstream tokens pushed to a backend (Entra refresh for another resource)', () => {
+  let idp: EntraShapedIdp;
+  let graph: FakeGraph;
+  let backend: DownstreamBackend;
+  let gw: Harness;
+  let provider: HeadlessOAuthProvider;
+  let client: Client;
+
+  before(async () => {
+    const port = await freePort();
+    idp = await startEntraShapedIdp({
+      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
+    });
+    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
+    backend = await startDownstreamBackend({ graphUrl: graph.url });
+    gw = await startHarness({
+      port,
+      backends: [
+        {
+          name: 'graph-tools',
+          path: '/mcp',
+          url: backend.mcpUrl,
+          downstreamTokens: [
+            { scopes: [GRAPH_USER_READ], header: 'x-graph-token', tools: ['whoami'] },
+            { scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] },
+          ],
+        },
+      ],
+      upstream: {
+        entra: {
+          tenantId: ENTRA_TEST_TENANT,
+          clientId: 'gateway-app',
+          clientSecret: 'gateway-secret',
+          authorityHost: idp.authorityHost,
+          scopes: ['openid', 'profile', 'email', 'offline_access'],
+        },
+      },
+    });
+    provider = new HeadlessOAuthProvider(ADELE);
+    client = await connectSignedIn(gw.mcpUrl, provider);
+  });
+  after(async () => {
+    await client?.close();
+    await gw?.close();
+    await backend?.close();
+    await graph?.close();
+    await idp?.close();
+  });
+
+  it('the backend calls Graph with the token pushed for whoami; Graph verifies it; the client never held it', async () => {
+    const before = backend.requests.length;
+    assert.equal(textOf(await client.callTool({ name: 'whoami', arguments: {} })), 'graph says: Adele Vance');
+    const pushed = backend.requests.slice(before).map((h) => h['x-graph-token']).filter(Boolean);
+    assert.equal(pushed.length, 1, 'pushed with tools/call whoami only');
+    assert.equal(pushed[0], `Bearer ${graph.tokens.at(-1)}`, 'the token Graph verified is the one pushed');
+    const exchanges = requestsFor(idp, 'refresh_token', GRAPH_USER_READ);
+    assert.equal(exchanges.length, 1);
+    assert.equal(exchanges[0]!.has('resource'), false, 'AADSTS9010010: scopes, never resource');
+    // No token passthrough: the client's gateway token reaches no backend, in any header.
+    const clientToken = provider.tokens()!.access_token;
+    for (const headers of backend.requests) {
+      assert.equal(headers.authorization, undefined);
+      for (const value of Object.values(headers)) assert.ok(!String(value).includes(clientToken));
+    }
+    // …and the pushed token is not one the client ever received.
+    assert.notEqual(graph.tokens.at(-1), clientToken);
+  });
+
+  it('a second call is served from the sealed cache: no second token request', async () => {
+    assert.equal(textOf(await client.callTool({ name: 'whoami', arguments: {} })), 'graph says: Adele Vance');
+    assert.equal(requestsFor(idp, 'refresh_token', GRAPH_USER_READ).length, 1, 'cache hit');
+    assert.equal(graph.tokens.at(-1), graph.tokens.at(-2), 'the same token again');
+    const cached = await gw.ctx.store.get<{ keyId: string; sealed: string }>(keys.downstreamToken(ADELE_KEY, [GRAPH_USER_READ]));
+    assert.equal(cached?.keyId, 'test-1');
+    assert.ok(!JSON.stringify(cached).includes(graph.tokens.at(-1)!.split('.')[1]!), 'sealed: the Store holds no readable token');
+  });
+
+  it('a tool not listed gets no downstream token', async () => {
+    await client.listTools();
+    const last = backend.requests.at(-1)!;
+    assert.equal(last['x-graph-token'], undefined);
+    assert.equal(last['x-snippets-token'], undefined);
+  });
+
+  it('consent_required (AADSTS65001) and interaction_required become a clear error naming the scope; nothing reaches the backend', async () => {
+    const cases = [
+      { refusal: 'consent_required' as const, words: /has not consented to api:\/\/3f0e5c2a-snippets\/Snippets\.Read.*\(consent_required\)/ },
+      { refusal: 'interaction_required' as const, words: /sign in interactively.*api:\/\/3f0e5c2a-snippets\/Snippets\.Read \(interaction_required\)/ },
+    ];
+    for (const { refusal, words } of cases) {
+      idp.withholdConsent(SNIPPETS_API_SCOPE, refusal);
+      const before = backend.requests.length;
+      await assert.rejects(client.callTool({ name: 'echo_plain', arguments: {} }), (error: Error) => {
+        assert.match(error.message, /^MCP error -32000: Forbidden: backend graph-tools needs a token for api:\/\/3f0e5c2a-snippets\/Snippets\.Read: /);
+        assert.match(error.message, words);
+        return true;
+      });
+      assert.equal(backend.requests.length, before, 'the backend was not called');
+      const answered = idp.tokenResponses.at(-1)!;
+      assert.equal(answered.body['error'], refusal === 'consent_required' ? 'invalid_grant' : 'interaction_required');
+    }
+    idp.withholdConsent(SNIPPETS_API_SCOPE, undefined);
+    assert.equal(textOf(await client.callTool({ name: 'echo_plain', arguments: {} })), 'plain');
+    assert.match(String(backend.requests.at(-1)!['x-snippets-token']), /^Bearer ey/);
+  });
+});
