@@ -3,7 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { keys } from '../../src/oauth/keys.ts';
 import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp, GATEWAY_API_SCOPE, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
 import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { freePort } from '../support/ports.ts';
@@ -127,5 +128,103 @@ describe('downstream tokens pushed to a backend (Entra refresh for another resou
     idp.withholdConsent(SNIPPETS_API_SCOPE, undefined);
     assert.equal(textOf(await client.callTool({ name: 'echo_plain', arguments: {} })), 'plain');
     assert.match(String(backend.requests.at(-1)!['x-snippets-token']), /^Bearer ey/);
+  });
+});
+
+describe("downstream tokens by Entra on-behalf-of, the gateway authenticated by its managed identity's federated credential", () => {
+  const MI_ISSUER = `https://login.microsoftonline.com/${ENTRA_TEST_TENANT}/v2.0`;
+  const MI_CLIENT_ID = '6e2a1f0c-9b3d-4c8e-a7f5-1d2c3b4a5e6f';
+  const MI_PRINCIPAL_ID = 'c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f';
+  let idp: EntraShapedIdp;
+  let graph: FakeGraph;
+  let backend: DownstreamBackend;
+  let gw: Harness;
+  let client: Client;
+  const federatedAssertions: string[] = [];
+
+  before(async () => {
+    const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'mi-key', alg: 'RS256', use: 'sig' };
+    const port = await freePort();
+    idp = await startEntraShapedIdp({
+      client: { clientId: 'gateway-app', redirectUris: [`http://localhost:${port}/callback`] },
+      federatedCredentials: [{ issuer: MI_ISSUER, subject: MI_PRINCIPAL_ID, audience: 'api://AzureADTokenExchange', jwks: { keys: [jwk] } }],
+      appIdUris: ['api://gateway-app'],
+    });
+    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
+    backend = await startDownstreamBackend({ graphUrl: graph.url });
+    gw = await startHarness({
+      port,
+      backends: [
+        { name: 'graph-tools', path: '/mcp', url: backend.mcpUrl, downstreamTokens: [{ scopes: [GRAPH_USER_READ], via: 'on-behalf-of', header: 'x-graph-token' }] },
+      ],
+      upstream: {
+        entra: {
+          tenantId: ENTRA_TEST_TENANT,
+          clientId: 'gateway-app',
+          managedIdentity: { clientId: MI_CLIENT_ID, audience: 'api://AzureADTokenExchange' },
+          authorityHost: idp.authorityHost,
+          scopes: ['openid', 'profile', 'offline_access', GATEWAY_API_SCOPE],
+        },
+      },
+      // What Azure's managed identity endpoint gives for api://AzureADTokenExchange.
+      getFederatedAssertion: async () => {
+        const token = await new SignJWT({ azp: MI_CLIENT_ID, oid: MI_PRINCIPAL_ID, tid: ENTRA_TEST_TENANT, idtyp: 'app', ver: '2.0' })
+          .setProtectedHeader({ alg: 'RS256', kid: 'mi-key', typ: 'JWT' })
+          .setIssuer(MI_ISSUER)
+          .setSubject(MI_PRINCIPAL_ID)
+          .setAudience('api://AzureADTokenExchange')
+          .setIssuedAt()
+          .setExpirationTime('1h')
+          .sign(privateKey);
+        federatedAssertions.push(token);
+        return token;
+      },
+    });
+    client = await connectSignedIn(gw.mcpUrl, new HeadlessOAuthProvider(ADELE));
+  });
+  after(async () => {
+    await client?.close();
+    await gw?.close();
+    await backend?.close();
+    await graph?.close();
+    await idp?.close();
+  });
+
+  it("the backend's Graph call works with a token Entra issued on behalf of the user's token for the gateway's API", async () => {
+    assert.equal(textOf(await client.callTool({ name: 'whoami', arguments: {} })), 'graph says: Adele Vance');
+    const obo = requestsFor(idp, 'urn:ietf:params:oauth:grant-type:jwt-bearer', GRAPH_USER_READ);
+    assert.equal(obo.length, 1);
+    assert.equal(obo[0]!.get('requested_token_use'), 'on_behalf_of');
+    assert.equal(obo[0]!.get('client_assertion'), federatedAssertions.at(-1), "the managed identity's federated credential authenticates the OBO request");
+    const [, payload] = obo[0]!.get('assertion')!.split('.');
+    assert.equal(JSON.parse(Buffer.from(payload!, 'base64url').toString()).aud, 'api://gateway-app', "the user's token for the gateway's API is the assertion");
+    assert.equal(textOf(await client.callTool({ name: 'whoami', arguments: {} })), 'graph says: Adele Vance');
+    assert.equal(requestsFor(idp, 'urn:ietf:params:oauth:grant-type:jwt-bearer', GRAPH_USER_READ).length, 1, 'cache hit');
+  });
+
+  it('the look-alike refuses OBO as Entra does: without requested_token_use, and with an assertion for another audience', async () => {
+    const obo = requestsFor(idp, 'urn:ietf:params:oauth:grant-type:jwt-bearer', GRAPH_USER_READ)[0]!;
+    const send = async (change: Record<string, string | undefined>) => {
+      const form = new URLSearchParams(obo);
+      form.set('client_assertion', federatedAssertions.at(-1)!);
+      for (const [name, value] of Object.entries(change)) value === undefined ? form.delete(name) : form.set(name, value);
+      const response = await fetch(`${idp.authorityHost}/${ENTRA_TEST_TENANT}/oauth2/v2.0/token`, { method: 'POST', body: form });
+      return { status: response.status, body: (await response.json()) as { error: string; error_codes: number[] } };
+    };
+    assert.equal((await send({})).status, 200);
+    const noUse = await send({ requested_token_use: undefined });
+    assert.deepEqual([noUse.status, noUse.body.error, noUse.body.error_codes[0]], [400, 'invalid_request', 900144]);
+    // Graph's token (aud https://graph.microsoft.com) is not a token for this app.
+    const otherAudience = await send({ assertion: graph.tokens.at(-1)! });
+    assert.deepEqual([otherAudience.status, otherAudience.body.error, otherAudience.body.error_codes[0]], [400, 'invalid_grant', 50013]);
+  });
+
+  it('consent_required on the OBO request is answered naming the scope', async () => {
+    idp.withholdConsent(GRAPH_USER_READ, 'consent_required');
+    await gw.ctx.store.delete(keys.downstreamToken(ADELE_KEY, [GRAPH_USER_READ]));
+    await assert.rejects(client.callTool({ name: 'whoami', arguments: {} }), /backend graph-tools needs a token for https:\/\/graph\.microsoft\.com\/User\.Read: .*\(consent_required\)/);
+    assert.equal(idp.tokenResponses.at(-1)!.body['suberror'], 'consent_required');
+    idp.withholdConsent(GRAPH_USER_READ, undefined);
   });
 });

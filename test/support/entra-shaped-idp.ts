@@ -140,10 +140,17 @@ export const ENTRA_TEST_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 /** A custom API's scope, as an app registration exposes it. */
 export const SNIPPETS_API_SCOPE = 'api://3f0e5c2a-snippets/Snippets.Read';
 
+/**
+ * The gateway's own API (its app registration exposes it; Application ID URI `api://gateway-app`):
+ * a user's token for it is what an on-behalf-of request presents.
+ */
+export const GATEWAY_API_SCOPE = 'api://gateway-app/access_as_user';
+
 /** Scopes the look-alike knows, and what `.default` of each resource expands to. */
 const PERMISSIONS: Record<string, string[]> = {
   [GRAPH]: [`${GRAPH}/User.Read`],
   'api://3f0e5c2a-snippets': [SNIPPETS_API_SCOPE],
+  'api://gateway-app': [GATEWAY_API_SCOPE],
 };
 const KNOWN_SCOPES = [
   'User.Read',
@@ -151,6 +158,7 @@ const KNOWN_SCOPES = [
   `${GRAPH}/.default`,
   SNIPPETS_API_SCOPE,
   'api://3f0e5c2a-snippets/.default',
+  GATEWAY_API_SCOPE,
 ];
 
 export const ENTRA_TEST_USERS: DevUser[] = [
