@@ -118,7 +118,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   registerAuthorize(app, ctx);
   registerConsent(app, ctx);
   registerCallback(app, ctx);
-  registerToken(app, ctx);
+  registerToken(app, ctx, { downstreamTokens });
   registerRevoke(app, ctx);
   registerAccount(app, ctx);
   registerLanding(app, { resources, upstream: idp.kind, devLogins: config.upstream.dev?.users.map((u) => u.login) });

@@ -194,7 +194,7 @@ const policyRuleSchema = z
 export const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
 
 /** Entra reads a scope without a resource prefix as a Microsoft Graph scope. */
-function entraResourceOf(scope: string): string {
+export function entraResourceOf(scope: string): string {
   const slash = scope.lastIndexOf('/');
   return slash > 0 ? scope.slice(0, slash).toLowerCase() : 'https://graph.microsoft.com';
 }
@@ -256,12 +256,19 @@ const backendSchema = z
     policy: policySchema.optional(),
     /** Tokens for other resources this backend gets on the user's behalf (upstream.entra only). */
     downstreamTokens: z.array(downstreamTokenSchema).min(1).optional(),
+    /**
+     * Pull: these configured clients (`clients[]`, registered for token-exchange) are this backend;
+     * each may exchange the identity assertions it received for its downstream tokens at /token (RFC 8693).
+     */
+    tokenExchange: z.object({ clientIds: z.array(z.string().min(1)).min(1) }).strict().optional(),
   })
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
 
 /** RFC 7523 / RFC 7591 grant type of a JWT bearer assertion (ID-JAG, Entra app-only token). */
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+/** RFC 8693 §2.1: the token exchange grant type. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** JWS algorithms accepted for client assertions and ID-JAGs (never `none`, never HMAC). */
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
@@ -280,7 +287,7 @@ const configuredClientSchema = z
     jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
     /** …or at a URL (fetched, cached and refreshed on an unknown `kid`). */
     jwksUri: z.string().url().optional(),
-    grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, 'authorization_code', 'refresh_token'])).min(1),
+    grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, 'authorization_code', 'refresh_token'])).min(1),
     /** Required for authorization_code. */
     redirectUris: z.array(z.string()).default([]),
     /** The most this client may get (of the resource's scopes); default: all of them. */
@@ -538,6 +545,19 @@ export const configSchema = z
       if (b.downstreamTokens && !c.upstream.entra) {
         ctx.addIssue({ code: 'custom', path: ['backends', i, 'downstreamTokens'], message: 'needs upstream.entra (tokens are minted from the user\'s Entra grant)' });
       }
+      if (b.tokenExchange && !b.downstreamTokens) {
+        ctx.addIssue({ code: 'custom', path: ['backends', i, 'tokenExchange'], message: 'needs downstreamTokens (what the backend may exchange for)' });
+      }
+      b.tokenExchange?.clientIds.forEach((id, j) => {
+        const client = c.clients.find((k) => k.clientId === id);
+        if (!client?.grantTypes.includes(TOKEN_EXCHANGE_GRANT)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['backends', i, 'tokenExchange', 'clientIds', j],
+            message: `${id} must be a client in clients[] with grantTypes including ${TOKEN_EXCHANGE_GRANT}`,
+          });
+        }
+      });
       const ownScopes = c.upstream.entra?.scopes.filter((s) => !['openid', 'profile', 'email', 'offline_access'].includes(s)) ?? [];
       b.downstreamTokens?.forEach((t, j) => {
         if (t.via === 'on-behalf-of' && c.upstream.entra && ownScopes.length === 0) {

@@ -49,11 +49,18 @@ export function createDownstreamTokens(deps: { store: Store; clock: Clock; seale
   if (!idp.downstreamToken) return undefined;
   const mint = idp.downstreamToken.bind(idp);
 
-  /** The token for `spec` on behalf of the user of grant `grantId`. Throws OAuthError. */
-  async function tokenFor(grantId: string, spec: DownstreamTokenSpec): Promise<DownstreamToken> {
+  /**
+   * The token for `spec` on behalf of the user of grant `grantId`. Throws OAuthError; a grant
+   * that ended is `grantEnded` (RFC 8693 §2.2.2: an exchange's unacceptable subject token is invalid_request).
+   */
+  async function tokenFor(
+    grantId: string,
+    spec: DownstreamTokenSpec,
+    options: { grantEnded: 'invalid_grant' | 'invalid_request' } = { grantEnded: 'invalid_grant' },
+  ): Promise<DownstreamToken> {
     const grant = await store.get<GrantRecord>(keys.grant(grantId));
     const now = clock.nowSeconds();
-    if (!grant || grant.expiresAt <= now) throw new OAuthError('invalid_grant', 'the user\'s grant has expired or was revoked');
+    if (!grant || grant.expiresAt <= now) throw new OAuthError(options.grantEnded, 'the user\'s grant has expired or was revoked');
     const cacheKey = keys.downstreamToken(grant.userKey, spec.scopes);
     const cached = await store.get<SealedSecret>(cacheKey);
     const opened = cached && sealer.open(cached);

@@ -59,6 +59,7 @@ export async function backendHeaders(
     caller.record,
     resource.resource,
     identityAssertion.ttlSeconds,
+    resource.backend.tokenExchange !== undefined,
   );
   if (resource.backend.downstreamTokens) await ctx.downstream.get(resource.name)?.(headers, caller, body);
   return headers;

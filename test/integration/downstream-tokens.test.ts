@@ -13,6 +13,8 @@ import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 const GRAPH_USER_READ = 'https://graph.microsoft.com/User.Read';
 const ADELE = { login: 'adele@contoso.test', password: 'correct horse' };
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const BACKEND_SECRET = 'backend-secret-value';
 const ADELE_KEY = `${ENTRA_TEST_TENANT}|8f3c2a1e-5b7d-4e9f-a1c3-2d4e6f8a0b1c`;
 
 function textOf(result: Awaited<ReturnType<Client['callTool']>>): string {
@@ -24,7 +26,7 @@ function requestsFor(idp: EntraShapedIdp, grantType: string, scope: string): URL
   return idp.tokenRequests.filter((b) => b.get('grant_type') === grantType && b.get('scope') === scope);
 }
 
-describe('downstream tokens pushed to a backend (Entra refresh for another resource)', () => {
+describe('downstream tokens pushed to and pulled by a backend (Entra refresh for another resource)', () => {
   let idp: EntraShapedIdp;
   let graph: FakeGraph;
   let backend: DownstreamBackend;
@@ -38,14 +40,24 @@ describe('downstream tokens pushed to a backend (Entra refresh for another resou
       client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
     });
     graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
-    backend = await startDownstreamBackend({ graphUrl: graph.url });
+    backend = await startDownstreamBackend({
+      graphUrl: graph.url,
+      pull: { tokenUrl: `http://localhost:${port}/token`, clientId: 'graph-tools-backend', secret: BACKEND_SECRET, resource: 'https://graph.microsoft.com' },
+    });
     gw = await startHarness({
       port,
+      config: {
+        clients: [
+          { clientId: 'graph-tools-backend', secret: BACKEND_SECRET, grantTypes: [TOKEN_EXCHANGE] },
+          { clientId: 'other-backend', secret: BACKEND_SECRET, grantTypes: [TOKEN_EXCHANGE] },
+        ],
+      },
       backends: [
         {
           name: 'graph-tools',
           path: '/mcp',
           url: backend.mcpUrl,
+          tokenExchange: { clientIds: ['graph-tools-backend'] },
           downstreamTokens: [
             { scopes: [GRAPH_USER_READ], header: 'x-graph-token', tools: ['whoami'] },
             { scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] },
@@ -128,6 +140,61 @@ describe('downstream tokens pushed to a backend (Entra refresh for another resou
     idp.withholdConsent(SNIPPETS_API_SCOPE, undefined);
     assert.equal(textOf(await client.callTool({ name: 'echo_plain', arguments: {} })), 'plain');
     assert.match(String(backend.requests.at(-1)!['x-snippets-token']), /^Bearer ey/);
+  });
+
+  it('a backend pulls its token by RFC 8693 token exchange with the identity assertion it received', async () => {
+    const exchangesBefore = requestsFor(idp, 'refresh_token', GRAPH_USER_READ).length;
+    assert.equal(textOf(await client.callTool({ name: 'whoami_pulled', arguments: {} })), 'graph says: Adele Vance');
+    assert.equal(requestsFor(idp, 'refresh_token', GRAPH_USER_READ).length, exchangesBefore, 'the cached token, shared with the push');
+    const assertion = String(backend.requests.at(-1)!['x-mcp-identity']);
+    const [, payload] = assertion.split('.');
+    const claims = JSON.parse(Buffer.from(payload!, 'base64url').toString()) as Record<string, unknown>;
+    assert.equal(claims['aud'], gw.mcpUrl);
+    assert.equal(typeof claims['sid'], 'string', 'names the grant it can be exchanged against');
+  });
+
+  it('token exchange errors are precise (RFC 8693 §2.2.2, RFC 6749 §5.2)', async () => {
+    const assertion = String(backend.requests.findLast((h) => h['x-mcp-identity'])!['x-mcp-identity']);
+    const exchange = async (fields: Record<string, string>, clientId = 'graph-tools-backend', secret = BACKEND_SECRET) => {
+      const response = await fetch(`${gw.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}` },
+        body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: assertion, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt', ...fields }),
+      });
+      assert.equal(response.headers.get('cache-control'), 'no-store');
+      return { status: response.status, body: (await response.json()) as Record<string, string> };
+    };
+    const ok = await exchange({ resource: 'https://graph.microsoft.com' });
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body['issued_token_type'], 'urn:ietf:params:oauth:token-type:access_token');
+    assert.equal(ok.body['token_type'], 'Bearer');
+    assert.equal(ok.body['scope'], GRAPH_USER_READ);
+    assert.equal(ok.body['access_token'], graph.tokens.at(-1));
+    assert.equal((await exchange({ scope: SNIPPETS_API_SCOPE })).body['scope'], SNIPPETS_API_SCOPE);
+    const cases: [string, Promise<{ status: number; body: Record<string, string> }>, number, string, RegExp][] = [
+      ['wrong subject_token_type', exchange({ subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' }), 400, 'invalid_request', /subject_token_type must be/],
+      ['a forged assertion', exchange({ subject_token: `${assertion.slice(0, -4)}AAAA` }), 400, 'invalid_request', /not an identity assertion for this backend: signature/],
+      ['a resource not configured', exchange({ resource: 'https://management.azure.com' }), 400, 'invalid_target', /may not get a token for https:\/\/management\.azure\.com/],
+      ['a scope not configured', exchange({ scope: 'https://graph.microsoft.com/Mail.Read' }), 400, 'invalid_scope', /Mail\.Read/],
+      ['two tokens, none named', exchange({}), 400, 'invalid_request', /name one with resource, audience or scope/],
+      ['another backend', exchange({ resource: 'https://graph.microsoft.com' }, 'other-backend'), 400, 'unauthorized_client', /no backend that may exchange/],
+      ['a wrong secret', exchange({ resource: 'https://graph.microsoft.com' }, 'graph-tools-backend', 'nope'), 401, 'invalid_client', /client authentication failed/],
+    ];
+    for (const [name, pending, status, error, description] of cases) {
+      const answer = await pending;
+      assert.deepEqual([answer.status, answer.body['error']], [status, error], name);
+      assert.match(answer.body['error_description']!, description, name);
+    }
+  });
+
+  it("the client's own gateway token is refused as a subject_token", async () => {
+    const response = await fetch(`${gw.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`graph-tools-backend:${BACKEND_SECRET}`).toString('base64')}` },
+      body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: provider.tokens()!.access_token, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }),
+    });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { error: string }).error, 'invalid_request');
   });
 });
 
