@@ -2,13 +2,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { keys } from '../../src/oauth/keys.ts';
+import { RedisStore } from '../../src/store/redis.ts';
 import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { ENTRA_TEST_TENANT, type EntraShapedIdp, GATEWAY_API_SCOPE, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
 import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { freePort } from '../support/ports.ts';
-import { connectSignedIn } from '../support/scale-cluster.ts';
+import { type RunningRedis, startRedis } from '../support/redis-server.ts';
+import { connectSignedIn, sharedSecrets } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 const GRAPH_USER_READ = 'https://graph.microsoft.com/User.Read';
@@ -293,5 +295,97 @@ describe("downstream tokens by Entra on-behalf-of, the gateway authenticated by 
     await assert.rejects(client.callTool({ name: 'whoami', arguments: {} }), /backend graph-tools needs a token for https:\/\/graph\.microsoft\.com\/User\.Read: .*\(consent_required\)/);
     assert.equal(idp.tokenResponses.at(-1)!.body['suberror'], 'consent_required');
     idp.withholdConsent(GRAPH_USER_READ, undefined);
+  });
+});
+
+describe('revoking the grant at /account stops token exchanges on every replica (two gateways, one real Redis)', () => {
+  let redis: RunningRedis;
+  let idp: EntraShapedIdp;
+  let graph: FakeGraph;
+  let backend: DownstreamBackend;
+  const replicas: Harness[] = [];
+  const stores: RedisStore[] = [];
+  let provider: HeadlessOAuthProvider;
+  let client: Client;
+
+  before(async () => {
+    redis = await startRedis();
+    const [portA, portB] = [await freePort(), await freePort()];
+    const publicUrl = `http://localhost:${portA}`;
+    idp = await startEntraShapedIdp({
+      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`${publicUrl}/callback`] },
+    });
+    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
+    // The backend pulls at replica B while its calls come through replica A.
+    backend = await startDownstreamBackend({
+      graphUrl: graph.url,
+      pull: { tokenUrl: `http://localhost:${portB}/token`, clientId: 'graph-tools-backend', secret: BACKEND_SECRET },
+    });
+    const secrets = sharedSecrets();
+    for (const port of [portA, portB]) {
+      const store = await RedisStore.connect({ url: redis.url });
+      stores.push(store);
+      replicas.push(
+        await startHarness({
+          port,
+          store,
+          config: { publicUrl, secrets, clients: [{ clientId: 'graph-tools-backend', secret: BACKEND_SECRET, grantTypes: [TOKEN_EXCHANGE] }] },
+          backends: [
+            {
+              name: 'graph-tools',
+              path: '/mcp',
+              url: backend.mcpUrl,
+              tokenExchange: { clientIds: ['graph-tools-backend'] },
+              downstreamTokens: [{ scopes: [GRAPH_USER_READ] }],
+            },
+          ],
+          upstream: {
+            entra: {
+              tenantId: ENTRA_TEST_TENANT,
+              clientId: 'gateway-app',
+              clientSecret: 'gateway-secret',
+              authorityHost: idp.authorityHost,
+              scopes: ['openid', 'profile', 'email', 'offline_access'],
+            },
+          },
+        }),
+      );
+    }
+    provider = new HeadlessOAuthProvider(ADELE);
+    client = await connectSignedIn(`${publicUrl}/mcp`, provider);
+  });
+  after(async () => {
+    await client?.close();
+    for (const gw of replicas) await gw.close();
+    for (const store of stores) await store.close();
+    await backend?.close();
+    await graph?.close();
+    await idp?.close();
+    await redis?.stop();
+  });
+
+  it('exchanges work on both replicas, then fail on both as soon as the user revokes at /account', async () => {
+    assert.equal(textOf(await client.callTool({ name: 'whoami_pulled', arguments: {} })), 'graph says: Adele Vance');
+    const assertion = String(backend.requests.at(-1)!['x-mcp-identity']);
+    const exchangeAt = async (gw: Harness) => {
+      const response = await fetch(`${gw.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`graph-tools-backend:${BACKEND_SECRET}`).toString('base64')}` },
+        body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: assertion, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }),
+      });
+      return { status: response.status, body: (await response.json()) as Record<string, string> };
+    };
+    for (const gw of replicas) assert.equal((await exchangeAt(gw)).status, 200);
+    assert.equal(requestsFor(idp, 'refresh_token', GRAPH_USER_READ).length, 1, 'one Entra request: both replicas read the one sealed cache entry');
+
+    const account = await provider.browser.get(`${replicas[0]!.publicUrl}/account`);
+    assert.equal(account.status, 200);
+    await provider.browser.submitForm(account, 'action="/account/revoke"', { client_id: provider.clientInformation()!.client_id });
+
+    // Nothing about grants is cached in a replica's memory for exchanges: the bound is the Store read.
+    for (const gw of replicas) {
+      const refused = await exchangeAt(gw);
+      assert.deepEqual([refused.status, refused.body['error'], refused.body['error_description']], [400, 'invalid_request', "the user's grant has expired or was revoked"]);
+    }
   });
 });
