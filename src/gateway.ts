@@ -17,6 +17,7 @@ import { createClients } from './oauth/clients.ts';
 import { createConfiguredClients } from './oauth/configured-clients.ts';
 import { registerConsent } from './oauth/consent.ts';
 import type { AuthServerContext } from './oauth/context.ts';
+import { createDownstreamTokens } from './oauth/downstream-tokens.ts';
 import { createGrants } from './oauth/grants.ts';
 import { registerMetadata } from './oauth/metadata.ts';
 import { registerRegistration } from './oauth/register.ts';
@@ -116,6 +117,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   });
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
   const grants = createGrants({ store, clock, sealer, idp, audit, onValidation: metrics.tokenValidation }, config.tokens);
+  const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp });
   const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
@@ -135,7 +137,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   registerAuthorize(app, ctx);
   registerConsent(app, ctx);
   registerCallback(app, ctx);
-  registerToken(app, ctx);
+  registerToken(app, ctx, { downstreamTokens });
   registerRevoke(app, ctx);
   registerAccount(app, ctx);
   registerLanding(app, { resources, upstream: idp.kind, devLogins: config.upstream.dev?.users.map((u) => u.login) });
@@ -166,6 +168,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     audit,
     telemetry: { metrics, tracer },
     ...(config.upstream.entra ? { overageGroups: createEntraGraphGroups(config.upstream.entra, { store, sealer, idp, logger }) } : {}),
+    downstreamTokens,
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);
       return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };

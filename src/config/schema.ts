@@ -244,6 +244,40 @@ const policyRuleSchema = z
  */
 export const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
 
+/** Entra reads a scope without a resource prefix as a Microsoft Graph scope. */
+export function entraResourceOf(scope: string): string {
+  const slash = scope.lastIndexOf('/');
+  return slash > 0 ? scope.slice(0, slash).toLowerCase() : 'https://graph.microsoft.com';
+}
+
+/**
+ * A token a backend gets for another resource, minted from the user's upstream (Entra) grant:
+ * never the client's token, never the sign-in's (no passthrough).
+ */
+const downstreamTokenSchema = z
+  .object({
+    /**
+     * Entra scopes of one resource: e.g. `https://graph.microsoft.com/User.Read`, or
+     * `api://<backend app>/.default` for a backend that validates Entra tokens itself.
+     */
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).min(1),
+    /** `refresh`: the user's Entra refresh token redeemed for these scopes; `on-behalf-of`: Entra's OBO flow. */
+    via: z.enum(['refresh', 'on-behalf-of']).default('refresh'),
+    /** Push: sent to the backend in this header as `Bearer <token>`. Without it, the backend pulls it at /token (RFC 8693). */
+    header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'an HTTP header name').optional(),
+    /** Push only with `tools/call` of these tools (default: with every request). */
+    tools: z.array(z.string().min(1)).min(1).optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const resources = new Set(t.scopes.map(entraResourceOf));
+    if (resources.size > 1) ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'scopes of one resource only (Entra issues a token for one resource)' });
+    if (t.scopes.some((s) => s.endsWith('/.default')) && t.scopes.length > 1) {
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: '.default cannot be combined with other scopes' });
+    }
+    if (t.tools && !t.header) ctx.addIssue({ code: 'custom', path: ['tools'], message: 'tools needs header (it selects what is pushed)' });
+  });
+
 const backendSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes'),
@@ -274,12 +308,21 @@ const backendSchema = z
     maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
     /** Who may call which tool, prompt, resource or method on this backend (after the global rules). */
     policy: policySchema.optional(),
+    /** Tokens for other resources this backend gets on the user's behalf (upstream.entra only). */
+    downstreamTokens: z.array(downstreamTokenSchema).min(1).optional(),
+    /**
+     * Pull: these configured clients (`clients[]`, registered for token-exchange) are this backend;
+     * each may exchange the identity assertions it received for its downstream tokens at /token (RFC 8693).
+     */
+    tokenExchange: z.object({ clientIds: z.array(z.string().min(1)).min(1) }).strict().optional(),
   })
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
 
 /** RFC 7523 / RFC 7591 grant type of a JWT bearer assertion (ID-JAG, Entra app-only token). */
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+/** RFC 8693 §2.1: the token exchange grant type. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** JWS algorithms accepted for client assertions and ID-JAGs (never `none`, never HMAC). */
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
@@ -298,7 +341,7 @@ const configuredClientSchema = z
     jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
     /** …or at a URL (fetched, cached and refreshed on an unknown `kid`). */
     jwksUri: z.string().url().optional(),
-    grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, 'authorization_code', 'refresh_token'])).min(1),
+    grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, 'authorization_code', 'refresh_token'])).min(1),
     /** Required for authorization_code. */
     redirectUris: z.array(z.string()).default([]),
     /** The most this client may get (of the resource's scopes); default: all of them. */
@@ -581,6 +624,32 @@ export const configSchema = z
           }
         }
       }
+      if (b.downstreamTokens && !c.upstream.entra) {
+        ctx.addIssue({ code: 'custom', path: ['backends', i, 'downstreamTokens'], message: 'needs upstream.entra (tokens are minted from the user\'s Entra grant)' });
+      }
+      if (b.tokenExchange && !b.downstreamTokens) {
+        ctx.addIssue({ code: 'custom', path: ['backends', i, 'tokenExchange'], message: 'needs downstreamTokens (what the backend may exchange for)' });
+      }
+      b.tokenExchange?.clientIds.forEach((id, j) => {
+        const client = c.clients.find((k) => k.clientId === id);
+        if (!client?.grantTypes.includes(TOKEN_EXCHANGE_GRANT)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['backends', i, 'tokenExchange', 'clientIds', j],
+            message: `${id} must be a client in clients[] with grantTypes including ${TOKEN_EXCHANGE_GRANT}`,
+          });
+        }
+      });
+      const ownScopes = c.upstream.entra?.scopes.filter((s) => !['openid', 'profile', 'email', 'offline_access'].includes(s)) ?? [];
+      b.downstreamTokens?.forEach((t, j) => {
+        if (t.via === 'on-behalf-of' && c.upstream.entra && ownScopes.length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['backends', i, 'downstreamTokens', j, 'via'],
+            message: 'on-behalf-of needs upstream.entra.scopes to name the gateway\'s own API scope (the user\'s token for it is the assertion)',
+          });
+        }
+      });
     });
     const clientIds = new Set<string>();
     c.clients.forEach((client, i) => {

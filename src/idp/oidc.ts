@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import { isLoopbackHost, type OidcIdpConfig } from '../config/schema.ts';
 import { type Clock, systemClock } from '../ports/clock.ts';
 import {
+  type DownstreamToken,
+  type DownstreamTokenRequest,
   type UpstreamAuthorizationRequest,
   type UpstreamErrorDetails,
   type UpstreamIdp,
@@ -17,6 +19,13 @@ import {
 } from '../ports/idp.ts';
 
 const DISCOVERY_TIMEOUT_SECONDS = 10;
+/** RFC 7523 §2.1 grant type; Entra's on-behalf-of request uses it. */
+const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
+/** A stored user token closer than this to its expiry is not used as an on-behalf-of assertion. */
+const ASSERTION_MARGIN_SECONDS = 60;
+/** RFC 6749 §5.1: `expires_in` is only RECOMMENDED; without it a downstream token is trusted this long. */
+const DOWNSTREAM_DEFAULT_LIFETIME_SECONDS = 300;
 /**
  * Tolerated clock difference with the IdP on id_token `iat`/`nbf`/`exp`: a gateway clock a little
  * behind the IdP's must not end every grant at its next refresh.
@@ -116,6 +125,23 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
     return configuration;
   };
 
+  /**
+   * The user's access token for the gateway's own API (the sign-in's resource scopes), the OBO
+   * assertion: the stored one while it lives, else a fresh one redeemed with the refresh token.
+   */
+  const userAssertion = async (config: client.Configuration, tokens: UpstreamTokens): Promise<string> => {
+    const now = settings.clock.nowSeconds();
+    if (tokens.accessToken && tokens.expiresAt !== undefined && tokens.expiresAt > now + ASSERTION_MARGIN_SECONDS) return tokens.accessToken;
+    const ownScopes = settings.scopes.filter((s) => !OIDC_SCOPES.has(s));
+    if (!tokens.refreshToken || ownScopes.length === 0) {
+      throw new UpstreamUnavailableError('on-behalf-of needs the user\'s token for the gateway\'s own API: add its scope to the upstream scopes', {
+        configurationFault: true,
+      });
+    }
+    const fresh = await client.refreshTokenGrant(config, tokens.refreshToken, { scope: ownScopes.join(' ') });
+    return fresh.access_token;
+  };
+
   return {
     kind: settings.kind,
 
@@ -193,14 +219,31 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       };
     },
 
-    async accessTokenFor(tokens: UpstreamTokens, scope: string): Promise<string> {
-      if (!tokens.refreshToken) throw new UpstreamRefusedError('invalid_grant', 'no upstream refresh token');
+    async downstreamToken(tokens: UpstreamTokens, request: DownstreamTokenRequest): Promise<DownstreamToken> {
       const config = await getConfiguration();
+      const scope = request.scopes.join(' ');
+      let response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
       try {
-        return (await client.refreshTokenGrant(config, tokens.refreshToken, { scope })).access_token;
+        if (request.via === 'refresh') {
+          if (!tokens.refreshToken) throw new UpstreamRefusedError('invalid_grant', 'no upstream refresh token');
+          // Entra's refresh tokens are multi-resource: the same one redeems for another resource's
+          // scopes (v2-oauth2-auth-code-flow.md §Refresh the access token). No `openid`: no id_token.
+          response = await client.refreshTokenGrant(config, tokens.refreshToken, { scope });
+        } else {
+          // Entra on-behalf-of (v2-oauth2-on-behalf-of-flow.md): the user's access token for the
+          // gateway's own API is the assertion, with requested_token_use=on_behalf_of.
+          const assertion = await userAssertion(config, tokens);
+          response = await client.genericGrantRequest(config, JWT_BEARER_GRANT, {
+            assertion,
+            requested_token_use: 'on_behalf_of',
+            scope,
+          });
+        }
       } catch (error) {
-        throw await classified(error, `upstream token for ${scope} failed`);
+        throw await classified(error, `upstream ${request.via} for ${scope} failed`);
       }
+      const expiresIn = response.expiresIn() ?? DOWNSTREAM_DEFAULT_LIFETIME_SECONDS;
+      return { accessToken: response.access_token, expiresAt: settings.clock.nowSeconds() + expiresIn, ...(response.scope ? { scope: response.scope } : {}) };
     },
 
     async ping(): Promise<void> {

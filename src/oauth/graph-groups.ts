@@ -59,7 +59,9 @@ export function createGraphGroups(
     if (!opened) return unknown(record, 'the grant holds no upstream tokens');
     let token: string;
     try {
-      token = await deps.idp.accessTokenFor(JSON.parse(opened) as UpstreamTokens, GRAPH_SCOPE);
+      if (!deps.idp.downstreamToken) return unknown(record, 'the upstream IdP cannot mint a Graph token');
+      // Entra's refresh token redeemed for Graph (a multi-resource refresh token), used once and not kept.
+      token = (await deps.idp.downstreamToken(JSON.parse(opened) as UpstreamTokens, { via: 'refresh', scopes: [GRAPH_SCOPE] })).accessToken;
     } catch (error) {
       const why = error instanceof UpstreamRefusedError ? `Entra refused a Graph token: ${error.upstreamError}` : 'no Graph token from Entra';
       return unknown(record, why, error);

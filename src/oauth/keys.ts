@@ -24,6 +24,8 @@ export const keys = {
   accountSession: (sessionHash: string) => `account-session:${sessionHash}`,
   /** A JWT assertion's jti, once used (client assertions: issuer `client:<id>`; ID-JAGs: their issuer). */
   usedAssertion: (issuer: string, jti: string) => `assertion-used:${sha256(`${issuer}\n${jti}`)}`,
+  /** A backend's downstream token for a user (sealed), by the user and the scopes it carries. */
+  downstreamToken: (userKey: string, scopes: readonly string[]) => `downstream:${sha256(`${userKey}\n${[...scopes].sort().join(' ')}`)}`,
   rateLimit: (name: string, ip: string, window: number) => `ratelimit:${name}:${ip}:${window}`,
   /** MCP session id → the user the backend issued it to (MCP security best practices, Session Hijacking). */
   mcpSession: (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`,

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT } from '../config/schema.ts';
+import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../config/schema.ts';
 import type { AuthServerContext } from './context.ts';
 import type { ProtectedResource } from './resources.ts';
 import { ID_JAG_GRANT_PROFILE } from './token-id-jag.ts';
@@ -31,6 +31,7 @@ function authorizationServerMetadata(ctx: AuthServerContext) {
     'refresh_token',
     ...(configured.some((c) => c.grantTypes.includes('client_credentials')) ? ['client_credentials'] : []),
     ...(jwtBearer ? [JWT_BEARER_GRANT] : []),
+    ...(ctx.resources.some((r) => r.backend.tokenExchange) ? [TOKEN_EXCHANGE_GRANT] : []),
   ];
   const privateKeyJwt = configured.some((c) => c.tokenEndpointAuthMethod === 'private_key_jwt');
   const authMethods = ['none', 'client_secret_post', 'client_secret_basic', ...(privateKeyJwt ? ['private_key_jwt'] : [])];

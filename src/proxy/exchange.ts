@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
@@ -14,6 +15,7 @@ import {
 } from './forward.ts';
 import { GatewayError, JSONRPC_SERVER_ERROR, jsonRpcError, sendGatewayError, TruncatedResponseError } from './errors.ts';
 import type { Admitted } from './gate.ts';
+import type { DownstreamPush } from './downstream-push.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
 import { type KeepAlive, relay } from './relay.ts';
@@ -40,6 +42,8 @@ export interface ProxyContext {
   audit: Audit | undefined;
   /** Metrics, and spans when exported (src/proxy/telemetry-hook.ts). Operations are read when audit or spans are on. */
   telemetry: ProxyTelemetry;
+  /** The push of downstream tokens, by backend name (only backends that push any). */
+  downstream: Map<string, DownstreamPush>;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
@@ -48,6 +52,7 @@ export async function backendHeaders(
   incoming: IncomingHttpHeaders,
   caller: Admitted,
   resource: ProtectedResource,
+  body?: Buffer | Readable,
 ): Promise<Record<string, string>> {
   const headers = forwardedRequestHeaders(incoming);
   const { credential, identityAssertion } = resource.backend;
@@ -57,7 +62,9 @@ export async function backendHeaders(
     caller.record,
     resource.resource,
     identityAssertion.ttlSeconds,
+    resource.backend.tokenExchange !== undefined,
   );
+  if (resource.backend.downstreamTokens) await ctx.downstream.get(resource.name)?.(headers, caller, body);
   return headers;
 }
 

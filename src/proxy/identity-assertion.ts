@@ -12,8 +12,11 @@ const MAX_CACHED_ASSERTIONS = 10_000;
 export interface IdentityAssertions {
   /** RFC 7517 JWK Set with the one public key, served at /.well-known/jwks.json. */
   jwks: { keys: JWK[] };
-  /** A signed assertion of the token's user for one backend, reused until near its expiry. */
-  assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number): Promise<string>;
+  /**
+   * A signed assertion of the token's user for one backend, reused until near its expiry. With
+   * `exchangeable`, it names the grant (`sid`) so the backend can exchange it at /token (RFC 8693).
+   */
+  assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number, exchangeable?: boolean): Promise<string>;
 }
 
 /**
@@ -24,7 +27,8 @@ export interface IdentityAssertions {
  * mutable, never authorise on it). When the IdP had too many groups to list (Entra's overage),
  * `groups` is left out and `groups_overage: true` is set, so a check on groups fails closed.
  * A workload caller (client_credentials, an Entra app) has `idtyp: "app"` and `sub` = its client or
- * app id. The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
+ * app id. For a backend that pulls downstream tokens, `sid` is the gateway grant it came from
+ * (src/oauth/token-exchange.ts). The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
  */
 export async function createIdentityAssertions(deps: {
   signingKeyPem: string;
@@ -38,7 +42,7 @@ export async function createIdentityAssertions(deps: {
   const jwks = { keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] };
   const cache = createBoundedCache<string, { assertion: string; reuseUntil: number }>(MAX_CACHED_ASSERTIONS);
 
-  async function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number) {
+  async function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number, exchangeable?: boolean) {
     const now = deps.clock.nowSeconds();
     // Keyed by the token itself (in process memory only): a hit costs no hash (benchmark 1).
     const key = `${audience} ${token}`;
@@ -58,6 +62,8 @@ export async function createIdentityAssertions(deps: {
       client_id: record.clientId,
       // A workload (no person): `sub` is its client/app id; Entra's claim name for app-only tokens.
       idtyp: user.kind === 'workload' ? 'app' : undefined,
+      // The gateway grant (sign-in session, OIDC Core's `sid`) a token exchange draws on.
+      sid: exchangeable ? record.grantId : undefined,
     };
     for (const [name, value] of Object.entries(claims)) if (value === undefined) delete claims[name];
     const assertion = await new SignJWT(claims)

@@ -9,6 +9,8 @@ import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
+import type { DownstreamTokens } from '../oauth/downstream-tokens.ts';
+import { createDownstreamPush, type DownstreamPush } from './downstream-push.ts';
 import { createForwarder } from './forward.ts';
 import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
@@ -58,6 +60,8 @@ export interface ProxyDeps {
   telemetry?: ProxyTelemetry;
   /** Entra: the groups of a user with a groups overage, from Microsoft Graph (src/oauth/graph-groups.ts). */
   overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
+  /** Mints backends' downstream tokens (undefined when the upstream IdP cannot). */
+  downstreamTokens?: DownstreamTokens;
 }
 
 /**
@@ -85,6 +89,11 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     });
     if (enforcer) enforcers.set(resource.name, enforcer);
   }
+  const downstream = new Map<string, DownstreamPush>();
+  for (const resource of deps.resources) {
+    const push = createDownstreamPush(deps.downstreamTokens, resource.backend);
+    if (push) downstream.set(resource.name, push);
+  }
   const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
   // One context object shared by every route.
   const ctx: ProxyContext & { gate: Gate; sessions: SessionBinding; store: Store; publicUrl: string } = {
@@ -98,6 +107,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     routes: deps.routes,
     audit: deps.audit?.enabled ? deps.audit : undefined,
     telemetry: deps.telemetry ?? { metrics: createGatewayMetrics(localTelemetry().meterProvider), tracer: undefined },
+    downstream,
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),
     store: deps.store,

@@ -70,7 +70,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
         return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
       }
     }
-    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const headers = await backendHeaders(ctx, req.headers, caller, resource, body);
     if (operations) body = operations.sending(headers, body, upstream);
     const longLived = isLongLived(req);
     let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);

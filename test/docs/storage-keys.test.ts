@@ -45,6 +45,7 @@ const built: Record<keyof typeof keys, string> = {
   devIdpByUserCode: keys.devIdpByUserCode('DeviceCode', 'user-code'),
   devIdpGrant: keys.devIdpGrant('grant-id'),
   graphGroups: keys.graphGroups('tid|oid'),
+  downstreamToken: keys.downstreamToken('tid|oid', ['https://graph.microsoft.com/User.Read']),
 };
 
 describe('docs/storage-keys.md lists every Store key of src/oauth/keys.ts', () => {
