@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
@@ -11,12 +12,14 @@ import {
   forwardedRequestHeaders,
   forwardedResponseHeaders,
   isEventStream,
+  relayDirectly,
+  wholeBody,
 } from './forward.ts';
 import { GatewayError, JSONRPC_SERVER_ERROR, jsonRpcError, sendGatewayError, TruncatedResponseError } from './errors.ts';
 import type { Admitted } from './gate.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
-import { type KeepAlive, relay } from './relay.ts';
+import { type KeepAlive, relay, ResponseSink } from './relay.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
@@ -103,36 +106,39 @@ export async function openBackend(
   }
 }
 
-/** Sends the backend's answer to the client; `prefix` is written before its body (legacy endpoint event). */
-export async function sendBackendResponse(
+/**
+ * Sends the backend's answer to the client; `prefix` is written before its body (legacy endpoint
+ * event). A streamed answer is relayed as it arrives (and keeps going after this returns).
+ */
+export function sendBackendResponse(
   ctx: ProxyContext,
   res: ServerResponse,
   response: BackendResponse,
   options: { prefix?: string; requestBody?: Buffer } = {},
-): Promise<void> {
+): void {
   // CORS headers set by the gate on `res` are merged in by writeHead.
   const headers = forwardedResponseHeaders(response.headers);
-  const body = response.body;
-  if (Buffer.isBuffer(body)) {
+  const whole = wholeBody(response);
+  if (whole !== undefined) {
     // A small answer of known length (a JSON-RPC response), collected whole by the forwarder,
     // goes out with its headers in one write; only streams and large bodies are relayed.
     // RFC 9110 §8.6: no Content-Length on a 204 (nor on a 304, whose body is absent anyway).
-    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = body.length;
+    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = whole.length;
     res.writeHead(response.statusCode, headers);
-    res.end(body);
+    res.end(whole);
     return;
   }
   // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
   const sse = isEventStream(response.headers['content-type']);
   if (sse) headers['x-accel-buffering'] = 'no';
-  res.writeHead(response.statusCode, headers);
   const requestBody = options.requestBody;
-  await relay(body, res, {
+  const sink = new ResponseSink(res, response.statusCode, headers, {
     sse,
     keepAlive: ctx.keepAlive,
     prefix: options.prefix,
     lastWords: requestBody ? () => brokenStreamEvent(requestBody) : undefined,
   });
+  if (!relayDirectly(response, sink)) relay(response.body as Readable, res, sink);
 }
 
 /**

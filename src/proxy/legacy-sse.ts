@@ -57,7 +57,7 @@ export function registerLegacySse(
     const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
     if (!response) return;
     if (response.statusCode !== 200 || Buffer.isBuffer(response.body) || !isEventStream(response.headers['content-type'])) {
-      await sendBackendResponse(ctx, res, response);
+      sendBackendResponse(ctx, res, response);
       return;
     }
     const body = response.body;
@@ -99,12 +99,12 @@ export function registerLegacySse(
       pipeline(body, filter, () => {});
       streams.set(sessionId, filter);
       res.on('close', () => streams.delete(sessionId));
-      await sendBackendResponse(ctx, res, { ...response, body: filter }, {
+      sendBackendResponse(ctx, res, { ...response, body: filter }, {
         prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
       });
       return;
     }
-    await sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
+    sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
   }));
 
   routes.add(messagePath, ['POST'], guarded(ctx.logger, async (req, res) => {
@@ -147,7 +147,7 @@ export function registerLegacySse(
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
     const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
     if (!response) return;
-    await sendBackendResponse(ctx, res, response);
+    sendBackendResponse(ctx, res, response);
   }));
 }
 

@@ -89,7 +89,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     // A long-lived stream ends as a GET stream does, without an error for its request (a listen
     // stream has no final response to miss).
-    await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
+    sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
   };
 }
 
