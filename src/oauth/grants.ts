@@ -74,6 +74,13 @@ export function userKeyOf(user: UserIdentity): string {
   return entraShaped ? `${user.tenantId}|${user.objectId}` : `${user.issuer}|${user.subject}`;
 }
 
+/** A validated access token kept in memory (keyed by the token itself). */
+interface CachedToken {
+  record: AccessTokenRecord;
+  until: number;
+  hash: string;
+}
+
 /**
  * Grants and the tokens issued from them: issue, rotate (OAuth 2.1 §4.3.1), detect refresh
  * reuse (revoke the grant), validate access tokens, revoke (RFC 7009).
@@ -85,7 +92,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
   const nowMs = () => clock.nowMs?.() ?? Date.now();
   // Keyed by the token itself so a hit costs no hash (benchmark 2); `cachedByHash` lets a
   // revocation, which knows only hashes, drop the entry. Process memory only, never the Store.
-  const cache = new Map<string, { record: AccessTokenRecord; until: number; hash: string }>();
+  const cache = new Map<string, CachedToken>();
   const cachedByHash = new Map<string, string>();
   function forget(hash: string): void {
     const token = cachedByHash.get(hash);
@@ -323,23 +330,28 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
    * Lookups are cached in memory for at most MAX_TOKEN_CACHE_MS, so a revocation made on
    * another replica takes effect here within that bound.
    */
-  async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
+  function validateAccessToken(token: string): AccessTokenRecord | undefined | Promise<AccessTokenRecord | undefined> {
     const now = nowMs();
     const cached = cache.get(token);
-    let record: AccessTokenRecord | undefined;
-    if (cached !== undefined && cached.until > now) {
-      record = cached.record;
-    } else {
-      if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
-      const hash = cached?.hash ?? sha256(token);
-      record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
-      if (cached) forget(hash);
-      if (record && cacheMs > 0) {
-        if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) forget(cache.values().next().value!.hash);
-        cache.set(token, { record, until: now + cacheMs, hash });
-        cachedByHash.set(hash, token);
-      }
+    // A cache hit answers at once, without a promise (this runs on every MCP call).
+    if (cached !== undefined && cached.until > now) return unexpired(cached.record);
+    if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
+    return lookUpAccessToken(token, cached, now);
+  }
+
+  async function lookUpAccessToken(token: string, cached: CachedToken | undefined, now: number): Promise<AccessTokenRecord | undefined> {
+    const hash = cached?.hash ?? sha256(token);
+    const record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
+    if (cached) forget(hash);
+    if (record && cacheMs > 0) {
+      if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) forget(cache.values().next().value!.hash);
+      cache.set(token, { record, until: now + cacheMs, hash });
+      cachedByHash.set(hash, token);
     }
+    return unexpired(record);
+  }
+
+  function unexpired(record: AccessTokenRecord | undefined): AccessTokenRecord | undefined {
     if (!record || record.expiresAt <= clock.nowSeconds()) return undefined;
     return record;
   }

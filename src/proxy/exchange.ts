@@ -43,22 +43,26 @@ export interface ProxyContext {
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
-export async function backendHeaders(
+export function backendHeaders(
   ctx: ProxyContext,
   incoming: IncomingHttpHeaders,
   caller: Admitted,
   resource: ProtectedResource,
-): Promise<Record<string, string>> {
+): Record<string, string> | Promise<Record<string, string>> {
   const headers = forwardedRequestHeaders(incoming);
   const { credential, identityAssertion } = resource.backend;
   if (credential) headers[credential.header.toLowerCase()] = credential.value;
-  headers[identityAssertion.header.toLowerCase()] = await ctx.assertions.assertionFor(
-    caller.token,
-    caller.record,
-    resource.resource,
-    identityAssertion.ttlSeconds,
-  );
-  return headers;
+  const name = identityAssertion.header.toLowerCase();
+  // A cached assertion is added without a promise (this runs on every call).
+  const assertion = ctx.assertions.assertionFor(caller.token, caller.record, resource.resource, identityAssertion.ttlSeconds);
+  if (!(assertion instanceof Promise)) {
+    headers[name] = assertion;
+    return headers;
+  }
+  return assertion.then((signed) => {
+    headers[name] = signed;
+    return headers;
+  });
 }
 
 /**

@@ -3,7 +3,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isLoopbackHost } from '../config/schema.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
-import { checkBearer, type ValidateAccessToken } from './bearer.ts';
+import { type BearerResult, checkBearer, type ValidateAccessToken } from './bearer.ts';
 import { JSONRPC_SERVER_ERROR, jsonRpcError } from './errors.ts';
 import { sendJson } from './respond.ts';
 
@@ -96,7 +96,7 @@ export function createGate(deps: {
      * Resolves to the caller, or undefined after answering 401/403 on `res`. For an allowed
      * Origin the CORS headers are set on `res` (kept by the answer written later).
      */
-    async admit(req: IncomingMessage, res: ServerResponse, resource: ProtectedResource): Promise<Admitted | undefined> {
+    admit(req: IncomingMessage, res: ServerResponse, resource: ProtectedResource): Admitted | undefined | Promise<Admitted | undefined> {
       const headers = req.headers;
       const refusal = transportRefusal(headers);
       if (refusal !== undefined) {
@@ -105,11 +105,17 @@ export function createGate(deps: {
       }
       const origin = headers.origin;
       if (origin !== undefined) for (const [name, value] of Object.entries(corsHeaders(origin))) res.setHeader(name, value);
-      const result = await checkBearer(headers, resource, deps.validateAccessToken);
-      if (result.ok) return { token: result.token, record: result.record };
-      sendJson(res, result.status, result.body, { 'www-authenticate': result.wwwAuthenticate, 'cache-control': 'no-store' });
-      return undefined;
+      // A cached token is admitted without a promise (this runs on every MCP call).
+      const result = checkBearer(headers, resource, deps.validateAccessToken);
+      return result instanceof Promise ? result.then((r) => admitted(res, r)) : admitted(res, result);
     },
   };
 }
 export type Gate = ReturnType<typeof createGate>;
+
+/** The caller (the bearer result itself: it has the token and record), or undefined after answering 401/403. */
+function admitted(res: ServerResponse, result: BearerResult): Admitted | undefined {
+  if (result.ok) return result;
+  sendJson(res, result.status, result.body, { 'www-authenticate': result.wwwAuthenticate, 'cache-control': 'no-store' });
+  return undefined;
+}

@@ -6,9 +6,9 @@ import type { RawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { type ClientFacts, createEnforcer, type Enforcer } from '../policy/enforce.ts';
 import type { Clock } from '../ports/clock.ts';
-import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
+import type { ValidateAccessToken } from './bearer.ts';
 import { createForwarder } from './forward.ts';
 import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
@@ -29,7 +29,7 @@ export interface ProxyDeps {
   resources: ProtectedResource[];
   /** The app's raw node:http routes (createHttpApp), where the MCP endpoints are served. */
   routes: RawRoutes;
-  validateAccessToken: (token: string) => Promise<AccessTokenRecord | undefined>;
+  validateAccessToken: ValidateAccessToken;
   store: Store;
   clock: Clock;
   logger: Logger;

@@ -18,7 +18,7 @@ import type { Gate } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
 import { beginOperations } from './audit-hook.ts';
 import { filterAnswer } from './policy-hook.ts';
-import { limitBytes, readBounded } from './relay.ts';
+import { arrivedWhole, limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
 
@@ -41,17 +41,25 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
   const backend = resource.backend;
   const upstream = new URL(backend.url!);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const caller = await ctx.gate.admit(req, res, resource);
+    // Cached answers (token, session, assertion) come without a promise: a call awaits only its backend.
+    const admitted = ctx.gate.admit(req, res, resource);
+    const caller = admitted instanceof Promise ? await admitted : admitted;
     if (!caller) return;
     const sessionId = header(req.headers, 'mcp-session-id');
-    if (sessionId !== undefined && !(await ctx.sessions.owns(resource.resource, sessionId, caller.record.userKey))) {
-      return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+    if (sessionId !== undefined) {
+      const owned = ctx.sessions.owns(resource.resource, sessionId, caller.record.userKey);
+      if (!(owned instanceof Promise ? await owned : owned)) {
+        return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+      }
     }
     const method = req.method as 'GET' | 'POST' | 'DELETE';
     let body: Readable | Buffer | undefined;
     // With a policy, a POST is read whole and judged before the backend sees it.
     const enforcer = method === 'POST' ? ctx.enforcers.get(resource.name) : undefined;
-    if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
+    if (method === 'POST') {
+      const read = requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
+      body = read instanceof Promise ? await read : read;
+    }
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
     const operations =
       ctx.audit && method === 'POST'
@@ -65,7 +73,8 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
         return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
       }
     }
-    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const built = backendHeaders(ctx, req.headers, caller, resource);
+    const headers = built instanceof Promise ? await built : built;
     const longLived = isLongLived(req);
     let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
@@ -98,7 +107,12 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
  * requests, which are read (bounded) so the mirrored headers can be checked against the body
  * (2026-07-28 transports/streamable-http §Server Validation).
  */
-async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: number, readWhole: boolean): Promise<Readable | Buffer | undefined> {
+function requestBody(
+  req: IncomingMessage,
+  maxBytes: number,
+  timeoutMs: number,
+  readWhole: boolean,
+): Readable | Buffer | undefined | Promise<Readable | Buffer | undefined> {
   const source = requestStream(req);
   const length = Number(req.headers['content-length']);
   if (length > maxBytes) throw tooLarge(maxBytes);
@@ -107,10 +121,13 @@ async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: nu
   if (!validate && !readWhole) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes, timeoutMs);
+    if (length <= WHOLE_BODY_BYTES) return arrivedWhole(source, maxBytes) ?? readBounded(source, maxBytes, timeoutMs);
     return source.pipe(limitBytes(maxBytes, timeoutMs));
   }
+  return readValidated(req, source, maxBytes, timeoutMs, validate);
+}
 
+async function readValidated(req: IncomingMessage, source: Readable, maxBytes: number, timeoutMs: number, validate: boolean): Promise<Buffer> {
   const raw = await readBounded(source, maxBytes, timeoutMs);
   if (!validate) return raw;
   let message: unknown;
