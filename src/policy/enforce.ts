@@ -40,13 +40,28 @@ export interface Enforcer {
    * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
   filterSse(subject: Subject, privateCache: boolean): Transform & { inject(message: unknown): void };
-  subject(req: IncomingMessage, record: AccessTokenRecord): Promise<Subject>;
+  /** The caller; a promise only when a rule reads the client's name or kind (looked up). */
+  subject(req: IncomingMessage, record: AccessTokenRecord): Subject | Promise<Subject>;
 }
+
+export interface Screening {
+  /** Undefined when everything may go to the backend; otherwise the gateway's own answer to the whole body. */
+  refusal: Refusal | Refusal[] | undefined;
+  /**
+   * The body asks for a list (tools/list, prompts/list, resources/list, resources/templates/list):
+   * only then can its answer hold list results to filter (a response answers a request of the
+   * same POST, MCP streamable-http §Sending Messages to the Server), so only then is it filtered.
+   */
+  asksForLists: boolean;
+}
+
+/** The list methods whose results are filtered (their items judged by LIST_ITEMS). */
+const LIST_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 
 /** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
 export function createEnforcer(
@@ -71,9 +86,14 @@ export function createEnforcer(
       return changed ? Buffer.from(JSON.stringify(message)) : body;
     },
     filterSse: (subject, privateCache) => sseFilter((m) => filterList(policy, m, subject, privateCache)),
-    async subject(req, record) {
+    subject(req, record) {
+      if (readsClient && deps.describeClient) return deps.describeClient(record.clientId).then((client) => subjectOf(req, record, client));
+      return subjectOf(req, record, { name: '', kind: clientKind(record.clientId) });
+    },
+  };
+
+  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts): Subject {
       const user = record.user;
-      const client = readsClient && deps.describeClient ? await deps.describeClient(record.clientId) : { name: '', kind: clientKind(record.clientId) };
       return {
         user: {
           oid: user.objectId ?? '',
@@ -92,8 +112,7 @@ export function createEnforcer(
         backend: deps.backend,
         request: { ip: req.socket.remoteAddress ?? '', time: new Date(deps.clock.nowMs?.() ?? deps.clock.nowSeconds() * 1000) },
       };
-    },
-  };
+  }
 }
 
 /** Without a lookup: metadata-document clients are named by their URL; the rest registered one way or another. */
@@ -101,25 +120,27 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined {
+function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
   } catch {
-    return undefined; // the backend answers garbage with its own parse error
+    return { refusal: undefined, asksForLists: false }; // the backend answers garbage with its own parse error
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
+  const asksForLists = messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
   const refusals = messages.map((m, i) => refusalOf(policy, m, subject, judged && ((decision) => judged(i, decision))));
-  if (refusals.every((r) => r === undefined)) return undefined;
-  if (!batch) return refusals[0];
+  if (refusals.every((r) => r === undefined)) return { refusal: undefined, asksForLists };
+  if (!batch) return { refusal: refusals[0], asksForLists };
   // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
   // not forwarded, and say so (the client may send them alone).
-  return messages.flatMap((m, i) => {
+  const refusal = messages.flatMap((m, i) => {
     const id = idOf(m);
     if (refusals[i]) return [refusals[i]];
     return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
   });
+  return { refusal, asksForLists };
 }
 
 /** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */

@@ -130,7 +130,7 @@ export function registerLegacySse(
       ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {
-      const refusal = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      const { refusal } = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
       if (refusal) {
         // HTTP+SSE answers arrive on the stream: there when it is open on this replica, else in the POST's answer.
         const stream = streams.get(sessionId);

@@ -21,6 +21,7 @@ import { filterAnswer } from './policy-hook.ts';
 import { arrivedWhole, limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
+import type { Subject } from '../policy/enforce.ts';
 
 /**
  * Streamable HTTP (MCP 2025-03-26 … 2026-07-28 transports): POST (JSON or SSE answer), GET
@@ -65,20 +66,25 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       ctx.audit && method === 'POST'
         ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
         : undefined;
-    const subject = enforcer && Buffer.isBuffer(body) ? await enforcer.subject(req, caller.record) : undefined;
-    if (enforcer && subject && Buffer.isBuffer(body)) {
-      const refusal = enforcer.screen(body, subject, operations?.judged);
+    let subject: Subject | undefined;
+    let asksForLists = false;
+    if (enforcer && Buffer.isBuffer(body)) {
+      const found = enforcer.subject(req, caller.record);
+      subject = found instanceof Promise ? await found : found;
+      const { refusal, asksForLists: lists } = enforcer.screen(body, subject, operations?.judged);
       if (refusal) {
         operations?.answered(refusal, 200);
         return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
       }
+      asksForLists = lists;
     }
     const built = backendHeaders(ctx, req.headers, caller, resource);
     const headers = built instanceof Promise ? await built : built;
     const longLived = isLongLived(req);
     let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
-    if (enforcer && subject) {
+    // Only an answer to a list request can hold list results (Screening.asksForLists).
+    if (enforcer && subject && asksForLists) {
       const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
       response = await filterAnswer(enforcer, subject, response, { privateCache, timeoutMs: backend.headersTimeoutMs });
     }
