@@ -217,7 +217,7 @@ function describe(value: unknown): string {
 }
 
 /** RFC 9111 §5.2.2: honour max-age and no-store, capped; default when absent. */
-export function cacheSeconds(header: string | string[] | undefined): number {
+function cacheSeconds(header: string | string[] | undefined): number {
   const value = Array.isArray(header) ? header.join(',') : (header ?? '');
   if (/\b(no-store|no-cache)\b/i.test(value)) return 0;
   const maxAge = /\bmax-age=(\d+)/i.exec(value);

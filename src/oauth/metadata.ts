@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
-import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT } from '../config/schema.ts';
+import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../config/schema.ts';
 import type { AuthServerContext } from './context.ts';
 import type { ProtectedResource } from './resources.ts';
 import { ID_JAG_GRANT_PROFILE } from './token-id-jag.ts';
 
 /** RFC 9728 §2 Protected Resource Metadata for one resource. */
-export function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedResource) {
+function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedResource) {
   return {
     resource: resource.resource,
     authorization_servers: [ctx.issuer],
@@ -21,7 +21,7 @@ export function protectedResourceMetadata(ctx: AuthServerContext, resource: Prot
  * private_key_jwt only with a configured client using them, jwt-bearer only with ID-JAG issuers
  * or Entra workloads configured.
  */
-export function authorizationServerMetadata(ctx: AuthServerContext) {
+function authorizationServerMetadata(ctx: AuthServerContext) {
   const base = ctx.issuer;
   const configured = [...ctx.configuredClients.values()].map((c) => c.record);
   const idJag = ctx.config.enterpriseAuthorization !== undefined;
@@ -31,6 +31,7 @@ export function authorizationServerMetadata(ctx: AuthServerContext) {
     'refresh_token',
     ...(configured.some((c) => c.grantTypes.includes('client_credentials')) ? ['client_credentials'] : []),
     ...(jwtBearer ? [JWT_BEARER_GRANT] : []),
+    ...(ctx.resources.some((r) => r.backend.tokenExchange) ? [TOKEN_EXCHANGE_GRANT] : []),
   ];
   const privateKeyJwt = configured.some((c) => c.tokenEndpointAuthMethod === 'private_key_jwt');
   const authMethods = ['none', 'client_secret_post', 'client_secret_basic', ...(privateKeyJwt ? ['private_key_jwt'] : [])];

@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { PolicyRuleConfig } from '../config/schema.ts';
-import type { Clock } from '../ports/clock.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { PolicyInput } from './cel.ts';
 import { compilePolicy, type Decision, LIST_ITEMS, type Policy } from './policy.ts';
@@ -24,6 +24,11 @@ interface Refusal {
   id: Id;
 }
 
+/** The whole body waits for a step-up: the token lacks these scopes for a call that is otherwise allowed. */
+export interface ScopeChallenge {
+  missingScopes: string[];
+}
+
 export interface ClientFacts {
   name: string;
   /** `dcr`, `cimd` or `config` (how the client registered). */
@@ -37,7 +42,8 @@ export interface Enforcer {
   /**
    * Judges a request body (one message or a batch). Undefined when everything may go to the
    * backend; otherwise the gateway's own answer to the whole body (refused requests answered as
-   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
+   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed),
+   * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    */
   screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening;
@@ -45,13 +51,16 @@ export interface Enforcer {
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
   filterSse(subject: Subject, privateCache: boolean): Transform & { inject(message: unknown): void };
-  /** The caller; a promise only when a rule reads the client's name or kind (looked up). */
+  /** The caller; a promise only when something is looked up (a rule reads the client's name or kind, or a user's overage groups). */
   subject(req: IncomingMessage, record: AccessTokenRecord): Subject | Promise<Subject>;
 }
 
 export interface Screening {
-  /** Undefined when everything may go to the backend; otherwise the gateway's own answer to the whole body. */
-  refusal: Refusal | Refusal[] | undefined;
+  /**
+   * Undefined when everything may go to the backend; otherwise the gateway's own answer to the
+   * whole body, or a ScopeChallenge when a call in it needs scopes the token lacks.
+   */
+  refusal: Refusal | Refusal[] | ScopeChallenge | undefined;
   /**
    * The body asks for a list (tools/list, prompts/list, resources/list, resources/templates/list):
    * only then can its answer hold list results to filter (a response answers a request of the
@@ -66,11 +75,18 @@ const LIST_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'r
 /** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
 export function createEnforcer(
   rules: readonly PolicyRuleConfig[],
-  deps: { backend: string; clock: Clock; describeClient?: (clientId: string) => Promise<ClientFacts> },
+  deps: {
+    backend: string;
+    clock: Clock;
+    describeClient?: (clientId: string) => Promise<ClientFacts>;
+    /** The groups of a user with a groups overage, or undefined when they cannot be known (src/oauth/graph-groups.ts). */
+    overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
+  },
 ): Enforcer | undefined {
   const policy = compilePolicy(rules);
   if (!policy) return undefined;
   const readsClient = rules.some((r) => r.when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(r.when));
+  const readsGroups = rules.some((r) => r.groups !== undefined || (r.when !== undefined && /\buser\s*\.\s*groups\b/.test(r.when)));
   return {
     screen: (body, subject, judged) => screen(policy, body, subject, judged),
     filterJson(body, subject, privateCache) {
@@ -87,31 +103,47 @@ export function createEnforcer(
     },
     filterSse: (subject, privateCache) => sseFilter((m) => filterList(policy, m, subject, privateCache)),
     subject(req, record) {
-      if (readsClient && deps.describeClient) return deps.describeClient(record.clientId).then((client) => subjectOf(req, record, client));
-      return subjectOf(req, record, { name: '', kind: clientKind(record.clientId) });
+      const describe = readsClient ? deps.describeClient : undefined;
+      const groupsOf = readsGroups && record.user.groupsOverage ? deps.overageGroups : undefined;
+      if (!describe && !groupsOf) return subjectOf(req, record, { name: '', kind: clientKind(record.clientId) }, undefined);
+      return subjectLookedUp(req, record, describe, groupsOf);
     },
   };
 
-  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts): Subject {
-      const user = record.user;
-      return {
-        user: {
-          oid: user.objectId ?? '',
-          tid: user.tenantId ?? '',
-          sub: user.subject,
-          name: user.name ?? '',
-          preferred_username: user.preferredUsername ?? '',
-          email: user.email ?? '',
-          roles: user.roles,
-          groups: user.groups,
-          idp: user.issuer,
-          kind: user.kind ?? 'person',
-        },
-        client: { client_id: record.clientId, name: client.name, kind: client.kind },
-        scopes: record.scopes,
-        backend: deps.backend,
-        request: { ip: req.socket.remoteAddress ?? '', time: new Date(deps.clock.nowMs?.() ?? deps.clock.nowSeconds() * 1000) },
-      };
+  async function subjectLookedUp(
+    req: IncomingMessage,
+    record: AccessTokenRecord,
+    describe: ((clientId: string) => Promise<ClientFacts>) | undefined,
+    groupsOf: ((record: AccessTokenRecord) => Promise<string[] | undefined>) | undefined,
+  ): Promise<Subject> {
+    const client = describe ? await describe(record.clientId) : { name: '', kind: clientKind(record.clientId) };
+    return subjectOf(req, record, client, groupsOf ? await groupsOf(record) : undefined);
+  }
+
+  /** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
+  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Subject {
+    const user = record.user;
+    // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
+    // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
+    const groups = user.groupsOverage ? overage : user.groups;
+    return {
+      user: {
+        oid: user.objectId ?? '',
+        tid: user.tenantId ?? '',
+        sub: user.subject,
+        name: user.name ?? '',
+        preferred_username: user.preferredUsername ?? '',
+        email: user.email ?? '',
+        roles: user.roles,
+        ...(groups === undefined ? {} : { groups }),
+        idp: user.issuer,
+        kind: user.kind ?? 'person',
+      },
+      client: { client_id: record.clientId, name: client.name, kind: client.kind },
+      scopes: record.scopes,
+      backend: deps.backend,
+      request: { ip: req.socket.remoteAddress ?? '', time: new Date(nowMsOf(deps.clock)) },
+    };
   }
 }
 
@@ -130,7 +162,15 @@ function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index:
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
   const asksForLists = messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
-  const refusals = messages.map((m, i) => refusalOf(policy, m, subject, judged && ((decision) => judged(i, decision))));
+  const missing = new Set<string>();
+  const refusals = messages.map((m, i) =>
+    refusalOf(policy, m, subject, (decision) => {
+      for (const scope of decision.missingScopes ?? []) missing.add(scope);
+      judged?.(i, decision);
+    }),
+  );
+  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
+  if (missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
   if (refusals.every((r) => r === undefined)) return { refusal: undefined, asksForLists };
   if (!batch) return { refusal: refusals[0], asksForLists };
   // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are

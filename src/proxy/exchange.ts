@@ -17,9 +17,11 @@ import {
 } from './forward.ts';
 import { GatewayError, JSONRPC_SERVER_ERROR, jsonRpcError, sendGatewayError, TruncatedResponseError } from './errors.ts';
 import type { Admitted } from './gate.ts';
+import type { DownstreamPush } from './downstream-push.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
 import { type KeepAlive, relay, ResponseSink } from './relay.ts';
+import type { ProxyTelemetry } from './telemetry-hook.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
@@ -40,6 +42,10 @@ export interface ProxyContext {
   routes: RawRoutes;
   /** The audit trail of MCP operations; undefined when its sink is off (nothing parsed for it). */
   audit: Audit | undefined;
+  /** Metrics, and spans when exported (src/proxy/telemetry-hook.ts). Operations are read when audit or spans are on. */
+  telemetry: ProxyTelemetry;
+  /** The push of downstream tokens, by backend name (only backends that push any). */
+  downstream: Map<string, DownstreamPush>;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
@@ -48,21 +54,32 @@ export function backendHeaders(
   incoming: IncomingHttpHeaders,
   caller: Admitted,
   resource: ProtectedResource,
+  body?: Buffer | Readable,
 ): Record<string, string> | Promise<Record<string, string>> {
   const headers = forwardedRequestHeaders(incoming);
   const { credential, identityAssertion } = resource.backend;
   if (credential) headers[credential.header.toLowerCase()] = credential.value;
   const name = identityAssertion.header.toLowerCase();
-  // A cached assertion is added without a promise (this runs on every call).
-  const assertion = ctx.assertions.assertionFor(caller.token, caller.record, resource.resource, identityAssertion.ttlSeconds);
-  if (!(assertion instanceof Promise)) {
+  const exchangeable = resource.backend.tokenExchange !== undefined;
+  const assertion = ctx.assertions.assertionFor(caller.token, caller.record, resource.resource, identityAssertion.ttlSeconds, exchangeable);
+  const push = resource.backend.downstreamTokens ? ctx.downstream.get(resource.name) : undefined;
+  // A cached assertion is added without a promise when no downstream token is pushed (this runs on every call).
+  if (!(assertion instanceof Promise) && !push) {
     headers[name] = assertion;
     return headers;
   }
-  return assertion.then((signed) => {
-    headers[name] = signed;
-    return headers;
-  });
+  return withAssertionAndPush(headers, name, assertion, push && (() => push(headers, caller, body)));
+}
+
+async function withAssertionAndPush(
+  headers: Record<string, string>,
+  name: string,
+  assertion: string | Promise<string>,
+  push: (() => Promise<void>) | undefined,
+): Promise<Record<string, string>> {
+  headers[name] = await assertion;
+  if (push) await push();
+  return headers;
 }
 
 /**

@@ -14,7 +14,8 @@ import {
   tooLarge,
 } from './errors.ts';
 import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
-import type { Gate } from './gate.ts';
+import { insufficientScope } from './bearer.ts';
+import { type Gate, sendBearerRefusal } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
 import { beginOperations } from './audit-hook.ts';
 import { filterAnswer } from './policy-hook.ts';
@@ -63,8 +64,8 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
     const operations =
-      ctx.audit && method === 'POST'
-        ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+      (ctx.audit || ctx.telemetry.tracer) && method === 'POST'
+        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
         : undefined;
     let subject: Subject | undefined;
     let asksForLists = false;
@@ -72,14 +73,19 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       const found = enforcer.subject(req, caller.record);
       subject = found instanceof Promise ? await found : found;
       const { refusal, asksForLists: lists } = enforcer.screen(body, subject, operations?.judged);
+      if (refusal && 'missingScopes' in refusal) {
+        // MCP 2025-11-25 authorization §Scope Challenge Handling: the SDK clients re-authorize with this scope and retry.
+        return sendBearerRefusal(res, insufficientScope(resource, caller.record.scopes, refusal.missingScopes));
+      }
       if (refusal) {
         operations?.answered(refusal, 200);
         return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
       }
       asksForLists = lists;
     }
-    const built = backendHeaders(ctx, req.headers, caller, resource);
+    const built = backendHeaders(ctx, req.headers, caller, resource, body);
     const headers = built instanceof Promise ? await built : built;
+    if (operations) body = operations.sending(headers, body, upstream);
     const longLived = isLongLived(req);
     let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
