@@ -67,6 +67,13 @@ export function userKeyOf(user: UserIdentity): string {
   return entraShaped ? `${user.tenantId}|${user.objectId}` : `${user.issuer}|${user.subject}`;
 }
 
+/** A validated access token kept in memory (keyed by the token itself). */
+interface CachedToken {
+  record: AccessTokenRecord;
+  until: number;
+  hash: string;
+}
+
 /** The record an access token of `grant` resolves to. */
 function accessRecordOf(grant: GrantRecord, scopes: string[], expiresAt: number): AccessTokenRecord {
   const { grantId, clientId, userKey, user, resource } = grant;
@@ -95,7 +102,7 @@ export function createGrants(
   // Keyed by the token itself so a hit costs no hash (benchmark 2); `cachedByHash` lets a
   // revocation, which knows only hashes, drop the entry. Process memory only, never the Store.
   const cachedByHash = new Map<string, string>();
-  const cache = createBoundedCache<string, { record: AccessTokenRecord; until: number; hash: string }>(TOKEN_CACHE_MAX_ENTRIES, (evicted) =>
+  const cache = createBoundedCache<string, CachedToken>(TOKEN_CACHE_MAX_ENTRIES, (evicted) =>
     cachedByHash.delete(evicted.hash),
   );
   function forget(hash: string): void {
@@ -318,27 +325,34 @@ export function createGrants(
    * Lookups are cached in memory for at most MAX_TOKEN_CACHE_MS, so a revocation made on
    * another replica takes effect here within that bound.
    */
-  async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
+  function validateAccessToken(token: string): AccessTokenRecord | undefined | Promise<AccessTokenRecord | undefined> {
     const now = nowMsOf(clock);
     const cached = cache.get(token);
-    let record: AccessTokenRecord | undefined;
+    // A cache hit answers at once, without a promise (this runs on every MCP call).
     if (cached !== undefined && cached.until > now) {
-      record = cached.record;
       deps.onValidation?.('cached');
-    } else {
-      if (!token.startsWith(ACCESS_TOKEN_PREFIX)) {
-        deps.onValidation?.('invalid');
-        return undefined;
-      }
-      const hash = cached?.hash ?? sha256(token);
-      record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
-      deps.onValidation?.(record ? 'valid' : 'invalid');
-      if (cached) forget(hash);
-      if (record && cacheMs > 0) {
-        cache.set(token, { record, until: now + cacheMs, hash });
-        cachedByHash.set(hash, token);
-      }
+      return unexpired(cached.record);
     }
+    if (!token.startsWith(ACCESS_TOKEN_PREFIX)) {
+      deps.onValidation?.('invalid');
+      return undefined;
+    }
+    return lookUpAccessToken(token, cached, now);
+  }
+
+  async function lookUpAccessToken(token: string, cached: CachedToken | undefined, now: number): Promise<AccessTokenRecord | undefined> {
+    const hash = cached?.hash ?? sha256(token);
+    const record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
+    deps.onValidation?.(record ? 'valid' : 'invalid');
+    if (cached) forget(hash);
+    if (record && cacheMs > 0) {
+      cache.set(token, { record, until: now + cacheMs, hash });
+      cachedByHash.set(hash, token);
+    }
+    return unexpired(record);
+  }
+
+  function unexpired(record: AccessTokenRecord | undefined): AccessTokenRecord | undefined {
     if (!record || record.expiresAt <= clock.nowSeconds()) return undefined;
     return record;
   }

@@ -46,13 +46,31 @@ export interface Enforcer {
    * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | ScopeChallenge | undefined;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
   filterSse(subject: Subject, privateCache: boolean): Transform & { inject(message: unknown): void };
-  subject(req: IncomingMessage, record: AccessTokenRecord): Promise<Subject>;
+  /** The caller; a promise only when something is looked up (a rule reads the client's name or kind, or a user's overage groups). */
+  subject(req: IncomingMessage, record: AccessTokenRecord): Subject | Promise<Subject>;
 }
+
+export interface Screening {
+  /**
+   * Undefined when everything may go to the backend; otherwise the gateway's own answer to the
+   * whole body, or a ScopeChallenge when a call in it needs scopes the token lacks.
+   */
+  refusal: Refusal | Refusal[] | ScopeChallenge | undefined;
+  /**
+   * The body asks for a list (tools/list, prompts/list, resources/list, resources/templates/list):
+   * only then can its answer hold list results to filter (a response answers a request of the
+   * same POST, MCP streamable-http §Sending Messages to the Server), so only then is it filtered.
+   */
+  asksForLists: boolean;
+}
+
+/** The list methods whose results are filtered (their items judged by LIST_ITEMS). */
+const LIST_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 
 /** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
 export function createEnforcer(
@@ -84,32 +102,49 @@ export function createEnforcer(
       return changed ? Buffer.from(JSON.stringify(message)) : body;
     },
     filterSse: (subject, privateCache) => sseFilter((m) => filterList(policy, m, subject, privateCache)),
-    async subject(req, record) {
-      const user = record.user;
-      const client = readsClient && deps.describeClient ? await deps.describeClient(record.clientId) : { name: '', kind: clientKind(record.clientId) };
-      // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
-      // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
-      const groups = !user.groupsOverage ? user.groups : readsGroups && deps.overageGroups ? await deps.overageGroups(record) : undefined;
-      return {
-        user: {
-          oid: user.objectId ?? '',
-          tid: user.tenantId ?? '',
-          sub: user.subject,
-          name: user.name ?? '',
-          preferred_username: user.preferredUsername ?? '',
-          email: user.email ?? '',
-          roles: user.roles,
-          ...(groups === undefined ? {} : { groups }),
-          idp: user.issuer,
-          kind: user.kind ?? 'person',
-        },
-        client: { client_id: record.clientId, name: client.name, kind: client.kind },
-        scopes: record.scopes,
-        backend: deps.backend,
-        request: { ip: req.socket.remoteAddress ?? '', time: new Date(nowMsOf(deps.clock)) },
-      };
+    subject(req, record) {
+      const describe = readsClient ? deps.describeClient : undefined;
+      const groupsOf = readsGroups && record.user.groupsOverage ? deps.overageGroups : undefined;
+      if (!describe && !groupsOf) return subjectOf(req, record, { name: '', kind: clientKind(record.clientId) }, undefined);
+      return subjectLookedUp(req, record, describe, groupsOf);
     },
   };
+
+  async function subjectLookedUp(
+    req: IncomingMessage,
+    record: AccessTokenRecord,
+    describe: ((clientId: string) => Promise<ClientFacts>) | undefined,
+    groupsOf: ((record: AccessTokenRecord) => Promise<string[] | undefined>) | undefined,
+  ): Promise<Subject> {
+    const client = describe ? await describe(record.clientId) : { name: '', kind: clientKind(record.clientId) };
+    return subjectOf(req, record, client, groupsOf ? await groupsOf(record) : undefined);
+  }
+
+  /** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
+  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Subject {
+    const user = record.user;
+    // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
+    // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
+    const groups = user.groupsOverage ? overage : user.groups;
+    return {
+      user: {
+        oid: user.objectId ?? '',
+        tid: user.tenantId ?? '',
+        sub: user.subject,
+        name: user.name ?? '',
+        preferred_username: user.preferredUsername ?? '',
+        email: user.email ?? '',
+        roles: user.roles,
+        ...(groups === undefined ? {} : { groups }),
+        idp: user.issuer,
+        kind: user.kind ?? 'person',
+      },
+      client: { client_id: record.clientId, name: client.name, kind: client.kind },
+      scopes: record.scopes,
+      backend: deps.backend,
+      request: { ip: req.socket.remoteAddress ?? '', time: new Date(nowMsOf(deps.clock)) },
+    };
+  }
 }
 
 /** Without a lookup: metadata-document clients are named by their URL; the rest registered one way or another. */
@@ -117,20 +152,16 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-function screen(
-  policy: Policy,
-  body: Buffer,
-  subject: Subject,
-  judged?: (index: number, decision: Decision) => void,
-): Refusal | Refusal[] | ScopeChallenge | undefined {
+function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
   } catch {
-    return undefined; // the backend answers garbage with its own parse error
+    return { refusal: undefined, asksForLists: false }; // the backend answers garbage with its own parse error
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
+  const asksForLists = messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
   const missing = new Set<string>();
   const refusals = messages.map((m, i) =>
     refusalOf(policy, m, subject, (decision) => {
@@ -139,16 +170,17 @@ function screen(
     }),
   );
   // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
-  if (missing.size > 0) return { missingScopes: [...missing] };
-  if (refusals.every((r) => r === undefined)) return undefined;
-  if (!batch) return refusals[0];
+  if (missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
+  if (refusals.every((r) => r === undefined)) return { refusal: undefined, asksForLists };
+  if (!batch) return { refusal: refusals[0], asksForLists };
   // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
   // not forwarded, and say so (the client may send them alone).
-  return messages.flatMap((m, i) => {
+  const refusal = messages.flatMap((m, i) => {
     const id = idOf(m);
     if (refusals[i]) return [refusals[i]];
     return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
   });
+  return { refusal, asksForLists };
 }
 
 /** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */

@@ -2,7 +2,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 
-export type ValidateAccessToken = (token: string) => Promise<AccessTokenRecord | undefined>;
+/** A cached token is answered at once; one the Store must be asked about, by a promise. */
+export type ValidateAccessToken = (token: string) => AccessTokenRecord | undefined | Promise<AccessTokenRecord | undefined>;
 
 export interface BearerRefusal {
   ok: false;
@@ -35,30 +36,38 @@ function bearerToken(headers: IncomingHttpHeaders): string | undefined {
  *   401 `error="invalid_token"`;
  * - token without the required scope → 403 `error="insufficient_scope"` (insufficientScope).
  */
-export async function checkBearer(
+export function checkBearer(
   headers: IncomingHttpHeaders,
   resource: ProtectedResource,
   validate: ValidateAccessToken,
-): Promise<BearerResult> {
-  // Built only for a refusal: this runs on every MCP call.
-  // MCP 2025-11-25 authorization §Scope Selection Strategy: the basic scopes; more by step-up.
-  const challenge = () => `Bearer resource_metadata="${resource.metadataUrl}", scope="${resource.defaultScopes.join(' ')}"`;
+): BearerResult | Promise<BearerResult> {
   const token = bearerToken(headers);
   if (token === undefined) {
     return {
       ok: false,
       status: 401,
-      wwwAuthenticate: challenge(),
+      wwwAuthenticate: challenge(resource),
       body: { error: 'invalid_token', error_description: 'A bearer token is required' },
     };
   }
-  const record = await validate(token);
+  // A cached token is judged without a promise (this runs on every MCP call).
+  const record = validate(token);
+  return record instanceof Promise ? record.then((r) => judge(token, r, resource)) : judge(token, record, resource);
+}
+
+// Built only for a refusal. MCP 2025-11-25 authorization §Scope Selection Strategy: the basic
+// scopes; more by step-up.
+function challenge(resource: ProtectedResource): string {
+  return `Bearer resource_metadata="${resource.metadataUrl}", scope="${resource.defaultScopes.join(' ')}"`;
+}
+
+function judge(token: string, record: AccessTokenRecord | undefined, resource: ProtectedResource): BearerResult {
   // The audience check: a token is only good for the resource it was issued for.
   if (!record || record.resource !== resource.resource) {
     return {
       ok: false,
       status: 401,
-      wwwAuthenticate: `${challenge()}, error="invalid_token"`,
+      wwwAuthenticate: `${challenge(resource)}, error="invalid_token"`,
       body: { error: 'invalid_token', error_description: 'The access token is invalid, expired, revoked or for another resource' },
     };
   }

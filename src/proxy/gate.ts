@@ -4,7 +4,7 @@ import { isLoopbackHost } from '../config/schema.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { createBoundedCache } from '../ports/bounded-cache.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
-import { type BearerRefusal, checkBearer, type ValidateAccessToken } from './bearer.ts';
+import { type BearerRefusal, type BearerResult, checkBearer, type ValidateAccessToken } from './bearer.ts';
 import { JSONRPC_SERVER_ERROR, jsonRpcError } from './errors.ts';
 import { sendJson } from './respond.ts';
 
@@ -96,7 +96,7 @@ export function createGate(deps: {
      * Resolves to the caller, or undefined after answering 401/403 on `res`. For an allowed
      * Origin the CORS headers are set on `res` (kept by the answer written later).
      */
-    async admit(req: IncomingMessage, res: ServerResponse, resource: ProtectedResource): Promise<Admitted | undefined> {
+    admit(req: IncomingMessage, res: ServerResponse, resource: ProtectedResource): Admitted | undefined | Promise<Admitted | undefined> {
       const headers = req.headers;
       const refusal = transportRefusal(headers);
       if (refusal !== undefined) {
@@ -105,10 +105,9 @@ export function createGate(deps: {
       }
       const origin = headers.origin;
       if (origin !== undefined) for (const [name, value] of Object.entries(corsHeaders(origin))) res.setHeader(name, value);
-      const result = await checkBearer(headers, resource, deps.validateAccessToken);
-      if (result.ok) return { token: result.token, record: result.record };
-      sendBearerRefusal(res, result);
-      return undefined;
+      // A cached token is admitted without a promise (this runs on every MCP call).
+      const result = checkBearer(headers, resource, deps.validateAccessToken);
+      return result instanceof Promise ? result.then((r) => admitted(res, r)) : admitted(res, result);
     },
   };
 }
@@ -118,3 +117,10 @@ export function sendBearerRefusal(res: ServerResponse, refusal: BearerRefusal): 
   sendJson(res, refusal.status, refusal.body, { 'www-authenticate': refusal.wwwAuthenticate, 'cache-control': 'no-store' });
 }
 export type Gate = ReturnType<typeof createGate>;
+
+/** The caller (the bearer result itself: it has the token and record), or undefined after answering 401/403. */
+function admitted(res: ServerResponse, result: BearerResult): Admitted | undefined {
+  if (result.ok) return result;
+  sendBearerRefusal(res, result);
+  return undefined;
+}

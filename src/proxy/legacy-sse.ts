@@ -58,7 +58,7 @@ export function registerLegacySse(
     const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
     if (!response) return;
     if (response.statusCode !== 200 || Buffer.isBuffer(response.body) || !isEventStream(response.headers['content-type'])) {
-      await sendBackendResponse(ctx, res, response);
+      sendBackendResponse(ctx, res, response);
       return;
     }
     const body = response.body;
@@ -100,12 +100,12 @@ export function registerLegacySse(
       pipeline(body, filter, () => {});
       streams.set(sessionId, filter);
       res.on('close', () => streams.delete(sessionId));
-      await sendBackendResponse(ctx, res, { ...response, body: filter }, {
+      sendBackendResponse(ctx, res, { ...response, body: filter }, {
         prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
       });
       return;
     }
-    await sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
+    sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
   }));
 
   routes.add(messagePath, ['POST'], guarded(ctx.logger, async (req, res) => {
@@ -132,7 +132,7 @@ export function registerLegacySse(
       ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {
-      const refusal = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      const { refusal } = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
       if (refusal && 'missingScopes' in refusal) {
         // The same 403 as on /mcp, in the POST's answer, never on the stream: only an HTTP
         // answer carries the challenge (WWW-Authenticate) a client re-authorizes from.
@@ -156,7 +156,7 @@ export function registerLegacySse(
     if (operations) body = operations.sending(headers, body, url);
     const response = await openBackend(ctx, res, resource, { url, method: 'POST', headers, body });
     if (!response) return;
-    await sendBackendResponse(ctx, res, response);
+    sendBackendResponse(ctx, res, response);
   }));
 }
 

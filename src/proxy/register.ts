@@ -9,6 +9,7 @@ import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
+import type { ValidateAccessToken } from './bearer.ts';
 import type { DownstreamTokens } from '../oauth/downstream-tokens.ts';
 import { createDownstreamPush, type DownstreamPush } from './downstream-push.ts';
 import { createForwarder } from './forward.ts';
@@ -34,7 +35,7 @@ export interface ProxyDeps {
   resources: ProtectedResource[];
   /** The app's raw node:http routes (createHttpApp), where the MCP endpoints are served. */
   routes: RawRoutes;
-  validateAccessToken: (token: string) => Promise<AccessTokenRecord | undefined>;
+  validateAccessToken: ValidateAccessToken;
   store: Store;
   clock: Clock;
   logger: Logger;

@@ -32,26 +32,37 @@ export function createSessionBinding(store: Store, clock: Clock, options: { cach
   const verdictMs = options.cacheMs ?? MAX_TOKEN_CACHE_MS;
   // Keyed by resource + the id itself (process memory only), so a hit costs no hash.
   const cache = createBoundedCache<string, CachedBinding>(MAX_CACHED_SESSIONS);
+  async function ownsPerStore(
+    resource: string,
+    sessionId: string,
+    userKey: string,
+    cacheKey: string,
+    cached: CachedBinding | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const k = keys.mcpSession(resource, sessionId);
+    const owner = await store.get<string>(k);
+    if (owner === undefined) {
+      cache.delete(cacheKey);
+      return false;
+    }
+    let refreshedAt = cached?.userKey === owner ? cached.refreshedAt : 0;
+    if (owner === userKey && now - refreshedAt >= SESSION_BINDING_REFRESH_MS) {
+      await store.set(k, owner, SESSION_BINDING_TTL_SECONDS);
+      refreshedAt = now;
+    }
+    cache.set(cacheKey, { userKey: owner, checkedUntil: now + verdictMs, refreshedAt });
+    return owner === userKey;
+  }
   return {
     /** True when a session id presented by a client is bound to this user (and keeps it alive). */
-    async owns(resource: string, sessionId: string, userKey: string): Promise<boolean> {
+    owns(resource: string, sessionId: string, userKey: string): boolean | Promise<boolean> {
       const now = nowMsOf(clock);
       const cacheKey = `${resource} ${sessionId}`;
       const cached = cache.get(cacheKey);
+      // Answered from memory without a promise (this runs on every call in a session).
       if (cached !== undefined && cached.checkedUntil > now) return cached.userKey === userKey;
-      const k = keys.mcpSession(resource, sessionId);
-      const owner = await store.get<string>(k);
-      if (owner === undefined) {
-        cache.delete(cacheKey);
-        return false;
-      }
-      let refreshedAt = cached?.userKey === owner ? cached.refreshedAt : 0;
-      if (owner === userKey && now - refreshedAt >= SESSION_BINDING_REFRESH_MS) {
-        await store.set(k, owner, SESSION_BINDING_TTL_SECONDS);
-        refreshedAt = now;
-      }
-      cache.set(cacheKey, { userKey: owner, checkedUntil: now + verdictMs, refreshedAt });
-      return owner === userKey;
+      return ownsPerStore(resource, sessionId, userKey, cacheKey, cached, now);
     },
     /** Binds a session id the backend just issued; false when it is already another user's. */
     async bindIssued(resource: string, sessionId: string, userKey: string): Promise<boolean> {
