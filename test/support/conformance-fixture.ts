@@ -7,6 +7,7 @@ import {
   createMcpHandler,
   createRequestStateCodec,
   hostHeaderValidationResponse,
+  InMemoryServerEventBus,
   isInitializeRequest,
   isLegacyRequest,
   localhostAllowedHostnames,
@@ -36,9 +37,10 @@ const text = (value: string): CallToolResult => ({ content: [{ type: 'text', tex
 /**
  * The tools, resources and prompts the `@modelcontextprotocol/conformance` server scenarios call
  * (their `test_*` and `test://` names), on the v2 server SDK. `codec` seals and verifies the
- * multi-round-trip `requestState` (spec basic/patterns/mrtr: integrity-protect, reject tampering).
+ * multi-round-trip `requestState` (spec basic/patterns/mrtr: integrity-protect, reject tampering);
+ * `bus` carries list changes to the 2026-07-28 `subscriptions/listen` streams.
  */
-function createFixtureServer(codec: RequestStateCodec<FixtureRequestState>): McpServer {
+function createFixtureServer(codec: RequestStateCodec<FixtureRequestState>, bus: InMemoryServerEventBus): McpServer {
   const server = new McpServer(
     { name: 'conformance-fixture', version: '1.0.0' },
     {
@@ -47,6 +49,15 @@ function createFixtureServer(codec: RequestStateCodec<FixtureRequestState>): Mcp
     },
   );
   registerInputTools(server, codec);
+  // The hooks the server-stateless scenario calls to see list changes on an open listen stream.
+  server.registerTool('test_trigger_tool_change', { description: 'Announces a tool list change' }, () => {
+    bus.publish({ kind: 'tools_list_changed' });
+    return text('Mutation triggered');
+  });
+  server.registerTool('test_trigger_prompt_change', { description: 'Announces a prompt list change' }, () => {
+    bus.publish({ kind: 'prompts_list_changed' });
+    return text('Mutation triggered');
+  });
 
   server.registerTool('test_simple_text', { description: 'Simple text content' }, () => text('This is a simple text response for testing.'));
   server.registerTool('test_image_content', { description: 'Image content' }, () => ({
@@ -156,7 +167,8 @@ function createFixtureServer(codec: RequestStateCodec<FixtureRequestState>): Mcp
  */
 export async function startConformanceFixture(): Promise<ConformanceFixture> {
   const codec = createRequestStateCodec<FixtureRequestState>({ key: randomBytes(32) });
-  const modern = createMcpHandler(() => createFixtureServer(codec), { legacy: 'reject' });
+  const bus = new InMemoryServerEventBus();
+  const modern = createMcpHandler(() => createFixtureServer(codec, bus), { legacy: 'reject', bus });
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
 
   async function legacy(request: Request, body: unknown): Promise<Response> {
@@ -178,7 +190,7 @@ export async function startConformanceFixture(): Promise<ConformanceFixture> {
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
-    await createFixtureServer(codec).connect(transport);
+    await createFixtureServer(codec, bus).connect(transport);
     return transport.handleRequest(request, { parsedBody: body });
   }
 
