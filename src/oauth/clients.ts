@@ -1,3 +1,4 @@
+import { OAuthClientMetadataSchema } from '@modelcontextprotocol/core';
 import type { Logger } from 'pino';
 import type { Clock } from '../ports/clock.ts';
 import type { ClientRecord } from '../ports/records.ts';
@@ -180,8 +181,8 @@ export function createClients(
       clientId,
       kind,
       clientName: optionalString(doc, 'client_name', errorCode),
-      clientUri: optionalString(doc, 'client_uri', errorCode),
-      logoUri: optionalString(doc, 'logo_uri', errorCode),
+      clientUri: optionalUrl(doc, 'client_uri', errorCode),
+      logoUri: optionalUrl(doc, 'logo_uri', errorCode),
       redirectUris: redirectUris as string[],
       grantTypes,
       responseTypes,
@@ -208,6 +209,18 @@ function optionalString(doc: Record<string, unknown>, field: string, code: 'inva
   const value = doc[field];
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string' || value.length > 1024) throw new OAuthError(code, `${field} must be a string of at most 1024 characters`);
+  return value;
+}
+
+/**
+ * RFC 7591 §2: client_uri and logo_uri are URLs. Checked with the MCP SDK's own field schemas:
+ * its client parses our registration response with OAuthClientInformationFullSchema, so a value
+ * it would refuse there is refused here, at registration, naming the field.
+ */
+function optionalUrl(doc: Record<string, unknown>, field: 'client_uri' | 'logo_uri', code: 'invalid_client' | 'invalid_client_metadata'): string | undefined {
+  const value = optionalString(doc, field, code);
+  const issue = value === undefined ? undefined : OAuthClientMetadataSchema.shape[field].safeParse(value).error?.issues[0];
+  if (issue) throw new OAuthError(code, `${field}: ${issue.message}`);
   return value;
 }
 

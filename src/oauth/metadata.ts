@@ -1,4 +1,6 @@
+import type { OAuthMetadataSchema, OAuthProtectedResourceMetadataSchema } from '@modelcontextprotocol/core';
 import type { FastifyInstance } from 'fastify';
+import type { z } from 'zod';
 import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../config/schema.ts';
 import type { AuthServerContext } from './context.ts';
 import type { ProtectedResource } from './resources.ts';
@@ -12,7 +14,7 @@ function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedRe
     scopes_supported: resource.scopes,
     bearer_methods_supported: ['header'],
     resource_name: resource.name,
-  };
+  } satisfies z.input<typeof OAuthProtectedResourceMetadataSchema>;
 }
 
 /**
@@ -57,7 +59,7 @@ function authorizationServerMetadata(ctx: AuthServerContext) {
     client_id_metadata_document_supported: ctx.config.clientRegistration.metadataDocuments.enabled,
     // RFC 9207 §3.
     authorization_response_iss_parameter_supported: true,
-  };
+  } satisfies z.input<typeof OAuthMetadataSchema>;
 }
 
 export function registerMetadata(app: FastifyInstance, ctx: AuthServerContext) {
