@@ -5,7 +5,8 @@ import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import pino from 'pino';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, type FakeGraph, startEntraShapedIdp, startFakeGraph } from '../support/entra-shaped-idp.ts';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
 import { freePort } from '../support/ports.ts';
@@ -30,12 +31,12 @@ describe('groups overage: groups from Microsoft Graph', () => {
 
   before(async () => {
     backend = await startMcpBackend();
-    graph = await startFakeGraph();
     const port = await freePort();
     idp = await startEntraShapedIdp({
       client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
     });
     idp.setEntraUser('adele@contoso.test', { groupsOverage: true });
+    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
     const lines = new Writable({
       write(chunk, _encoding, done) {
         logs.push(JSON.parse(String(chunk)) as Record<string, unknown>);

@@ -20,8 +20,7 @@
  * documents are Entra's, at Entra's paths (test/contract/entra-discovery.test.ts).
  */
 import { createHash, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
-import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import type { DevUser } from '../../src/config/schema.ts';
 import { type DevIdp, type DevIdpClient, startDevIdp } from '../../src/idp/dev-idp.ts';
@@ -523,43 +522,6 @@ export async function startEntraShapedIdp(options: {
       idp.setUserClaims(login, claims);
     },
   };
-}
-
-export interface FakeGraph {
-  /** Use as `upstream.entra.graphHost`. */
-  url: string;
-  /** The group ids POST /v1.0/me/getMemberGroups answers with. */
-  groups: string[];
-  /** Every request, in order. */
-  requests: { method: string; path: string; authorization: string | undefined; body: string }[];
-  /** While set, requests fail: a status answers with Graph's error JSON; `reset` drops the connection. */
-  outage: number | 'reset' | undefined;
-  close(): Promise<void>;
-}
-
-/**
- * Microsoft Graph's POST /v1.0/me/getMemberGroups on loopback (Graph API reference, user:
- * getMemberGroups): `{ value: [ids] }` for a bearer token, Graph's error JSON otherwise. It trusts
- * the token it is given; tests check which one it received.
- */
-export async function startFakeGraph(): Promise<FakeGraph> {
-  const graph: Omit<FakeGraph, 'url' | 'close'> = { groups: [], requests: [], outage: undefined };
-  const server = createServer(async (req, res) => {
-    const body = (await readAll(req)).toString('utf8');
-    graph.requests.push({ method: req.method ?? '', path: req.url ?? '', authorization: req.headers.authorization, body });
-    if (graph.outage === 'reset') return void req.socket.destroy();
-    const answer = (status: number, json: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
-    const error = (status: number, code: string) => answer(status, { error: { code, message: code, innerError: { 'request-id': randomUUID() } } });
-    if (graph.outage !== undefined) return error(graph.outage, 'serviceNotAvailable');
-    if (req.method !== 'POST' || req.url !== '/v1.0/me/getMemberGroups') return error(404, 'Request_ResourceNotFound');
-    if (!/^Bearer \S+$/.test(req.headers.authorization ?? '')) return error(401, 'InvalidAuthenticationToken');
-    answer(200, { '@odata.context': 'https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)', value: graph.groups });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return Object.assign(graph, {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  });
 }
 
 /**
