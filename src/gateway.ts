@@ -144,6 +144,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     cacheMs: config.tokens.cacheMs,
     bodyTimeoutMs: config.timeouts.mcpBodyMs,
     globalPolicyRules: config.policy?.rules,
+    globalPolicyQuotas: config.policy?.quotas,
     audit,
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);

@@ -1,11 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import type { Audit } from '../audit/audit.ts';
 import type { PolicyRuleConfig } from '../config/schema.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
+import type { Store } from '../ports/store.ts';
 import type { PolicyInput } from './cel.ts';
-import { compilePolicy, type Decision, LIST_ITEMS, type Policy } from './policy.ts';
+import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy } from './policy.ts';
+import { createQuotas, type QuotaExceeded, type Quotas, type ScopedQuota } from './quota.ts';
 
 /**
  * The policy on the wire (docs/security.md, Per-tool policy): requests are judged before the
@@ -16,6 +19,12 @@ import { compilePolicy, type Decision, LIST_ITEMS, type Policy } from './policy.
 const INVALID_PARAMS = -32602;
 const METHOD_NOT_FOUND = -32601;
 const SERVER_ERROR = -32000;
+/**
+ * A call over a quota. JSON-RPC 2.0 §5.1 leaves -32000…-32099 to implementations; -32005 is
+ * "Limit exceeded" in EIP-1474, the JSON-RPC convention most clients already know for rate limits,
+ * and is used by neither MCP nor its SDKs.
+ */
+export const RATE_LIMITED = -32005;
 
 type Id = string | number | null;
 interface Refusal {
@@ -30,8 +39,14 @@ export interface ClientFacts {
   kind: string;
 }
 
-/** The caller, as every condition of one request sees it (built once per request). */
-export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'>;
+/** The caller, as every condition of one request sees it (built once per request), and the token it came with (quotas). */
+export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'> & { record: AccessTokenRecord };
+
+/** The gateway's own answer to a body; `retryAfterSeconds` when a quota refused it (the HTTP answer's Retry-After, where there is one). */
+export interface Screened {
+  answer: Refusal | Refusal[];
+  retryAfterSeconds?: number;
+}
 
 export interface Enforcer {
   /**
@@ -39,26 +54,43 @@ export interface Enforcer {
    * backend; otherwise the gateway's own answer to the whole body (refused requests answered as
    * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
+   * Allowed calls are then counted against the quotas (Store round trips only when one applies).
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Promise<Screened | undefined>;
+  /** Whether list results are filtered (the backend has rules; quotas alone filter nothing). */
+  filtersLists: boolean;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
-  /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
+  /** An SSE stream's events, list results filtered (when filtersLists) and everything else passed as it arrives; `inject` writes an event between events. */
   filterSse(subject: Subject, privateCache: boolean): Transform & { inject(message: unknown): void };
   subject(req: IncomingMessage, record: AccessTokenRecord): Promise<Subject>;
 }
 
-/** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
+/** Global rules first, then the backend's; undefined when neither has any rule nor quota (the backend behaves as without policy). */
 export function createEnforcer(
   rules: readonly PolicyRuleConfig[],
-  deps: { backend: string; clock: Clock; describeClient?: (clientId: string) => Promise<ClientFacts> },
+  deps: {
+    backend: string;
+    clock: Clock;
+    describeClient?: (clientId: string) => Promise<ClientFacts>;
+    /** Global quotas first, then the backend's; counted in `store`. */
+    quotas?: readonly ScopedQuota[];
+    store?: Store;
+    audit?: Audit;
+  },
 ): Enforcer | undefined {
   const policy = compilePolicy(rules);
-  if (!policy) return undefined;
-  const readsClient = rules.some((r) => r.when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(r.when));
+  const scoped = deps.quotas ?? [];
+  if (scoped.length > 0 && !deps.store) throw new Error('quotas need a store');
+  const quotas = deps.store ? createQuotas(scoped, { store: deps.store, clock: deps.clock, audit: deps.audit }) : undefined;
+  if (!policy && !quotas) return undefined;
+  const conditions = [...rules.map((r) => r.when), ...scoped.map((q) => q.quota.when)];
+  const readsClient = conditions.some((when) => when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(when));
   return {
-    screen: (body, subject, judged) => screen(policy, body, subject, judged),
+    screen: (body, subject, judged) => screen(policy, quotas, body, subject, judged),
+    filtersLists: policy !== undefined,
     filterJson(body, subject, privateCache) {
+      if (!policy) return body;
       let message: unknown;
       try {
         message = JSON.parse(body.toString('utf8'));
@@ -70,7 +102,7 @@ export function createEnforcer(
       for (const m of messages) if (filterList(policy, m, subject, privateCache)) changed = true;
       return changed ? Buffer.from(JSON.stringify(message)) : body;
     },
-    filterSse: (subject, privateCache) => sseFilter((m) => filterList(policy, m, subject, privateCache)),
+    filterSse: (subject, privateCache) => sseFilter(policy && ((m) => filterList(policy, m, subject, privateCache))),
     async subject(req, record) {
       const user = record.user;
       const client = readsClient && deps.describeClient ? await deps.describeClient(record.clientId) : { name: '', kind: clientKind(record.clientId) };
@@ -91,6 +123,7 @@ export function createEnforcer(
         scopes: record.scopes,
         backend: deps.backend,
         request: { ip: req.socket.remoteAddress ?? '', time: new Date(deps.clock.nowMs?.() ?? deps.clock.nowSeconds() * 1000) },
+        record,
       };
     },
   };
@@ -101,7 +134,13 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Refusal | Refusal[] | undefined {
+async function screen(
+  policy: Policy | undefined,
+  quotas: Quotas | undefined,
+  body: Buffer,
+  subject: Subject,
+  judged?: (index: number, decision: Decision) => void,
+): Promise<Screened | undefined> {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
@@ -110,27 +149,51 @@ function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index:
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
-  const refusals = messages.map((m, i) => refusalOf(policy, m, subject, judged && ((decision) => judged(i, decision))));
+  const inputs = messages.map((m) => inputOf(m, subject));
+  let refusals = messages.map((m, i) => (policy ? refusalOf(policy, m, inputs[i], judged && ((decision) => judged(i, decision))) : undefined));
+  let retryAfterSeconds: number | undefined;
+  // Only calls the policy lets through are counted (none when it refuses one of a batch).
+  if (quotas && refusals.every((r) => r === undefined)) {
+    const exceeded = await Promise.all(inputs.map((input) => (input ? quotas.charge(input, subject.record) : undefined)));
+    refusals = exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined));
+    retryAfterSeconds = Math.max(0, ...exceeded.map((e) => e?.retryAfterSeconds ?? 0)) || undefined;
+  }
   if (refusals.every((r) => r === undefined)) return undefined;
-  if (!batch) return refusals[0];
-  // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
-  // not forwarded, and say so (the client may send them alone).
-  return messages.flatMap((m, i) => {
-    const id = idOf(m);
-    if (refusals[i]) return [refusals[i]];
-    return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
-  });
+  const answer = batch
+    ? // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
+      // not forwarded, and say so (the client may send them alone).
+      messages.flatMap((m, i) => {
+        const id = idOf(m);
+        if (refusals[i]) return [refusals[i]];
+        return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
+      })
+    : refusals[0]!;
+  return retryAfterSeconds === undefined ? { answer } : { answer, retryAfterSeconds };
 }
 
-/** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */
-function refusalOf(policy: Policy, message: unknown, subject: Subject, judged?: (decision: Decision) => void): Refusal | undefined {
+/** A governed call as conditions see it; undefined for responses, plumbing and lists. */
+function inputOf(message: unknown, subject: Subject): PolicyInput | undefined {
   if (!isObject(message) || typeof message['method'] !== 'string') return undefined;
   const method = message['method'];
-  if (!policy.governs(method)) return undefined;
+  if (!isGoverned(method)) return undefined;
   const params = isObject(message['params']) ? message['params'] : {};
   const name = method === 'resources/read' ? params['uri'] : params['name'];
   const args = isObject(params['arguments']) ? params['arguments'] : {};
-  const input: PolicyInput = { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
+  return { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
+}
+
+const PER = { user: 'per user', client: 'per client', 'user+tool': 'per user and tool' } as const;
+
+/** The answer to a call over a quota: the reason and the wait in the message (read by people and models), both in `data` (read by programs). */
+function rateLimited(id: Id, exceeded: QuotaExceeded): Refusal {
+  const message = `Rate limit exceeded: quota "${exceeded.quota}" allows ${exceeded.limit} calls ${PER[exceeded.per]} in ${exceeded.windowSeconds} s; retry in ${exceeded.retryAfterSeconds} s`;
+  return refused(id, RATE_LIMITED, message, exceeded);
+}
+
+/** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */
+function refusalOf(policy: Policy, message: unknown, input: PolicyInput | undefined, judged?: (decision: Decision) => void): Refusal | undefined {
+  if (input === undefined) return undefined;
+  const method = input.method;
   const decision = policy.decide(input);
   judged?.(decision);
   if (decision.allowed) return undefined;
@@ -176,7 +239,7 @@ function filterList(policy: Policy, message: unknown, subject: Subject, privateC
  * event whose data is a list result is re-written, every other event passes byte for byte, each
  * as soon as it is complete.
  */
-function sseFilter(rewrite: (message: unknown) => boolean): Transform & { inject(message: unknown): void } {
+function sseFilter(rewrite: ((message: unknown) => boolean) | undefined): Transform & { inject(message: unknown): void } {
   let pending = '';
   // A chunk may end inside a multi-byte character.
   const decoder = new StringDecoder('utf8');
@@ -189,7 +252,7 @@ function sseFilter(rewrite: (message: unknown) => boolean): Transform & { inject
       let out = '';
       for (let match = boundary.exec(pending); match; match = boundary.exec(pending)) {
         const end = match.index + match[0].length;
-        out += rewriteEvent(pending.slice(start, end), rewrite);
+        out += rewrite ? rewriteEvent(pending.slice(start, end), rewrite) : pending.slice(start, end);
         start = end;
       }
       pending = pending.slice(start);

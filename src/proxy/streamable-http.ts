@@ -59,17 +59,19 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
         : undefined;
     const subject = enforcer && Buffer.isBuffer(body) ? await enforcer.subject(req, caller.record) : undefined;
     if (enforcer && subject && Buffer.isBuffer(body)) {
-      const refusal = enforcer.screen(body, subject, operations?.judged);
+      // A refusal (policy or quota) is a JSON-RPC error with 200: MCP clients take a non-2xx
+      // answer to a POST for a broken transport, not for this call's error (docs/security.md).
+      const refusal = await enforcer.screen(body, subject, operations?.judged);
       if (refusal) {
-        operations?.answered(refusal, 200);
-        return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
+        operations?.answered(refusal.answer, 200);
+        return sendJson(res, 200, refusal.answer, { 'cache-control': 'no-store' });
       }
     }
     const headers = await backendHeaders(ctx, req.headers, caller, resource);
     const longLived = isLongLived(req);
     let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
-    if (enforcer && subject) {
+    if (enforcer?.filtersLists && subject) {
       const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
       response = await filterAnswer(enforcer, subject, response, { privateCache, timeoutMs: backend.headersTimeoutMs });
     }
