@@ -8,7 +8,7 @@ import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { PolicyInput } from './cel.ts';
 import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy } from './policy.ts';
-import { createQuotas, type QuotaExceeded, type Quotas, type ScopedQuota } from './quota.ts';
+import { createQuotas, type QuotaExceeded, type Quotas, quotaTerms, type ScopedQuota } from './quota.ts';
 
 /**
  * The policy on the wire (docs/security.md, Per-tool policy): requests are judged before the
@@ -182,11 +182,9 @@ function inputOf(message: unknown, subject: Subject): PolicyInput | undefined {
   return { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
 }
 
-const PER = { user: 'per user', client: 'per client', 'user+tool': 'per user and tool' } as const;
-
 /** The answer to a call over a quota: the reason and the wait in the message (read by people and models), both in `data` (read by programs). */
 function rateLimited(id: Id, exceeded: QuotaExceeded): Refusal {
-  const message = `Rate limit exceeded: quota "${exceeded.quota}" allows ${exceeded.limit} calls ${PER[exceeded.per]} in ${exceeded.windowSeconds} s; retry in ${exceeded.retryAfterSeconds} s`;
+  const message = `Rate limit exceeded: quota "${exceeded.quota}" allows ${quotaTerms(exceeded)}; retry in ${exceeded.retryAfterSeconds} s`;
   return refused(id, RATE_LIMITED, message, exceeded);
 }
 

@@ -35,27 +35,30 @@ export interface Quotas {
    * none when no quota applies). The refusal with the longest wait when one is over its limit.
    */
   charge(input: PolicyInput, record: AccessTokenRecord): Promise<QuotaExceeded | undefined>;
-  /** The quotas this call would count against (policy explain). */
-  applying(input: PolicyInput): PolicyQuotaConfig[];
 }
 
-interface CompiledQuota {
+export interface CompiledQuota {
   scope: string;
   config: PolicyQuotaConfig;
   matches(method: string, name: string): boolean;
   condition: Condition | undefined;
 }
 
-/** Undefined when there are no quotas. */
-export function createQuotas(quotas: readonly ScopedQuota[], deps: { store: Store; clock: Clock; audit?: Audit }): Quotas | undefined {
-  if (quotas.length === 0) return undefined;
+/** The quotas a call counts against (compiled once); `policy explain` reads it too. */
+export function quotasApplying(quotas: readonly ScopedQuota[]): (input: PolicyInput) => CompiledQuota[] {
   const compiled: CompiledQuota[] = quotas.map(({ scope, quota }) => ({
     scope,
     config: quota,
     matches: matcherOf(quota),
     condition: quota.when === undefined ? undefined : compileCondition(quota.when),
   }));
-  const applying = (input: PolicyInput) => compiled.filter((q) => q.matches(input.method, input.name) && holds(q.condition, input));
+  return (input) => compiled.filter((q) => q.matches(input.method, input.name) && holds(q.condition, input));
+}
+
+/** Undefined when there are no quotas. */
+export function createQuotas(quotas: readonly ScopedQuota[], deps: { store: Store; clock: Clock; audit?: Audit }): Quotas | undefined {
+  if (quotas.length === 0) return undefined;
+  const applying = quotasApplying(quotas);
 
   async function chargeOne(quota: CompiledQuota, input: PolicyInput, record: AccessTokenRecord): Promise<QuotaExceeded | undefined> {
     const { limit, windowSeconds, window: kind } = quota.config;
@@ -90,7 +93,6 @@ export function createQuotas(quotas: readonly ScopedQuota[], deps: { store: Stor
   }
 
   return {
-    applying: (input) => applying(input).map((q) => q.config),
     async charge(input, record) {
       const quotas = applying(input);
       if (quotas.length === 0) return undefined;
@@ -98,6 +100,13 @@ export function createQuotas(quotas: readonly ScopedQuota[], deps: { store: Stor
       return exceeded.sort((a, b) => b.retryAfterSeconds - a.retryAfterSeconds)[0];
     },
   };
+}
+
+const PER = { user: 'per user', client: 'per client', 'user+tool': 'per user and tool' } as const;
+
+/** "30 calls per user in 60 s": a quota's terms, as the refusal and `policy explain` say them. */
+export function quotaTerms(quota: Pick<PolicyQuotaConfig, 'limit' | 'per' | 'windowSeconds'>): string {
+  return `${quota.limit} calls ${PER[quota.per]} in ${quota.windowSeconds} s`;
 }
 
 /** A quota's `when` that fails to evaluate counts the call (the safe side). */
