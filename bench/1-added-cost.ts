@@ -53,19 +53,31 @@ export async function addedCost(ctx: BenchContext): Promise<Section> {
     '"node proxy" is bench/procs/node-proxy.ts: node:http server + undici Pool#dispatch (the gateway\'s client), no auth or header policy: the cost of Node\'s HTTP stack alone, the floor under any Node gateway.',
     'Ratios and added latency (gateway minus direct; nginx minus direct for comparison):',
   );
+  // The policy table (measurePolicy), when the real row ran, follows the ratios.
+  const policyTable = section.extra;
   section.extra = [
     '| backend | connections | gateway/nginx req/s | gateway/direct req/s | gateway added p50 ms | gateway added p99 ms | nginx added p50 ms | nginx added p99 ms | gateway/node proxy req/s | CPU µs per call: gateway / node proxy / nginx | gateway CPU / nginx CPU |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...summaries,
+    ...(policyTable ? ['', policyTable] : []),
   ].join('\n');
   return section;
+}
+
+interface Target {
+  name: string;
+  url: string;
+  proxyPids: number[];
+  headers: Record<string, string>;
 }
 
 interface Row {
   kind: BackendKind;
   backend: Worker;
   load: Worker;
-  targets: { name: string; url: string; proxyPids: number[]; headers: Record<string, string> }[];
+  targets: Target[];
+  /** The real row only: a second gateway with the dev sample policy, before its own snippets server. */
+  policy?: { target: Target; backend: Worker };
   stop(): Promise<void>;
 }
 
@@ -110,10 +122,30 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
       { name: 'node proxy', url: String(nodeProxy.ready['url']), proxyPids: [nodeProxy.pid], headers: { ...direct } },
       { name: 'gateway', url: String(gateway.ready['mcpUrl']), proxyPids: [gateway.pid], headers: { authorization: `Bearer ${token}` } },
     ];
+    let policy: Row['policy'];
     if (kind === 'snippets') {
       for (const target of targets) target.headers['mcp-session-id'] = await openSession(target.url, target.headers);
+      // The same gateway with the dev sample policy (src/dev.ts; the bench user has its reader
+      // role), in front of its own snippets server (which trusts one gateway's assertions).
+      const port = await freePort();
+      const policyBackend = await startBackend(kind, join(ctx.tmp, 'b1-policy'), `http://127.0.0.1:${port}`);
+      workers.push(policyBackend);
+      const policyGateway = await startWorker('gateway', {
+        role: 'server',
+        nodeArgs: ctx.gatewayNodeArgs,
+        args: { backendUrl: String(policyBackend.ready['url']), port, policy: true, store: { kind: 'sqlite', path: join(ctx.tmp, 'b1-policy-gateway.db') } },
+      });
+      workers.push(policyGateway);
+      const target: Target = {
+        name: 'gateway + policy',
+        url: String(policyGateway.ready['mcpUrl']),
+        proxyPids: [policyGateway.pid],
+        headers: { authorization: `Bearer ${String(policyGateway.ready['token'])}` },
+      };
+      target.headers['mcp-session-id'] = await openSession(target.url, target.headers);
+      policy = { target, backend: policyBackend };
     }
-    return { kind, backend, load, targets, stop };
+    return { kind, backend, load, targets, policy, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -121,7 +153,7 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
 }
 
 /** One backend's row: the four paths interleaved, its table rows and figures. */
-async function measureRow(ctx: BenchContext, section: Section, { kind, backend, load, targets }: Row): Promise<string[]> {
+async function measureRow(ctx: BenchContext, section: Section, { kind, backend, load, targets, policy }: Row): Promise<string[]> {
   // Quick mode keeps the two levels the goals name, briefly (npm test runs it).
   const connectionLevels = ctx.quick ? [16, 64] : [1, 16, 64];
   const rounds = ctx.quick ? 1 : 2;
@@ -229,7 +261,70 @@ async function measureRow(ctx: BenchContext, section: Section, { kind, backend, 
       ];
       summary.push(`| ${cells.join(' | ')} |`);
     }
+    if (policy) await measurePolicy(ctx, section, load, { target: targets.find((t) => t.name === 'gateway')!, backend }, policy);
     return summary;
+}
+
+const TOOLS_LIST_BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+
+/**
+ * What the policy adds (issue 12): the gateway without and with the dev sample policy, at 16
+ * connections, on the real backend, interleaved: a tools/call (judged before it goes out, its
+ * answer relayed as without policy) and a tools/list (its answer's items judged and filtered).
+ */
+async function measurePolicy(
+  ctx: BenchContext,
+  section: Section,
+  load: Worker,
+  plain: { target: Target; backend: Worker },
+  withPolicy: { target: Target; backend: Worker },
+): Promise<void> {
+  const connections = 16;
+  const rounds = ctx.quick ? 1 : 2;
+  const runs = [
+    { path: plain, body: HELLO_CALL_BODY, call: 'tools/call' },
+    { path: withPolicy, body: HELLO_CALL_BODY, call: 'tools/call' },
+    { path: plain, body: TOOLS_LIST_BODY, call: 'tools/list' },
+    { path: withPolicy, body: TOOLS_LIST_BODY, call: 'tools/list' },
+  ];
+  const cpu = new Map<number, number[]>();
+  const rps = new Map<number, number[]>();
+  for (let r = 0; r < rounds; r++) {
+    for (let k = 0; k < runs.length; k++) {
+      const i = (k + r) % runs.length;
+      const { path, body, call } = runs[i]!;
+      const result = await load.call<LoadResult>({
+        type: 'run',
+        url: path.target.url,
+        connections,
+        durationSeconds: ctx.quick ? 0.7 : 5,
+        // The policy gateway has served nothing yet: its first run warms it up longer (JIT), as the rows before did the other.
+        warmupSeconds: r === 0 ? (ctx.quick ? 2 : 5) : ctx.quick ? 0.3 : 1,
+        method: 'POST',
+        headers: { ...MCP_HEADERS, ...path.target.headers },
+        body,
+        uniqueIds: true,
+        cpuPids: { proxy: path.target.proxyPids, backend: [path.backend.pid] },
+      });
+      if (result.errors + result.non2xx > 0) throw new Error(`policy row: ${path.target.name} ${call}: ${result.errors} errors, ${result.non2xx} non-2xx`);
+      cpu.set(i, [...(cpu.get(i) ?? []), result.cpuUsPerRequest['proxy']!]);
+      rps.set(i, [...(rps.get(i) ?? []), result.rps]);
+      ctx.log(`  policy ${call} ${path.target.name}: ${fmtInt(result.rps)} req/s, ${round(result.cpuUsPerRequest['proxy']!, 1)} µs CPU/call`);
+    }
+  }
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const us = runs.map((_, i) => mean(cpu.get(i)!));
+  section.figures['realPolicyAddedCpuUs16'] = us[1]! - us[0]!;
+  section.figures['realListFilterAddedCpuUs16'] = us[3]! - us[2]!;
+  section.extra = [
+    `Policy cost (real backend, ${connections} connections, gateway without and with the dev sample policy of src/dev.ts, interleaved; means over ${rounds} round(s)):`,
+    '',
+    '| call | gateway req/s | gateway + policy req/s | gateway CPU µs/call | gateway + policy CPU µs/call | added by the policy µs/call |',
+    '| --- | --- | --- | --- | --- | --- |',
+    ...[0, 2].map((i) =>
+      `| ${runs[i]!.call} | ${fmtInt(mean(rps.get(i)!))} | ${fmtInt(mean(rps.get(i + 1)!))} | ${round(us[i]!, 1)} | ${round(us[i + 1]!, 1)} | ${round(us[i + 1]! - us[i]!, 1)} |`,
+    ),
+  ].join('\n');
 }
 
 /** On a fresh Debian/Ubuntu machine run as root, install nginx (the issue: "installs nginx via apt if missing"). */

@@ -17,11 +17,13 @@ import { createClients } from './oauth/clients.ts';
 import { createConfiguredClients } from './oauth/configured-clients.ts';
 import { registerConsent } from './oauth/consent.ts';
 import type { AuthServerContext } from './oauth/context.ts';
+import { createDownstreamTokens } from './oauth/downstream-tokens.ts';
 import { createGrants } from './oauth/grants.ts';
 import { registerMetadata } from './oauth/metadata.ts';
 import { registerRegistration } from './oauth/register.ts';
 import { buildResources } from './oauth/resources.ts';
 import { registerRevoke } from './oauth/revoke.ts';
+import { createEntraGraphGroups } from './oauth/graph-groups.ts';
 import { createSafeFetch } from './oauth/safe-fetch.ts';
 import { createSealer, createSigner } from './oauth/secrets.ts';
 import { registerToken } from './oauth/token.ts';
@@ -31,6 +33,9 @@ import { registerMcpProxy } from './proxy/register.ts';
 import { type RedisCredential, RedisStore } from './store/redis.ts';
 import { entraRedisCredential } from './store/redis-entra.ts';
 import { SqliteStore } from './store/sqlite.ts';
+import { createGatewayMetrics } from './telemetry/metrics.ts';
+import { instrumentStore, traceIdp } from './telemetry/ports.ts';
+import { localTelemetry, type Telemetry } from './telemetry/sdk.ts';
 
 export interface GatewayDeps {
   env: Record<string, string | undefined>;
@@ -44,6 +49,8 @@ export interface GatewayDeps {
   getFederatedAssertion?: () => Promise<string>;
   /** Replaces the Entra token source of `store.entraAuth` (tests). */
   getRedisCredential?: () => Promise<RedisCredential>;
+  /** The process's telemetry SDK (main.ts starts it); default: metrics for /metrics only, no spans. */
+  telemetry?: Telemetry;
 }
 
 export interface RunningGateway {
@@ -70,21 +77,26 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     });
   const issuer = new URL(config.publicUrl).origin;
   const redirectUri = `${issuer}/callback`;
-  const store = deps.store ?? (await openStore(config, clock, deps.getRedisCredential));
+  const telemetry = deps.telemetry ?? localTelemetry();
+  const metrics = createGatewayMetrics(telemetry.meterProvider);
+  const tracer = telemetry.tracer;
+  const store = instrumentStore(deps.store ?? (await openStore(config, clock, deps.getRedisCredential)), metrics, tracer);
 
   let devIdp: DevIdp | undefined;
   let devClient: { clientId: string; clientSecret: string; redirectUris: string[] } | undefined;
   if (config.upstream.dev) {
     devClient = { clientId: 'mcp-entra-gateway', clientSecret: randomBytes(32).toString('base64url'), redirectUris: [redirectUri] };
-    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store });
+    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store, clock });
   }
-  const idp = await createUpstreamIdp(config.upstream, {
+  const upstreamIdp = await createUpstreamIdp(config.upstream, {
     redirectUri,
     devIdp: devIdp && devClient && { issuer: devIdp.issuer, clientId: devClient.clientId, clientSecret: devClient.clientSecret },
     allowInsecureHttp: config.mode === 'dev',
     getFederatedAssertion: deps.getFederatedAssertion,
     logger: logger.child({ component: 'upstream' }),
+    clock,
   });
+  const idp = tracer ? traceIdp(upstreamIdp, tracer) : upstreamIdp;
 
   const sealer = createSealer(config.secrets.encryptionKeys.map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })));
   const signer = createSigner(Buffer.from(config.secrets.cookieKey, 'utf8'));
@@ -104,19 +116,28 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     grantTtlSeconds: config.tokens.refreshTokenTtlSeconds,
   });
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
-  const grants = createGrants({ store, clock, sealer, idp, audit }, config.tokens);
-  const resources = buildResources(config.publicUrl, config.backends);
+  const grants = createGrants({ store, clock, sealer, idp, audit, onValidation: metrics.tokenValidation }, config.tokens);
+  const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp });
+  const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
-  const { app, raw } = createHttpApp(logger, { trustProxy: config.trustProxy, timeouts: config.timeouts, hsts: new URL(config.publicUrl).protocol === 'https:' });
+  const { app, raw, observe } = createHttpApp(logger, {
+    trustProxy: config.trustProxy,
+    timeouts: config.timeouts,
+    hsts: new URL(config.publicUrl).protocol === 'https:',
+    tracer,
+  });
   const { app: admin } = createHttpApp(logger, { timeouts: config.timeouts });
-  registerHealth(app, admin, { store, idp, audit, raw });
+  registerHealth(app, admin, { store, idp, scrape: telemetry.scrape });
+  observe(metrics.request);
+  metrics.observeAudit(audit);
+  metrics.observeProcess();
   registerMetadata(app, ctx);
   registerRegistration(app, ctx);
   registerAuthorize(app, ctx);
   registerConsent(app, ctx);
   registerCallback(app, ctx);
-  registerToken(app, ctx);
+  registerToken(app, ctx, { downstreamTokens });
   registerRevoke(app, ctx);
   registerAccount(app, ctx);
   registerLanding(app, { resources, upstream: idp.kind, devLogins: config.upstream.dev?.users.map((u) => u.login) });
@@ -146,6 +167,9 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     globalPolicyRules: config.policy?.rules,
     globalPolicyQuotas: config.policy?.quotas,
     audit,
+    telemetry: { metrics, tracer },
+    ...(config.upstream.entra ? { overageGroups: createEntraGraphGroups(config.upstream.entra, { store, sealer, idp, logger }) } : {}),
+    downstreamTokens,
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);
       return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };
@@ -178,6 +202,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
       await audit.close();
       await devIdp?.close();
       if (!deps.store) await store.close();
+      if (!deps.telemetry) await telemetry.shutdown();
     },
   };
 }

@@ -7,6 +7,7 @@ import { startSnippetsServer } from '../servers/snippets/http.ts';
 import { type Config, ConfigError, loadConfig } from './config/load.ts';
 import { connectionGuide, devConfig, loadOrCreateDevSecrets } from './dev.ts';
 import { type RunningGateway, startGateway } from './gateway.ts';
+import { startTelemetry, type Telemetry, telemetryExport } from './telemetry/sdk.ts';
 
 /**
  * Composition root: the only reader of process.env. `serve` runs the gateway from a config file;
@@ -21,14 +22,15 @@ export async function serve(configPath: string | undefined): Promise<void> {
     },
     configPath ? undefined : 'no config file given: pass --config FILE (mcp-entra-gateway serve --help; docs/configuration.md)',
   );
-  const gateway = await startGateway(config, { env }).catch((error: unknown) => {
+  const telemetry = await startTelemetry(telemetryExport(env), env);
+  const gateway = await startGateway(config, { env, telemetry }).catch((error: unknown) => {
     throw listenError(error, [
       [config.listen.port, 'listen.port (or MCPGW_LISTEN__PORT)'],
       [config.admin.listen.port, 'admin.listen.port (or MCPGW_ADMIN__LISTEN__PORT)'],
       [config.upstream.dev?.port, 'upstream.dev.port'],
     ]);
   });
-  stopOnSignals([gateway], config.shutdownGraceSeconds);
+  stopOnSignals([thenFlush([gateway], telemetry)], config.shutdownGraceSeconds);
 }
 
 export async function dev(options: { port: number; idpPort: number; snippetsPort: number; adminPort: number; dataDir: string }): Promise<void> {
@@ -43,7 +45,11 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
     [options.snippetsPort, '--snippets-port'],
     [options.adminPort, '--admin-port'],
   ];
+  const telemetry = await startTelemetry(telemetryExport(env), env);
+  // The in-process snippets server traces with the same SDK (its telemetry module loads only then).
+  const tracing = telemetry.tracer ? (await import('../servers/snippets/telemetry.ts')).createSnippetsTracing() : undefined;
   const snippets = await startSnippetsServer({
+    ...(tracing ? { tracing } : {}),
     storage: await createFolderStorage(join(dataDir, 'snippets')),
     port: options.snippetsPort,
     functionKey: secrets.functionKey,
@@ -58,11 +64,22 @@ export async function dev(options: { port: number; idpPort: number; snippetsPort
     devConfig({ dataDir, port: options.port, idpPort: options.idpPort, adminPort: options.adminPort, snippetsUrl: snippets.url, secrets }),
   );
   const config = configOrExit(() => loadConfig({ yamlText, env }));
-  const gateway = await startGateway(config, { env, logger }).catch((error: unknown) => {
+  const gateway = await startGateway(config, { env, logger, telemetry }).catch((error: unknown) => {
     throw listenError(error, flags);
   });
   process.stdout.write(connectionGuide(publicUrl, gateway.adminUrl, secrets.users, config.audit.file.path));
-  stopOnSignals([gateway, snippets], config.shutdownGraceSeconds);
+  stopOnSignals([thenFlush([gateway, snippets], telemetry)], config.shutdownGraceSeconds);
+}
+
+/** Closes `parts`, then flushes what telemetry still holds (spans of the last requests). */
+function thenFlush(parts: { close(): Promise<void> }[], telemetry: Telemetry): { close(): Promise<void> } {
+  return {
+    async close() {
+      await Promise.all(parts.map((part) => part.close()));
+      // Spans that cannot be delivered now are lost, but the stop is still clean.
+      await telemetry.shutdown().catch((error: unknown) => process.stderr.write(`telemetry not flushed: ${(error as Error).message}\n`));
+    },
+  };
 }
 
 /**

@@ -9,7 +9,8 @@ export const BENCH_USER: UserIdentity = {
   name: 'Bench User',
   email: 'bench@example.com',
   preferredUsername: 'bench@example.com',
-  roles: ['reader'],
+  // The reader role of the dev sample policy (src/dev.ts), which benchmark 1's policy rows apply.
+  roles: ['Snippets.Read'],
   groups: ['g-bench'],
 };
 

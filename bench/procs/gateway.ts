@@ -1,6 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
+import { DEV_POLICY_RULES } from '../../src/dev.ts';
 import { startGateway } from '../../src/gateway.ts';
 import { userKeyOf } from '../../src/oauth/grants.ts';
 import { systemClock } from '../../src/ports/clock.ts';
@@ -22,6 +23,8 @@ export interface GatewayWorkerArgs {
   instrumentStore?: boolean;
   /** `tokens.cacheMs` (benchmark 4: 0, so every call reads the Store). */
   tokenCacheMs?: number;
+  /** The dev system's sample policy (src/dev.ts) on the backend (benchmark 1's policy rows). */
+  policy?: boolean;
 }
 
 
@@ -54,6 +57,7 @@ const config = loadConfig({
         url: `${args.backendUrl}/mcp`,
         sseUrl: `${args.backendUrl}/sse`,
         credential: { header: 'x-functions-key', value: 'bench-backend-key' },
+        ...(args.policy ? { policy: { rules: DEV_POLICY_RULES } } : {}),
       },
     ],
     ...(args.tokenCacheMs === undefined ? {} : { tokens: { cacheMs: args.tokenCacheMs } }),

@@ -17,6 +17,7 @@ import { type CallerIdentity, createIdentityVerifier, IdentityAssertionError } f
 import { sendWebResponse, webRequest } from './node-web.ts';
 import { createSnippetsMcpServer, type SnippetsAuthExtra } from './server.ts';
 import type { SnippetStorage } from './storage.ts';
+import type { SnippetsTracing } from './telemetry.ts';
 
 export const DEFAULT_SNIPPETS_PORT = 7071;
 export const DEFAULT_KEY_HEADER = 'x-functions-key';
@@ -54,6 +55,8 @@ export interface SnippetsHttpOptions {
   sessionIdleMs?: number;
   /** Open Streamable HTTP sessions per user (`sub`); one more initialize gets 429 (default 32). */
   maxSessionsPerUser?: number;
+  /** Spans for MCP requests and storage calls (telemetry.ts), when telemetry is configured. */
+  tracing?: SnippetsTracing;
 }
 
 export interface RunningSnippetsServer {
@@ -111,9 +114,11 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
         ...(options.identityIssuer ? { issuer: options.identityIssuer } : {}),
       })
     : undefined;
+  const tracing = options.tracing;
+  const storage = tracing ? tracing.storage(options.storage) : options.storage;
   const newMcpServer = () =>
     createSnippetsMcpServer({
-      storage: options.storage,
+      storage,
       logger,
       ...(options.maxSnippetBytes !== undefined ? { maxSnippetBytes: options.maxSnippetBytes } : {}),
     });
@@ -178,35 +183,8 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
     const auth = req.auth ? { authInfo: req.auth } : {};
     if (req.method === 'POST') {
       const body = await readJsonBody(req, maxBodyBytes);
-      const request = webRequest(req, res, url, body);
-      if (!(await isLegacyRequest(request, body, { maxRequestBodySize: maxBodyBytes }))) {
-        await sendWebResponse(res, await modern.fetch(request, { ...auth, parsedBody: body }));
-        return;
-      }
-      if (typeof sessionId === 'string') {
-        const session = touch(sessionFor(streamable, sessionId, sub));
-        await sendWebResponse(res, await session.transport.handleRequest(request, { ...auth, parsedBody: body }));
-        return;
-      }
-      if (!isInitializeRequest(body)) {
-        throw jsonRpcError(400, -32000, 'Bad Request: No valid session ID provided');
-      }
-      if ([...streamable.values()].filter((session) => session.sub === sub).length >= maxSessionsPerUser) {
-        throw jsonRpcError(429, -32000, `Too Many Requests: at most ${maxSessionsPerUser} open sessions per user; end one with DELETE`);
-      }
-      const server = newMcpServer();
-      const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
-        sessionIdGenerator: randomUUID,
-        onsessioninitialized: (id) => {
-          streamable.set(id, { transport, server, sub, lastUsedAt: Date.now() });
-        },
-      });
-      transport.onclose = () => {
-        if (transport.sessionId) streamable.delete(transport.sessionId);
-      };
-      await server.connect(transport);
-      await sendWebResponse(res, await transport.handleRequest(request, { ...auth, parsedBody: body }));
-      return;
+      if (tracing) return tracing.serve(req, res, body, () => postStreamable(req, res, url, body));
+      return postStreamable(req, res, url, body);
     }
     if (req.method === 'GET' || req.method === 'DELETE') {
       if (typeof sessionId !== 'string') throw jsonRpcError(400, -32000, 'Bad Request: Mcp-Session-Id header is required');
@@ -220,6 +198,40 @@ export async function startSnippetsServer(options: SnippetsHttpOptions): Promise
       return;
     }
     throw new HttpError(405, { error: 'method_not_allowed', error_description: 'Use POST, GET or DELETE on /mcp' });
+  }
+
+  async function postStreamable(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse, url: URL, body: unknown): Promise<void> {
+    const sub = identitySub(req.auth);
+    const sessionId = req.headers['mcp-session-id'];
+    const auth = req.auth ? { authInfo: req.auth } : {};
+    const request = webRequest(req, res, url, body);
+    if (!(await isLegacyRequest(request, body, { maxRequestBodySize: maxBodyBytes }))) {
+      await sendWebResponse(res, await modern.fetch(request, { ...auth, parsedBody: body }));
+      return;
+    }
+    if (typeof sessionId === 'string') {
+      const session = touch(sessionFor(streamable, sessionId, sub));
+      await sendWebResponse(res, await session.transport.handleRequest(request, { ...auth, parsedBody: body }));
+      return;
+    }
+    if (!isInitializeRequest(body)) {
+      throw jsonRpcError(400, -32000, 'Bad Request: No valid session ID provided');
+    }
+    if ([...streamable.values()].filter((session) => session.sub === sub).length >= maxSessionsPerUser) {
+      throw jsonRpcError(429, -32000, `Too Many Requests: at most ${maxSessionsPerUser} open sessions per user; end one with DELETE`);
+    }
+    const server = newMcpServer();
+    const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: randomUUID,
+      onsessioninitialized: (id) => {
+        streamable.set(id, { transport, server, sub, lastUsedAt: Date.now() });
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) streamable.delete(transport.sessionId);
+    };
+    await server.connect(transport);
+    await sendWebResponse(res, await transport.handleRequest(request, { ...auth, parsedBody: body }));
   }
 
   async function openLegacySse(req: IncomingMessage & { auth?: AuthInfo }, res: ServerResponse): Promise<void> {

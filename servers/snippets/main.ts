@@ -41,6 +41,12 @@ function parsePort(value: string | undefined): number {
   return port;
 }
 
+/** OTLP export is asked for by the standard variables: an endpoint or a traces exporter (OpenTelemetry SDK environment variables). */
+function otlpConfigured(env: NodeJS.ProcessEnv): boolean {
+  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true' || env['OTEL_TRACES_EXPORTER']?.trim() === 'none') return false;
+  return Boolean(env['OTEL_TRACES_EXPORTER'] || env['OTEL_EXPORTER_OTLP_ENDPOINT'] || env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']);
+}
+
 async function main(env: NodeJS.ProcessEnv): Promise<void> {
   const functionKey = env['SNIPPETS_FUNCTION_KEY'] || undefined;
   const allowNoKey = env['SNIPPETS_ALLOW_NO_KEY'] === '1';
@@ -53,6 +59,8 @@ async function main(env: NodeJS.ProcessEnv): Promise<void> {
     throw new Error('SNIPPETS_IDENTITY_AUDIENCE is required when SNIPPETS_IDENTITY_JWKS_URL is set');
   }
   const identityIssuer = env['SNIPPETS_IDENTITY_ISSUER'] || undefined;
+  // OpenTelemetry only when configured: its packages load only then (the image runs without them).
+  const telemetry = otlpConfigured(env) ? await (await import('./telemetry.ts')).startSnippetsTelemetry(env) : undefined;
 
   const running = await startSnippetsServer({
     storage: await createStorage(env),
@@ -64,6 +72,7 @@ async function main(env: NodeJS.ProcessEnv): Promise<void> {
     ...(identityJwksUrl ? { identityJwksUrl } : {}),
     ...(identityAudience ? { identityAudience } : {}),
     ...(identityIssuer ? { identityIssuer } : {}),
+    ...(telemetry ? { tracing: telemetry.tracing } : {}),
   });
 
   let stopping = false;
@@ -71,7 +80,7 @@ async function main(env: NodeJS.ProcessEnv): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping');
-    running.close().then(
+    running.close().then(async () => telemetry?.shutdown()).then(
       () => process.exit(0),
       (error: unknown) => {
         logger.error({ err: error }, 'error while stopping');

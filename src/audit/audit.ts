@@ -1,8 +1,9 @@
 import { createPrivateKey, createPublicKey, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { trace } from '@opentelemetry/api';
 import { calculateJwkThumbprint, exportJWK } from 'jose';
 import type { Logger } from 'pino';
-import type { Clock } from '../ports/clock.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { ArgumentsMode } from './arguments.ts';
 import { createChain } from './chain.ts';
 import { type AuditSink, fileSink, streamSink } from './sinks.ts';
@@ -80,7 +81,7 @@ export async function createAudit(
   const instance = `${hostname()}/${process.pid}`;
   // A new chain starts from a random id, so two chains never share a start.
   const chain = createChain(opened.head ?? { seq: 0, hash: `chain:${randomBytes(16).toString('base64url')}` }, { key, kid }, instance);
-  const now = () => new Date(deps.clock.nowMs?.() ?? Date.now()).toISOString();
+  const now = () => new Date(nowMsOf(deps.clock)).toISOString();
 
   const queue: (AuditEvent | typeof CHECKPOINT)[] = [];
   let droppedReported = 0;
@@ -151,7 +152,12 @@ export async function createAudit(
   return {
     record(event) {
       if (queue.length >= config.queueMax) return drop(1);
-      enqueue({ time: now(), 'service.instance.id': instance, ...event });
+      // The trace this happened in (OpenTelemetry log data model: trace_id, span_id), when one is active.
+      const span = event['trace.id'] === undefined ? trace.getActiveSpan() : undefined;
+      if (span !== undefined) {
+        const { traceId, spanId } = span.spanContext();
+        enqueue({ time: now(), 'service.instance.id': instance, ...event, 'trace.id': traceId, 'span.id': spanId });
+      } else enqueue({ time: now(), 'service.instance.id': instance, ...event });
     },
     flush,
     async close() {

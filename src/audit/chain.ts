@@ -53,4 +53,3 @@ export function createChain(head: ChainHead, signing: { key: KeyObject; kid: str
     },
   };
 }
-export type Chain = ReturnType<typeof createChain>;

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from './load.ts';
 
@@ -16,7 +17,9 @@ upstream:
 backends:
   - { name: snippets, path: /mcp, url: http://127.0.0.1:7071/mcp }
 `;
-const ENV = { ENC_KEY: 'a'.repeat(44), COOKIE_KEY: 'c'.repeat(40), SIGNING_KEY: 'pem', ENTRA_SECRET: 's3cret' };
+const SIGNING_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const P384_PEM = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const ENV = { ENC_KEY: `${'a'.repeat(43)}=`, COOKIE_KEY: 'c'.repeat(40), SIGNING_KEY: SIGNING_PEM, ENTRA_SECRET: 's3cret' };
 
 function problems(yamlText: string, env: Record<string, string> = ENV): string[] {
   try {
@@ -82,6 +85,22 @@ describe('loadConfig', () => {
       undefined,
       ['upstream.entra.managedIdentity.clientId: required'],
     ],
+    ['an encryption key of another size', VALID, { ...ENV, ENC_KEY: 'a'.repeat(44) }, ['secrets.encryptionKeys.0.key: must be 32 bytes, base64-encoded']],
+    ['a short cookie key', VALID, { ...ENV, COOKIE_KEY: 'c'.repeat(31) }, ['secrets.cookieKey: must be at least 32 bytes']],
+    ['a signing key that is no PEM', VALID, { ...ENV, SIGNING_KEY: 'pem' }, ['secrets.signingKey: not a PEM private key']],
+    ['a signing key of another curve', VALID, { ...ENV, SIGNING_KEY: P384_PEM }, ['secrets.signingKey: must be a P-256 (prime256v1) EC key for ES256']],
+    [
+      'a private_key_jwt key that is no PEM',
+      VALID.replace(/upstream:\n[\s\S]*?(?=backends:)/, 'upstream:\n  oidc: { issuer: https://idp.example.com, clientId: x, privateKeyJwt: { privateKey: nope } }\n'),
+      undefined,
+      ['upstream.oidc.privateKeyJwt.privateKey: not a PEM private key'],
+    ],
+    [
+      'an Entra certificate credential without its certificate',
+      VALID.replace('    clientSecret: { env: ENTRA_SECRET }\n', `    certificate: { privateKey: ${JSON.stringify(SIGNING_PEM)} }\n`),
+      undefined,
+      ['upstream.entra.certificate.certificate: required'],
+    ],
     ['not YAML', 'a: [', undefined, ['(file):1:5: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]']],
   ];
   for (const [name, yamlText, env, expected] of cases) {
@@ -97,8 +116,8 @@ describe('loadConfig', () => {
 
   it('a secret the file reads as { env: MCPGW_… } is never an override: it cannot collide with a config path', () => {
     const yamlText = VALID.replace('{ env: ENC_KEY }', '{ env: MCPGW_ENCRYPTION_KEY }').replace('{ env: COOKIE_KEY }', '{ env: MCPGW_COOKIE_KEY }');
-    const config = loadConfig({ yamlText, env: { ...ENV, MCPGW_ENCRYPTION_KEY: 'e'.repeat(44), MCPGW_COOKIE_KEY: 'k'.repeat(40) } });
+    const config = loadConfig({ yamlText, env: { ...ENV, MCPGW_ENCRYPTION_KEY: `${'e'.repeat(43)}=`, MCPGW_COOKIE_KEY: 'k'.repeat(40) } });
     assert.equal(config.secrets.cookieKey, 'k'.repeat(40));
-    assert.equal(config.secrets.encryptionKeys[0]!.key, 'e'.repeat(44));
+    assert.equal(config.secrets.encryptionKeys[0]!.key, `${'e'.repeat(43)}=`);
   });
 });

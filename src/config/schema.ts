@@ -1,3 +1,4 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { celProblem } from '../policy/cel.ts';
 import { conditionOf } from '../policy/policy.ts';
@@ -10,7 +11,23 @@ const UNUSED_CLIENT_TTL_SECONDS = 30 * 86400;
  * A secret value. In YAML write `{ env: NAME }` or `{ file: PATH }` (any value may be written so);
  * config/load.ts resolves those to strings before validation. Never logged.
  */
-export const secretSchema = z.string().min(1);
+const secretSchema = z.string().min(1);
+
+/** What is wrong with a PEM private key (undefined: nothing); `allowed` names the key types accepted. */
+function privateKeyProblem(pem: string, allowed: 'p256' | 'jws'): string | undefined {
+  let type: string | undefined;
+  let curve: string | undefined;
+  try {
+    const key = createPrivateKey(pem);
+    type = key.asymmetricKeyType;
+    curve = key.asymmetricKeyDetails?.namedCurve;
+  } catch {
+    return 'not a PEM private key';
+  }
+  if (type === 'ec' && curve === 'prime256v1') return undefined;
+  if (allowed === 'p256') return 'must be a P-256 (prime256v1) EC key for ES256';
+  return type === 'rsa' || type === 'ed25519' ? undefined : `unsupported key type ${type ?? 'unknown'} (use RSA, P-256 or Ed25519)`;
+}
 
 const devUserSchema = z
   .object({
@@ -39,13 +56,27 @@ const devIdpSchema = z
 
 const privateKeyJwtSchema = z
   .object({
-    /** PEM (PKCS#8) private key. */
+    /** PEM (PKCS#8) private key: RSA, P-256 or Ed25519. */
     privateKey: secretSchema,
     /** PEM certificate; its SHA-256 thumbprint goes in the assertion header as `x5t#S256` (Entra). */
     certificate: secretSchema.optional(),
     keyId: z.string().optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((v, ctx) => {
+    const problem = privateKeyProblem(v.privateKey, 'jws');
+    if (problem) return ctx.addIssue({ code: 'custom', path: ['privateKey'], message: problem });
+    if (v.certificate === undefined) return;
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(v.certificate);
+    } catch {
+      return ctx.addIssue({ code: 'custom', path: ['certificate'], message: 'not a PEM certificate' });
+    }
+    if (!certificate.checkPrivateKey(createPrivateKey(v.privateKey))) {
+      ctx.addIssue({ code: 'custom', path: ['certificate'], message: 'does not match the private key' });
+    }
+  });
 
 const oidcIdpSchema = z
   .object({
@@ -91,6 +122,14 @@ const entraIdpSchema = z
       .optional(),
     /** Upstream scopes. OIDC scopes plus at most one resource's scopes; `.default` alone (DESIGN §6). */
     scopes: z.array(z.string()).default(['openid', 'profile', 'email', 'offline_access', 'User.Read']),
+    /**
+     * Microsoft Graph, where a groups overage is resolved (POST /v1.0/me/getMemberGroups, delegated
+     * User.Read); default https://graph.microsoft.com, for a national cloud its Graph host
+     * (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn).
+     */
+    graphHost: z.string().url().optional(),
+    /** How long a user's groups read from Graph are used (default 600; a group removed in Entra counts after at most this). */
+    groupsCacheSeconds: z.number().int().min(60).max(3600).optional(),
   })
   .strict()
   .superRefine((v, ctx) => {
@@ -102,6 +141,10 @@ const entraIdpSchema = z
         message: 'exactly one of clientSecret, certificate or managedIdentity is required',
       });
     }
+    if (v.certificate && !v.certificate.certificate) {
+      // Entra names the credential by the certificate's thumbprint (x5t#S256).
+      ctx.addIssue({ code: 'custom', path: ['certificate', 'certificate'], message: 'required' });
+    }
     if (['organizations', 'common'].includes(v.tenantId) && v.allowedTenants.length === 0) {
       ctx.addIssue({
         code: 'custom',
@@ -112,7 +155,7 @@ const entraIdpSchema = z
   });
 
 /** Exactly one upstream: `upstream: { entra: {…} }`, `{ oidc: {…} }` or `{ dev: {…} }`. */
-export const upstreamSchema = z
+const upstreamSchema = z
   .object({ dev: devIdpSchema.optional(), oidc: oidcIdpSchema.optional(), entra: entraIdpSchema.optional() })
   .strict()
   .refine((u) => [u.dev, u.oidc, u.entra].filter(Boolean).length === 1, {
@@ -160,12 +203,14 @@ const storeSchema = z.discriminatedUnion('kind', [
  * applies. Operations: `tools` (tools/call by name), `prompts` (prompts/get by name), `resources`
  * (resources/read by URI), `methods` (any method by name); `*` matches anything; none = every
  * operation. Conditions, all of which must hold: `roles` (any of), `groups` (any of, Entra object
- * ids), `scopes` (all of), `when` (a CEL expression).
+ * ids), `scopes` (all of), `when` (a CEL expression). A `step-up` rule requires its `scopes` of a call
+ * its other conditions apply to: a token without them is answered 403 insufficient_scope (MCP
+ * 2025-11-25 authorization §Scope Challenge Handling) instead of the call being denied.
  */
 const policyRuleSchema = z
   .object({
     name: z.string().min(1),
-    effect: z.enum(['allow', 'deny']).default('allow'),
+    effect: z.enum(['allow', 'deny', 'step-up']).default('allow'),
     tools: z.array(z.string().min(1)).min(1).optional(),
     prompts: z.array(z.string().min(1)).min(1).optional(),
     resources: z.array(z.string().min(1)).min(1).optional(),
@@ -182,6 +227,9 @@ const policyRuleSchema = z
     if (rule.when !== undefined) {
       const problem = celProblem(rule.when);
       if (problem) ctx.addIssue({ code: 'custom', path: ['when'], message: `rule "${rule.name}": ${problem}` });
+    }
+    if (rule.effect === 'step-up' && rule.scopes === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: `rule "${rule.name}": a step-up rule names the scopes it requires` });
     }
     const combined = conditionOf(rule);
     if (rule.when === undefined && combined !== undefined) {
@@ -216,7 +264,11 @@ const policyQuotaSchema = z
     if (problem) ctx.addIssue({ code: 'custom', path: ['when'], message: `quota "${quota.name}": ${problem}` });
   });
 
-/** Ordered allow/deny rules; deny wins; once a backend has rules (its own or global), what none allows is denied. */
+/**
+ * Ordered allow/deny/step-up rules; deny wins; once a backend has rules (its own or global), what
+ * none allows is denied; an allowed call a step-up rule applies to needs that rule's scopes.
+ * Quotas then count the calls the rules allow.
+ */
 export const policySchema = z
   .object({ rules: z.array(policyRuleSchema).default([]), quotas: z.array(policyQuotaSchema).optional() })
   .strict()
@@ -229,6 +281,40 @@ export const policySchema = z
     });
   });
 
+/** Entra reads a scope without a resource prefix as a Microsoft Graph scope. */
+export function entraResourceOf(scope: string): string {
+  const slash = scope.lastIndexOf('/');
+  return slash > 0 ? scope.slice(0, slash).toLowerCase() : 'https://graph.microsoft.com';
+}
+
+/**
+ * A token a backend gets for another resource, minted from the user's upstream (Entra) grant:
+ * never the client's token, never the sign-in's (no passthrough).
+ */
+const downstreamTokenSchema = z
+  .object({
+    /**
+     * Entra scopes of one resource: e.g. `https://graph.microsoft.com/User.Read`, or
+     * `api://<backend app>/.default` for a backend that validates Entra tokens itself.
+     */
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).min(1),
+    /** `refresh`: the user's Entra refresh token redeemed for these scopes; `on-behalf-of`: Entra's OBO flow. */
+    via: z.enum(['refresh', 'on-behalf-of']).default('refresh'),
+    /** Push: sent to the backend in this header as `Bearer <token>`. Without it, the backend pulls it at /token (RFC 8693). */
+    header: z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'an HTTP header name').optional(),
+    /** Push only with `tools/call` of these tools (default: with every request). */
+    tools: z.array(z.string().min(1)).min(1).optional(),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    const resources = new Set(t.scopes.map(entraResourceOf));
+    if (resources.size > 1) ctx.addIssue({ code: 'custom', path: ['scopes'], message: 'scopes of one resource only (Entra issues a token for one resource)' });
+    if (t.scopes.some((s) => s.endsWith('/.default')) && t.scopes.length > 1) {
+      ctx.addIssue({ code: 'custom', path: ['scopes'], message: '.default cannot be combined with other scopes' });
+    }
+    if (t.tools && !t.header) ctx.addIssue({ code: 'custom', path: ['tools'], message: 'tools needs header (it selects what is pushed)' });
+  });
+
 const backendSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'lowercase letters, digits and dashes'),
@@ -238,7 +324,10 @@ const backendSchema = z
     url: z.string().url().optional(),
     /** Upstream legacy SSE URL (served publicly at <path>/sse + <path>/message). */
     sseUrl: z.string().url().optional(),
-    /** Scopes a token for this resource may carry; the first ones are the default request. */
+    /**
+     * Scopes a token for this resource may carry; the first is required for every call. What a
+     * client gets without asking: all but those only step-up rules require (asked for when needed).
+     */
     scopes: z.array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/)).min(1).default(['mcp:tools']),
     credential: z
       .object({ header: z.string().min(1).default('x-functions-key'), value: secretSchema })
@@ -256,12 +345,21 @@ const backendSchema = z
     maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
     /** Who may call which tool, prompt, resource or method on this backend (after the global rules). */
     policy: policySchema.optional(),
+    /** Tokens for other resources this backend gets on the user's behalf (upstream.entra only). */
+    downstreamTokens: z.array(downstreamTokenSchema).min(1).optional(),
+    /**
+     * Pull: these configured clients (`clients[]`, registered for token-exchange) are this backend;
+     * each may exchange the identity assertions it received for its downstream tokens at /token (RFC 8693).
+     */
+    tokenExchange: z.object({ clientIds: z.array(z.string().min(1)).min(1) }).strict().optional(),
   })
   .strict()
   .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
 
 /** RFC 7523 / RFC 7591 grant type of a JWT bearer assertion (ID-JAG, Entra app-only token). */
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+/** RFC 8693 §2.1: the token exchange grant type. */
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** JWS algorithms accepted for client assertions and ID-JAGs (never `none`, never HMAC). */
 export const ASYMMETRIC_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
 
@@ -280,7 +378,7 @@ const configuredClientSchema = z
     jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
     /** …or at a URL (fetched, cached and refreshed on an unknown `kid`). */
     jwksUri: z.string().url().optional(),
-    grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, 'authorization_code', 'refresh_token'])).min(1),
+    grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, 'authorization_code', 'refresh_token'])).min(1),
     /** Required for authorization_code. */
     redirectUris: z.array(z.string()).default([]),
     /** The most this client may get (of the resource's scopes); default: all of them. */
@@ -451,11 +549,23 @@ export const configSchema = z
     secrets: z
       .object({
         /** AES-256-GCM keys for upstream tokens at rest: id → 32 bytes base64; the first one seals. */
-        encryptionKeys: z.array(z.object({ id: z.string().min(1), key: secretSchema }).strict()).min(1),
+        encryptionKeys: z
+          .array(
+            z
+              .object({
+                id: z.string().min(1),
+                key: secretSchema.refine((k) => Buffer.from(k, 'base64').length === 32, 'must be 32 bytes, base64-encoded'),
+              })
+              .strict(),
+          )
+          .min(1),
         /** HMAC key for consent cookies and CSRF tokens (≥ 32 bytes). */
-        cookieKey: secretSchema,
-        /** PKCS#8 PEM of the P-256 key that signs identity assertions (ES256). */
-        signingKey: secretSchema,
+        cookieKey: secretSchema.refine((k) => Buffer.byteLength(k, 'utf8') >= 32, 'must be at least 32 bytes'),
+        /** PKCS#8 PEM of the P-256 key that signs identity assertions and audit checkpoints (ES256). */
+        signingKey: secretSchema.superRefine((pem, ctx) => {
+          const problem = privateKeyProblem(pem, 'p256');
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        }),
       })
       .strict(),
     upstream: upstreamSchema,
@@ -533,6 +643,50 @@ export const configSchema = z
     c.backends.forEach((b, i) => {
       if (paths.has(b.path)) ctx.addIssue({ code: 'custom', path: ['backends', i, 'path'], message: 'duplicate path' });
       paths.add(b.path);
+    });
+    c.backends.forEach((b, i) => {
+      // A step-up asks the user for scopes at /authorize: they must be scopes of the backend, and
+      // the first scope (required for every call, src/proxy/bearer.ts) is never one of them.
+      const rules: [PolicyRuleConfig, (string | number)[]][] = [
+        ...(c.policy?.rules ?? []).map((r, j): [PolicyRuleConfig, (string | number)[]] => [r, ['policy', 'rules', j, 'scopes']]),
+        ...(b.policy?.rules ?? []).map((r, j): [PolicyRuleConfig, (string | number)[]] => [r, ['backends', i, 'policy', 'rules', j, 'scopes']]),
+      ];
+      for (const [rule, path] of rules) {
+        if (rule.effect !== 'step-up') continue;
+        for (const scope of rule.scopes ?? []) {
+          if (!b.scopes.includes(scope)) {
+            ctx.addIssue({ code: 'custom', path, message: `rule "${rule.name}": scope ${scope} is not one of backend ${b.name}'s scopes (backends[].scopes)` });
+          } else if (scope === b.scopes[0]) {
+            ctx.addIssue({ code: 'custom', path, message: `rule "${rule.name}": scope ${scope} is backend ${b.name}'s first scope, which every call needs; a step-up scope comes after it` });
+          }
+        }
+      }
+      if (b.downstreamTokens && !c.upstream.entra) {
+        ctx.addIssue({ code: 'custom', path: ['backends', i, 'downstreamTokens'], message: 'needs upstream.entra (tokens are minted from the user\'s Entra grant)' });
+      }
+      if (b.tokenExchange && !b.downstreamTokens) {
+        ctx.addIssue({ code: 'custom', path: ['backends', i, 'tokenExchange'], message: 'needs downstreamTokens (what the backend may exchange for)' });
+      }
+      b.tokenExchange?.clientIds.forEach((id, j) => {
+        const client = c.clients.find((k) => k.clientId === id);
+        if (!client?.grantTypes.includes(TOKEN_EXCHANGE_GRANT)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['backends', i, 'tokenExchange', 'clientIds', j],
+            message: `${id} must be a client in clients[] with grantTypes including ${TOKEN_EXCHANGE_GRANT}`,
+          });
+        }
+      });
+      const ownScopes = c.upstream.entra?.scopes.filter((s) => !['openid', 'profile', 'email', 'offline_access'].includes(s)) ?? [];
+      b.downstreamTokens?.forEach((t, j) => {
+        if (t.via === 'on-behalf-of' && c.upstream.entra && ownScopes.length === 0) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['backends', i, 'downstreamTokens', j, 'via'],
+            message: 'on-behalf-of needs upstream.entra.scopes to name the gateway\'s own API scope (the user\'s token for it is the assertion)',
+          });
+        }
+      });
     });
     const clientIds = new Set<string>();
     c.clients.forEach((client, i) => {

@@ -2,10 +2,13 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { type Duplex, PassThrough, type Readable } from 'node:stream';
 import Fastify, {
   LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Tracer } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import { DEFAULT_TIMEOUTS, type TimeoutsConfig } from '../config/schema.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { PAGE_HEADERS, errorPage } from '../oauth/pages.ts';
+import { sendJson } from '../proxy/respond.ts';
+import { httpRouteResolved, serveTraced } from '../telemetry/http.ts';
 
 /** OAuth endpoints take small bodies; MCP routes stream theirs and enforce each backend's maxBodyBytes. */
 const OAUTH_BODY_LIMIT_BYTES = 64 * 1024;
@@ -20,17 +23,24 @@ export interface HttpAppOptions {
   timeouts?: TimeoutsConfig;
   /** RFC 6797: send Strict-Transport-Security (when publicUrl is https). */
   hsts?: boolean;
+  /** When spans are exported: a SERVER span per request of a fastify route (raw routes trace themselves). */
+  tracer?: Tracer;
 }
 
 /**
  * Fastify with the gateway's shared behaviour: strict form parsing, one error boundary, JSON 404s,
  * request timeouts and security headers on every response (raw routes included).
  * Route modules are registered on the returned app by gateway.ts; `raw` is handed to those that
- * serve raw node:http routes (the MCP endpoints) and to the metrics observer.
+ * serve raw node:http routes (the MCP endpoints); `observe` sets the one observer of every
+ * response, fastify's and the raw routes' alike (metrics).
  */
-export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): { app: FastifyInstance; raw: RawRoutes } {
+export function createHttpApp(
+  logger: Logger,
+  options: HttpAppOptions = {},
+): { app: FastifyInstance; raw: RawRoutes; observe(observer: ResponseObserver): void } {
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const raw = createRawRoutes();
+  const tracer = options.tracer;
   // Set before any route writes its head; writeHead merges them in (fastify's replies and the raw routes' alike).
   const securityHeaders: [string, string][] = [['x-content-type-options', 'nosniff']];
   if (options.hsts) securityHeaders.push(['strict-transport-security', HSTS_VALUE]);
@@ -51,7 +61,9 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): { a
         },
         (req, res) => {
           for (const [name, value] of securityHeaders) res.setHeader(name, value);
-          if (!raw.dispatch(req, res)) handler(req, res);
+          if (raw.dispatch(req, res)) return;
+          if (tracer === undefined) handler(req, res);
+          else serveTraced(tracer, req, res, handler);
         },
       ),
     // node:http's 408 (headers or request too slow) and 400 (unparsable request), on the socket.
@@ -68,6 +80,15 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): { a
   app.addHook('preParsing', (request, reply, payload, done) => {
     if (request.raw.complete || !hasBody(request.headers)) return done(null, payload);
     done(null, withDeadline(payload, timeouts.oauthBodyMs, reply.raw));
+  });
+
+  app.addHook('onRequest', (request, _reply, done) => {
+    if (tracer !== undefined) httpRouteResolved(request.method, request.routeOptions.url ?? 'unmatched');
+    done();
+  });
+  app.addHook('onResponse', (request, reply, done) => {
+    raw.observer?.(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
+    done();
   });
 
   // Fastify answers new requests with 503 once it is closing (return503OnClosing); so do raw routes.
@@ -101,7 +122,13 @@ export function createHttpApp(logger: Logger, options: HttpAppOptions = {}): { a
     reply.code(404).send({ error: 'not_found', error_description: `no route for ${request.method} ${request.url.split('?')[0]}` });
   });
 
-  return { app, raw: raw.routes };
+  return {
+    app,
+    raw: raw.routes,
+    observe(observer) {
+      raw.observer = observer;
+    },
+  };
 }
 
 /** Whether a request has a body (RFC 9112 §6.3: framed by Transfer-Encoding or a non-zero Content-Length). */
@@ -151,23 +178,22 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, headers
 }
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
-export type RawObserver = (route: string, method: string, status: number, seconds: number) => void;
+/** Called once per response when it is done: its route (pattern, not path), method, status and duration. */
+export type ResponseObserver = (route: string, method: string, status: number, seconds: number) => void;
 
 /** Routes served by a plain node:http handler instead of fastify (the app's other routes stay on fastify). */
 export interface RawRoutes {
   /** Serves these methods on `path` (exact, query ignored); other methods stay with fastify. */
   add(path: string, methods: readonly string[], handler: RawHandler): void;
-  /** Called when each raw-served response is done (metrics). */
-  observe(observer: RawObserver): void;
   /** True once the server began closing (raw routes then answer 503; handlers may check it too). */
   readonly closing: boolean;
 }
 
 function createRawRoutes() {
   const table = new Map<string, Map<string, RawHandler>>();
-  let observer: RawObserver | undefined;
   const state = {
     closing: false,
+    observer: undefined as ResponseObserver | undefined,
     routes: {
       add(path, methods, handler) {
         let byMethod = table.get(path);
@@ -176,9 +202,6 @@ function createRawRoutes() {
           table.set(path, byMethod);
         }
         for (const method of methods) byMethod.set(method, handler);
-      },
-      observe(next) {
-        observer = next;
       },
       get closing(): boolean {
         return state.closing;
@@ -192,14 +215,12 @@ function createRawRoutes() {
       const handler = table.get(path)?.get(req.method ?? '');
       if (handler === undefined) return false;
       if (state.closing) {
-        // As fastify's own answer while closing (lib/route.js, return503OnClosing).
-        res.setHeader('connection', 'close');
-        res.writeHead(503, { 'content-type': 'application/json', 'content-length': '80' });
-        res.end('{"error":"Service Unavailable","message":"Service Unavailable","statusCode":503}');
+        // Fastify's own answer while closing (lib/route.js, return503OnClosing).
+        sendJson(res, 503, { error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 }, { connection: 'close' });
         return true;
       }
-      if (observer !== undefined) {
-        const seen = observer;
+      if (state.observer !== undefined) {
+        const seen = state.observer;
         const started = performance.now();
         res.once('close', () => seen(path, req.method!, res.statusCode, (performance.now() - started) / 1000));
       }
@@ -211,7 +232,7 @@ function createRawRoutes() {
 }
 
 /** The one error boundary: our errors pass through, framework 4xx are named, anything else is server_error. */
-export function toOAuthError(error: unknown): OAuthError {
+function toOAuthError(error: unknown): OAuthError {
   if (error instanceof OAuthError) return error;
   const status = (error as FastifyError).statusCode;
   const code = (error as FastifyError).code;

@@ -5,6 +5,7 @@ import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import Provider, { type Account, type OidcContext } from 'oidc-provider';
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 import type { DevIdpConfig, DevUser } from '../config/schema.ts';
+import { type Clock, systemClock } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 import { createStoreAdapter } from './store-adapter.ts';
 
@@ -33,6 +34,8 @@ export interface DevIdp {
 export interface DevIdpOptions {
   /** Persist the provider's state here (the gateway's Store) instead of in memory. */
   store?: Store;
+  /** The Store's clock, dating the entries kept in it (default: the system's). */
+  clock?: Clock;
   env?: Record<string, string | undefined>;
   /** Wraps the HTTP handler (test/support/entra-shaped-idp.ts records requests with it). */
   wrap?: (handler: RequestListener) => RequestListener;
@@ -87,7 +90,7 @@ export async function startDevIdp(
   const provider = new Provider(issuer, {
     // The gateway's Store when given (sessions and refresh tokens survive a restart of `npm start`),
     // else oidc-provider's own in-memory adapter, passed explicitly to silence its dev-only warning.
-    adapter: options.store ? createStoreAdapter(options.store) : createMemoryAdapter(),
+    adapter: options.store ? createStoreAdapter(options.store, options.clock ?? systemClock) : createMemoryAdapter(),
     jwks: { keys: [signingKey] },
     clients: [
       {

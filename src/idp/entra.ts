@@ -1,5 +1,6 @@
 import * as client from 'openid-client';
 import type { EntraIdpConfig } from '../config/schema.ts';
+import { type Clock, nowMsOf, systemClock } from '../ports/clock.ts';
 import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
 import { createOpenIdIdp, insecureAllowed, privateKeyJwtAuth, USER_MUST_ACT, type UpstreamLogger } from './oidc.ts';
 
@@ -11,6 +12,8 @@ export interface EntraIdpOptions {
   /** Allow an http:// authority host on loopback (a local Entra look-alike in tests). */
   allowInsecureHttp?: boolean;
   logger?: UpstreamLogger;
+  /** Dates token expiries (default: the system's). */
+  clock?: Clock;
 }
 
 const ENTRA_PUBLIC_CLOUD = 'https://login.microsoftonline.com';
@@ -30,7 +33,8 @@ export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOp
   const authority = new URL(`${authorityHost}/${config.tenantId}/v2.0`);
   const multiTenant = MULTI_TENANT.has(config.tenantId.toLowerCase());
   const allowedTenants = new Set(config.allowedTenants.map((t) => t.toLowerCase()));
-  const clientAuth = await entraClientAuth(config, options.getFederatedAssertion);
+  const clock = options.clock ?? systemClock;
+  const clientAuth = await entraClientAuth(config, clock, options.getFederatedAssertion);
 
   // Multi-tenant: the id_token issuer is per tenant ({authorityHost}/{tid}/v2.0) while discovery says
   // `{authorityHost}/{tenantid}/v2.0`. openid-client validates such an issuer against the token's
@@ -57,12 +61,7 @@ export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOp
     ...(fetchFromAuthority ? { fetch: fetchFromAuthority } : {}),
     rolesClaim: 'roles',
     groupsClaim: 'groups',
-    // Never `prompt=consent` (it asks every user for consent again, and needs admin rights for some
-    // scopes): a request for consent becomes `select_account`; `login` and `select_account` pass.
-    prompt: (requested) => {
-      if (requested === 'login' || requested === 'select_account') return requested;
-      return requested === 'consent' ? 'select_account' : undefined;
-    },
+    clock,
     // Refresh with the configured scopes, never the response's `scope`: Entra's is not the request's
     // (for `.default` it lists the expanded permissions plus `.default`, which its own rules then
     // refuse with AADSTS70011; for an API's scopes it leaves out `openid`, and without `openid` the
@@ -91,7 +90,7 @@ export async function createEntraIdp(config: EntraIdpConfig, options: EntraIdpOp
  * `offline_access` (without it no refresh token comes back). Entra issues a token for one resource
  * per request, and `.default` cannot be combined with other scopes of a resource (AADSTS70011).
  */
-export function entraScopes(configured: string[]): string[] {
+function entraScopes(configured: string[]): string[] {
   const scopes = [...new Set([...configured, 'openid', 'profile', 'offline_access'])];
   const resourceScopes = scopes.filter((s) => !OIDC_SCOPES.has(s));
   const resources = new Set(resourceScopes.map(resourceOf));
@@ -114,14 +113,14 @@ function resourceOf(scope: string): string {
 
 async function entraClientAuth(
   config: EntraIdpConfig,
+  clock: Clock,
   getFederatedAssertion: (() => Promise<string>) | undefined,
 ): Promise<client.ClientAuth> {
   if (config.clientSecret) return client.ClientSecretPost(config.clientSecret);
   if (config.certificate) {
-    if (!config.certificate.certificate) throw new Error('upstream.entra.certificate.certificate: required');
     // Entra's certificate credential as MSAL sends it: PS256, `x5t#S256`, `typ: JWT`, audience the
     // token endpoint (for `organizations`, /organizations/oauth2/v2.0/token) (certificate-credentials.md).
-    return privateKeyJwtAuth(config.certificate, 'upstream.entra.certificate', {
+    return privateKeyJwtAuth(config.certificate, {
       audience: 'token_endpoint',
       rsaAlgorithm: 'PS256',
     });
@@ -131,7 +130,7 @@ async function entraClientAuth(
   }
   const identity = config.managedIdentity;
   const assertion =
-    getFederatedAssertion ?? managedIdentityAssertion(identity!.clientId, federatedAudience(config.authorityHost, identity!.audience));
+    getFederatedAssertion ?? managedIdentityAssertion(identity!.clientId, federatedAudience(config.authorityHost, identity!.audience), clock);
   // A federated credential: the managed identity's token for api://AzureADTokenExchange is the
   // client_assertion (RFC 7521 §4.2), the reference deployment's secretless way. Entra refusing it
   // (invalid_client, AADSTS700211-700213, 7002137: no federated credential matches its issuer,
@@ -162,11 +161,11 @@ export function federatedAudience(authorityHost: string, configured: string | un
   return audience;
 }
 
-function managedIdentityAssertion(clientId: string, audience: string): () => Promise<string> {
+function managedIdentityAssertion(clientId: string, audience: string, clock: Clock): () => Promise<string> {
   let credential: { getToken(scope: string): Promise<{ token: string; expiresOnTimestamp: number } | null> } | undefined;
   let cached: { token: string; renewAt: number } | undefined;
   return async () => {
-    if (cached && Date.now() < cached.renewAt) return cached.token;
+    if (cached && nowMsOf(clock) < cached.renewAt) return cached.token;
     try {
       if (!credential) {
         const { ManagedIdentityCredential } = await import('@azure/identity');

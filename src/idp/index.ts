@@ -1,4 +1,5 @@
 import type { UpstreamConfig } from '../config/schema.ts';
+import type { Clock } from '../ports/clock.ts';
 import type { UpstreamIdp } from '../ports/idp.ts';
 import { createEntraIdp } from './entra.ts';
 import { createOidcIdp, type UpstreamLogger } from './oidc.ts';
@@ -14,20 +15,23 @@ export interface UpstreamIdpOptions {
   allowInsecureHttp?: boolean;
   /** Where the adapter logs what the IdP answered when it refused or failed. */
   logger?: UpstreamLogger;
+  /** Dates token expiries (default: the system's). */
+  clock?: Clock;
 }
 
 /** The adapter for the one configured upstream. The dev IdP itself is started by the caller. */
 export function createUpstreamIdp(upstream: UpstreamConfig, options: UpstreamIdpOptions): Promise<UpstreamIdp> {
-  const { redirectUri, allowInsecureHttp, logger } = options;
+  const { redirectUri, allowInsecureHttp, logger, clock } = options;
   if (upstream.entra) {
     return createEntraIdp(upstream.entra, {
       redirectUri,
       allowInsecureHttp,
       getFederatedAssertion: options.getFederatedAssertion,
       logger,
+      clock,
     });
   }
-  if (upstream.oidc) return createOidcIdp(upstream.oidc, { redirectUri, allowInsecureHttp, logger });
+  if (upstream.oidc) return createOidcIdp(upstream.oidc, { redirectUri, allowInsecureHttp, logger, clock });
   if (!options.devIdp) throw new Error('upstream.dev: the dev IdP must be started before its adapter is created');
   return createOidcIdp(
     {
@@ -38,6 +42,6 @@ export function createUpstreamIdp(upstream: UpstreamConfig, options: UpstreamIdp
       rolesClaim: 'roles',
       groupsClaim: 'groups',
     },
-    { redirectUri, kind: 'dev', allowInsecureHttp: true, logger },
+    { redirectUri, kind: 'dev', allowInsecureHttp: true, logger, clock },
   );
 }

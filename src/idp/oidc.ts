@@ -3,7 +3,10 @@ import { decodeJwt, importPKCS8 } from 'jose';
 import * as client from 'openid-client';
 import type { Logger } from 'pino';
 import { isLoopbackHost, type OidcIdpConfig } from '../config/schema.ts';
+import { type Clock, systemClock } from '../ports/clock.ts';
 import {
+  type DownstreamToken,
+  type DownstreamTokenRequest,
   type UpstreamAuthorizationRequest,
   type UpstreamErrorDetails,
   type UpstreamIdp,
@@ -16,6 +19,13 @@ import {
 } from '../ports/idp.ts';
 
 const DISCOVERY_TIMEOUT_SECONDS = 10;
+/** RFC 7523 §2.1 grant type; Entra's on-behalf-of request uses it. */
+const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
+/** A stored user token closer than this to its expiry is not used as an on-behalf-of assertion. */
+const ASSERTION_MARGIN_SECONDS = 60;
+/** RFC 6749 §5.1: `expires_in` is only RECOMMENDED; without it a downstream token is trusted this long. */
+const DOWNSTREAM_DEFAULT_LIFETIME_SECONDS = 300;
 /**
  * Tolerated clock difference with the IdP on id_token `iat`/`nbf`/`exp`: a gateway clock a little
  * behind the IdP's must not end every grant at its next refresh.
@@ -33,13 +43,15 @@ export interface OidcIdpOptions {
   /** Allow http:// issuers, on loopback only (the dev IdP). */
   allowInsecureHttp?: boolean;
   logger?: UpstreamLogger;
+  /** Dates the upstream tokens' expiry (default: the system's). */
+  clock?: Clock;
 }
 
 /** Any OpenID Provider, found by discovery, with a client secret or private_key_jwt. */
 export async function createOidcIdp(config: OidcIdpConfig, options: OidcIdpOptions): Promise<UpstreamIdp> {
   const issuer = new URL(config.issuer);
   const clientAuth = config.privateKeyJwt
-    ? await privateKeyJwtAuth(config.privateKeyJwt, 'upstream.oidc.privateKeyJwt')
+    ? await privateKeyJwtAuth(config.privateKeyJwt)
     : client.ClientSecretPost(config.clientSecret);
   return createOpenIdIdp({
     kind: options.kind ?? 'oidc',
@@ -51,12 +63,12 @@ export async function createOidcIdp(config: OidcIdpConfig, options: OidcIdpOptio
     allowInsecureHttp: insecureAllowed(issuer, options.allowInsecureHttp),
     rolesClaim: config.rolesClaim,
     groupsClaim: config.groupsClaim,
-    prompt: (prompt) => prompt,
     // RFC 6749 §6: without a stored scope, omitting `scope` means "as originally granted".
     refreshScope: (stored) => stored,
     // RFC 6749 §5.2: the client may not use this grant type — a registration fault, not the user's.
     userMustActErrors: USER_MUST_ACT,
     ...(options.logger ? { logger: options.logger } : {}),
+    clock: options.clock ?? systemClock,
   });
 }
 
@@ -73,8 +85,7 @@ export interface OpenIdIdpSettings {
   fetch?: client.CustomFetch;
   rolesClaim: string;
   groupsClaim: string;
-  /** The `prompt` sent upstream for the one the gateway was asked for (undefined: none). */
-  prompt(requested: string | undefined): string | undefined;
+  clock: Clock;
   /** The `scope` of a refresh request, from the scope stored with the tokens. */
   refreshScope(stored: string | undefined): string | undefined;
   /** Extra checks on validated id_token claims; throws UpstreamRefusedError. */
@@ -114,6 +125,23 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
     return configuration;
   };
 
+  /**
+   * The user's access token for the gateway's own API (the sign-in's resource scopes), the OBO
+   * assertion: the stored one while it lives, else a fresh one redeemed with the refresh token.
+   */
+  const userAssertion = async (config: client.Configuration, tokens: UpstreamTokens): Promise<string> => {
+    const now = settings.clock.nowSeconds();
+    if (tokens.accessToken && tokens.expiresAt !== undefined && tokens.expiresAt > now + ASSERTION_MARGIN_SECONDS) return tokens.accessToken;
+    const ownScopes = settings.scopes.filter((s) => !OIDC_SCOPES.has(s));
+    if (!tokens.refreshToken || ownScopes.length === 0) {
+      throw new UpstreamUnavailableError('on-behalf-of needs the user\'s token for the gateway\'s own API: add its scope to the upstream scopes', {
+        configurationFault: true,
+      });
+    }
+    const fresh = await client.refreshTokenGrant(config, tokens.refreshToken, { scope: ownScopes.join(' ') });
+    return fresh.access_token;
+  };
+
   return {
     kind: settings.kind,
 
@@ -128,7 +156,8 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
         code_challenge: await client.calculatePKCECodeChallenge(request.codeVerifier),
         code_challenge_method: 'S256',
       };
-      const prompt = settings.prompt(request.prompt);
+      // The port carries only `login` or `select_account`: /authorize drops any other (DESIGN §6, never `consent`).
+      const prompt = request.prompt;
       if (prompt) parameters['prompt'] = prompt;
       // Asking the user to pick an account and naming one contradict each other; Entra documents
       // that login_hint must not be combined with prompt=select_account (v2-protocols-oidc.md).
@@ -155,7 +184,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       const claims = response.claims();
       if (!claims) throw new UpstreamRefusedError('invalid_response', 'the upstream returned no id_token');
       settings.checkClaims?.(claims);
-      return { identity: identityFrom(claims, settings), tokens: tokensFrom(response) };
+      return { identity: identityFrom(claims, settings), tokens: tokensFrom(response, settings.clock) };
     },
 
     async refresh(tokens: UpstreamTokens): Promise<UpstreamRefresh> {
@@ -177,7 +206,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
         }
         settings.checkClaims?.(claims);
       }
-      const fresh = tokensFrom(response);
+      const fresh = tokensFrom(response, settings.clock);
       return {
         tokens: {
           ...fresh,
@@ -188,6 +217,33 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
         },
         ...(claims ? { identity: identityFrom(claims, settings) } : {}),
       };
+    },
+
+    async downstreamToken(tokens: UpstreamTokens, request: DownstreamTokenRequest): Promise<DownstreamToken> {
+      const config = await getConfiguration();
+      const scope = request.scopes.join(' ');
+      let response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
+      try {
+        if (request.via === 'refresh') {
+          if (!tokens.refreshToken) throw new UpstreamRefusedError('invalid_grant', 'no upstream refresh token');
+          // Entra's refresh tokens are multi-resource: the same one redeems for another resource's
+          // scopes (v2-oauth2-auth-code-flow.md §Refresh the access token). No `openid`: no id_token.
+          response = await client.refreshTokenGrant(config, tokens.refreshToken, { scope });
+        } else {
+          // Entra on-behalf-of (v2-oauth2-on-behalf-of-flow.md): the user's access token for the
+          // gateway's own API is the assertion, with requested_token_use=on_behalf_of.
+          const assertion = await userAssertion(config, tokens);
+          response = await client.genericGrantRequest(config, JWT_BEARER_GRANT, {
+            assertion,
+            requested_token_use: 'on_behalf_of',
+            scope,
+          });
+        }
+      } catch (error) {
+        throw await classified(error, `upstream ${request.via} for ${scope} failed`);
+      }
+      const expiresIn = response.expiresIn() ?? DOWNSTREAM_DEFAULT_LIFETIME_SECONDS;
+      return { accessToken: response.access_token, expiresAt: settings.clock.nowSeconds() + expiresIn, ...(response.scope ? { scope: response.scope } : {}) };
     },
 
     async ping(): Promise<void> {
@@ -216,20 +272,22 @@ function identityFrom(claims: client.IDToken, settings: OpenIdIdpSettings): User
 
 /**
  * OIDC Core §5.6.2: a claim named in `_claim_names` is held elsewhere (Entra's groups overage, more
- * groups than fit in a token); the token's own value of it is then not the whole answer.
+ * groups than fit in a token); the token's own value of it is then not the whole answer. Entra's
+ * implicit-flow tokens say `hasgroups: true` instead (id-token-claims-reference.md).
  */
 function hasDistributedClaim(claims: client.IDToken, name: string): boolean {
   const names = claims['_claim_names'];
-  return typeof names === 'object' && names !== null && Object.hasOwn(names, name);
+  if (typeof names === 'object' && names !== null && Object.hasOwn(names, name)) return true;
+  return name === 'groups' && claims['hasgroups'] === true;
 }
 
-function tokensFrom(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers): UpstreamTokens {
+function tokensFrom(response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers, clock: Clock): UpstreamTokens {
   const expiresIn = response.expiresIn();
   return {
     accessToken: response.access_token,
     refreshToken: response.refresh_token,
     idToken: response.id_token,
-    expiresAt: expiresIn === undefined ? undefined : Math.floor(Date.now() / 1000) + expiresIn,
+    expiresAt: expiresIn === undefined ? undefined : clock.nowSeconds() + expiresIn,
     scope: response.scope,
   };
 }
@@ -259,7 +317,7 @@ const THROTTLED_CODES = new Set([50196]);
  * could not be reached, throttled or failed (network, timeout, 429, 5xx, not JSON, clock skew), or
  * refused our credential or request (`configurationFault`).
  */
-export function toUpstreamError(
+function toUpstreamError(
   error: unknown,
   context: string,
   userMustAct: ReadonlySet<string>,
@@ -369,22 +427,14 @@ export function insecureAllowed(issuer: URL, allowInsecureHttp: boolean | undefi
  */
 export async function privateKeyJwtAuth(
   keyConfig: { privateKey: string; certificate?: string; keyId?: string },
-  configKey: string,
   options: { audience?: 'token_endpoint'; rsaAlgorithm?: 'RS256' | 'PS256' } = {},
 ): Promise<client.ClientAuth> {
-  const algorithm = jwsAlgorithm(keyConfig.privateKey, configKey, options.rsaAlgorithm ?? 'RS256');
+  // config/schema.ts checked the key (RSA, P-256 or Ed25519) and that the certificate is its own.
+  const algorithm = jwsAlgorithm(keyConfig.privateKey, options.rsaAlgorithm ?? 'RS256');
   const key = await importPKCS8(keyConfig.privateKey, algorithm);
   let thumbprints: Record<string, string> = {};
   if (keyConfig.certificate) {
-    let certificate: X509Certificate;
-    try {
-      certificate = new X509Certificate(keyConfig.certificate);
-    } catch {
-      throw new Error(`${configKey}.certificate: not a PEM certificate`);
-    }
-    if (!certificate.checkPrivateKey(createPrivateKey(keyConfig.privateKey))) {
-      throw new Error(`${configKey}.certificate: does not match the private key`);
-    }
+    const certificate = new X509Certificate(keyConfig.certificate);
     thumbprints = { 'x5t#S256': Buffer.from(certificate.fingerprint256.replaceAll(':', ''), 'hex').toString('base64url') };
   }
   return (as, clientMetadata, body, headers) =>
@@ -399,18 +449,7 @@ export async function privateKeyJwtAuth(
     )(as, clientMetadata, body, headers);
 }
 
-function jwsAlgorithm(pem: string, configKey: string, rsa: 'RS256' | 'PS256'): string {
-  let type: string | undefined;
-  let curve: string | undefined;
-  try {
-    const key = createPrivateKey(pem);
-    type = key.asymmetricKeyType;
-    curve = key.asymmetricKeyDetails?.namedCurve;
-  } catch {
-    throw new Error(`${configKey}.privateKey: not a PEM private key`);
-  }
-  if (type === 'rsa') return rsa;
-  if (type === 'ec' && curve === 'prime256v1') return 'ES256';
-  if (type === 'ed25519') return 'EdDSA';
-  throw new Error(`${configKey}.privateKey: unsupported key type ${type ?? 'unknown'} (use RSA, P-256 or Ed25519)`);
+function jwsAlgorithm(pem: string, rsa: 'RS256' | 'PS256'): string {
+  const type = createPrivateKey(pem).asymmetricKeyType;
+  return type === 'rsa' ? rsa : type === 'ed25519' ? 'EdDSA' : 'ES256';
 }

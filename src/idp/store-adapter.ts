@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
-import { sha256 } from '../oauth/secrets.ts';
+import { keys } from '../oauth/keys.ts';
+import type { Clock } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 
 /** What oidc-provider stores per model instance (sessions, grants, codes, refresh tokens…). */
@@ -22,13 +23,12 @@ interface Entry {
  * the uid / user-code indexes hold the id sealed under the uid / user code. Reading an entry takes
  * its id; a copy of the Store signs no one in.
  */
-export function createStoreAdapter(store: Store, prefix = 'devidp:') {
-  const now = () => Math.floor(Date.now() / 1000);
+export function createStoreAdapter(store: Store, clock: Clock) {
+  const now = () => clock.nowSeconds();
   return (model: string) => {
-    const key = (id: string) => `${prefix}${model}:${sha256(id)}`;
-    const uidKey = (uid: string) => `${prefix}${model}-uid:${sha256(uid)}`;
-    const userCodeKey = (userCode: string) => `${prefix}${model}-usercode:${sha256(userCode)}`;
-    const grantKey = (grantId: string) => `${prefix}grant:${sha256(grantId)}`;
+    const key = (id: string) => keys.devIdpEntry(model, id);
+    const uidKey = (uid: string) => keys.devIdpByUid(model, uid);
+    const userCodeKey = (userCode: string) => keys.devIdpByUserCode(model, userCode);
     const remaining = (entry: Entry) => Math.max(1, entry.expiresAt - now());
     const read = async (id: string) => {
       const entry = await store.get<Entry>(key(id));
@@ -41,7 +41,7 @@ export function createStoreAdapter(store: Store, prefix = 'devidp:') {
     return {
       async upsert(id: string, payload: Payload, expiresIn: number) {
         const entry: Entry = { sealed: seal(id, key(id), JSON.stringify(payload)), expiresAt: now() + expiresIn };
-        if (payload.grantId) await store.addToSet(grantKey(payload.grantId), key(id), expiresIn);
+        if (payload.grantId) await store.addToSet(keys.devIdpGrant(payload.grantId), key(id), expiresIn);
         if (payload.uid) await store.set(uidKey(payload.uid), seal(payload.uid, uidKey(payload.uid), id), expiresIn);
         if (payload.userCode) {
           await store.set(userCodeKey(payload.userCode), seal(payload.userCode, userCodeKey(payload.userCode), id), expiresIn);
@@ -61,7 +61,7 @@ export function createStoreAdapter(store: Store, prefix = 'devidp:') {
         await store.delete(key(id));
       },
       async revokeByGrantId(grantId: string) {
-        const setKey = grantKey(grantId);
+        const setKey = keys.devIdpGrant(grantId);
         await store.delete(...(await store.members(setKey)), setKey);
       },
     };

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SECURITY_EVENT, userFields } from '../audit/events.ts';
-import type { UserIdentity } from '../ports/idp.ts';
+import type { GrantRecord } from '../ports/records.ts';
 import { approvalCookieWithout } from './consent-cookie.ts';
 import type { AuthServerContext, ConsentRecord } from './context.ts';
 import { COOKIE, parseCookies } from './cookies.ts';
@@ -13,10 +13,7 @@ import { type Params, param } from './params.ts';
 import { createRateLimit } from './rate-limit.ts';
 import { constantTimeEqual, sha256 } from './secrets.ts';
 
-interface AccountSession {
-  userKey: string;
-  user: UserIdentity;
-}
+type AccountSession = Pick<GrantRecord, 'userKey' | 'user'>;
 
 /**
  * /account: the signed-in user's approved clients, each with a Revoke button that ends the

@@ -95,7 +95,7 @@ function parseRequest(ctx: AuthServerContext, query: Params, client: ClientRecor
     redirectUri,
     state,
     codeChallenge: challenge,
-    scopes: requested && requested.length > 0 ? requested : resource.scopes,
+    scopes: requested && requested.length > 0 ? requested : resource.defaultScopes,
     resource: resource.resource,
     // DESIGN §6: never prompt=consent upstream; `login` and `select_account` pass through.
     prompt: prompt === 'login' || prompt === 'select_account' ? prompt : undefined,

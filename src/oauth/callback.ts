@@ -95,7 +95,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
       // browser whose cookies were planted in this one, so this user is asked now, by name.
       const withSignIn = { ...pending, signIn: sealed };
       await ctx.store.set(keys.authorizationRequest(pending.id), withSignIn, AUTHORIZATION_REQUEST_TTL_SECONDS);
-      return renderConsent(ctx, withSignIn, client, reply);
+      return renderConsent(ctx, withSignIn, client, reply, remembered?.resources?.[pending.resource!]);
     }
     await rememberConsent(ctx, userKey, pending, client);
     return completeWithCode(ctx, pending, sealed, reply);

@@ -9,7 +9,7 @@ import { type Params, param } from './params.ts';
 import { constantTimeEqual, sha256 } from './secrets.ts';
 
 /** RFC 7523 §2.2: the client_assertion_type of a JWT client assertion. */
-export const JWT_CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+const JWT_CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** A client assertion may be used this long at most (exp − now), so its jti is remembered briefly. */
 const MAX_CLIENT_ASSERTION_SECONDS = 600;
 const CLOCK_SKEW_SECONDS = 30;

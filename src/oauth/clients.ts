@@ -1,3 +1,4 @@
+import { OAuthClientMetadataSchema } from '@modelcontextprotocol/core';
 import type { Logger } from 'pino';
 import type { Clock } from '../ports/clock.ts';
 import type { ClientRecord } from '../ports/records.ts';
@@ -180,8 +181,8 @@ export function createClients(
       clientId,
       kind,
       clientName: optionalString(doc, 'client_name', errorCode),
-      clientUri: optionalString(doc, 'client_uri', errorCode),
-      logoUri: optionalString(doc, 'logo_uri', errorCode),
+      clientUri: optionalUrl(doc, 'client_uri', errorCode),
+      logoUri: optionalUrl(doc, 'logo_uri', errorCode),
       redirectUris: redirectUris as string[],
       grantTypes,
       responseTypes,
@@ -211,13 +212,25 @@ function optionalString(doc: Record<string, unknown>, field: string, code: 'inva
   return value;
 }
 
+/**
+ * RFC 7591 §2: client_uri and logo_uri are URLs. Checked with the MCP SDK's own field schemas:
+ * its client parses our registration response with OAuthClientInformationFullSchema, so a value
+ * it would refuse there is refused here, at registration, naming the field.
+ */
+function optionalUrl(doc: Record<string, unknown>, field: 'client_uri' | 'logo_uri', code: 'invalid_client' | 'invalid_client_metadata'): string | undefined {
+  const value = optionalString(doc, field, code);
+  const issue = value === undefined ? undefined : OAuthClientMetadataSchema.shape[field].safeParse(value).error?.issues[0];
+  if (issue) throw new OAuthError(code, `${field}: ${issue.message}`);
+  return value;
+}
+
 /** A value from an untrusted document, safe to put in a message (never throws). */
 function describe(value: unknown): string {
   return typeof value === 'string' ? value : (JSON.stringify(value) ?? typeof value).slice(0, 100);
 }
 
 /** RFC 9111 §5.2.2: honour max-age and no-store, capped; default when absent. */
-export function cacheSeconds(header: string | string[] | undefined): number {
+function cacheSeconds(header: string | string[] | undefined): number {
   const value = Array.isArray(header) ? header.join(',') : (header ?? '');
   if (/\b(no-store|no-cache)\b/i.test(value)) return 0;
   const maxAge = /\bmax-age=(\d+)/i.exec(value);

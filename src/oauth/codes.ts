@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { UpstreamSignIn } from '../ports/idp.ts';
+import type { SignedInUser } from '../ports/records.ts';
 import { redirectToClient } from './client-redirect.ts';
 import type { AuthorizationRequest, AuthServerContext, CodeRecord } from './context.ts';
 import { userKeyOf } from './grants.ts';
@@ -13,7 +14,7 @@ export const AUTHORIZATION_CODE_PREFIX = 'mcpgw_code_';
 export async function completeWithCode(
   ctx: AuthServerContext,
   request: AuthorizationRequest,
-  signIn: NonNullable<AuthorizationRequest['signIn']>,
+  signIn: SignedInUser,
   reply: FastifyReply,
 ) {
   const code = randomToken(AUTHORIZATION_CODE_PREFIX);
@@ -37,7 +38,7 @@ export async function completeWithCode(
   return redirectToClient(ctx, request, { code }, reply);
 }
 
-export function sealSignIn(ctx: AuthServerContext, signIn: UpstreamSignIn): NonNullable<AuthorizationRequest['signIn']> {
+export function sealSignIn(ctx: AuthServerContext, signIn: UpstreamSignIn): SignedInUser {
   return {
     user: signIn.identity,
     upstream: ctx.sealer.seal(JSON.stringify(signIn.tokens)),

@@ -9,9 +9,16 @@ import { consentPage, PAGE_HEADERS } from './pages.ts';
 
 /**
  * The consent page, with a CSRF token bound to this request and to a random cookie of this
- * browser (double submit, HMAC-signed).
+ * browser (double submit, HMAC-signed). `approvedBefore`: the scopes this user allowed this client
+ * on this resource before; the others are shown as added (a step-up asks for more).
  */
-export function renderConsent(ctx: AuthServerContext, request: AuthorizationRequest, client: ClientRecord, reply: FastifyReply) {
+export function renderConsent(
+  ctx: AuthServerContext,
+  request: AuthorizationRequest,
+  client: ClientRecord,
+  reply: FastifyReply,
+  approvedBefore: readonly string[] = [],
+) {
   const browserNonce = randomBytes(16).toString('base64url');
   const resource = ctx.resources.find((r) => r.resource === request.resource);
   reply.header('set-cookie', hostCookie(COOKIE.csrf, browserNonce, AUTHORIZATION_REQUEST_TTL_SECONDS));
@@ -26,6 +33,7 @@ export function renderConsent(ctx: AuthServerContext, request: AuthorizationRequ
         clientId: client.clientId,
         redirectHost: redirectHost(request.redirectUri!),
         scopes: request.scopes,
+        addedScopes: approvedBefore.length > 0 ? request.scopes.filter((s) => !approvedBefore.includes(s)) : [],
         resource: resource?.resource ?? request.resource ?? '',
         userName: request.signIn?.user.name ?? request.signIn?.user.preferredUsername,
       }),

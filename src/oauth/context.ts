@@ -2,8 +2,8 @@ import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { Config } from '../config/load.ts';
 import type { Clock } from '../ports/clock.ts';
-import type { UpstreamIdp, UserIdentity } from '../ports/idp.ts';
-import type { SealedSecret } from '../ports/records.ts';
+import type { UpstreamIdp } from '../ports/idp.ts';
+import type { GrantRecord, SignedInUser } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { Clients } from './clients.ts';
 import type { ConfiguredClient } from './configured-clients.ts';
@@ -47,7 +47,7 @@ export interface AuthorizationRequest {
    * page is shown again, naming the signed-in user (a pre-sign-in approval may come from another
    * browser whose cookies were planted in this one).
    */
-  signIn?: { user: UserIdentity; upstream?: SealedSecret; upstreamExpiresAt?: number };
+  signIn?: SignedInUser;
   createdAt: number;
 }
 
@@ -60,19 +60,13 @@ export interface UpstreamStateRecord {
   browserHash: string;
 }
 
-/** Authorization code record, under the code's SHA-256. */
-export interface CodeRecord {
-  grantId: string;
-  clientId: string;
+/** Authorization code record, under the code's SHA-256: the grant it becomes, and the code's own checks. */
+export interface CodeRecord
+  extends Pick<GrantRecord, 'grantId' | 'clientId' | 'resource' | 'scopes' | 'user' | 'userKey' | 'upstream' | 'upstreamExpiresAt'> {
   redirectUri: string;
   codeChallenge: string;
-  resource: string;
-  scopes: string[];
-  user: UserIdentity;
-  userKey: string;
-  upstream?: SealedSecret;
-  upstreamExpiresAt?: number;
   issuedAt: number;
+  /** The code's expiry. */
   expiresAt: number;
 }
 

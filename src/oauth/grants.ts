@@ -2,17 +2,18 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Audit } from '../audit/audit.ts';
 import { SECURITY_EVENT, userFields } from '../audit/events.ts';
-import type { Clock } from '../ports/clock.ts';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { UpstreamIdp, UpstreamTokens, UserIdentity } from '../ports/idp.ts';
 import { UpstreamRefusedError, UpstreamUnavailableError } from '../ports/idp.ts';
-import type { AccessTokenRecord, GrantRecord, SealedSecret } from '../ports/records.ts';
+import type { AccessTokenRecord, GrantRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
 import { openForHolder, randomToken, type Sealer, sealForHolder, sha256 } from './secrets.ts';
 
-export const ACCESS_TOKEN_PREFIX = 'mcpgw_at_';
-export const REFRESH_TOKEN_PREFIX = 'mcpgw_rt_';
+const ACCESS_TOKEN_PREFIX = 'mcpgw_at_';
+const REFRESH_TOKEN_PREFIX = 'mcpgw_rt_';
 
 export interface GrantOptions {
   accessTokenTtlSeconds: number;
@@ -54,16 +55,8 @@ export interface IssuedTokens {
 /** A token response without a refresh token (assertion and client_credentials grants). */
 export type AccessOnlyTokens = Omit<IssuedTokens, 'refresh_token'>;
 
-export interface NewGrant {
-  grantId?: string;
-  user: UserIdentity;
-  userKey: string;
-  clientId: string;
-  scopes: string[];
-  resource: string;
-  upstream?: SealedSecret;
-  upstreamExpiresAt?: number;
-}
+/** A grant to create: the record without what creating it sets (its id may be chosen beforehand). */
+export type NewGrant = Omit<GrantRecord, 'grantId' | 'createdAt' | 'expiresAt' | 'refreshTokenHash'> & Partial<Pick<GrantRecord, 'grantId'>>;
 
 /**
  * Stable key of a user: Entra's tid+oid (DESIGN §6) when the validated issuer is that tenant's
@@ -74,19 +67,44 @@ export function userKeyOf(user: UserIdentity): string {
   return entraShaped ? `${user.tenantId}|${user.objectId}` : `${user.issuer}|${user.subject}`;
 }
 
+/** A validated access token kept in memory (keyed by the token itself). */
+interface CachedToken {
+  record: AccessTokenRecord;
+  until: number;
+  hash: string;
+}
+
+/** The record an access token of `grant` resolves to. */
+function accessRecordOf(grant: GrantRecord, scopes: string[], expiresAt: number): AccessTokenRecord {
+  const { grantId, clientId, userKey, user, resource } = grant;
+  return { grantId, clientId, userKey, user, scopes, resource, expiresAt };
+}
+
 /**
  * Grants and the tokens issued from them: issue, rotate (OAuth 2.1 §4.3.1), detect refresh
  * reuse (revoke the grant), validate access tokens, revoke (RFC 7009).
  */
-export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer; idp: UpstreamIdp; audit?: Audit }, options: GrantOptions) {
+export function createGrants(
+  deps: {
+    store: Store;
+    clock: Clock;
+    sealer: Sealer;
+    idp: UpstreamIdp;
+    audit?: Audit;
+    /** Told how each bearer token was checked (metrics): from the cache, or read from the Store. */
+    onValidation?: (result: 'cached' | 'valid' | 'invalid') => void;
+  },
+  options: GrantOptions,
+) {
   const { store, clock, sealer, idp } = deps;
   const cacheMs = Math.min(options.cacheMs ?? MAX_TOKEN_CACHE_MS, MAX_TOKEN_CACHE_MS);
   const reuseIntervalSeconds = options.refreshReuseIntervalSeconds ?? 0;
-  const nowMs = () => clock.nowMs?.() ?? Date.now();
   // Keyed by the token itself so a hit costs no hash (benchmark 2); `cachedByHash` lets a
   // revocation, which knows only hashes, drop the entry. Process memory only, never the Store.
-  const cache = new Map<string, { record: AccessTokenRecord; until: number; hash: string }>();
   const cachedByHash = new Map<string, string>();
+  const cache = createBoundedCache<string, CachedToken>(TOKEN_CACHE_MAX_ENTRIES, (evicted) =>
+    cachedByHash.delete(evicted.hash),
+  );
   function forget(hash: string): void {
     const token = cachedByHash.get(hash);
     if (token === undefined) return;
@@ -102,20 +120,12 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const accessHash = sha256(accessToken);
     const refreshHash = sha256(refreshToken);
     const accessTtl = Math.min(options.accessTokenTtlSeconds, grant.expiresAt - now);
-    const record: AccessTokenRecord = {
-      grantId: grant.grantId,
-      clientId: grant.clientId,
-      userKey: grant.userKey,
-      user: grant.user,
-      scopes,
-      resource: grant.resource,
-      expiresAt: now + accessTtl,
-    };
+    const record = accessRecordOf(grant, scopes, now + accessTtl);
     const grantTtl = grant.expiresAt - now;
     grant.refreshTokenHash = refreshHash;
     // Index entries first, tokens last: a crash in between leaves only unusable index entries.
-    await store.addToSet(keys.grantTokens(grant.grantId), `at:${accessHash}`, grantTtl);
-    await store.addToSet(keys.grantTokens(grant.grantId), `rt:${refreshHash}`, grantTtl);
+    await store.addToSet(keys.grantTokens(grant.grantId), keys.accessToken(accessHash), grantTtl);
+    await store.addToSet(keys.grantTokens(grant.grantId), keys.refreshToken(refreshHash), grantTtl);
     await store.set(keys.grant(grant.grantId), grant, grantTtl);
     await store.set(keys.refreshToken(refreshHash), { grantId: grant.grantId }, grantTtl);
     await store.set(keys.accessToken(accessHash), record, accessTtl);
@@ -152,17 +162,9 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
     const grant: GrantRecord = { ...input, grantId: input.grantId ?? randomUUID(), createdAt: now, expiresAt: now + ttl };
     const accessToken = randomToken(ACCESS_TOKEN_PREFIX);
     const accessHash = sha256(accessToken);
-    const record: AccessTokenRecord = {
-      grantId: grant.grantId,
-      clientId: grant.clientId,
-      userKey: grant.userKey,
-      user: grant.user,
-      scopes: grant.scopes,
-      resource: grant.resource,
-      expiresAt: grant.expiresAt,
-    };
+    const record = accessRecordOf(grant, grant.scopes, grant.expiresAt);
     await store.addToSet(keys.userGrants(input.userKey), grant.grantId, ttl);
-    await store.addToSet(keys.grantTokens(grant.grantId), `at:${accessHash}`, ttl);
+    await store.addToSet(keys.grantTokens(grant.grantId), keys.accessToken(accessHash), ttl);
     await store.set(keys.grant(grant.grantId), grant, ttl);
     await store.set(keys.accessToken(accessHash), record, ttl);
     return { grant, tokens: { access_token: accessToken, token_type: 'Bearer', expires_in: ttl, scope: grant.scopes.join(' ') } };
@@ -228,7 +230,7 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
       return endForReuse(grant.grantId, clientId);
     }
     await store.set(keys.usedRefreshToken(hash), grant.grantId, Math.max(1, grant.expiresAt - now));
-    await store.removeFromSet(keys.grantTokens(grant.grantId), `rt:${hash}`);
+    await store.removeFromSet(keys.grantTokens(grant.grantId), keys.refreshToken(hash));
     if (reuseIntervalSeconds > 0) {
       const rotated: RotationRecord = {
         ...claim,
@@ -323,23 +325,34 @@ export function createGrants(deps: { store: Store; clock: Clock; sealer: Sealer;
    * Lookups are cached in memory for at most MAX_TOKEN_CACHE_MS, so a revocation made on
    * another replica takes effect here within that bound.
    */
-  async function validateAccessToken(token: string): Promise<AccessTokenRecord | undefined> {
-    const now = nowMs();
+  function validateAccessToken(token: string): AccessTokenRecord | undefined | Promise<AccessTokenRecord | undefined> {
+    const now = nowMsOf(clock);
     const cached = cache.get(token);
-    let record: AccessTokenRecord | undefined;
+    // A cache hit answers at once, without a promise (this runs on every MCP call).
     if (cached !== undefined && cached.until > now) {
-      record = cached.record;
-    } else {
-      if (!token.startsWith(ACCESS_TOKEN_PREFIX)) return undefined;
-      const hash = cached?.hash ?? sha256(token);
-      record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
-      if (cached) forget(hash);
-      if (record && cacheMs > 0) {
-        if (cache.size >= TOKEN_CACHE_MAX_ENTRIES) forget(cache.values().next().value!.hash);
-        cache.set(token, { record, until: now + cacheMs, hash });
-        cachedByHash.set(hash, token);
-      }
+      deps.onValidation?.('cached');
+      return unexpired(cached.record);
     }
+    if (!token.startsWith(ACCESS_TOKEN_PREFIX)) {
+      deps.onValidation?.('invalid');
+      return undefined;
+    }
+    return lookUpAccessToken(token, cached, now);
+  }
+
+  async function lookUpAccessToken(token: string, cached: CachedToken | undefined, now: number): Promise<AccessTokenRecord | undefined> {
+    const hash = cached?.hash ?? sha256(token);
+    const record = await store.get<AccessTokenRecord>(keys.accessToken(hash));
+    deps.onValidation?.(record ? 'valid' : 'invalid');
+    if (cached) forget(hash);
+    if (record && cacheMs > 0) {
+      cache.set(token, { record, until: now + cacheMs, hash });
+      cachedByHash.set(hash, token);
+    }
+    return unexpired(record);
+  }
+
+  function unexpired(record: AccessTokenRecord | undefined): AccessTokenRecord | undefined {
     if (!record || record.expiresAt <= clock.nowSeconds()) return undefined;
     return record;
   }

@@ -1,6 +1,7 @@
 /**
- * Every Store key the authorization server writes, in one place (docs/storage-keys.md lists
- * them with their TTLs). Token-derived keys use the token's SHA-256, never the token.
+ * Every Store key the gateway writes, in one place (docs/storage-keys.md lists them with their
+ * TTLs; test/docs/storage-keys.test.ts holds the two together). Token-derived keys use the
+ * token's SHA-256, never the token.
  */
 import { sha256 } from './secrets.ts';
 
@@ -23,5 +24,19 @@ export const keys = {
   accountSession: (sessionHash: string) => `account-session:${sessionHash}`,
   /** A JWT assertion's jti, once used (client assertions: issuer `client:<id>`; ID-JAGs: their issuer). */
   usedAssertion: (issuer: string, jti: string) => `assertion-used:${sha256(`${issuer}\n${jti}`)}`,
+  /** A backend's downstream token for a user (sealed), by the user and the scopes it carries. */
+  downstreamToken: (userKey: string, scopes: readonly string[]) => `downstream:${sha256(`${userKey}\n${[...scopes].sort().join(' ')}`)}`,
   rateLimit: (name: string, ip: string, window: number) => `ratelimit:${name}:${ip}:${window}`,
+  /** A quota's call counter for one window: `scope` a backend or `*` (global), `who` whose calls it counts (src/policy/quota.ts). */
+  quota: (scope: string, name: string, who: string, window: number) => `quota:${scope}:${name}:${sha256(who)}:${window}`,
+  /** MCP session id → the user the backend issued it to (MCP security best practices, Session Hijacking). */
+  mcpSession: (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`,
+  legacySession: (sessionId: string) => `legacy-session:${sessionId}`,
+  /** The dev IdP's (oidc-provider's) entries; ids are its bearer secrets, so only their SHA-256 appears. */
+  devIdpEntry: (model: string, id: string) => `devidp:${model}:${sha256(id)}`,
+  devIdpByUid: (model: string, uid: string) => `devidp:${model}-uid:${sha256(uid)}`,
+  devIdpByUserCode: (model: string, userCode: string) => `devidp:${model}-usercode:${sha256(userCode)}`,
+  devIdpGrant: (grantId: string) => `devidp:grant:${sha256(grantId)}`,
+  /** A user's group ids read from Microsoft Graph after a groups overage (src/oauth/graph-groups.ts). */
+  graphGroups: (userKey: string) => `graph-groups:${userKey}`,
 };

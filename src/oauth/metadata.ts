@@ -1,18 +1,20 @@
+import type { OAuthMetadataSchema, OAuthProtectedResourceMetadataSchema } from '@modelcontextprotocol/core';
 import type { FastifyInstance } from 'fastify';
-import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT } from '../config/schema.ts';
+import type { z } from 'zod';
+import { ASYMMETRIC_ALGORITHMS, JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../config/schema.ts';
 import type { AuthServerContext } from './context.ts';
 import type { ProtectedResource } from './resources.ts';
 import { ID_JAG_GRANT_PROFILE } from './token-id-jag.ts';
 
 /** RFC 9728 §2 Protected Resource Metadata for one resource. */
-export function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedResource) {
+function protectedResourceMetadata(ctx: AuthServerContext, resource: ProtectedResource) {
   return {
     resource: resource.resource,
     authorization_servers: [ctx.issuer],
     scopes_supported: resource.scopes,
     bearer_methods_supported: ['header'],
     resource_name: resource.name,
-  };
+  } satisfies z.input<typeof OAuthProtectedResourceMetadataSchema>;
 }
 
 /**
@@ -21,7 +23,7 @@ export function protectedResourceMetadata(ctx: AuthServerContext, resource: Prot
  * private_key_jwt only with a configured client using them, jwt-bearer only with ID-JAG issuers
  * or Entra workloads configured.
  */
-export function authorizationServerMetadata(ctx: AuthServerContext) {
+function authorizationServerMetadata(ctx: AuthServerContext) {
   const base = ctx.issuer;
   const configured = [...ctx.configuredClients.values()].map((c) => c.record);
   const idJag = ctx.config.enterpriseAuthorization !== undefined;
@@ -31,6 +33,7 @@ export function authorizationServerMetadata(ctx: AuthServerContext) {
     'refresh_token',
     ...(configured.some((c) => c.grantTypes.includes('client_credentials')) ? ['client_credentials'] : []),
     ...(jwtBearer ? [JWT_BEARER_GRANT] : []),
+    ...(ctx.resources.some((r) => r.backend.tokenExchange) ? [TOKEN_EXCHANGE_GRANT] : []),
   ];
   const privateKeyJwt = configured.some((c) => c.tokenEndpointAuthMethod === 'private_key_jwt');
   const authMethods = ['none', 'client_secret_post', 'client_secret_basic', ...(privateKeyJwt ? ['private_key_jwt'] : [])];
@@ -56,7 +59,7 @@ export function authorizationServerMetadata(ctx: AuthServerContext) {
     client_id_metadata_document_supported: ctx.config.clientRegistration.metadataDocuments.enabled,
     // RFC 9207 §3.
     authorization_response_iss_parameter_supported: true,
-  };
+  } satisfies z.input<typeof OAuthMetadataSchema>;
 }
 
 export function registerMetadata(app: FastifyInstance, ctx: AuthServerContext) {

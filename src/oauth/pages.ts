@@ -13,7 +13,7 @@ const MAX_DISPLAY_CHARACTERS = 80;
  * ones hide look-alikes (Unicode TR 9 §2, TR 36 §3) — whitespace collapsed, length bounded.
  * Not escaping: pass the result through escapeHtml.
  */
-export function displayText(value: string): string {
+function displayText(value: string): string {
   const visible = value
     .replace(/\p{Cf}/gu, '')
     .replace(/[\s\p{Cc}]+/gu, ' ')
@@ -60,6 +60,8 @@ export interface ConsentView {
   clientId: string;
   redirectHost: string;
   scopes: string[];
+  /** Scopes of `scopes` the user has not allowed this client before (a step-up): marked as new. */
+  addedScopes: string[];
   resource: string;
   userName?: string;
 }
@@ -72,7 +74,14 @@ export interface ConsentView {
 export function consentPage(view: ConsentView): string {
   const name = displayText(view.clientName) || view.clientId;
   const who = view.userName ? `<p id="signed-in-as">Signed in as <strong>${escapeHtml(displayText(view.userName))}</strong>.</p>` : '';
-  const scopes = view.scopes.map((s) => `<li><code>${escapeHtml(s)}</code></li>`).join('');
+  const added = new Set(view.addedScopes);
+  const scopes = view.scopes
+    .map((s) => (added.has(s) ? `<li class="added"><code>${escapeHtml(s)}</code> <strong>new</strong></li>` : `<li><code>${escapeHtml(s)}</code></li>`))
+    .join('');
+  const more =
+    added.size > 0
+      ? `<p id="added-scopes" class="host">It asks for more than you allowed it before: <strong>${[...added].map(escapeHtml).join(' ')}</strong>.</p>`
+      : '';
   return page(
     'Allow access?',
     `${who}<h1>Allow <span id="client-name">${escapeHtml(name)}</span> to use your MCP tools?</h1>
@@ -80,7 +89,7 @@ export function consentPage(view: ConsentView): string {
 Allow only if you started this from an application at that address.</p>
 <p>It will act as you on <code>${escapeHtml(view.resource)}</code>.</p>
 <p>Client id: <code>${escapeHtml(view.clientId)}</code></p>
-<p>Requested permissions:</p><ul id="scopes">${scopes}</ul>
+${more}<p>Requested permissions:</p><ul id="scopes">${scopes}</ul>
 <form method="post" action="/consent">
 <input type="hidden" name="request" value="${escapeHtml(view.requestId)}">
 <input type="hidden" name="csrf" value="${escapeHtml(view.csrf)}">

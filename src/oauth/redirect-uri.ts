@@ -22,7 +22,7 @@ const FORBIDDEN_SCHEMES = new Set([
 ]);
 
 /** Longer URIs serve no client and bloat every stored record and consent page. */
-export const MAX_REDIRECT_URI_LENGTH = 2048;
+const MAX_REDIRECT_URI_LENGTH = 2048;
 
 function isForbiddenScheme(scheme: string): boolean {
   return FORBIDDEN_SCHEMES.has(scheme) || scheme.startsWith('ms-');

@@ -1,5 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { OAuthClientInformationFullSchema } from '@modelcontextprotocol/core';
 import type { FastifyInstance } from 'fastify';
+import type { z } from 'zod';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { createRateLimit } from './rate-limit.ts';
@@ -39,6 +41,6 @@ export function registerRegistration(app: FastifyInstance, ctx: AuthServerContex
         ...(client.clientUri ? { client_uri: client.clientUri } : {}),
         ...(client.logoUri ? { logo_uri: client.logoUri } : {}),
         ...(client.scope ? { scope: client.scope } : {}),
-      });
+      } satisfies z.input<typeof OAuthClientInformationFullSchema>);
   });
 }

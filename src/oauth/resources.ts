@@ -1,4 +1,4 @@
-import type { BackendConfig } from '../config/schema.ts';
+import type { BackendConfig, PolicyRuleConfig } from '../config/schema.ts';
 
 /** A protected MCP resource (RFC 9728): one per configured backend, its own audience. */
 export interface ProtectedResource {
@@ -9,20 +9,33 @@ export interface ProtectedResource {
   resource: string;
   /** RFC 9728 §3.1: the well-known path is inserted between host and the resource's path. */
   metadataUrl: string;
+  /** Every scope a token for it may carry (PRM `scopes_supported`). */
   scopes: string[];
+  /**
+   * What a client gets without asking for more: the scopes but those only step-up rules require
+   * (the 401 challenge's `scope`, a request without `scope`). MCP 2025-11-25 authorization §Scope
+   * Selection Strategy: the basic set first, more through step-up.
+   */
+  defaultScopes: string[];
   backend: BackendConfig;
 }
 
-export function buildResources(publicUrl: string, backends: readonly BackendConfig[]): ProtectedResource[] {
+/** `globalRules`: config `policy.rules`, whose step-up scopes count for every backend. */
+export function buildResources(publicUrl: string, backends: readonly BackendConfig[], globalRules: readonly PolicyRuleConfig[] = []): ProtectedResource[] {
   const origin = new URL(publicUrl).origin;
-  return backends.map((backend) => ({
-    name: backend.name,
-    path: backend.path,
-    resource: `${origin}${backend.path}`,
-    metadataUrl: `${origin}/.well-known/oauth-protected-resource${backend.path}`,
-    scopes: [...backend.scopes],
-    backend,
-  }));
+  return backends.map((backend) => {
+    const rules = [...globalRules, ...(backend.policy?.rules ?? [])];
+    const stepUp = new Set(rules.flatMap((r) => (r.effect === 'step-up' ? (r.scopes ?? []) : [])));
+    return {
+      name: backend.name,
+      path: backend.path,
+      resource: `${origin}${backend.path}`,
+      metadataUrl: `${origin}/.well-known/oauth-protected-resource${backend.path}`,
+      scopes: [...backend.scopes],
+      defaultScopes: backend.scopes.filter((s, i) => i === 0 || !stepUp.has(s)),
+      backend,
+    };
+  });
 }
 
 /**

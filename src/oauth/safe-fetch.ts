@@ -54,7 +54,7 @@ export function isPrivateAddress(address: string): boolean {
   return PRIVATE.check(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`, 'ipv4');
 }
 
-export class SafeFetchError extends Error {
+class SafeFetchError extends Error {
   override name = 'SafeFetchError';
 }
 
@@ -67,6 +67,13 @@ export interface SafeFetchOptions {
   extraCa?: string;
 }
 
+/** A POST with a JSON body (Microsoft Graph actions); GET by default. */
+export interface SafeFetchInit {
+  method?: 'GET' | 'POST';
+  headers?: Record<string, string>;
+  body?: string;
+}
+
 export interface SafeFetchResult {
   status: number;
   headers: Record<string, string | string[] | undefined>;
@@ -74,7 +81,7 @@ export interface SafeFetchResult {
 }
 
 /**
- * GET a small public document: https only, no private addresses (checked on the resolved
+ * GET (or POST) a small public document: https only, no private addresses (checked on the resolved
  * address actually connected to, so DNS rebinding cannot slip through), bounded in time and size,
  * no redirects.
  */
@@ -99,7 +106,7 @@ export function createSafeFetch(options: SafeFetchOptions) {
     bodyTimeout: options.timeoutMs,
   });
 
-  return async function safeFetch(target: URL): Promise<SafeFetchResult> {
+  return async function safeFetch(target: URL, init: SafeFetchInit = {}): Promise<SafeFetchResult> {
     if (target.protocol !== 'https:' && !(options.allowInsecure && target.protocol === 'http:')) {
       throw new SafeFetchError('only https URLs can be fetched');
     }
@@ -111,8 +118,9 @@ export function createSafeFetch(options: SafeFetchOptions) {
     try {
       const response = await request(target, {
         dispatcher: agent,
-        method: 'GET',
-        headers: { accept: 'application/json' },
+        method: init.method ?? 'GET',
+        headers: { accept: 'application/json', ...init.headers },
+        ...(init.body === undefined ? {} : { body: init.body }),
         signal,
       });
       const chunks: Buffer[] = [];

@@ -13,7 +13,7 @@ import { splitScopes } from './params.ts';
 import { findResource } from './resources.ts';
 
 /** draft-ietf-oauth-identity-assertion-authz-grant §3: the JWT `typ` of an ID-JAG. */
-export const ID_JAG_TYP = 'oauth-id-jag+jwt';
+const ID_JAG_TYP = 'oauth-id-jag+jwt';
 /** MCP enterprise-managed-authorization §6: the profile advertised in AS metadata. */
 export const ID_JAG_GRANT_PROFILE = 'urn:ietf:params:oauth:grant-profile:id-jag';
 const CLOCK_SKEW_SECONDS = 30;

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { decodeJwt } from 'jose';
 import { SECURITY_EVENT, userFields } from '../audit/events.ts';
-import { JWT_BEARER_GRANT } from '../config/schema.ts';
+import { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../config/schema.ts';
 import { authenticateClient, presentsClient } from './client-auth.ts';
 import type { AuthServerContext, CodeRecord, ConsentRecord } from './context.ts';
 import { OAuthError } from './errors.ts';
@@ -15,17 +15,21 @@ import { findResource } from './resources.ts';
 import { sha256 } from './secrets.ts';
 import { clientCredentialsGrant } from './token-client-credentials.ts';
 import { createEntraWorkloadGrant } from './token-entra-workload.ts';
+import type { DownstreamTokens } from './downstream-tokens.ts';
+import { createTokenExchange } from './token-exchange.ts';
 import { createIdJagGrant } from './token-id-jag.ts';
 
 /** Grant types a client must be registered for (its `grantTypes`) before it may use them. */
-const CLIENT_GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', JWT_BEARER_GRANT]);
+const CLIENT_GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials', JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT]);
 
 /**
  * POST /token (OAuth 2.1 §3.2): authorization_code, refresh_token, client_credentials, and
- * jwt-bearer assertions (RFC 7523 §2.1): an ID-JAG or an Entra app-only token, told apart by issuer.
+ * jwt-bearer assertions (RFC 7523 §2.1): an ID-JAG or an Entra app-only token, told apart by issuer;
+ * token-exchange (RFC 8693) for backends that pull their downstream tokens.
  */
-export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
+export function registerToken(app: FastifyInstance, ctx: AuthServerContext, deps: { downstreamTokens?: DownstreamTokens } = {}) {
   const rateLimit = createRateLimit(ctx, 'token', ctx.config.rateLimits.tokenRequestsPerMinute, 60);
+  const tokenExchange = createTokenExchange(ctx, deps.downstreamTokens);
   const idJag = ctx.config.enterpriseAuthorization && createIdJagGrant(ctx, ctx.config.enterpriseAuthorization);
   const entraWorkloads = ctx.config.workloads.entra && createEntraWorkloadGrant(ctx, ctx.config.workloads.entra);
   app.post('/token', async (request, reply) => {
@@ -37,6 +41,11 @@ export function registerToken(app: FastifyInstance, ctx: AuthServerContext) {
     const client = grantType === JWT_BEARER_GRANT && !presentsClient(request) ? undefined : await authenticateClient(ctx, request);
     if (client && CLIENT_GRANT_TYPES.has(grantType) && !client.grantTypes.includes(grantType)) {
       throw new OAuthError('unauthorized_client', `client is not registered for grant_type ${grantType}`);
+    }
+    if (grantType === TOKEN_EXCHANGE_GRANT && tokenExchange) {
+      // RFC 8693: `resource`/`audience` name the downstream token's resource, not one of ours.
+      const exchanged = await tokenExchange.redeem(client!, body);
+      return reply.header('cache-control', 'no-store').header('pragma', 'no-cache').send(exchanged);
     }
     const resourceParam = param(body, 'resource');
     const resource = resourceParam === undefined ? undefined : findResource(ctx.resources, resourceParam)?.resource;

@@ -40,7 +40,8 @@ export interface PolicyInput {
     preferred_username: string;
     email: string;
     roles: readonly string[];
-    groups: readonly string[];
+    /** Absent: unknown (a groups overage not resolved): a condition reading it fails, which counts against the caller. */
+    groups?: readonly string[];
     idp: string;
     kind: 'person' | 'workload';
   };

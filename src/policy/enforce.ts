@@ -3,7 +3,7 @@ import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Audit } from '../audit/audit.ts';
 import type { PolicyRuleConfig } from '../config/schema.ts';
-import type { Clock } from '../ports/clock.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { PolicyInput } from './cel.ts';
@@ -33,6 +33,11 @@ interface Refusal {
   id: Id;
 }
 
+/** The whole body waits for a step-up: the token lacks these scopes for a call that is otherwise allowed. */
+export interface ScopeChallenge {
+  missingScopes: string[];
+}
+
 export interface ClientFacts {
   name: string;
   /** `dcr`, `cimd` or `config` (how the client registered). */
@@ -42,29 +47,44 @@ export interface ClientFacts {
 /** The caller, as every condition of one request sees it (built once per request), and the token it came with (quotas). */
 export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'> & { record: AccessTokenRecord };
 
-/** The gateway's own answer to a body; `retryAfterSeconds` when a quota refused it (the HTTP answer's Retry-After, where there is one). */
-export interface Screened {
-  answer: Refusal | Refusal[];
-  retryAfterSeconds?: number;
-}
-
 export interface Enforcer {
   /**
    * Judges a request body (one message or a batch). Undefined when everything may go to the
    * backend; otherwise the gateway's own answer to the whole body (refused requests answered as
-   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed).
+   * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed),
+   * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
-   * Allowed calls are then counted against the quotas (Store round trips only when one applies).
+   * Allowed calls are then counted against the quotas: a promise only when a quota applies to one
+   * of them (one Store round trip); otherwise answered without one.
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Promise<Screened | undefined>;
-  /** Whether list results are filtered (the backend has rules; quotas alone filter nothing). */
-  filtersLists: boolean;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening | Promise<Screening>;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
-  /** An SSE stream's events, list results filtered (when filtersLists) and everything else passed as it arrives; `inject` writes an event between events. */
+  /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
   filterSse(subject: Subject, privateCache: boolean): Transform & { inject(message: unknown): void };
-  subject(req: IncomingMessage, record: AccessTokenRecord): Promise<Subject>;
+  /** The caller; a promise only when something is looked up (a rule reads the client's name or kind, or a user's overage groups). */
+  subject(req: IncomingMessage, record: AccessTokenRecord): Subject | Promise<Subject>;
 }
+
+export interface Screening {
+  /**
+   * Undefined when everything may go to the backend; otherwise the gateway's own answer to the
+   * whole body, or a ScopeChallenge when a call in it needs scopes the token lacks.
+   */
+  refusal: Refusal | Refusal[] | ScopeChallenge | undefined;
+  /** When a quota refused a call of the body: seconds until the next one would pass (the HTTP answer's Retry-After, where there is one). */
+  retryAfterSeconds?: number;
+  /**
+   * The body asks for a list (tools/list, prompts/list, resources/list, resources/templates/list):
+   * only then can its answer hold list results to filter (a response answers a request of the
+   * same POST, MCP streamable-http §Sending Messages to the Server), so only then is it filtered.
+   * Never when the backend has no rules (quotas alone filter nothing).
+   */
+  asksForLists: boolean;
+}
+
+/** The list methods whose results are filtered (their items judged by LIST_ITEMS). */
+const LIST_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 
 /** Global rules first, then the backend's; undefined when neither has any rule nor quota (the backend behaves as without policy). */
 export function createEnforcer(
@@ -73,6 +93,8 @@ export function createEnforcer(
     backend: string;
     clock: Clock;
     describeClient?: (clientId: string) => Promise<ClientFacts>;
+    /** The groups of a user with a groups overage, or undefined when they cannot be known (src/oauth/graph-groups.ts). */
+    overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
     /** Global quotas first, then the backend's; counted in `store`. */
     quotas?: readonly ScopedQuota[];
     store?: Store;
@@ -84,11 +106,12 @@ export function createEnforcer(
   if (scoped.length > 0 && !deps.store) throw new Error('quotas need a store');
   const quotas = deps.store ? createQuotas(scoped, { store: deps.store, clock: deps.clock, audit: deps.audit }) : undefined;
   if (!policy && !quotas) return undefined;
+  // A quota's `when` sees the same subject as a rule's.
   const conditions = [...rules.map((r) => r.when), ...scoped.map((q) => q.quota.when)];
   const readsClient = conditions.some((when) => when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(when));
+  const readsGroups = rules.some((r) => r.groups !== undefined) || conditions.some((when) => when !== undefined && /\buser\s*\.\s*groups\b/.test(when));
   return {
     screen: (body, subject, judged) => screen(policy, quotas, body, subject, judged),
-    filtersLists: policy !== undefined,
     filterJson(body, subject, privateCache) {
       if (!policy) return body;
       let message: unknown;
@@ -103,30 +126,50 @@ export function createEnforcer(
       return changed ? Buffer.from(JSON.stringify(message)) : body;
     },
     filterSse: (subject, privateCache) => sseFilter(policy && ((m) => filterList(policy, m, subject, privateCache))),
-    async subject(req, record) {
-      const user = record.user;
-      const client = readsClient && deps.describeClient ? await deps.describeClient(record.clientId) : { name: '', kind: clientKind(record.clientId) };
-      return {
-        user: {
-          oid: user.objectId ?? '',
-          tid: user.tenantId ?? '',
-          sub: user.subject,
-          name: user.name ?? '',
-          preferred_username: user.preferredUsername ?? '',
-          email: user.email ?? '',
-          roles: user.roles,
-          groups: user.groups,
-          idp: user.issuer,
-          kind: user.kind ?? 'person',
-        },
-        client: { client_id: record.clientId, name: client.name, kind: client.kind },
-        scopes: record.scopes,
-        backend: deps.backend,
-        request: { ip: req.socket.remoteAddress ?? '', time: new Date(deps.clock.nowMs?.() ?? deps.clock.nowSeconds() * 1000) },
-        record,
-      };
+    subject(req, record) {
+      const describe = readsClient ? deps.describeClient : undefined;
+      const groupsOf = readsGroups && record.user.groupsOverage ? deps.overageGroups : undefined;
+      if (!describe && !groupsOf) return subjectOf(req, record, { name: '', kind: clientKind(record.clientId) }, undefined);
+      return subjectLookedUp(req, record, describe, groupsOf);
     },
   };
+
+  async function subjectLookedUp(
+    req: IncomingMessage,
+    record: AccessTokenRecord,
+    describe: ((clientId: string) => Promise<ClientFacts>) | undefined,
+    groupsOf: ((record: AccessTokenRecord) => Promise<string[] | undefined>) | undefined,
+  ): Promise<Subject> {
+    const client = describe ? await describe(record.clientId) : { name: '', kind: clientKind(record.clientId) };
+    return subjectOf(req, record, client, groupsOf ? await groupsOf(record) : undefined);
+  }
+
+  /** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
+  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Subject {
+    const user = record.user;
+    // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
+    // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
+    const groups = user.groupsOverage ? overage : user.groups;
+    return {
+      user: {
+        oid: user.objectId ?? '',
+        tid: user.tenantId ?? '',
+        sub: user.subject,
+        name: user.name ?? '',
+        preferred_username: user.preferredUsername ?? '',
+        email: user.email ?? '',
+        roles: user.roles,
+        ...(groups === undefined ? {} : { groups }),
+        idp: user.issuer,
+        kind: user.kind ?? 'person',
+      },
+      client: { client_id: record.clientId, name: client.name, kind: client.kind },
+      scopes: record.scopes,
+      backend: deps.backend,
+      request: { ip: req.socket.remoteAddress ?? '', time: new Date(nowMsOf(deps.clock)) },
+      record,
+    };
+  }
 }
 
 /** Without a lookup: metadata-document clients are named by their URL; the rest registered one way or another. */
@@ -134,41 +177,63 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-async function screen(
+function screen(
   policy: Policy | undefined,
   quotas: Quotas | undefined,
   body: Buffer,
   subject: Subject,
   judged?: (index: number, decision: Decision) => void,
-): Promise<Screened | undefined> {
+): Screening | Promise<Screening> {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
   } catch {
-    return undefined; // the backend answers garbage with its own parse error
+    return { refusal: undefined, asksForLists: false }; // the backend answers garbage with its own parse error
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
+  const asksForLists = policy !== undefined && messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
   const inputs = messages.map((m) => inputOf(m, subject));
-  let refusals = messages.map((m, i) => (policy ? refusalOf(policy, m, inputs[i], judged && ((decision) => judged(i, decision))) : undefined));
-  let retryAfterSeconds: number | undefined;
-  // Only calls the policy lets through are counted (none when it refuses one of a batch).
-  if (quotas && refusals.every((r) => r === undefined)) {
-    const exceeded = await Promise.all(inputs.map((input) => (input ? quotas.charge(input, subject.record) : undefined)));
-    refusals = exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined));
-    retryAfterSeconds = Math.max(0, ...exceeded.map((e) => e?.retryAfterSeconds ?? 0)) || undefined;
+  const missing = new Set<string>();
+  const refusals = messages.map((m, i) =>
+    policy
+      ? refusalOf(policy, m, inputs[i], (decision) => {
+          for (const scope of decision.missingScopes ?? []) missing.add(scope);
+          judged?.(i, decision);
+        })
+      : undefined,
+  );
+  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
+  if (missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
+  if (refusals.every((r) => r === undefined)) {
+    // Only calls the policy lets through are counted (none when it refuses one of a batch), and
+    // only a call a quota applies to waits for the Store.
+    const charges = quotas ? inputs.map((input) => (input ? quotas.charge(input, subject.record) : undefined)) : [];
+    if (charges.every((c) => c === undefined)) return { refusal: undefined, asksForLists };
+    return Promise.all(charges).then((exceeded) => {
+      if (exceeded.every((e) => e === undefined)) return { refusal: undefined, asksForLists };
+      const retryAfterSeconds = Math.max(...exceeded.map((e) => e?.retryAfterSeconds ?? 0));
+      const refusal = answerOf(
+        batch,
+        messages,
+        exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined)),
+      );
+      return { refusal, retryAfterSeconds, asksForLists };
+    });
   }
-  if (refusals.every((r) => r === undefined)) return undefined;
-  const answer = batch
-    ? // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
-      // not forwarded, and say so (the client may send them alone).
-      messages.flatMap((m, i) => {
-        const id = idOf(m);
-        if (refusals[i]) return [refusals[i]];
-        return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
-      })
-    : refusals[0]!;
-  return retryAfterSeconds === undefined ? { answer } : { answer, retryAfterSeconds };
+  return { refusal: answerOf(batch, messages, refusals), asksForLists };
+}
+
+/** The gateway's answer to a body with at least one refused request. */
+function answerOf(batch: boolean, messages: unknown[], refusals: (Refusal | undefined)[]): Refusal | Refusal[] {
+  if (!batch) return refusals[0]!;
+  // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
+  // not forwarded, and say so (the client may send them alone).
+  return messages.flatMap((m, i) => {
+    const id = idOf(m);
+    if (refusals[i]) return [refusals[i]];
+    return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
+  });
 }
 
 /** A governed call as conditions see it; undefined for responses, plumbing and lists. */

@@ -61,7 +61,9 @@ export function explainPolicy(configPath: string, query: ExplainQuery): { allowe
   const decision = policy.decide(input);
   const verdict = decision.allowed
     ? `allowed by rule "${decision.rule}"`
-    : decision.rule
+    : decision.missingScopes
+      ? `needs scope ${decision.missingScopes.join(' ')} (step-up, rule "${decision.rule}"): a token without it gets 403 insufficient_scope and the client asks the user for it`
+      : decision.rule
       ? `denied by rule "${decision.rule}"`
       : 'denied: no rule allows it (once a backend has rules, what none allows is denied)';
   return { allowed: decision.allowed, lines: [head, verdict, ...(decision.allowed ? quotas : [])] };

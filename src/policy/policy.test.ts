@@ -1,22 +1,27 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { PolicyInput } from './cel.ts';
+import { buildResources } from '../oauth/resources.ts';
 import { compilePolicy } from './policy.ts';
+
+const SIGNING_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 const BASE = {
   publicUrl: 'https://mcp.example.com',
-  secrets: { encryptionKeys: [{ id: 'k1', key: 'a'.repeat(44) }], cookieKey: 'c'.repeat(40), signingKey: 'pem' },
+  secrets: { encryptionKeys: [{ id: 'k1', key: `${'a'.repeat(43)}=` }], cookieKey: 'c'.repeat(40), signingKey: SIGNING_PEM },
   upstream: { entra: { tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47', clientId: 'app', clientSecret: 's' } },
 };
 
-function load(rules: unknown[]) {
-  return loadConfig({ yamlText: JSON.stringify({ ...BASE, backends: [{ name: 'snippets', path: '/mcp', url: 'http://127.0.0.1:7071/mcp', policy: { rules } }] }), env: {} });
+function load(rules: unknown[], scopes = ['mcp:tools'], globalRules?: unknown[]) {
+  const backends = [{ name: 'snippets', path: '/mcp', url: 'http://127.0.0.1:7071/mcp', scopes, policy: { rules } }];
+  return loadConfig({ yamlText: JSON.stringify({ ...BASE, backends, ...(globalRules ? { policy: { rules: globalRules } } : {}) }), env: {} });
 }
 
-function problems(rules: unknown[]): string[] {
+function problems(rules: unknown[], scopes?: string[], globalRules?: unknown[]): string[] {
   try {
-    load(rules);
+    load(rules, scopes, globalRules);
   } catch (error) {
     if (error instanceof ConfigError) return error.problems;
     throw error;
@@ -44,13 +49,65 @@ describe('policy config', () => {
     ['an unknown variable', [{ name: 'night', when: 'hour < 6' }], ['backends.0.policy.rules.0.when: rule "night": Unknown variable: hour']],
     ['a condition that is not a bool', [{ name: 'who', when: 'user.email' }], ['backends.0.policy.rules.0.when: rule "who": must be a bool expression, is string']],
     ['an unknown rule key', [{ name: 'writers', role: ['X'] }], ['backends.0.policy.rules.0: unknown key "role"']],
-    ['a bad effect', [{ name: 'writers', effect: 'permit' }], ['backends.0.policy.rules.0.effect: Invalid option: expected one of "allow"|"deny"']],
+    ['a bad effect', [{ name: 'writers', effect: 'permit' }], ['backends.0.policy.rules.0.effect: Invalid option: expected one of "allow"|"deny"|"step-up"']],
+    ['a step-up without scopes', [{ name: 'write-scope', effect: 'step-up', tools: ['save_snippet'] }], ['backends.0.policy.rules.0.scopes: rule "write-scope": a step-up rule names the scopes it requires']],
+    [
+      'a step-up scope the backend does not have',
+      [{ name: 'write-scope', effect: 'step-up', tools: ['save_snippet'], scopes: ['snippets:write'] }],
+      ["backends.0.policy.rules.0.scopes: rule \"write-scope\": scope snippets:write is not one of backend snippets's scopes (backends[].scopes)"],
+    ],
   ];
   for (const [title, rules, expected] of cases) {
     it(`a rule with ${title} stops the start with one line naming the rule and its key`, () => {
       assert.deepEqual(problems(rules), expected);
     });
   }
+  it('a global step-up rule is checked against every backend, and never steps up to the first scope', () => {
+    assert.deepEqual(problems([], ['mcp:tools', 'snippets:write'], [{ name: 'base', effect: 'step-up', scopes: ['mcp:tools'] }]), [
+      "policy.rules.0.scopes: rule \"base\": scope mcp:tools is backend snippets's first scope, which every call needs; a step-up scope comes after it",
+    ]);
+  });
+});
+
+describe('step-up rules', () => {
+  const config = load(
+    [
+      { name: 'readers', tools: ['hello_mcp', 'get_snippet', 'list_snippets'], roles: ['Snippets.Read', 'Snippets.Write'] },
+      { name: 'writers', tools: ['save_snippet', 'delete_snippet'], roles: ['Snippets.Write'] },
+      { name: 'no-deletes', effect: 'deny', tools: ['delete_snippet'], when: 'user.name == "Bob"' },
+      { name: 'write-scope', effect: 'step-up', tools: ['save_snippet', 'delete_snippet'], scopes: ['snippets:write'] },
+      { name: 'audit-scope', effect: 'step-up', tools: ['delete_snippet'], roles: ['Snippets.Write'], scopes: ['snippets:audit'] },
+    ],
+    ['mcp:tools', 'snippets:write', 'snippets:audit'],
+  );
+  const policy = compilePolicy(config.backends[0]!.policy!.rules)!;
+  const writer = { roles: ['Snippets.Write'] };
+
+  it('an allowed call without the rule\'s scope is refused for that scope only', () => {
+    assert.deepEqual(policy.decide(input(writer)), { allowed: false, rule: 'write-scope', missingScopes: ['snippets:write'] });
+  });
+  it('with the scope the call is allowed by the allow rule', () => {
+    assert.deepEqual(policy.decide(input({ ...writer, scopes: ['mcp:tools', 'snippets:write'] })), { allowed: true, rule: 'writers' });
+  });
+  it('every applicable step-up rule adds its missing scopes; the first names the decision', () => {
+    const alice = { ...input({ ...writer, name: 'delete_snippet' }), user: { ...input(writer).user, name: 'Alice' } };
+    assert.deepEqual(policy.decide(alice), { allowed: false, rule: 'write-scope', missingScopes: ['snippets:write', 'snippets:audit'] });
+  });
+  it('a call no rule allows, or a deny rule refuses, is refused as before: no scope is named (hidden names stay hidden)', () => {
+    assert.deepEqual(policy.decide(input({ roles: ['Snippets.Read'] })), { allowed: false });
+    assert.deepEqual(policy.decide(input({ ...writer, name: 'delete_snippet' })), { allowed: false, rule: 'no-deletes' });
+  });
+  it('lists show what a step-up would allow', () => {
+    assert.deepEqual(policy.decide(input(writer), true), { allowed: true, rule: 'writers' });
+  });
+  it('step-up scopes are left out of what a client gets without asking (the 401 challenge, /authorize without scope)', () => {
+    assert.deepEqual(buildResources('https://mcp.example.com', config.backends, config.policy?.rules).map((r) => [r.scopes, r.defaultScopes]), [
+      [
+        ['mcp:tools', 'snippets:write', 'snippets:audit'],
+        ['mcp:tools'],
+      ],
+    ]);
+  });
 });
 
 describe('policy decisions', () => {

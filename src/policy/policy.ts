@@ -4,7 +4,8 @@ import { type Condition, compileCondition, type PolicyInput } from './cel.ts';
 /**
  * Who may do what on one backend: ordered allow/deny rules over MCP operations, compiled once at
  * start (docs/security.md, Per-tool policy). Deny wins over allow; once a backend has rules, what
- * no rule allows is denied; a condition that fails to evaluate counts against the caller.
+ * no rule allows is denied; a condition that fails to evaluate counts against the caller. A step-up
+ * rule only speaks to a call some rule allows: it names scopes the token must also carry.
  */
 
 /** Methods the policy never refuses: the session's plumbing, and the lists (filtered instead). */
@@ -25,12 +26,19 @@ interface CompiledRule {
   condition: Condition | undefined;
   /** The condition reads `arguments`: when judging a list item (no arguments), a deny rule is skipped and an allow rule counts. */
   usesArguments: boolean;
+  /** A step-up rule's scopes (its condition is then the rest of the rule). */
+  requires: readonly string[] | undefined;
 }
 
 export interface Decision {
   allowed: boolean;
   /** The rule that decided (undefined: no rule allowed it). */
   rule?: string;
+  /**
+   * Refused only for these scopes, which the token lacks: the call is allowed once it carries
+   * them (step-up, MCP 2025-11-25 authorization §Scope Challenge Handling).
+   */
+  missingScopes?: string[];
 }
 
 export interface Policy {
@@ -53,8 +61,19 @@ export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | unde
     governs: isGoverned,
     decide(input, listing = false) {
       let allowedBy: string | undefined;
+      let stepUp: { rule: string; missing: Set<string> } | undefined;
       for (const rule of compiled) {
         if (!rule.matches(input.method, input.name)) continue;
+        if (rule.requires) {
+          // Lists show what a step-up would allow: the client must see a tool to ask for its scope.
+          if (listing) continue;
+          const missing = rule.requires.filter((s) => !input.scopes.includes(s));
+          // A condition that fails to evaluate requires the scopes (fail closed).
+          if (missing.length === 0 || (rule.condition !== undefined && evaluate(rule.condition, input) === false)) continue;
+          stepUp ??= { rule: rule.name, missing: new Set() };
+          for (const s of missing) stepUp.missing.add(s);
+          continue;
+        }
         if (listing && rule.usesArguments) {
           if (!rule.deny && allowedBy === undefined) allowedBy = rule.name;
           continue;
@@ -64,7 +83,10 @@ export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | unde
         if (rule.deny && holds !== false) return { allowed: false, rule: rule.name };
         if (!rule.deny && holds === true && allowedBy === undefined) allowedBy = rule.name;
       }
-      return allowedBy === undefined ? { allowed: false } : { allowed: true, rule: allowedBy };
+      if (allowedBy === undefined) return { allowed: false };
+      // Only a call that would be allowed is challenged: a hidden name never learns of scopes.
+      if (stepUp) return { allowed: false, rule: stepUp.rule, missingScopes: [...stepUp.missing] };
+      return { allowed: true, rule: allowedBy };
     },
   };
 }
@@ -80,13 +102,16 @@ function evaluate(condition: Condition, input: PolicyInput): boolean | undefined
 }
 
 function compileRule(rule: PolicyRuleConfig): CompiledRule {
-  const expression = conditionOf(rule);
+  const stepUp = rule.effect === 'step-up';
+  // A step-up rule's scopes are what it requires, not when it applies.
+  const expression = conditionOf(stepUp ? { ...rule, scopes: undefined } : rule);
   return {
     name: rule.name,
     deny: rule.effect === 'deny',
     matches: matcherOf(rule),
     condition: expression === undefined ? undefined : compileCondition(expression),
     usesArguments: expression !== undefined && /\barguments\b/.test(expression),
+    requires: stepUp ? (rule.scopes ?? []) : undefined,
   };
 }
 

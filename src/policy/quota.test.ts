@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { PolicyQuotaConfig } from '../config/schema.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import { SqliteStore } from '../store/sqlite.ts';
 import type { PolicyInput } from './cel.ts';
+import { createEnforcer } from './enforce.ts';
 import { createQuotas, judgeWindow, type WindowCounts } from './quota.ts';
+
+const SIGNING_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 
 const BASE = {
   publicUrl: 'https://mcp.example.com',
-  secrets: { encryptionKeys: [{ id: 'k1', key: 'a'.repeat(44) }], cookieKey: 'c'.repeat(40), signingKey: 'pem' },
+  secrets: { encryptionKeys: [{ id: 'k1', key: `${'a'.repeat(43)}=` }], cookieKey: 'c'.repeat(40), signingKey: SIGNING_PEM },
   upstream: { entra: { tenantId: '72f988bf-86f1-41af-91ab-2d7cd011db47', clientId: 'app', clientSecret: 's' } },
 };
 
@@ -120,10 +125,46 @@ describe('createQuotas on a store: counted per user, client or user and tool, ov
     await store.close();
   });
 
-  it('a quota whose tools do not name the call does not count it (no Store work)', async () => {
+  it('a quota whose tools do not name the call does not count it (no Store work, no promise)', async () => {
     const { store, quotas } = setup({ tools: ['save_*'], limit: 1 });
+    assert.equal(quotas.charge(input('get_snippet'), record('u1')), undefined);
     assert.deepEqual(await charge(quotas, 3, 'get_snippet', record('u1')), [undefined, undefined, undefined]);
     assert.deepEqual(await charge(quotas, 2, 'save_snippet', record('u1')), [undefined, 60]);
+    await store.close();
+  });
+});
+
+describe('screening with quotas: a promise only for a call a quota applies to', () => {
+  const clock = { nowSeconds: () => 1_800_000_000, nowMs: () => 1_800_000_000_000 };
+  const record = { userKey: 'u1', clientId: 'client-1', scopes: ['mcp:tools'], user: { issuer: 'i', subject: 'u1', roles: [], groups: [] } } as unknown as AccessTokenRecord;
+  const req = { socket: { remoteAddress: '127.0.0.1' } } as IncomingMessage;
+  const body = (name: string) => Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: {} } }));
+
+  it('uncounted calls, plumbing and lists are screened synchronously; a counted one waits for the Store and is refused over the limit', async () => {
+    const store = SqliteStore.open({ path: ':memory:', clock });
+    const quota = { name: 'saves', tools: ['save_snippet'], limit: 1, per: 'user', windowSeconds: 60, window: 'fixed' } as PolicyQuotaConfig;
+    const enforcer = createEnforcer([], { backend: 'snippets', clock, quotas: [{ scope: 'snippets', quota }], store })!;
+    const subject = enforcer.subject(req, record);
+    assert.ok(!(subject instanceof Promise), 'no lookup: the subject is built without a promise');
+    assert.deepEqual(enforcer.screen(body('get_snippet'), subject), { refusal: undefined, asksForLists: false });
+    const list = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }));
+    assert.deepEqual(enforcer.screen(list, subject), { refusal: undefined, asksForLists: false }, 'quotas alone filter no list');
+    const first = enforcer.screen(body('save_snippet'), subject);
+    assert.ok(first instanceof Promise);
+    assert.deepEqual(await first, { refusal: undefined, asksForLists: false });
+    assert.deepEqual(await enforcer.screen(body('save_snippet'), subject), {
+      refusal: {
+        jsonrpc: '2.0',
+        id: 1,
+        error: {
+          code: -32005,
+          message: 'Rate limit exceeded: quota "saves" allows 1 calls per user in 60 s; retry in 60 s',
+          data: { quota: 'saves', limit: 1, per: 'user', windowSeconds: 60, retryAfterSeconds: 60 },
+        },
+      },
+      retryAfterSeconds: 60,
+      asksForLists: false,
+    });
     await store.close();
   });
 });

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { Audit } from '../audit/audit.ts';
 import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import type { PolicyQuotaConfig } from '../config/schema.ts';
-import type { Clock } from '../ports/clock.ts';
+import { keys } from '../oauth/keys.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import { type Condition, compileCondition, type PolicyInput } from './cel.ts';
@@ -31,10 +31,11 @@ export interface QuotaExceeded {
 
 export interface Quotas {
   /**
-   * Counts one allowed call against every quota it falls under, all at once (one Store round trip;
-   * none when no quota applies). The refusal with the longest wait when one is over its limit.
+   * Counts one allowed call against every quota it falls under, all at once (one Store round trip),
+   * resolving to the refusal with the longest wait when one is over its limit. Undefined, without
+   * a promise or a Store read, when no quota applies to the call.
    */
-  charge(input: PolicyInput, record: AccessTokenRecord): Promise<QuotaExceeded | undefined>;
+  charge(input: PolicyInput, record: AccessTokenRecord): Promise<QuotaExceeded | undefined> | undefined;
 }
 
 export interface CompiledQuota {
@@ -62,9 +63,10 @@ export function createQuotas(quotas: readonly ScopedQuota[], deps: { store: Stor
 
   async function chargeOne(quota: CompiledQuota, input: PolicyInput, record: AccessTokenRecord): Promise<QuotaExceeded | undefined> {
     const { limit, windowSeconds, window: kind } = quota.config;
-    const now = (deps.clock.nowMs?.() ?? deps.clock.nowSeconds() * 1000) / 1000;
+    const now = nowMsOf(deps.clock) / 1000;
     const index = Math.floor(now / windowSeconds);
-    const key = (i: number) => `quota:${quota.scope}:${quota.config.name}:${counterOf(quota.config.per, input, record)}:${i}`;
+    const who = counterOf(quota.config.per, input, record);
+    const key = (i: number) => keys.quota(quota.scope, quota.config.name, who, i);
     let current: number;
     let previous = 0;
     if (kind === 'fixed') {
@@ -93,11 +95,12 @@ export function createQuotas(quotas: readonly ScopedQuota[], deps: { store: Stor
   }
 
   return {
-    async charge(input, record) {
+    charge(input, record) {
       const quotas = applying(input);
       if (quotas.length === 0) return undefined;
-      const exceeded = (await Promise.all(quotas.map((q) => chargeOne(q, input, record)))).filter((e) => e !== undefined);
-      return exceeded.sort((a, b) => b.retryAfterSeconds - a.retryAfterSeconds)[0];
+      return Promise.all(quotas.map((q) => chargeOne(q, input, record))).then(
+        (all) => all.filter((e) => e !== undefined).sort((a, b) => b.retryAfterSeconds - a.retryAfterSeconds)[0],
+      );
     },
   };
 }
@@ -119,10 +122,9 @@ function holds(condition: Condition | undefined, input: PolicyInput): boolean {
   }
 }
 
-/** Whose count a call goes to, hashed (a key part free of separators, whatever the ids hold). */
+/** Whose count a call goes to (keys.quota hashes it: a key part free of separators, whatever the ids hold). */
 function counterOf(per: PolicyQuotaConfig['per'], input: PolicyInput, record: AccessTokenRecord): string {
-  const subject = per === 'client' ? `client\n${record.clientId}` : per === 'user' ? `user\n${record.userKey}` : `user+tool\n${record.userKey}\n${input.method}\n${input.name}`;
-  return createHash('sha256').update(subject).digest('base64url');
+  return per === 'client' ? `client\n${record.clientId}` : per === 'user' ? `user\n${record.userKey}` : `user+tool\n${record.userKey}\n${input.method}\n${input.name}`;
 }
 
 export interface WindowCounts {

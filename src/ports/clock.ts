@@ -2,7 +2,7 @@
 export interface Clock {
   /** Current time in epoch seconds (integer). */
   nowSeconds(): number;
-  /** Current time in epoch milliseconds, for sub-second bounds such as cache lifetimes (default: the system's). */
+  /** Current time in epoch milliseconds, for sub-second bounds such as cache lifetimes (default: nowSeconds × 1000). */
   nowMs?(): number;
 }
 
@@ -10,3 +10,8 @@ export const systemClock: Clock = {
   nowSeconds: () => Math.floor(Date.now() / 1000),
   nowMs: () => Date.now(),
 };
+
+/** The clock's time in epoch milliseconds (a clock without `nowMs` has whole seconds only). */
+export function nowMsOf(clock: Clock): number {
+  return clock.nowMs?.() ?? clock.nowSeconds() * 1000;
+}

@@ -95,6 +95,28 @@ export interface UpstreamIdp {
   refresh(tokens: UpstreamTokens): Promise<UpstreamRefresh>;
   /** Resolves when the IdP's metadata is reachable (used by /readyz). */
   ping(): Promise<void>;
+  /**
+   * A token for another resource from the user's upstream grant (backends' downstream tokens):
+   * Entra's refresh token redeemed for other scopes, or on-behalf-of the user's access token.
+   * Throws UpstreamRefusedError when the user must act (consent, MFA), UpstreamUnavailableError
+   * otherwise. Absent for IdPs that cannot.
+   */
+  downstreamToken?(tokens: UpstreamTokens, request: DownstreamTokenRequest): Promise<DownstreamToken>;
+}
+
+/** How a downstream token is minted, and for which scopes (of one resource). */
+export interface DownstreamTokenRequest {
+  via: 'refresh' | 'on-behalf-of';
+  scopes: readonly string[];
+}
+
+/** A token the gateway minted for a backend (never the client's, never the sign-in's). */
+export interface DownstreamToken {
+  accessToken: string;
+  /** Epoch seconds. */
+  expiresAt: number;
+  /** What the IdP says the token carries. */
+  scope?: string;
 }
 
 /** The user must act again (invalid_grant, user disabled, consent revoked): our grant ends. */

@@ -47,15 +47,13 @@ export interface GrantRecord {
   upstreamExpiresAt?: number;
 }
 
-/** What an access token resolves to; kept under the token's SHA-256. */
-export interface AccessTokenRecord {
-  grantId: string;
-  clientId: string;
-  userKey: string;
-  user: UserIdentity;
-  scopes: string[];
-  resource: string;
-  expiresAt: number;
-}
+/**
+ * What an access token resolves to; kept under the token's SHA-256. A view of its grant: `scopes`
+ * may be narrower (RFC 6749 §6) and `expiresAt` is the token's own.
+ */
+export type AccessTokenRecord = Pick<GrantRecord, 'grantId' | 'clientId' | 'userKey' | 'user' | 'scopes' | 'resource' | 'expiresAt'>;
+
+/** A grant's user and sealed upstream tokens, as a sign-in yields them. */
+export type SignedInUser = Pick<GrantRecord, 'user' | 'upstream' | 'upstreamExpiresAt'>;
 
 export type { UpstreamTokens, UserIdentity };

@@ -8,11 +8,12 @@ import { userFields } from '../audit/events.ts';
 import type { Decision } from '../policy/policy.ts';
 import { type BackendResponse, isEventStream } from './forward.ts';
 import type { Admitted } from './gate.ts';
-import { isObject } from './jsonrpc.ts';
+import { HEADER_VALIDATION_PROTOCOL_VERSION, isObject } from './jsonrpc.ts';
 import { header } from './respond.ts';
+import { endOperation, injectContext, type OperationSpans, type ProxyTelemetry, startClientSpan, startServerSpan } from './telemetry-hook.ts';
 
 /** The audit record of one MCP operation (docs/security.md, Audit trail). */
-export const MCP_OPERATION = 'mcp.operation';
+const MCP_OPERATION = 'mcp.operation';
 
 type Id = string | number;
 
@@ -20,6 +21,9 @@ interface Operation {
   fields: Record<string, unknown>;
   id: Id | undefined;
   done: boolean;
+  /** The message's `params._meta` (trace context in, and out to a 2026-07-28 backend). */
+  meta?: unknown;
+  spans?: OperationSpans;
 }
 
 /** The operations of one POST, each recorded once, when its answer is seen or the exchange ends. */
@@ -30,9 +34,17 @@ export interface Operations {
   answered(answer: unknown, status: number): void;
   /** The backend's answer, inspected on its way: a whole JSON body at once, an SSE stream event by event (never buffered). */
   watch(response: BackendResponse): BackendResponse;
+  /**
+   * The request is about to go to the backend: its exchange spans begin, and their trace context
+   * goes into `headers` (and into each message's `params._meta` when the body is rewritten: a
+   * 2026-07-28 request). Returns the body to send.
+   */
+  sending<B>(headers: Record<string, string>, body: B, backendUrl: URL): B | Buffer;
 }
 
 /**
+ * Follows the operations of a POST for the audit trail (one record each, when `audit`) and for
+ * telemetry (durations; spans when a tracer exports them).
  * Starts the records of a POST's operations (JSON-RPC requests and notifications of the body;
  * responses to the server's requests are not operations). A body the gateway did not read (large
  * or of unknown length, streamed to the backend) or could not parse yields one record marked
@@ -40,12 +52,15 @@ export interface Operations {
  * with the HTTP status sent (a notification's 202, a gateway 502/504, a client gone).
  */
 export function beginOperations(
-  audit: Audit,
+  audit: Audit | undefined,
+  telemetry: ProxyTelemetry,
   req: IncomingMessage,
   res: ServerResponse,
   context: { caller: Admitted; backend: string; sessionId: string | undefined; body: Buffer | undefined },
 ): Operations {
   const started = performance.now();
+  let sentAt: number | undefined;
+  const tracer = telemetry.tracer;
   const record = context.caller.record;
   const common: Record<string, unknown> = {
     'event.name': MCP_OPERATION,
@@ -59,7 +74,10 @@ export function beginOperations(
   const indexed = operationsOf(context.body, common, audit);
   const operations = indexed.filter((op) => op !== undefined);
   const byId = new Map<Id, Operation>();
-  for (const op of operations) if (op.id !== undefined) byId.set(op.id, op);
+  for (const op of operations) {
+    if (op.id !== undefined) byId.set(op.id, op);
+    if (tracer !== undefined && op.fields['mcp.method.name'] !== undefined) op.spans = startServerSpan(tracer, op.fields, op.meta, req.headers);
+  }
 
   function finish(op: Operation, status: number, answer?: Record<string, unknown>): void {
     if (op.done) return;
@@ -74,7 +92,17 @@ export function beginOperations(
       // MCP server/tools §Error Handling: a tool's own failure is a result with isError.
       if (fields['mcp.method.name'] === 'tools/call' && isObject(result) && result['isError'] === true) fields['error.type'] = 'tool_error';
     }
-    fields['gateway.duration_ms'] = Math.round((performance.now() - started) * 1000) / 1000;
+    const now = performance.now();
+    if (fields['mcp.method.name'] !== undefined) {
+      endOperation(telemetry, fields, op.spans, { server: (now - started) / 1000, client: sentAt === undefined ? undefined : (now - sentAt) / 1000 });
+    }
+    if (audit === undefined) return;
+    fields['gateway.duration_ms'] = Math.round((now - started) * 1000) / 1000;
+    if (op.spans) {
+      const { traceId, spanId } = op.spans.server.spanContext();
+      fields['trace.id'] = traceId;
+      fields['span.id'] = spanId;
+    }
     audit.record(fields as { 'event.name': string });
   }
 
@@ -95,10 +123,25 @@ export function beginOperations(
     judged(index, decision) {
       const op = indexed[index];
       if (!op) return;
-      op.fields['gateway.policy.decision'] = decision.allowed ? 'allowed' : 'denied';
+      op.fields['gateway.policy.decision'] = decision.allowed ? 'allowed' : decision.missingScopes ? 'step_up' : 'denied';
       if (decision.rule !== undefined) op.fields['gateway.policy.rule'] = decision.rule;
     },
     answered,
+    sending(headers, body, backendUrl) {
+      sentAt = performance.now();
+      if (tracer === undefined) return body;
+      let first: OperationSpans | undefined;
+      for (const op of operations) {
+        if (!op.spans) continue;
+        startClientSpan(tracer, op.spans, op.fields, backendUrl);
+        first ??= op.spans;
+      }
+      if (first === undefined) return body;
+      // W3C Trace Context over HTTP: one traceparent per request, the (first) operation's exchange.
+      injectContext(first.client!, headers);
+      if (header(req.headers, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION || !Buffer.isBuffer(body)) return body;
+      return withTraceMeta(body, operations, headers);
+    },
     watch(response) {
       if (byId.size === 0) return response;
       const body = response.body;
@@ -120,7 +163,7 @@ export function beginOperations(
   };
 }
 
-function operationsOf(body: Buffer | undefined, common: Record<string, unknown>, audit: Audit): (Operation | undefined)[] {
+function operationsOf(body: Buffer | undefined, common: Record<string, unknown>, audit: Audit | undefined): (Operation | undefined)[] {
   if (body === undefined) return [{ fields: { ...common, 'gateway.audit.body': 'unread' }, id: undefined, done: false }];
   let parsed: unknown;
   try {
@@ -144,16 +187,41 @@ function operationsOf(body: Buffer | undefined, common: Record<string, unknown>,
     // OpenTelemetry MCP semantic conventions: the operation's target by method.
     if (method === 'tools/call' && typeof params['name'] === 'string') {
       fields['gen_ai.tool.name'] = params['name'];
-      const args = auditArguments(audit.arguments, params['arguments'], audit.redact);
+      const args = audit && auditArguments(audit.arguments, params['arguments'], audit.redact);
       if (args !== undefined) fields['gen_ai.tool.call.arguments'] = args;
     } else if (method === 'prompts/get' && typeof params['name'] === 'string') {
       fields['gen_ai.prompt.name'] = params['name'];
     } else if (method === 'resources/read' && typeof params['uri'] === 'string') {
       fields['mcp.resource.uri'] = params['uri'];
     }
-    operations.push({ fields, id, done: false });
+    operations.push({ fields, id, done: false, meta: params['_meta'] });
   }
   return operations;
+}
+
+/**
+ * A 2026-07-28 body with each traced request's trace context in its `params._meta` (SEP-414;
+ * gen-ai/mcp.md, Context propagation), and `headers` content-length updated. The body was read
+ * whole and checked (streamable-http requestBody): it parses.
+ */
+function withTraceMeta(body: Buffer, operations: Operation[], headers: Record<string, string>): Buffer {
+  const parsed: unknown = JSON.parse(body.toString('utf8'));
+  const messages = Array.isArray(parsed) ? parsed : [parsed];
+  let traced = 0;
+  for (const message of messages) {
+    if (!isObject(message) || typeof message['method'] !== 'string') continue;
+    const op = operations[traced++];
+    if (!op?.spans?.client) continue;
+    const params = isObject(message['params']) ? message['params'] : {};
+    const meta: Record<string, unknown> = isObject(params['_meta']) ? { ...params['_meta'] } : {};
+    delete meta['traceparent'];
+    delete meta['tracestate'];
+    injectContext(op.spans.client, meta);
+    message['params'] = { ...params, _meta: meta };
+  }
+  const rewritten = Buffer.from(JSON.stringify(parsed), 'utf8');
+  headers['content-length'] = String(rewritten.length);
+  return rewritten;
 }
 
 function isJson(type: string | undefined): boolean {

@@ -76,7 +76,7 @@ export function sendGatewayError(res: ServerResponse, error: GatewayError): void
  * The error boundary of the MCP endpoints: what an MCP handler threw, answered as a JSON-RPC
  * error (or the connection dropped when an answer had already begun).
  */
-export function answerFailure(res: ServerResponse, error: unknown, log: Logger): void {
+function answerFailure(res: ServerResponse, error: unknown, log: Logger): void {
   if (error instanceof StoreUnavailableError) {
     // Issue 5: a store outage is the gateway's own failure, answered quickly as a JSON-RPC
     // error with 503 (RFC 9110 §15.6.4) and Retry-After; clients retry, nothing is lost.

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
@@ -11,12 +12,16 @@ import {
   forwardedRequestHeaders,
   forwardedResponseHeaders,
   isEventStream,
+  relayDirectly,
+  wholeBody,
 } from './forward.ts';
 import { GatewayError, JSONRPC_SERVER_ERROR, jsonRpcError, sendGatewayError, TruncatedResponseError } from './errors.ts';
 import type { Admitted } from './gate.ts';
+import type { DownstreamPush } from './downstream-push.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
-import { type KeepAlive, relay } from './relay.ts';
+import { type KeepAlive, relay, ResponseSink } from './relay.ts';
+import type { ProxyTelemetry } from './telemetry-hook.ts';
 
 export interface ProxyContext {
   forwarders: Map<string, Forwarder>;
@@ -37,24 +42,43 @@ export interface ProxyContext {
   routes: RawRoutes;
   /** The audit trail of MCP operations; undefined when its sink is off (nothing parsed for it). */
   audit: Audit | undefined;
+  /** Metrics, and spans when exported (src/proxy/telemetry-hook.ts). Operations are read when audit or spans are on. */
+  telemetry: ProxyTelemetry;
+  /** The push of downstream tokens, by backend name (only backends that push any). */
+  downstream: Map<string, DownstreamPush>;
 }
 
 /** What a backend receives: the allowed client headers, its credential, and who is calling. */
-export async function backendHeaders(
+export function backendHeaders(
   ctx: ProxyContext,
   incoming: IncomingHttpHeaders,
   caller: Admitted,
   resource: ProtectedResource,
-): Promise<Record<string, string>> {
+  body?: Buffer | Readable,
+): Record<string, string> | Promise<Record<string, string>> {
   const headers = forwardedRequestHeaders(incoming);
   const { credential, identityAssertion } = resource.backend;
   if (credential) headers[credential.header.toLowerCase()] = credential.value;
-  headers[identityAssertion.header.toLowerCase()] = await ctx.assertions.assertionFor(
-    caller.token,
-    caller.record,
-    resource.resource,
-    identityAssertion.ttlSeconds,
-  );
+  const name = identityAssertion.header.toLowerCase();
+  const exchangeable = resource.backend.tokenExchange !== undefined;
+  const assertion = ctx.assertions.assertionFor(caller.token, caller.record, resource.resource, identityAssertion.ttlSeconds, exchangeable);
+  const push = resource.backend.downstreamTokens ? ctx.downstream.get(resource.name) : undefined;
+  // A cached assertion is added without a promise when no downstream token is pushed (this runs on every call).
+  if (!(assertion instanceof Promise) && !push) {
+    headers[name] = assertion;
+    return headers;
+  }
+  return withAssertionAndPush(headers, name, assertion, push && (() => push(headers, caller, body)));
+}
+
+async function withAssertionAndPush(
+  headers: Record<string, string>,
+  name: string,
+  assertion: string | Promise<string>,
+  push: (() => Promise<void>) | undefined,
+): Promise<Record<string, string>> {
+  headers[name] = await assertion;
+  if (push) await push();
   return headers;
 }
 
@@ -103,36 +127,39 @@ export async function openBackend(
   }
 }
 
-/** Sends the backend's answer to the client; `prefix` is written before its body (legacy endpoint event). */
-export async function sendBackendResponse(
+/**
+ * Sends the backend's answer to the client; `prefix` is written before its body (legacy endpoint
+ * event). A streamed answer is relayed as it arrives (and keeps going after this returns).
+ */
+export function sendBackendResponse(
   ctx: ProxyContext,
   res: ServerResponse,
   response: BackendResponse,
   options: { prefix?: string; requestBody?: Buffer } = {},
-): Promise<void> {
+): void {
   // CORS headers set by the gate on `res` are merged in by writeHead.
   const headers = forwardedResponseHeaders(response.headers);
-  const body = response.body;
-  if (Buffer.isBuffer(body)) {
+  const whole = wholeBody(response);
+  if (whole !== undefined) {
     // A small answer of known length (a JSON-RPC response), collected whole by the forwarder,
     // goes out with its headers in one write; only streams and large bodies are relayed.
     // RFC 9110 §8.6: no Content-Length on a 204 (nor on a 304, whose body is absent anyway).
-    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = body.length;
+    if (response.statusCode !== 204 && response.statusCode !== 304) headers['content-length'] = whole.length;
     res.writeHead(response.statusCode, headers);
-    res.end(body);
+    res.end(whole);
     return;
   }
   // MCP streamable-http §Receiving Messages: tell buffering reverse proxies to pass SSE through.
   const sse = isEventStream(response.headers['content-type']);
   if (sse) headers['x-accel-buffering'] = 'no';
-  res.writeHead(response.statusCode, headers);
   const requestBody = options.requestBody;
-  await relay(body, res, {
+  const sink = new ResponseSink(res, response.statusCode, headers, {
     sse,
     keepAlive: ctx.keepAlive,
     prefix: options.prefix,
     lastWords: requestBody ? () => brokenStreamEvent(requestBody) : undefined,
   });
+  if (!relayDirectly(response, sink)) relay(response.body as Readable, res, sink);
 }
 
 /**

@@ -83,7 +83,8 @@ export interface BackendExchange {
 
 /** Releases a backend answer that will not be delivered (its stream would hold the connection). */
 export function destroyBody(response: BackendResponse): void {
-  if (!Buffer.isBuffer(response.body)) response.body.destroy();
+  if (response instanceof Exchange) response.release();
+  else if (!Buffer.isBuffer(response.body)) response.body.destroy();
 }
 
 export interface BackendResponse {
@@ -94,6 +95,38 @@ export interface BackendResponse {
    * (back-pressured: reading resumes the backend socket; destroying it aborts the request).
    */
   body: Buffer | Readable;
+}
+
+/**
+ * Where a streamed answer goes when it is relayed as it is (no policy filter or audit reading
+ * it): straight from the backend socket's handler, without a Readable per answer (benchmark 1).
+ */
+export interface BodySink {
+  /**
+   * The first call: what arrived before the sink was attached (often the whole answer) and
+   * whether the body already ended (`true`) or failed (the error). `resume` restarts a body
+   * paused by a `write` (or this call) that returned false.
+   */
+  start(chunks: Buffer[], ended: boolean | Error, resume: () => void): boolean;
+  /** A chunk as it arrives; false asks for a pause until `resume` is called. */
+  write(chunk: Buffer): boolean;
+  end(): void;
+  /** The body failed mid-way (backend gone, or aborted). */
+  fail(error: Error): void;
+}
+
+/** The answer's body when it was collected whole (without turning a streamed one into a Readable). */
+export function wholeBody(response: BackendResponse): Buffer | undefined {
+  if (response instanceof Exchange) return response.wholeBody;
+  return Buffer.isBuffer(response.body) ? response.body : undefined;
+}
+
+/**
+ * Feeds a streamed answer to `sink` directly; false when that is not possible (a whole body, or
+ * a response whose body was already taken as a stream or wrapped): relay its `body` then.
+ */
+export function relayDirectly(response: BackendResponse, sink: BodySink): boolean {
+  return response instanceof Exchange && response.attach(sink);
 }
 
 export interface Forwarder {
@@ -153,26 +186,37 @@ export function createForwarder(backend: BackendConfig): Forwarder {
   };
 }
 
+/** Chunks of a streamed answer held before its reader attaches; past this the backend socket pauses. */
+const PENDING_BYTES = 64 * 1024;
+
 /**
  * One call's undici handler (the legacy callback shape, which undici calls directly; the newer
- * controller shape is wrapped per call): small answers of known length are collected whole,
- * others become a back-pressured stream.
+ * controller shape is wrapped per call), and the answer it resolves to: small answers of known
+ * length are collected whole; others are held until a reader takes them, either a BodySink fed
+ * from this handler (relayDirectly) or a back-pressured Readable made on first access to `body`.
  */
-class Exchange implements Dispatcher.DispatchHandler, BackendExchange {
+class Exchange implements Dispatcher.DispatchHandler, BackendExchange, BackendResponse {
   readonly response: Promise<BackendResponse>;
+  statusCode = 0;
+  headers: IncomingHttpHeaders = EMPTY_HEADERS;
   private resolve!: (response: BackendResponse) => void;
   private reject!: (error: unknown) => void;
   private readonly toError: (error: unknown) => unknown;
   private abortRequest: ((error: Error) => void) | undefined;
+  private resumeBody: (() => void) | undefined;
   private cancelled = false;
   private settled = false;
-  private done = false;
-  private stream: Readable | undefined;
-  private statusCode = 0;
-  private headers: IncomingHttpHeaders | undefined;
-  /** Chunks of an answer collected whole (undefined when it streams). */
+  /** The body ended (true) or failed (the error). */
+  private ended: boolean | Error = false;
+  /** An answer collected whole, once complete. */
+  private whole: Buffer | undefined;
+  /** Chunks of an answer collected whole, or of a streamed one before its reader attached. */
   private chunks: Buffer[] | undefined;
   private length = 0;
+  private collect = false;
+  private paused = false;
+  private stream: Readable | undefined;
+  private sink: BodySink | undefined;
 
   constructor(toError: (error: unknown) => unknown) {
     this.toError = toError;
@@ -182,10 +226,39 @@ class Exchange implements Dispatcher.DispatchHandler, BackendExchange {
     });
   }
 
+  get wholeBody(): Buffer | undefined {
+    return this.whole;
+  }
+
+  get body(): Buffer | Readable {
+    if (this.whole !== undefined) return this.whole;
+    if (this.stream === undefined) this.stream = this.toReadable();
+    return this.stream;
+  }
+
   abort(): void {
-    if (this.cancelled || this.done) return;
+    if (this.cancelled || this.ended !== false) return;
     this.cancelled = true;
     if (this.abortRequest) this.abortRequest(abortError());
+  }
+
+  /** Drops an answer that will not be delivered. */
+  release(): void {
+    if (this.stream !== undefined) this.stream.destroy();
+    else this.abort();
+    this.chunks = undefined;
+  }
+
+  attach(sink: BodySink): boolean {
+    if (this.whole !== undefined || this.stream !== undefined || this.sink !== undefined) return false;
+    this.sink = sink;
+    const chunks = this.chunks ?? [];
+    this.chunks = undefined;
+    if (sink.start(chunks, this.ended, this.resumeBody!) && this.paused) {
+      this.paused = false;
+      this.resumeBody!();
+    }
+    return true;
   }
 
   onConnect(abort: (error?: Error) => void): void {
@@ -200,56 +273,80 @@ class Exchange implements Dispatcher.DispatchHandler, BackendExchange {
     const length = Number(headers['content-length']);
     this.statusCode = statusCode;
     this.headers = headers;
+    this.chunks = [];
     if (length <= WHOLE_BODY_BYTES && !isEventStream(headers['content-type'])) {
-      this.chunks = [];
+      this.collect = true;
       return true;
     }
-    const stream = new Readable({
-      read: resume,
-      destroy: (error, callback) => {
-        if (!this.done) this.abortRequest?.(error ?? abortError());
-        callback(error);
-      },
-    });
-    // The body may fail before its reader listens (or between two readers): the reader still
-    // learns it from the stream's state, but it is never an uncaught error.
-    stream.on('error', ignore);
-    this.stream = stream;
+    this.resumeBody = resume;
     this.settled = true;
-    this.resolve({ statusCode, headers, body: stream });
+    this.resolve(this);
     return true;
   }
 
   onData(chunk: Buffer): boolean {
-    if (this.chunks !== undefined) {
-      this.chunks.push(chunk);
-      this.length += chunk.length;
-      return true;
-    }
-    return this.stream!.push(chunk);
+    if (this.sink !== undefined) return this.sink.write(chunk);
+    if (this.stream !== undefined) return this.stream.push(chunk);
+    const chunks = this.chunks;
+    if (chunks === undefined) return true; // released
+    chunks.push(chunk);
+    this.length += chunk.length;
+    if (this.collect || this.length < PENDING_BYTES) return true;
+    this.paused = true;
+    return false;
   }
 
   onComplete(): void {
-    this.done = true;
-    const chunks = this.chunks;
-    if (chunks !== undefined) {
+    this.ended = true;
+    if (this.collect) {
+      const chunks = this.chunks!;
       this.settled = true;
-      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.length);
-      this.resolve({ statusCode: this.statusCode, headers: this.headers!, body });
+      this.whole = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.length);
+      this.chunks = undefined;
+      this.resolve(this);
+    } else if (this.sink !== undefined) {
+      this.sink.end();
     } else {
       this.stream?.push(null);
     }
   }
 
   onError(error: Error): void {
-    this.done = true;
-    if (this.stream) this.stream.destroy(error);
-    else if (!this.settled) {
+    this.ended = error;
+    if (!this.settled) {
       this.settled = true;
-      this.reject(this.chunks !== undefined ? new TruncatedResponseError(error) : this.toError(error));
+      this.reject(this.collect ? new TruncatedResponseError(error) : this.toError(error));
+    } else if (this.sink !== undefined) {
+      this.sink.fail(error);
+    } else {
+      this.stream?.destroy(error);
     }
   }
+
+  /** The body as a Readable: what arrived so far, then the rest as it comes. */
+  private toReadable(): Readable {
+    const stream = new Readable({
+      read: () => {
+        if (this.paused) this.paused = false;
+        this.resumeBody?.();
+      },
+      destroy: (error, callback) => {
+        if (this.ended === false) this.abortRequest?.(error ?? abortError());
+        callback(error);
+      },
+    });
+    // The body may fail before its reader listens (or between two readers): the reader still
+    // learns it from the stream's state, but it is never an uncaught error.
+    stream.on('error', ignore);
+    for (const chunk of this.chunks ?? []) stream.push(chunk);
+    this.chunks = undefined;
+    if (this.ended === true) stream.push(null);
+    else if (this.ended !== false) stream.destroy(this.ended);
+    return stream;
+  }
 }
+
+const EMPTY_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
 
 function ignore(): void {}
 

@@ -2,8 +2,9 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isLoopbackHost } from '../config/schema.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
-import { checkBearer, type ValidateAccessToken } from './bearer.ts';
+import { type BearerRefusal, type BearerResult, checkBearer, type ValidateAccessToken } from './bearer.ts';
 import { JSONRPC_SERVER_ERROR, jsonRpcError } from './errors.ts';
 import { sendJson } from './respond.ts';
 
@@ -35,14 +36,13 @@ export function createGate(deps: {
   const checkHost = isLoopbackHost(deps.listenHost);
 
   // Verdicts per Host value (a URL parse per request otherwise); bounded, as Host is the client's.
-  const hostVerdicts = new Map<string, boolean>();
+  const hostVerdicts = createBoundedCache<string, boolean>(MAX_HOST_VERDICTS);
   function hostAllowed(host: string | undefined): boolean {
     if (!checkHost) return true;
     if (!host) return false;
     let verdict = hostVerdicts.get(host);
     if (verdict === undefined) {
       verdict = parseHostAllowed(host);
-      if (hostVerdicts.size >= MAX_HOST_VERDICTS) hostVerdicts.clear();
       hostVerdicts.set(host, verdict);
     }
     return verdict;
@@ -55,7 +55,7 @@ export function createGate(deps: {
     } catch {
       return false;
     }
-    return hostname === publicUrl.hostname || ['localhost', '127.0.0.1', '[::1]'].includes(hostname);
+    return hostname === publicUrl.hostname || isLoopbackHost(hostname);
   }
 
   /** Origin and Host: the 403 message when refused, else undefined. */
@@ -96,7 +96,7 @@ export function createGate(deps: {
      * Resolves to the caller, or undefined after answering 401/403 on `res`. For an allowed
      * Origin the CORS headers are set on `res` (kept by the answer written later).
      */
-    async admit(req: IncomingMessage, res: ServerResponse, resource: ProtectedResource): Promise<Admitted | undefined> {
+    admit(req: IncomingMessage, res: ServerResponse, resource: ProtectedResource): Admitted | undefined | Promise<Admitted | undefined> {
       const headers = req.headers;
       const refusal = transportRefusal(headers);
       if (refusal !== undefined) {
@@ -105,11 +105,22 @@ export function createGate(deps: {
       }
       const origin = headers.origin;
       if (origin !== undefined) for (const [name, value] of Object.entries(corsHeaders(origin))) res.setHeader(name, value);
-      const result = await checkBearer(headers, resource, deps.validateAccessToken);
-      if (result.ok) return { token: result.token, record: result.record };
-      sendJson(res, result.status, result.body, { 'www-authenticate': result.wwwAuthenticate, 'cache-control': 'no-store' });
-      return undefined;
+      // A cached token is admitted without a promise (this runs on every MCP call).
+      const result = checkBearer(headers, resource, deps.validateAccessToken);
+      return result instanceof Promise ? result.then((r) => admitted(res, r)) : admitted(res, result);
     },
   };
 }
+
+/** A 401/403 of the bearer rules (src/proxy/bearer.ts), with its challenge. */
+export function sendBearerRefusal(res: ServerResponse, refusal: BearerRefusal): void {
+  sendJson(res, refusal.status, refusal.body, { 'www-authenticate': refusal.wwwAuthenticate, 'cache-control': 'no-store' });
+}
 export type Gate = ReturnType<typeof createGate>;
+
+/** The caller (the bearer result itself: it has the token and record), or undefined after answering 401/403. */
+function admitted(res: ServerResponse, result: BearerResult): Admitted | undefined {
+  if (result.ok) return result;
+  sendBearerRefusal(res, result);
+  return undefined;
+}

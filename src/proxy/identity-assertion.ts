@@ -1,5 +1,6 @@
-import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, type JWK, SignJWT } from 'jose';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 
@@ -11,8 +12,12 @@ const MAX_CACHED_ASSERTIONS = 10_000;
 export interface IdentityAssertions {
   /** RFC 7517 JWK Set with the one public key, served at /.well-known/jwks.json. */
   jwks: { keys: JWK[] };
-  /** A signed assertion of the token's user for one backend, reused until near its expiry. */
-  assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number): Promise<string>;
+  /**
+   * A signed assertion of the token's user for one backend, reused until near its expiry (a
+   * reused one at once, a new one by a promise). With `exchangeable`, it names the grant (`sid`)
+   * so the backend can exchange it at /token (RFC 8693).
+   */
+  assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number, exchangeable?: boolean): string | Promise<string>;
 }
 
 /**
@@ -23,33 +28,31 @@ export interface IdentityAssertions {
  * mutable, never authorise on it). When the IdP had too many groups to list (Entra's overage),
  * `groups` is left out and `groups_overage: true` is set, so a check on groups fails closed.
  * A workload caller (client_credentials, an Entra app) has `idtyp: "app"` and `sub` = its client or
- * app id. The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
+ * app id. For a backend that pulls downstream tokens, `sid` is the gateway grant it came from
+ * (src/oauth/token-exchange.ts). The key id is the RFC 7638 JWK thumbprint so rotation needs no bookkeeping.
  */
 export async function createIdentityAssertions(deps: {
   signingKeyPem: string;
   issuer: string;
   clock: Clock;
 }): Promise<IdentityAssertions> {
-  let privateKey: KeyObject;
-  try {
-    privateKey = createPrivateKey(deps.signingKeyPem);
-  } catch (error) {
-    throw new Error('secrets.signingKey: not a PEM private key', { cause: error });
-  }
-  if (privateKey.asymmetricKeyType !== 'ec' || privateKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw new Error('secrets.signingKey: must be a P-256 (prime256v1) EC key for ES256');
-  }
+  // A P-256 PEM key: config/schema.ts checks secrets.signingKey.
+  const privateKey = createPrivateKey(deps.signingKeyPem);
   const publicJwk = await exportJWK(createPublicKey(privateKey));
   const kid = await calculateJwkThumbprint(publicJwk);
   const jwks = { keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] };
-  const cache = new Map<string, { assertion: string; reuseUntil: number }>();
+  const cache = createBoundedCache<string, { assertion: string; reuseUntil: number }>(MAX_CACHED_ASSERTIONS);
 
-  async function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number) {
+  function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number, exchangeable?: boolean): string | Promise<string> {
     const now = deps.clock.nowSeconds();
-    // Keyed by the token itself (in process memory only): a hit costs no hash (benchmark 1).
+    // Keyed by the token itself (in process memory only): a hit costs no hash and no promise (benchmark 1).
     const key = `${audience} ${token}`;
     const cached = cache.get(key);
     if (cached && now < cached.reuseUntil) return cached.assertion;
+    return sign(key, record, audience, ttlSeconds, now, exchangeable);
+  }
+
+  async function sign(key: string, record: AccessTokenRecord, audience: string, ttlSeconds: number, now: number, exchangeable?: boolean): Promise<string> {
     const expiresAt = Math.max(now + 1, Math.min(now + ttlSeconds, record.expiresAt));
     const user = record.user;
     const claims: Record<string, unknown> = {
@@ -64,6 +67,8 @@ export async function createIdentityAssertions(deps: {
       client_id: record.clientId,
       // A workload (no person): `sub` is its client/app id; Entra's claim name for app-only tokens.
       idtyp: user.kind === 'workload' ? 'app' : undefined,
+      // The gateway grant (sign-in session, OIDC Core's `sid`) a token exchange draws on.
+      sid: exchangeable ? record.grantId : undefined,
     };
     for (const [name, value] of Object.entries(claims)) if (value === undefined) delete claims[name];
     const assertion = await new SignJWT(claims)
@@ -74,8 +79,6 @@ export async function createIdentityAssertions(deps: {
       .setIssuedAt(now)
       .setExpirationTime(expiresAt)
       .sign(privateKey);
-    if (cache.size >= MAX_CACHED_ASSERTIONS) cache.delete(cache.keys().next().value!);
-    cache.delete(key);
     const margin = Math.min(REUSE_MARGIN_SECONDS, Math.floor((expiresAt - now) / 2));
     cache.set(key, { assertion, reuseUntil: expiresAt - margin });
     return assertion;

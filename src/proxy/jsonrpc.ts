@@ -32,7 +32,7 @@ const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
  * 2026-07-28 §Value Encoding: `=?base64?…?=` (case-sensitive markers) carries the UTF-8 value in
  * Base64; anything else is the value itself. Returns undefined for a malformed sentinel.
  */
-export function decodeHeaderValue(value: string): string | undefined {
+function decodeHeaderValue(value: string): string | undefined {
   if (!value.startsWith('=?base64?') || !value.endsWith('?=')) return value;
   const match = SENTINEL.exec(value);
   if (!match) return undefined;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import { keys } from '../oauth/keys.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { Store } from '../ports/store.ts';
@@ -8,12 +9,13 @@ import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } f
 import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
 import { beginOperations } from './audit-hook.ts';
 import { destroyBody, isEventStream, WHOLE_BODY_BYTES } from './forward.ts';
-import type { Gate } from './gate.ts';
+import { insufficientScope } from './bearer.ts';
+import { type Gate, sendBearerRefusal } from './gate.ts';
 import { limitBytes, readBounded } from './relay.ts';
 import { requestStream, sendJson } from './respond.ts';
 
 /** A legacy session outlives its last use by this long; refreshed while its stream is open. */
-export const LEGACY_SESSION_TTL_SECONDS = 3600;
+const LEGACY_SESSION_TTL_SECONDS = 3600;
 
 /** Store value under `legacy-session:<id>`: where that session's messages go, and whose it is. */
 interface LegacySession {
@@ -23,7 +25,6 @@ interface LegacySession {
   messageUrl: string;
 }
 
-const legacyKey = (id: string) => `legacy-session:${id}`;
 
 /**
  * HTTP+SSE (MCP 2024-11-05 transports §HTTP with SSE), served at `<path>/sse` and
@@ -57,7 +58,7 @@ export function registerLegacySse(
     const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
     if (!response) return;
     if (response.statusCode !== 200 || Buffer.isBuffer(response.body) || !isEventStream(response.headers['content-type'])) {
-      await sendBackendResponse(ctx, res, response);
+      sendBackendResponse(ctx, res, response);
       return;
     }
     const body = response.body;
@@ -77,20 +78,20 @@ export function registerLegacySse(
       messageUrl: messageUrl.href,
     };
     try {
-      await ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS);
+      await ctx.store.set(keys.legacySession(sessionId), session, LEGACY_SESSION_TTL_SECONDS);
     } catch (error) {
       // Nothing of the stream is delivered (the error boundary answers 503): release the backend's.
       destroyBody(response);
       throw error;
     }
     const refresh = setInterval(
-      () => void ctx.store.set(legacyKey(sessionId), session, LEGACY_SESSION_TTL_SECONDS).catch(() => {}),
+      () => void ctx.store.set(keys.legacySession(sessionId), session, LEGACY_SESSION_TTL_SECONDS).catch(() => {}),
       (LEGACY_SESSION_TTL_SECONDS / 2) * 1000,
     );
     refresh.unref();
     res.on('close', () => {
       clearInterval(refresh);
-      void ctx.store.delete(legacyKey(sessionId)).catch(() => {});
+      void ctx.store.delete(keys.legacySession(sessionId)).catch(() => {});
     });
     if (first.rest.length > 0) body.unshift(first.rest);
     if (enforcer) {
@@ -99,12 +100,12 @@ export function registerLegacySse(
       pipeline(body, filter, () => {});
       streams.set(sessionId, filter);
       res.on('close', () => streams.delete(sessionId));
-      await sendBackendResponse(ctx, res, { ...response, body: filter }, {
+      sendBackendResponse(ctx, res, { ...response, body: filter }, {
         prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
       });
       return;
     }
-    await sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
+    sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
   }));
 
   routes.add(messagePath, ['POST'], guarded(ctx.logger, async (req, res) => {
@@ -114,7 +115,7 @@ export function registerLegacySse(
     if (sessionId === undefined) {
       return sendJson(res, 400, jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: exactly one sessionId query parameter is required'));
     }
-    const session = await ctx.store.get<LegacySession>(legacyKey(sessionId));
+    const session = await ctx.store.get<LegacySession>(keys.legacySession(sessionId));
     // Unknown, expired, another resource's or another user's session: all look the same (404).
     if (!session || session.resource !== resource.resource || session.userKey !== caller.record.userKey) {
       return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
@@ -124,25 +125,32 @@ export function registerLegacySse(
     let body: Readable | Buffer | undefined;
     // With a policy the message is read whole and judged before the backend sees it; for the
     // audit trail a small one of known length is read whole (others stream, recorded as unread).
-    const readWhole = enforcer !== undefined || (ctx.audit !== undefined && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
+    const observed = ctx.audit !== undefined || ctx.telemetry.tracer !== undefined;
+    const readWhole = enforcer !== undefined || (observed && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
     if (readWhole && source) body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
-    const operations = ctx.audit
-      ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+    const operations = observed
+      ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {
-      const refusal = await enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      // A promise only when a quota applies to a call of the body (one Store round trip).
+      const screened = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      const { refusal, retryAfterSeconds } = screened instanceof Promise ? await screened : screened;
+      if (refusal && 'missingScopes' in refusal) {
+        // The same 403 as on /mcp, in the POST's answer, never on the stream: only an HTTP
+        // answer carries the challenge (WWW-Authenticate) a client re-authorizes from.
+        return sendBearerRefusal(res, insufficientScope(resource, caller.record.scopes, refusal.missingScopes));
+      }
       if (refusal) {
         // HTTP+SSE answers arrive on the stream: there when it is open on this replica, else in the
         // POST's answer (403; a quota's 429 with Retry-After, RFC 6585 §4).
         const stream = streams.get(sessionId);
-        const { answer, retryAfterSeconds } = refusal;
         const status = stream ? 202 : retryAfterSeconds === undefined ? 403 : 429;
-        operations?.answered(answer, status);
+        operations?.answered(refusal, status);
         if (!stream) {
           const retryAfter = retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds) };
-          return sendJson(res, status, answer, { 'cache-control': 'no-store', ...retryAfter });
+          return sendJson(res, status, refusal, { 'cache-control': 'no-store', ...retryAfter });
         }
-        stream.inject(answer);
+        stream.inject(refusal);
         res.writeHead(202, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 8 });
         res.end('Accepted');
         return;
@@ -150,10 +158,12 @@ export function registerLegacySse(
     } else if (!Buffer.isBuffer(body)) {
       body = source?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
     }
-    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
-    const response = await openBackend(ctx, res, resource, { url: new URL(session.messageUrl), method: 'POST', headers, body });
+    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource, body));
+    const url = new URL(session.messageUrl);
+    if (operations) body = operations.sending(headers, body, url);
+    const response = await openBackend(ctx, res, resource, { url, method: 'POST', headers, body });
     if (!response) return;
-    await sendBackendResponse(ctx, res, response);
+    sendBackendResponse(ctx, res, response);
   }));
 }
 

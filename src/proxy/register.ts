@@ -9,16 +9,22 @@ import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { ProxyContext } from './exchange.ts';
+import type { ValidateAccessToken } from './bearer.ts';
+import type { DownstreamTokens } from '../oauth/downstream-tokens.ts';
+import { createDownstreamPush, type DownstreamPush } from './downstream-push.ts';
 import { createForwarder } from './forward.ts';
 import { createGate, type Gate } from './gate.ts';
 import { createIdentityAssertions } from './identity-assertion.ts';
 import { registerLegacySse } from './legacy-sse.ts';
 import { createKeepAlive } from './relay.ts';
+import type { ProxyTelemetry } from './telemetry-hook.ts';
+import { createGatewayMetrics } from '../telemetry/metrics.ts';
+import { localTelemetry } from '../telemetry/sdk.ts';
 import { createSessionBinding, type SessionBinding } from './session-binding.ts';
 import { registerStreamableHttp } from './streamable-http.ts';
 
 /** Idle SSE streams get a comment this often so intermediaries do not cut them. */
-export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
+const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
 
 export interface ProxyOptions {
   /** Default SSE_KEEP_ALIVE_INTERVAL_MS; tests shorten it. */
@@ -29,7 +35,7 @@ export interface ProxyDeps {
   resources: ProtectedResource[];
   /** The app's raw node:http routes (createHttpApp), where the MCP endpoints are served. */
   routes: RawRoutes;
-  validateAccessToken: (token: string) => Promise<AccessTokenRecord | undefined>;
+  validateAccessToken: ValidateAccessToken;
   store: Store;
   clock: Clock;
   logger: Logger;
@@ -53,6 +59,12 @@ export interface ProxyDeps {
   describeClient?: (clientId: string) => Promise<ClientFacts>;
   /** One record per MCP operation (src/proxy/audit-hook.ts) when enabled. */
   audit?: Audit;
+  /** The gateway's instruments and tracer (default: metrics nobody reads, no spans). */
+  telemetry?: ProxyTelemetry;
+  /** Entra: the groups of a user with a groups overage, from Microsoft Graph (src/oauth/graph-groups.ts). */
+  overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
+  /** Mints backends' downstream tokens (undefined when the upstream IdP cannot). */
+  downstreamTokens?: DownstreamTokens;
 }
 
 /**
@@ -84,8 +96,14 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
       quotas,
       store: deps.store,
       audit: deps.audit?.enabled ? deps.audit : undefined,
+      overageGroups: deps.overageGroups,
     });
     if (enforcer) enforcers.set(resource.name, enforcer);
+  }
+  const downstream = new Map<string, DownstreamPush>();
+  for (const resource of deps.resources) {
+    const push = createDownstreamPush(deps.downstreamTokens, resource.backend);
+    if (push) downstream.set(resource.name, push);
   }
   const forwarders = new Map(deps.resources.map((r) => [r.name, createForwarder(r.backend)]));
   // One context object shared by every route.
@@ -99,6 +117,8 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     enforcers,
     routes: deps.routes,
     audit: deps.audit?.enabled ? deps.audit : undefined,
+    telemetry: deps.telemetry ?? { metrics: createGatewayMetrics(localTelemetry().meterProvider), tracer: undefined },
+    downstream,
     gate: createGate({ ...deps, publicUrl: issuer }),
     sessions: createSessionBinding(deps.store, deps.clock, { cacheMs: deps.cacheMs }),
     store: deps.store,
@@ -113,6 +133,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   // Graceful shutdown: open long-lived SSE streams (GET, 2026-07-28 subscriptions/listen) would
   // hold the server open, so they are ended (cleanly, via their backend exchange); other requests
   // in flight (POST, DELETE) finish within the grace period.
+  ctx.telemetry.metrics.observeActiveStreams(() => ctx.active.size);
   app.addHook('preClose', (done) => {
     for (const abort of ctx.active) abort();
     done();

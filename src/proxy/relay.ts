@@ -1,6 +1,7 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { Transform, type Readable } from 'node:stream';
 import { tooLarge, tooSlow } from './errors.ts';
+import type { BodySink } from './forward.ts';
 
 /** An SSE comment (WHATWG HTML §9.2.6: lines starting with ':' are ignored by clients). */
 const SSE_KEEP_ALIVE = ': keep-alive\n\n';
@@ -44,84 +45,171 @@ export function createKeepAlive(keepAliveMs: number): KeepAlive {
   };
 }
 
+export interface RelayOptions {
+  sse: boolean;
+  keepAlive: KeepAlive;
+  /** Written before the body (the legacy transport's endpoint event). */
+  prefix?: string | undefined;
+  /** What an SSE stream that dies between events says before it ends (see sendBackendResponse). */
+  lastWords?: (() => string | undefined) | undefined;
+}
+
 /**
  * Copies a backend body to the client as it arrives (never buffered whole), honouring
- * back-pressure. The response head goes out with the first chunk when it is already there (one
- * write), else at once. On SSE streams a keep-alive comment is written when nothing was written
- * for a while, only between events. A backend stream that dies mid-way ends the client's stream
- * (SSE, after `lastWords`) or drops the connection (anything else, so a truncated body is not
- * taken as complete). Events rather than an async iterator: this runs on every SSE answer.
+ * back-pressure; fed by the backend exchange itself (relayDirectly) or by a Readable (relay).
+ * The response head goes out with the first chunk when it is already there (one write), else at
+ * once; an answer that was complete before it was relayed goes out whole with a Content-Length.
+ * On SSE streams a keep-alive comment is written when nothing was written for a while, only
+ * between events. A backend stream that dies mid-way ends the client's stream (SSE, after
+ * `lastWords`) or drops the connection (anything else, so a truncated body is not taken as
+ * complete). One object per answer, no closures: this runs on every SSE answer (benchmark 1).
  */
-export function relay(
-  body: Readable,
-  res: ServerResponse,
-  options: { sse: boolean; keepAlive: KeepAlive; prefix?: string; lastWords?: () => string | undefined },
-): Promise<void> {
-  return new Promise((resolve) => {
-    /** The stream's last four bytes (the start counts as a boundary). */
-    let tail = LF_LF;
-    const atBoundary = () => (tail & 0xffff) === LF_LF || (tail & 0xffff) === CR_CR || tail >>> 0 === CRLF_CRLF;
-    const idle: IdleStream = {
-      idleTicks: 0,
-      onIdle() {
-        if (atBoundary() && !res.writableEnded) res.write(SSE_KEEP_ALIVE);
-        idle.idleTicks = 0;
-      },
-    };
-    let finished = false;
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      if (options.sse) options.keepAlive.delete(idle);
-      body.off('data', onData);
-      res.off('close', onClose);
-      res.off('drain', onDrain);
-      resolve();
-    };
-    const onData = (chunk: Buffer) => {
-      if (res.destroyed) return;
-      for (let i = Math.max(0, chunk.length - 4); i < chunk.length; i++) tail = (tail << 8) | chunk[i]!;
-      idle.idleTicks = 0;
-      if (!res.write(chunk)) {
-        body.pause();
-        res.once('drain', onDrain);
-      }
-    };
-    const onDrain = () => body.resume();
-    const onClose = () => finish();
-    body.on('data', onData);
-    body.once('end', () => {
-      res.end();
-      finish();
-    });
-    // Stays attached: a body destroyed after the end (the client went away) must not throw.
-    const onError = () => {
-      if (finished) return;
-      if (!options.sse) res.destroy();
-      else {
-        // Between events, tell the client what its pending request will never get (see lastWords).
-        const farewell = atBoundary() ? options.lastWords?.() : undefined;
-        if (farewell && !res.destroyed) res.write(farewell);
-        res.end();
-      }
-      finish();
-    };
-    body.on('error', onError);
-    res.once('close', onClose);
-    if (options.prefix) res.write(options.prefix);
-    if (body.readableLength > 0) {
-      // The first chunk (often the whole answer) is already here: head, chunk and end go out
-      // in one write when they arrive together.
+export class ResponseSink implements BodySink, IdleStream {
+  idleTicks = 0;
+  private readonly res: ServerResponse;
+  private readonly statusCode: number;
+  private readonly headers: OutgoingHttpHeaders;
+  private readonly options: RelayOptions;
+  /** The stream's last four bytes (the start counts as a boundary). */
+  private tail = LF_LF;
+  private resume: (() => void) | undefined;
+  private finished = false;
+
+  constructor(res: ServerResponse, statusCode: number, headers: OutgoingHttpHeaders, options: RelayOptions) {
+    this.res = res;
+    this.statusCode = statusCode;
+    this.headers = headers;
+    this.options = options;
+  }
+
+  start(chunks: Buffer[], ended: boolean | Error, resume: () => void): boolean {
+    const res = this.res;
+    if (ended === true && this.options.prefix === undefined) {
+      // All of it arrived before it was relayed (a tool call's one event): one write, as a whole body.
+      this.finished = true;
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      // RFC 9110 §8.6: no Content-Length on a 204 (nor on a 304, whose body is absent anyway).
+      if (this.statusCode !== 204 && this.statusCode !== 304) this.headers['content-length'] = body.length;
+      res.writeHead(this.statusCode, this.headers);
+      res.end(body);
+      return true;
+    }
+    this.open(chunks.length > 0, resume);
+    let flowing = true;
+    for (const chunk of chunks) flowing = this.write(chunk);
+    if (ended === true) this.end();
+    else if (ended !== false) this.fail(ended);
+    return flowing;
+  }
+
+  /**
+   * Writes the head (and prefix); with data at hand, holds them for one write with it. `resume`
+   * restarts the body after a write returned false.
+   */
+  open(dataAtHand: boolean, resume: () => void): void {
+    this.resume = resume;
+    const res = this.res;
+    res.writeHead(this.statusCode, this.headers);
+    if (this.options.prefix) res.write(this.options.prefix);
+    if (dataAtHand) {
       res.cork();
-      setImmediate(() => res.uncork());
-    } else if (!options.prefix) {
+      setImmediate(uncork, res);
+    } else if (!this.options.prefix) {
       res.flushHeaders();
     }
-    if (options.sse) options.keepAlive.add(idle);
-    // Failed before this listened (between legacy-sse's first event and here): its 'error' is past.
-    if (body.destroyed && !body.readableEnded) return onError();
-    body.resume(); // also when paused by a reader before (legacy-sse's first event)
-  });
+    if (this.options.sse) this.options.keepAlive.add(this);
+  }
+
+  write(chunk: Buffer): boolean {
+    const res = this.res;
+    if (this.finished || res.destroyed) return true;
+    let tail = this.tail;
+    for (let i = Math.max(0, chunk.length - 4); i < chunk.length; i++) tail = (tail << 8) | chunk[i]!;
+    this.tail = tail;
+    this.idleTicks = 0;
+    if (res.write(chunk)) return true;
+    res.once('drain', this.resume!);
+    return false;
+  }
+
+  end(): void {
+    if (this.close()) this.res.end();
+  }
+
+  fail(_error: Error): void {
+    if (!this.close()) return;
+    const res = this.res;
+    if (res.destroyed) return;
+    if (!this.options.sse) {
+      res.destroy();
+      return;
+    }
+    // Between events, tell the client what its pending request will never get (see lastWords).
+    const farewell = this.atBoundary() ? this.options.lastWords?.() : undefined;
+    if (farewell) res.write(farewell);
+    res.end();
+  }
+
+  /** Stops relaying (the client went away, or the body ended); false when already stopped. */
+  close(): boolean {
+    if (this.finished) return false;
+    this.finished = true;
+    if (this.options.sse) this.options.keepAlive.delete(this);
+    return true;
+  }
+
+  onIdle(): void {
+    if (this.atBoundary() && !this.res.writableEnded) this.res.write(SSE_KEEP_ALIVE);
+    this.idleTicks = 0;
+  }
+
+  private atBoundary(): boolean {
+    const tail = this.tail;
+    return (tail & 0xffff) === LF_LF || (tail & 0xffff) === CR_CR || tail >>> 0 === CRLF_CRLF;
+  }
+}
+
+function uncork(res: ServerResponse): void {
+  res.uncork();
+}
+
+/**
+ * Relays a body that is a Readable (one a policy filter or the audit trail reads on its way, or
+ * the legacy transport's stream) into `sink`. The body is resumed (also when paused by a reader
+ * before, as legacy-sse's first event).
+ */
+export function relay(body: Readable, res: ServerResponse, sink: ResponseSink): void {
+  const onData = (chunk: Buffer) => {
+    if (!sink.write(chunk)) body.pause();
+  };
+  const detach = () => {
+    body.off('data', onData);
+    res.off('close', onClose);
+  };
+  const onEnd = () => {
+    detach();
+    sink.end();
+  };
+  // Stays attached: a body destroyed after the end (the client went away) must not throw.
+  const onError = (error: Error) => {
+    detach();
+    sink.fail(error);
+  };
+  const onClose = () => {
+    detach();
+    sink.close();
+  };
+  sink.open(body.readableLength > 0, () => body.resume());
+  // Failed before this listened (between legacy-sse's first event and here): its 'error' is past.
+  if (body.destroyed && !body.readableEnded) {
+    sink.fail(new Error('the backend stream failed'));
+    return;
+  }
+  body.on('data', onData);
+  body.once('end', onEnd);
+  body.on('error', onError);
+  res.once('close', onClose);
+  body.resume();
 }
 
 /**
@@ -151,6 +239,8 @@ export function limitBytes(maxBytes: number, timeoutMs: number): Transform {
  * or one that has not ended within timeoutMs (408).
  */
 export function readBounded(source: Readable, maxBytes: number, timeoutMs: number): Promise<Buffer> {
+  const arrived = arrivedWhole(source, maxBytes);
+  if (arrived !== undefined) return Promise.resolve(arrived);
   // Events rather than an async iterator: this runs on every small call (benchmark 1).
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -195,3 +285,22 @@ export function readBounded(source: Readable, maxBytes: number, timeoutMs: numbe
   });
 }
 
+
+/**
+ * A request body that has all arrived (node:http parsed the whole message, as it does for a small
+ * body sent with its head, before the handler's first await), taken at once: no timer, listeners
+ * or promise per call. Undefined when it has not, or is being read already. Over maxBytes: 413.
+ */
+export function arrivedWhole(source: Readable, maxBytes: number): Buffer | undefined {
+  if ((source as IncomingMessage).complete !== true || source.readableFlowing !== null || source.readableEncoding !== null) return undefined;
+  const length = source.readableLength;
+  if (length > maxBytes) throw tooLarge(maxBytes);
+  const data = source.read() as Buffer | null;
+  if (data !== null && data.length === length) return data;
+  if (data === null && length === 0) return EMPTY;
+  // Not what was buffered after all (should not happen): give it back and read by events.
+  if (data !== null) source.unshift(data);
+  return undefined;
+}
+
+const EMPTY = Buffer.alloc(0);

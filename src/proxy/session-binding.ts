@@ -1,16 +1,13 @@
-import { sha256 } from '../oauth/secrets.ts';
-import type { Clock } from '../ports/clock.ts';
+import { MAX_TOKEN_CACHE_MS } from '../oauth/grants.ts';
+import { keys } from '../oauth/keys.ts';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 
 /** A session id stays bound to its user this long after its last use. */
-export const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
+const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
 /** The binding's expiry is pushed back at most this often per replica (not on every call). */
 const SESSION_BINDING_REFRESH_MS = 3600 * 1000;
-/**
- * By default a replica trusts a binding it read this long without asking the Store again: the
- * token cache's bound (`tokens.cacheMs`; a session ended on another replica is refused within it).
- */
-const DEFAULT_VERDICT_CACHE_MS = 1000;
 const MAX_CACHED_SESSIONS = 10_000;
 
 interface CachedBinding {
@@ -30,49 +27,56 @@ interface CachedBinding {
  * most of the time (Redis: two per call before; SQLite: a write per call).
  */
 export function createSessionBinding(store: Store, clock: Clock, options: { cacheMs?: number | undefined } = {}) {
-  const verdictMs = options.cacheMs ?? DEFAULT_VERDICT_CACHE_MS;
-  const nowMs = () => clock.nowMs?.() ?? clock.nowSeconds() * 1000;
-  const key = (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`;
+  // By default a replica trusts a binding it read as long as a token lookup (`tokens.cacheMs`):
+  // a session ended on another replica is refused within that bound.
+  const verdictMs = options.cacheMs ?? MAX_TOKEN_CACHE_MS;
   // Keyed by resource + the id itself (process memory only), so a hit costs no hash.
-  const cache = new Map<string, CachedBinding>();
-  const remember = (cacheKey: string, binding: CachedBinding) => {
-    if (cache.size >= MAX_CACHED_SESSIONS && !cache.has(cacheKey)) cache.delete(cache.keys().next().value!);
-    cache.set(cacheKey, binding);
-  };
+  const cache = createBoundedCache<string, CachedBinding>(MAX_CACHED_SESSIONS);
+  async function ownsPerStore(
+    resource: string,
+    sessionId: string,
+    userKey: string,
+    cacheKey: string,
+    cached: CachedBinding | undefined,
+    now: number,
+  ): Promise<boolean> {
+    const k = keys.mcpSession(resource, sessionId);
+    const owner = await store.get<string>(k);
+    if (owner === undefined) {
+      cache.delete(cacheKey);
+      return false;
+    }
+    let refreshedAt = cached?.userKey === owner ? cached.refreshedAt : 0;
+    if (owner === userKey && now - refreshedAt >= SESSION_BINDING_REFRESH_MS) {
+      await store.set(k, owner, SESSION_BINDING_TTL_SECONDS);
+      refreshedAt = now;
+    }
+    cache.set(cacheKey, { userKey: owner, checkedUntil: now + verdictMs, refreshedAt });
+    return owner === userKey;
+  }
   return {
     /** True when a session id presented by a client is bound to this user (and keeps it alive). */
-    async owns(resource: string, sessionId: string, userKey: string): Promise<boolean> {
-      const now = nowMs();
+    owns(resource: string, sessionId: string, userKey: string): boolean | Promise<boolean> {
+      const now = nowMsOf(clock);
       const cacheKey = `${resource} ${sessionId}`;
       const cached = cache.get(cacheKey);
+      // Answered from memory without a promise (this runs on every call in a session).
       if (cached !== undefined && cached.checkedUntil > now) return cached.userKey === userKey;
-      const k = key(resource, sessionId);
-      const owner = await store.get<string>(k);
-      if (owner === undefined) {
-        cache.delete(cacheKey);
-        return false;
-      }
-      let refreshedAt = cached?.userKey === owner ? cached.refreshedAt : 0;
-      if (owner === userKey && now - refreshedAt >= SESSION_BINDING_REFRESH_MS) {
-        await store.set(k, owner, SESSION_BINDING_TTL_SECONDS);
-        refreshedAt = now;
-      }
-      remember(cacheKey, { userKey: owner, checkedUntil: now + verdictMs, refreshedAt });
-      return owner === userKey;
+      return ownsPerStore(resource, sessionId, userKey, cacheKey, cached, now);
     },
     /** Binds a session id the backend just issued; false when it is already another user's. */
     async bindIssued(resource: string, sessionId: string, userKey: string): Promise<boolean> {
-      const k = key(resource, sessionId);
+      const k = keys.mcpSession(resource, sessionId);
       if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) {
-        const now = nowMs();
-        remember(`${resource} ${sessionId}`, { userKey, checkedUntil: now + verdictMs, refreshedAt: now });
+        const now = nowMsOf(clock);
+        cache.set(`${resource} ${sessionId}`, { userKey, checkedUntil: now + verdictMs, refreshedAt: now });
         return true;
       }
       return (await store.get<string>(k)) === userKey;
     },
     async forget(resource: string, sessionId: string): Promise<void> {
       cache.delete(`${resource} ${sessionId}`);
-      await store.delete(key(resource, sessionId));
+      await store.delete(keys.mcpSession(resource, sessionId));
     },
   };
 }

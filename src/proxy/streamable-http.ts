@@ -14,13 +14,15 @@ import {
   tooLarge,
 } from './errors.ts';
 import { destroyBody, WHOLE_BODY_BYTES } from './forward.ts';
-import type { Gate } from './gate.ts';
+import { insufficientScope } from './bearer.ts';
+import { type Gate, sendBearerRefusal } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
 import { beginOperations } from './audit-hook.ts';
 import { filterAnswer } from './policy-hook.ts';
-import { limitBytes, readBounded } from './relay.ts';
+import { arrivedWhole, limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
 import type { SessionBinding } from './session-binding.ts';
+import type { Subject } from '../policy/enforce.ts';
 
 /**
  * Streamable HTTP (MCP 2025-03-26 … 2026-07-28 transports): POST (JSON or SSE answer), GET
@@ -41,37 +43,58 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
   const backend = resource.backend;
   const upstream = new URL(backend.url!);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const caller = await ctx.gate.admit(req, res, resource);
+    // Cached answers (token, session, assertion) come without a promise: a call awaits only its backend.
+    const admitted = ctx.gate.admit(req, res, resource);
+    const caller = admitted instanceof Promise ? await admitted : admitted;
     if (!caller) return;
     const sessionId = header(req.headers, 'mcp-session-id');
-    if (sessionId !== undefined && !(await ctx.sessions.owns(resource.resource, sessionId, caller.record.userKey))) {
-      return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+    if (sessionId !== undefined) {
+      const owned = ctx.sessions.owns(resource.resource, sessionId, caller.record.userKey);
+      if (!(owned instanceof Promise ? await owned : owned)) {
+        return sendJson(res, 404, jsonRpcError(JSONRPC_SESSION_NOT_FOUND, 'Session not found'));
+      }
     }
     const method = req.method as 'GET' | 'POST' | 'DELETE';
     let body: Readable | Buffer | undefined;
     // With a policy, a POST is read whole and judged before the backend sees it.
     const enforcer = method === 'POST' ? ctx.enforcers.get(resource.name) : undefined;
-    if (method === 'POST') body = await requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
+    if (method === 'POST') {
+      const read = requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
+      body = read instanceof Promise ? await read : read;
+    }
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
     const operations =
-      ctx.audit && method === 'POST'
-        ? beginOperations(ctx.audit, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+      (ctx.audit || ctx.telemetry.tracer) && method === 'POST'
+        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
         : undefined;
-    const subject = enforcer && Buffer.isBuffer(body) ? await enforcer.subject(req, caller.record) : undefined;
-    if (enforcer && subject && Buffer.isBuffer(body)) {
+    let subject: Subject | undefined;
+    let asksForLists = false;
+    if (enforcer && Buffer.isBuffer(body)) {
+      const found = enforcer.subject(req, caller.record);
+      subject = found instanceof Promise ? await found : found;
+      // A promise only when a quota applies to a call of the body (one Store round trip).
+      const screened = enforcer.screen(body, subject, operations?.judged);
+      const { refusal, asksForLists: lists } = screened instanceof Promise ? await screened : screened;
+      if (refusal && 'missingScopes' in refusal) {
+        // MCP 2025-11-25 authorization §Scope Challenge Handling: the SDK clients re-authorize with this scope and retry.
+        return sendBearerRefusal(res, insufficientScope(resource, caller.record.scopes, refusal.missingScopes));
+      }
       // A refusal (policy or quota) is a JSON-RPC error with 200: MCP clients take a non-2xx
       // answer to a POST for a broken transport, not for this call's error (docs/security.md).
-      const refusal = await enforcer.screen(body, subject, operations?.judged);
       if (refusal) {
-        operations?.answered(refusal.answer, 200);
-        return sendJson(res, 200, refusal.answer, { 'cache-control': 'no-store' });
+        operations?.answered(refusal, 200);
+        return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });
       }
+      asksForLists = lists;
     }
-    const headers = await backendHeaders(ctx, req.headers, caller, resource);
+    const built = backendHeaders(ctx, req.headers, caller, resource, body);
+    const headers = built instanceof Promise ? await built : built;
+    if (operations) body = operations.sending(headers, body, upstream);
     const longLived = isLongLived(req);
     let response = await openBackend(ctx, res, resource, { url: upstream, method, headers, body }, longLived);
     if (!response) return;
-    if (enforcer?.filtersLists && subject) {
+    // Only an answer to a list request can hold list results (Screening.asksForLists).
+    if (enforcer && subject && asksForLists) {
       const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
       response = await filterAnswer(enforcer, subject, response, { privateCache, timeoutMs: backend.headersTimeoutMs });
     }
@@ -91,7 +114,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     // A long-lived stream ends as a GET stream does, without an error for its request (a listen
     // stream has no final response to miss).
-    await sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
+    sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
   };
 }
 
@@ -100,7 +123,12 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
  * requests, which are read (bounded) so the mirrored headers can be checked against the body
  * (2026-07-28 transports/streamable-http §Server Validation).
  */
-async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: number, readWhole: boolean): Promise<Readable | Buffer | undefined> {
+function requestBody(
+  req: IncomingMessage,
+  maxBytes: number,
+  timeoutMs: number,
+  readWhole: boolean,
+): Readable | Buffer | undefined | Promise<Readable | Buffer | undefined> {
   const source = requestStream(req);
   const length = Number(req.headers['content-length']);
   if (length > maxBytes) throw tooLarge(maxBytes);
@@ -109,10 +137,13 @@ async function requestBody(req: IncomingMessage, maxBytes: number, timeoutMs: nu
   if (!validate && !readWhole) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    if (length <= WHOLE_BODY_BYTES) return readBounded(source, maxBytes, timeoutMs);
+    if (length <= WHOLE_BODY_BYTES) return arrivedWhole(source, maxBytes) ?? readBounded(source, maxBytes, timeoutMs);
     return source.pipe(limitBytes(maxBytes, timeoutMs));
   }
+  return readValidated(req, source, maxBytes, timeoutMs, validate);
+}
 
+async function readValidated(req: IncomingMessage, source: Readable, maxBytes: number, timeoutMs: number, validate: boolean): Promise<Buffer> {
   const raw = await readBounded(source, maxBytes, timeoutMs);
   if (!validate) return raw;
   let message: unknown;

@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import type { RedisCredential } from './redis.ts';
 
 /** Scope of a Microsoft Entra token for Azure Managed Redis and Azure Cache for Redis. */
-export const REDIS_ENTRA_SCOPE = 'https://redis.azure.com/.default';
+const REDIS_ENTRA_SCOPE = 'https://redis.azure.com/.default';
 
 export interface RedisEntraOptions {
   /** Client id of a user-assigned managed identity; without it, DefaultAzureCredential. */

@@ -1,6 +1,6 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Redis } from 'ioredis';
-import { type Clock, systemClock } from '../ports/clock.ts';
+import { type Clock, nowMsOf, systemClock } from '../ports/clock.ts';
 import { type Store, StoreUnavailableError } from '../ports/store.ts';
 import { checkTtl, toJson } from './values.ts';
 
@@ -57,8 +57,7 @@ return 1
 `;
 
 function refreshDelayMs(expiresAt: number, clock: Clock): number {
-  const nowMs = clock.nowMs?.() ?? clock.nowSeconds() * 1000;
-  return Math.max(MIN_CREDENTIAL_REFRESH_MS, (expiresAt * 1000 - nowMs) * CREDENTIAL_REFRESH_FRACTION);
+  return Math.max(MIN_CREDENTIAL_REFRESH_MS, (expiresAt * 1000 - nowMsOf(clock)) * CREDENTIAL_REFRESH_FRACTION);
 }
 
 /** Store over Redis (ioredis), for several gateway replicas sharing state. */

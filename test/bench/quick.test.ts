@@ -46,6 +46,10 @@ test('bench --quick runs all five benchmarks and reports their rows', { timeout:
     assert.equal(rowsOf(1).length, 2 * 2 * (nginx ? 4 : 3));
     assert.deepEqual([...new Set(rowsOf(1).map((row) => row[0]))], ['snippets', 'minimal']);
     if (!nginx) assert.match(output, /skipping nginx: nginx is not installed/);
+    // Benchmark 1's policy cost: tools/call and tools/list, gateway without and with the dev sample policy.
+    const figures = report.sections.find((s) => s.id === 1)!.figures;
+    for (const name of ['realPolicyAddedCpuUs16', 'realListFilterAddedCpuUs16']) assert.ok(Number.isFinite(figures[name]), name);
+    assert.match(readFileSync(results, 'utf8'), /\| tools\/call \| [\d,]+ \| [\d,]+ \|[^\n]*\n\| tools\/list \| [\d,]+ \| [\d,]+ \|/);
     assert.equal(rowsOf(2).length, 4); // SQLite, Redis × cached, uncached
     assert.equal(rowsOf(3).length, 2); // GET /mcp, legacy /mcp/sse
     assert.equal(rowsOf(4).length, 4); // SQLite, Redis × two sizes

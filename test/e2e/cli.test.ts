@@ -57,12 +57,12 @@ describe('mcp-entra-gateway command line', () => {
         '',
       ].join('\n'),
     );
-    const schemaOnly = cli(['serve', '--config', file], { ENTRA_SECRET: 'super-secret-value', MISSING_KEY: 'a'.repeat(44) });
+    const schemaOnly = cli(['serve', '--config', file], { ENTRA_SECRET: 'super-secret-value', MISSING_KEY: `${'a'.repeat(43)}=` });
     writeFileSync(join(dir, 'no-such-file'), 'c'.repeat(40));
-    const second = cli(['serve', '--config', file], { ENTRA_SECRET: 'super-secret-value', MISSING_KEY: 'a'.repeat(44) });
+    const second = cli(['serve', '--config', file], { ENTRA_SECRET: 'super-secret-value', MISSING_KEY: `${'a'.repeat(43)}=` });
     assert.equal(schemaOnly.status, 2);
     assert.equal(second.status, 2);
-    assert.equal(second.stderr, ['publicUrl: must be https (http only on loopback)', 'upstream.entra.tenantId: required', ''].join('\n'));
+    assert.equal(second.stderr, ['publicUrl: must be https (http only on loopback)', 'secrets.signingKey: not a PEM private key', 'upstream.entra.tenantId: required', ''].join('\n'));
     assert.ok(!second.stderr.includes('super-secret-value'), 'secrets are never printed');
   });
 

@@ -15,12 +15,14 @@ describe('policy explain', () => {
   const policyBlocks = docBlocks().filter((b) => b.file === 'README.md' && b.heading === 'Who may call which tool' && b.lang === 'yaml');
   const devPolicy = join(dir, 'dev-policy.yaml');
   const entraPolicy = join(dir, 'entra-policy.yaml');
+  const stepUpPolicy = join(dir, 'step-up-policy.yaml');
   writeFileSync(devPolicy, policyBlocks[0]?.text ?? '');
   writeFileSync(entraPolicy, policyBlocks[1]?.text ?? '');
+  writeFileSync(stepUpPolicy, policyBlocks[2]?.text ?? '');
   const explain = (config: string, ...args: string[]) =>
     spawnSync(process.execPath, [join(ROOT, 'src/cli.ts'), 'policy', 'explain', '--config', config, ...args], { encoding: 'utf8', timeout: 30_000 });
 
-  it('finds the README policy examples', () => assert.equal(policyBlocks.length, 2));
+  it('finds the README policy examples', () => assert.equal(policyBlocks.length, 3));
 
   it('a reader may not save: denied, no rule allows it (exit 1)', () => {
     const result = explain(devPolicy, '--tool', 'save_snippet', '--user', 'bob', '--roles', 'Snippets.Read');
@@ -51,6 +53,18 @@ describe('policy explain', () => {
     const night = explain(entraPolicy, '--tool', 'delete_snippet', '--groups', group, '--time', '2026-12-04T21:00:00+01:00');
     assert.equal(night.status, 1);
     assert.equal(night.stdout.split('\n')[1], 'denied by rule "no-deletes-after-hours"');
+  });
+
+  it('the step-up example: a writer without snippets:write is asked for it (exit 1); with it, allowed', () => {
+    const without = explain(stepUpPolicy, '--tool', 'save_snippet', '--roles', 'Snippets.Write', '--scopes', 'mcp:tools');
+    assert.equal(without.status, 1, without.stderr);
+    assert.equal(
+      without.stdout.split('\n')[1],
+      'needs scope snippets:write (step-up, rule "write-scope"): a token without it gets 403 insufficient_scope and the client asks the user for it',
+    );
+    const stepped = explain(stepUpPolicy, '--tool', 'save_snippet', '--roles', 'Snippets.Write', '--scopes', 'mcp:tools snippets:write');
+    assert.equal(stepped.status, 0, stepped.stderr);
+    assert.equal(stepped.stdout.split('\n')[1], 'allowed by rule "writers"');
   });
 
   it('lists are never refused (they are filtered), and a rule that does not compile is named by its key', () => {

@@ -41,11 +41,10 @@ function entraConfig(idp: EntraShapedIdp, overrides: Partial<EntraIdpConfig> = {
   };
 }
 
-async function signIn(idp: UpstreamIdp, prompt?: string) {
+async function signIn(idp: UpstreamIdp, prompt?: 'login' | 'select_account') {
   const browser = createHeadlessBrowser();
   const request = { state: client.randomState(), nonce: client.randomNonce(), codeVerifier: client.randomPKCECodeVerifier() };
-  // `prompt` is typed login|select_account; a caller passing `consent` anyway must not reach Entra.
-  const url = await idp.authorizationUrl({ ...request, prompt: prompt as 'login' | undefined });
+  const url = await idp.authorizationUrl({ ...request, prompt });
   const page = await browser.get(url);
   const done = await signInAtDevIdp(browser, page, USER.login, USER.password, { stopAt: toCallback });
   assert.ok(done.stoppedAt, `sign-in did not reach the callback: ${done.status} ${done.body.slice(0, 200)}`);
@@ -62,7 +61,7 @@ describe('entra adapter against an Entra-shaped IdP', () => {
   });
   after(() => lookalike.close());
 
-  test('on the wire: no resource, offline_access requested, no prompt=consent; the configured scopes on refresh', async () => {
+  test('on the wire: no resource, offline_access requested, the prompt asked for; the configured scopes on refresh', async () => {
     const idp = await createEntraIdp(entraConfig(lookalike, { scopes: ['openid', 'email'] }), {
       redirectUri: REDIRECT_URI,
       allowInsecureHttp: true,
@@ -71,7 +70,7 @@ describe('entra adapter against an Entra-shaped IdP', () => {
     lookalike.authorizeRequests.length = 0;
     lookalike.tokenRequests.length = 0;
 
-    const { request, callbackUrl } = await signIn(idp, 'consent');
+    const { request, callbackUrl } = await signIn(idp, 'select_account');
     const { identity, tokens } = await idp.completeSignIn({ callbackUrl, ...request });
     assert.equal(identity.issuer, `${lookalike.authorityHost}/${ENTRA_TEST_TENANT}/v2.0`);
     assert.equal(identity.tenantId, ENTRA_TEST_TENANT);

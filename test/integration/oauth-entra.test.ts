@@ -6,6 +6,8 @@ import { ENTRA_TEST_TENANT, type EntraShapedIdp, entraError, type InjectedFailur
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { freePort } from '../support/ports.ts';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
+import { createHeadlessBrowser } from '../support/headless-browser.ts';
+import { approveAndSignIn, authorizeUrl, defaultAuthorizeParams, pkce, registerClient } from '../support/oauth-steps.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 /** The SDK's auth flow through the gateway with the `entra` adapter, proving DESIGN §6 on the wire. */
@@ -83,6 +85,19 @@ describe('sign-in through the entra adapter (Entra-shaped oidc-provider)', () =>
     };
     return { provider, tokens: provider.tokens()!, refresh };
   }
+
+  it('prompt=consent at /authorize is never sent to Entra (DESIGN §6); prompt=select_account is', async () => {
+    const user = { login: 'adele@contoso.test', password: 'correct horse' };
+    const clientId = await registerClient(gw.publicUrl);
+    for (const [asked, sent] of [['consent', null], ['select_account', 'select_account']] as const) {
+      const before = idp.authorizeRequests.length;
+      const start = authorizeUrl(gw.publicUrl, { ...defaultAuthorizeParams(gw.publicUrl, clientId, pkce().challenge), prompt: asked });
+      const { returnedTo } = await approveAndSignIn(createHeadlessBrowser(), start, user);
+      assert.ok(returnedTo.searchParams.get('code'));
+      assert.equal(idp.authorizeRequests.length, before + 1);
+      assert.equal(idp.authorizeRequests.at(-1)!.get('prompt'), sent, `prompt=${asked} asked of the gateway`);
+    }
+  });
 
   it('an unavailable or misconfigured Entra answers 503 at the gateway and the old refresh token keeps working', async () => {
     const { tokens, refresh } = await signedInClient();

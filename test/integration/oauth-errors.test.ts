@@ -216,6 +216,20 @@ describe('authorization server: bad input gets the exact error', () => {
         400,
         { error: 'invalid_client_metadata', error_description: 'token_endpoint_auth_method {"toString":1} is not supported' },
       ],
+      [
+        'client_uri not a URL',
+        'application/json',
+        '{"redirect_uris":["https://a.example/cb"],"client_uri":"my app"}',
+        400,
+        { error: 'invalid_client_metadata', error_description: 'client_uri: Invalid URL' },
+      ],
+      [
+        'javascript: logo_uri',
+        'application/json',
+        '{"redirect_uris":["https://a.example/cb"],"logo_uri":"javascript:alert(1)"}',
+        400,
+        { error: 'invalid_client_metadata', error_description: 'logo_uri: URL cannot use javascript:, data:, or vbscript: scheme' },
+      ],
       ['oversized', 'application/json', JSON.stringify({ redirect_uris: [CLIENT_REDIRECT], pad: 'x'.repeat(70 * 1024) }), 413, { error: 'invalid_request', error_description: 'request body is too large' }],
       [
         'a 60 KB redirect_uri',

@@ -102,14 +102,15 @@ describe('MCP proxy: the gate', () => {
     await own.body?.cancel();
   });
 
-  it('answers 403 insufficient_scope naming the scope to step up to', async () => {
+  it('answers 403 insufficient_scope naming the scope to step up to, with the ones the token has (none lost on re-authorizing)', async () => {
     const narrow = await gateway.tokenFor('alice', 'test', ['mcp:admin']);
     const res = await post(narrow, initialize());
     assert.equal(res.status, 403);
     assert.equal(
       res.headers.get('www-authenticate'),
-      `Bearer error="insufficient_scope", scope="mcp:tools", resource_metadata="${gateway.url}/.well-known/oauth-protected-resource/mcp"`,
+      `Bearer error="insufficient_scope", scope="mcp:tools mcp:admin", resource_metadata="${gateway.url}/.well-known/oauth-protected-resource/mcp"`,
     );
+    assert.deepEqual(await res.json(), { error: 'insufficient_scope', error_description: 'The access token lacks the scope mcp:tools' });
   });
 
   it('refuses another user\'s Streamable HTTP session id with 404, and serves its owner', async () => {

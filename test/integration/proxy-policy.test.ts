@@ -182,6 +182,16 @@ describe('policy: list results filtered inside SSE and JSON answers, page by pag
     assert.match(first, /"tools":\[\{"name":"read_a".*\{"name":"write_a".*"nextCursor":"p2"/);
   });
 
+  it('a list request is known by its parsed method (an escaped slash included): its answer is filtered', async () => {
+    const token = await gateway.tokenFor('bob', 'paged');
+    const response = await fetch(`${gateway.url}/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: '{"jsonrpc":"2.0","id":5,"method":"prompts\\/list","params":{}}',
+    });
+    assert.equal(await response.text(), '{"jsonrpc":"2.0","id":5,"result":{"prompts":[{"name":"summary"}]}}');
+  });
+
   it('a JSON list answer is filtered, and marked cacheScope private for 2026-07-28', async () => {
     const token = await gateway.tokenFor('bob', 'paged');
     assert.equal(await post(token, { jsonrpc: '2.0', id: 3, method: 'prompts/list', params: {} }), '{"jsonrpc":"2.0","id":3,"result":{"prompts":[{"name":"summary"}]}}');

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { sha256 } from '../../src/oauth/secrets.ts';
 import type { AccessTokenRecord, GrantRecord } from '../../src/ports/records.ts';
 import { startMcpBackend } from '../support/mcp-backend.ts';
@@ -82,12 +83,17 @@ describe('durability: kill -9 of a SQLite gateway mid-session', () => {
     started.push(second);
     const pagesBefore = provider.pages.length;
     provider.authorizationCode = undefined;
+    // A fresh connection pool, as a restarted client would have: a keep-alive socket to the killed
+    // process that the loaded event loop has not yet seen close would fail the first request.
+    const pool = new Agent();
+    started.push({ stop: () => pool.close() });
+    const freshFetch = ((url: string | URL, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher: pool })) as unknown as typeof fetch;
     const again = new Client({ name: 'scale-test', version: '1.0.0' });
-    await again.connect(new StreamableHTTPClientTransport(new URL(`${publicUrl}/mcp`), { authProvider: provider }));
+    await again.connect(new StreamableHTTPClientTransport(new URL(`${publicUrl}/mcp`), { authProvider: provider, fetch: freshFetch }));
     assert.equal(((await again.callTool({ name: 'echo', arguments: { text: 'after' } })) as ToolResult).content[0]!.text, 'after');
     await again.close();
     const refreshBefore = provider.tokens()!.refresh_token;
-    assert.equal(await auth(provider, { serverUrl: `${publicUrl}/mcp` }), 'AUTHORIZED');
+    assert.equal(await auth(provider, { serverUrl: `${publicUrl}/mcp`, fetchFn: freshFetch }), 'AUTHORIZED');
     assert.notEqual(provider.tokens()!.refresh_token, refreshBefore, 'the refresh token rotated');
     assert.equal(provider.authorizationCode, undefined, 'no new sign-in');
     assert.equal(provider.pages.length, pagesBefore);

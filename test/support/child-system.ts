@@ -9,11 +9,11 @@ export interface StartedSystem {
   stop(): Promise<boolean>;
 }
 
-/** Runs the README's start command (`npm start`) as a newcomer would, with ports and data dir as flags. */
-export async function startSystem(args: string[], timeoutMs = 60_000): Promise<StartedSystem> {
+/** Runs the README's start command (`npm start`) as a newcomer would, with ports and data dir as flags (and `env` added to ours). */
+export async function startSystem(args: string[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<StartedSystem> {
   const child = spawn('npm', ['start', '--', ...args], {
     cwd: new URL('../..', import.meta.url).pathname,
-    env: { ...process.env, NODE_ENV: 'development', LOG_LEVEL: 'warn' },
+    env: { ...process.env, NODE_ENV: 'development', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

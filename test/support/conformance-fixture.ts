@@ -1,23 +1,27 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
   type CallToolResult,
   completable,
   createMcpHandler,
+  createRequestStateCodec,
   hostHeaderValidationResponse,
+  InMemoryServerEventBus,
   isInitializeRequest,
   isLegacyRequest,
   localhostAllowedHostnames,
   localhostAllowedOrigins,
   McpServer,
   originValidationResponse,
+  type RequestStateCodec,
   ResourceTemplate,
   type ServerContext,
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
 import { z } from 'zod';
 import { sendWebResponse, webRequest } from '../../servers/snippets/node-web.ts';
+import { type FixtureRequestState, registerInputTools } from './conformance-input-tools.ts';
 
 export interface ConformanceFixture {
   /** The MCP endpoint: 2026-07-28 statelessly, older revisions with a session. */
@@ -32,13 +36,28 @@ const text = (value: string): CallToolResult => ({ content: [{ type: 'text', tex
 
 /**
  * The tools, resources and prompts the `@modelcontextprotocol/conformance` server scenarios call
- * (their `test_*` and `test://` names), on the v2 server SDK.
+ * (their `test_*` and `test://` names), on the v2 server SDK. `codec` seals and verifies the
+ * multi-round-trip `requestState` (spec basic/patterns/mrtr: integrity-protect, reject tampering);
+ * `bus` carries list changes to the 2026-07-28 `subscriptions/listen` streams.
  */
-function createFixtureServer(): McpServer {
+function createFixtureServer(codec: RequestStateCodec<FixtureRequestState>, bus: InMemoryServerEventBus): McpServer {
   const server = new McpServer(
     { name: 'conformance-fixture', version: '1.0.0' },
-    { capabilities: { logging: {}, completions: {}, resources: { listChanged: true }, prompts: { listChanged: true } } },
+    {
+      capabilities: { logging: {}, completions: {}, resources: { subscribe: true, listChanged: true }, prompts: { listChanged: true } },
+      requestState: { verify: codec.verify },
+    },
   );
+  registerInputTools(server, codec);
+  // The hooks the server-stateless scenario calls to see list changes on an open listen stream.
+  server.registerTool('test_trigger_tool_change', { description: 'Announces a tool list change' }, () => {
+    bus.publish({ kind: 'tools_list_changed' });
+    return text('Mutation triggered');
+  });
+  server.registerTool('test_trigger_prompt_change', { description: 'Announces a prompt list change' }, () => {
+    bus.publish({ kind: 'prompts_list_changed' });
+    return text('Mutation triggered');
+  });
 
   server.registerTool('test_simple_text', { description: 'Simple text content' }, () => text('This is a simple text response for testing.'));
   server.registerTool('test_image_content', { description: 'Image content' }, () => ({
@@ -94,6 +113,18 @@ function createFixtureServer(): McpServer {
     }),
   );
 
+  // resources/subscribe and /unsubscribe exist up to 2025-11-25 (2026-07-28 replaced them with
+  // subscriptions/listen, which the SDK serves); the scenarios only check the empty result.
+  const subscribed = new Set<string>();
+  server.server.setRequestHandler('resources/subscribe', (request) => {
+    subscribed.add(request.params.uri);
+    return {};
+  });
+  server.server.setRequestHandler('resources/unsubscribe', (request) => {
+    subscribed.delete(request.params.uri);
+    return {};
+  });
+
   server.registerPrompt('test_simple_prompt', { description: 'A prompt without arguments' }, () => ({
     messages: [{ role: 'user', content: { type: 'text', text: 'This is a simple prompt for testing.' } }],
   }));
@@ -135,7 +166,9 @@ function createFixtureServer(): McpServer {
  * and Origin are checked as the MCP transports spec asks of local servers (DNS rebinding).
  */
 export async function startConformanceFixture(): Promise<ConformanceFixture> {
-  const modern = createMcpHandler(createFixtureServer, { legacy: 'reject' });
+  const codec = createRequestStateCodec<FixtureRequestState>({ key: randomBytes(32) });
+  const bus = new InMemoryServerEventBus();
+  const modern = createMcpHandler(() => createFixtureServer(codec, bus), { legacy: 'reject', bus });
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
 
   async function legacy(request: Request, body: unknown): Promise<Response> {
@@ -157,7 +190,7 @@ export async function startConformanceFixture(): Promise<ConformanceFixture> {
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
-    await createFixtureServer().connect(transport);
+    await createFixtureServer(codec, bus).connect(transport);
     return transport.handleRequest(request, { parsedBody: body });
   }
 

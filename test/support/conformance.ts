@@ -15,6 +15,8 @@ export interface ScenarioResult {
   passed: boolean;
   /** `id: description` of each failed check, for assertion messages. */
   failures: string[];
+  /** `id` of each check that warned (a SHOULD not met): runs that agree pass the same and warn the same. */
+  warnings: string[];
 }
 
 /**
@@ -37,7 +39,8 @@ export async function runConformance(url: string, requirements: ConformanceRequi
       const scenario = entry.replace(/^server-/, '').replace(/-\d{4}-\d\d-\d\dT[\d-]+Z$/, '');
       const checks = JSON.parse(await readFile(join(dir, entry, 'checks.json'), 'utf8')) as { id?: string; status: string; description?: string; errorMessage?: string }[];
       const failures = checks.filter((check) => check.status === 'FAILURE').map((check) => `${check.id}: ${check.errorMessage ?? check.description ?? ''}`);
-      results.set(scenario, { passed: checks.length > 0 && failures.length === 0, failures });
+      const warnings = checks.filter((check) => check.status === 'WARNING').map((check) => check.id ?? '');
+      results.set(scenario, { passed: checks.length > 0 && failures.length === 0, failures, warnings });
     }
     return results;
   } finally {

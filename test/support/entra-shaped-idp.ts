@@ -19,8 +19,9 @@
  * overage mode); roles, groups and `tid` can change mid-grant (setEntraUser). Its discovery
  * documents are Entra's, at Entra's paths (test/contract/entra-discovery.test.ts).
  */
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { createHash, generateKeyPairSync, randomBytes, randomUUID, sign } from 'node:crypto';
+import { createServer, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, type JWK, jwtVerify } from 'jose';
 import type { DevUser } from '../../src/config/schema.ts';
 import { type DevIdp, type DevIdpClient, startDevIdp } from '../../src/idp/dev-idp.ts';
@@ -43,6 +44,15 @@ export interface EntraShapedIdp extends DevIdp {
   setEntraUser(login: string, change: EntraUserChange): void;
   /** From now on the look-alike's clock runs this far ahead of the gateway's (its tokens' `nbf`). */
   setClockAhead(seconds: number): void;
+  /**
+   * From now on a token for `scope` (refresh for another resource, on-behalf-of) is refused as Entra
+   * refuses it: `consent_required` (AADSTS65001, invalid_grant + suberror) or `interaction_required`
+   * (AADSTS50076, MFA); `undefined` grants it again.
+   */
+  withholdConsent(scope: string, refusal: 'consent_required' | 'interaction_required' | undefined): void;
+  /** Issuer of the look-alike's access tokens (Entra v2: `{authorityHost}/{tid}/v2.0`) and where their keys are. */
+  accessTokenIssuer: string;
+  jwksUri: string;
 }
 
 export interface InjectedFailure {
@@ -125,15 +135,23 @@ const ROUTES: Record<string, string> = {
 };
 const OIDC_SCOPES = new Set(['openid', 'profile', 'email', 'offline_access']);
 const GRAPH = 'https://graph.microsoft.com';
+const ACCESS_TOKEN_LIFETIME_SECONDS = 3600;
 
 export const ENTRA_TEST_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
 /** A custom API's scope, as an app registration exposes it. */
 export const SNIPPETS_API_SCOPE = 'api://3f0e5c2a-snippets/Snippets.Read';
 
+/**
+ * The gateway's own API (its app registration exposes it; Application ID URI `api://gateway-app`):
+ * a user's token for it is what an on-behalf-of request presents.
+ */
+export const GATEWAY_API_SCOPE = 'api://gateway-app/access_as_user';
+
 /** Scopes the look-alike knows, and what `.default` of each resource expands to. */
 const PERMISSIONS: Record<string, string[]> = {
   [GRAPH]: [`${GRAPH}/User.Read`],
   'api://3f0e5c2a-snippets': [SNIPPETS_API_SCOPE],
+  'api://gateway-app': [GATEWAY_API_SCOPE],
 };
 const KNOWN_SCOPES = [
   'User.Read',
@@ -141,6 +159,7 @@ const KNOWN_SCOPES = [
   `${GRAPH}/.default`,
   SNIPPETS_API_SCOPE,
   'api://3f0e5c2a-snippets/.default',
+  GATEWAY_API_SCOPE,
 ];
 
 export const ENTRA_TEST_USERS: DevUser[] = [
@@ -198,6 +217,8 @@ export async function startEntraShapedIdp(options: {
   federatedCredentials?: FederatedCredential[];
   /** false: the app registration has no groups claim configured (Entra then sends none). Default true. */
   groupClaims?: boolean;
+  /** The app's Application ID URIs (`api://…`): an on-behalf-of assertion's `aud` is one of them or the client id. */
+  appIdUris?: string[];
 }): Promise<EntraShapedIdp> {
   const tenantId = options.tenantId ?? ENTRA_TEST_TENANT;
   const authorizeRequests: URLSearchParams[] = [];
@@ -219,6 +240,17 @@ export async function startEntraShapedIdp(options: {
   const refreshAliases = new Map<string, string>();
   let clockAheadSeconds = 0;
   let origin = '';
+  // Entra-shaped JWT access tokens (for an API's scopes, and every downstream token) are signed
+  // with this key, published beside oidc-provider's at the keys endpoint.
+  const accessTokenKey = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const accessTokenJwk: JWK = { ...(accessTokenKey.publicKey.export({ format: 'jwk' }) as JWK), alg: 'RS256', use: 'sig', kid: `at-${randomBytes(6).toString('hex')}` };
+  const users = options.users ?? ENTRA_TEST_USERS;
+  /** The look-alike's pairwise `sub` of each user in the gateway's app → the user. */
+  const userBySubject = new Map(users.map((u) => [entraPairwiseSubject(devSubject(tenantId, u.login), options.client.clientId), u]));
+  /** Which user each refresh token alias belongs to (Entra's refresh tokens are the user's, for any resource). */
+  const aliasUsers = new Map<string, DevUser>();
+  const withheld = new Map<string, 'consent_required' | 'interaction_required'>();
+  const appAudiences = new Set([options.client.clientId, ...(options.appIdUris ?? [])]);
 
   const serveMetadata = (tenant: string, res: ServerResponse) => {
     res.writeHead(200, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(entraMetadata(origin, tenant, tenantId)));
@@ -240,6 +272,7 @@ export async function startEntraShapedIdp(options: {
         url.pathname = `/${tenantId}/v2.0/${ROUTES[entraPath[2]!]}`;
         req.url = url.pathname + url.search;
       }
+      if (url.pathname === `/${tenantId}/v2.0/jwks`) rewriteJson(res, (_status, json) => ({ keys: [...(json['keys'] as JWK[]), accessTokenJwk] }));
       if (url.pathname.startsWith(`/${tenantId}/v2.0/auth`)) withoutIssInRedirects(res);
       if (url.pathname === `/${tenantId}/v2.0/auth`) authorizeRequests.push(new URLSearchParams(url.search));
       if (url.pathname === `/${tenantId}/v2.0/token` && req.method === 'POST') {
@@ -283,9 +316,15 @@ export async function startEntraShapedIdp(options: {
       inner.delete('client_assertion_type');
       inner.set('client_secret', internalSecret);
     }
+    const requested = (body.get('scope') ?? '').split(' ').filter(Boolean);
+    const local = await downstreamGrant(body, requested, real !== undefined);
+    if (local) {
+      tokenResponses.push(local);
+      res.writeHead(local.status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(local.body));
+      return;
+    }
     const forwarded = Buffer.from(inner.toString());
     req.headers['content-length'] = String(forwarded.length);
-    const requested = (body.get('scope') ?? '').split(' ').filter(Boolean);
     if (body.get('grant_type') === 'refresh_token') {
       const refused = refreshScopeError(requested);
       if (refused) {
@@ -297,9 +336,16 @@ export async function startEntraShapedIdp(options: {
     }
     rewriteJson(res, (status, json) => {
       const answer = status === 200 ? entraTokenResponse(json, body.get('grant_type'), requested) : entraErrorOf(json);
+      const idTokenSubject = typeof answer['id_token'] === 'string' ? decodeJwt(answer['id_token']).sub : undefined;
+      const user = (idTokenSubject && userBySubject.get(idTokenSubject)) || (presented ? aliasUsers.get(presented) : undefined);
+      // For an API's scopes Entra issues a JWT for that API (the user's token an on-behalf-of
+      // request presents); for Graph it stays oidc-provider's opaque token.
+      const apiScopes = String(answer['scope'] ?? '').split(' ').filter((s) => !OIDC_SCOPES.has(s) && resourceOf(qualified(s)) !== GRAPH.toLowerCase());
+      if (status === 200 && user && apiScopes.length) answer['access_token'] = accessToken(user, apiScopes);
       if (typeof answer['refresh_token'] === 'string') {
         const alias = `${randomBytes(32).toString('base64url')}.entra`;
         refreshAliases.set(alias, answer['refresh_token']);
+        if (user) aliasUsers.set(alias, user);
         answer['refresh_token'] = alias;
       }
       tokenResponses.push({ status, body: answer });
@@ -309,12 +355,118 @@ export async function startEntraShapedIdp(options: {
     next(req, res);
   }
 
+  /**
+   * An Entra v2 access token (access-token-claims-reference.md): `aud` the resource, `scp` the
+   * permissions by short name, `azp` the app that asked, the user's `oid`/`tid`, a pairwise `sub`
+   * per resource; RS256 with a key of the tenant's keys endpoint.
+   */
+  function accessToken(user: DevUser, scopes: string[]): string {
+    const qualifiedScopes = scopes.map(qualified);
+    const resource = resourceOf(qualifiedScopes[0]!);
+    const now = Math.floor(Date.now() / 1000) + clockAheadSeconds;
+    const permissions = qualifiedScopes.flatMap((s) => (s.endsWith('/.default') ? (PERMISSIONS[resource] ?? []) : [s]));
+    const claims = {
+      aud: resource === GRAPH.toLowerCase() ? GRAPH : resource,
+      iss: `${origin}/${tenantId}/v2.0`,
+      iat: now,
+      nbf: now,
+      exp: now + ACCESS_TOKEN_LIFETIME_SECONDS,
+      azp: options.client.clientId,
+      azpacr: '1',
+      name: user.name,
+      oid: user.oid,
+      preferred_username: user.login,
+      scp: permissions.map((p) => p.slice(p.lastIndexOf('/') + 1)).join(' '),
+      sub: entraPairwiseSubject(devSubject(tenantId, user.login), resource),
+      tid: tenantId,
+      uti: randomBytes(16).toString('base64url'),
+      ver: '2.0',
+    };
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+    const signingInput = `${encode({ typ: 'JWT', alg: 'RS256', kid: accessTokenJwk.kid })}.${encode(claims)}`;
+    return `${signingInput}.${sign('sha256', Buffer.from(signingInput), accessTokenKey.privateKey).toString('base64url')}`;
+  }
+
+  /**
+   * The grants the look-alike answers itself, as Entra does: a refresh for another resource's
+   * scopes (a refresh token is the user's for every resource the app may reach; no `openid` asked,
+   * so no id_token) and on-behalf-of (v2-oauth2-on-behalf-of-flow.md: `requested_token_use`, the
+   * assertion a token for this app). Undefined: oidc-provider answers.
+   */
+  async function downstreamGrant(body: URLSearchParams, requested: string[], knownRefreshToken: boolean): Promise<{ status: number; body: Record<string, unknown> } | undefined> {
+    const grantType = body.get('grant_type');
+    const refreshForResource = grantType === 'refresh_token' && knownRefreshToken && requested.length > 0 && !requested.includes('openid');
+    const onBehalfOf = grantType === 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+    if (!refreshForResource && !onBehalfOf) return undefined;
+    const refuse = (error: string, code: number, extra: Parameters<typeof entraError>[2] = {}) => ({ status: 400, body: entraError(error, code, extra) });
+    // Clients with keys or federated credentials were authenticated above; a secret is checked here.
+    if (!federated && !clientKeys && (body.get('client_id') !== options.client.clientId || body.get('client_secret') !== options.client.clientSecret)) {
+      return { status: 401, body: entraError('invalid_client', 7000215, { description: 'Invalid client secret provided.' }) };
+    }
+    const scopeError = refreshScopeError(requested);
+    if (scopeError) return refuse('invalid_scope', 70011, { description: scopeError });
+    let user: DevUser | undefined;
+    if (refreshForResource) {
+      user = aliasUsers.get(body.get('refresh_token')!);
+      if (!user) return refuse('invalid_grant', 70000, { description: 'The provided value for the input parameter refresh_token is not valid.' });
+    } else {
+      if (body.get('requested_token_use') !== 'on_behalf_of') {
+        return refuse('invalid_request', 900144, { description: "The request body must contain the following parameter: 'requested_token_use'." });
+      }
+      let claims: Awaited<ReturnType<typeof jwtVerify>>['payload'];
+      try {
+        ({ payload: claims } = await jwtVerify(body.get('assertion') ?? '', createLocalJWKSet({ keys: [accessTokenJwk] }), { issuer: `${origin}/${tenantId}/v2.0` }));
+      } catch (error) {
+        return refuse('invalid_grant', 50013, { description: `Assertion failed signature validation. [Reason - ${(error as Error).message}]` });
+      }
+      const audiences = [claims.aud ?? []].flat();
+      if (!audiences.some((a) => appAudiences.has(a))) {
+        return refuse('invalid_grant', 50013, {
+          description: `Assertion audience does not match the Client app presenting the assertion. The audience in the assertion was '${audiences.join(' ')}' and the expected audience is '${options.client.clientId}'`,
+        });
+      }
+      user = users.find((u) => u.oid === claims['oid']);
+      if (!user) return refuse('invalid_grant', 50034, { description: 'The user account does not exist in the directory.' });
+    }
+    const resourceScopes = requested.filter((s) => !OIDC_SCOPES.has(s));
+    for (const scope of resourceScopes.map(qualified)) {
+      const refusal = withheld.get(scope);
+      if (refusal === 'consent_required') {
+        return refuse('invalid_grant', 65001, {
+          suberror: 'consent_required',
+          description: `The user or administrator has not consented to use the application with ID '${options.client.clientId}'. Send an interactive authorization request for this user and resource.`,
+        });
+      }
+      if (refusal === 'interaction_required') {
+        return refuse('interaction_required', 50076, {
+          description: `Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '${resourceOf(scope)}'.`,
+        });
+      }
+    }
+    const qualifiedScopes = resourceScopes.map(qualified);
+    const resource = resourceOf(qualifiedScopes[0]!);
+    const answer: Record<string, unknown> = {
+      token_type: 'Bearer',
+      scope: [...new Set(qualifiedScopes.flatMap((s) => (s.endsWith('/.default') ? [...(PERMISSIONS[resource] ?? []), s] : [s])))].join(' '),
+      expires_in: ACCESS_TOKEN_LIFETIME_SECONDS,
+      ext_expires_in: ACCESS_TOKEN_LIFETIME_SECONDS,
+      access_token: accessToken(user, resourceScopes),
+    };
+    if (refreshForResource) {
+      const alias = `${randomBytes(32).toString('base64url')}.entra`;
+      refreshAliases.set(alias, refreshAliases.get(body.get('refresh_token')!)!);
+      aliasUsers.set(alias, user);
+      answer['refresh_token'] = alias;
+    }
+    return { status: 200, body: answer };
+  }
+
   const idp = await startDevIdp(
     {
       host: '127.0.0.1',
       port: 0,
       tenantId,
-      users: options.users ?? ENTRA_TEST_USERS,
+      users,
       allowInProduction: false,
     },
     client,
@@ -349,6 +501,12 @@ export async function startEntraShapedIdp(options: {
     setClockAhead(seconds) {
       clockAheadSeconds = seconds;
     },
+    withholdConsent(scope, refusal) {
+      if (refusal) withheld.set(qualified(scope), refusal);
+      else withheld.delete(qualified(scope));
+    },
+    accessTokenIssuer: `${idp.origin}/${tenantId}/v2.0`,
+    jwksUri: `${idp.origin}/${tenantId}/discovery/v2.0/keys`,
     setEntraUser(login, change) {
       const claims: Record<string, unknown> = {};
       if (change.roles) claims['roles'] = change.roles.length ? change.roles : undefined;
@@ -365,6 +523,43 @@ export async function startEntraShapedIdp(options: {
       idp.setUserClaims(login, claims);
     },
   };
+}
+
+export interface FakeGraph {
+  /** Use as `upstream.entra.graphHost`. */
+  url: string;
+  /** The group ids POST /v1.0/me/getMemberGroups answers with. */
+  groups: string[];
+  /** Every request, in order. */
+  requests: { method: string; path: string; authorization: string | undefined; body: string }[];
+  /** While set, requests fail: a status answers with Graph's error JSON; `reset` drops the connection. */
+  outage: number | 'reset' | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Microsoft Graph's POST /v1.0/me/getMemberGroups on loopback (Graph API reference, user:
+ * getMemberGroups): `{ value: [ids] }` for a bearer token, Graph's error JSON otherwise. It trusts
+ * the token it is given; tests check which one it received.
+ */
+export async function startFakeGraph(): Promise<FakeGraph> {
+  const graph: Omit<FakeGraph, 'url' | 'close'> = { groups: [], requests: [], outage: undefined };
+  const server = createServer(async (req, res) => {
+    const body = (await readAll(req)).toString('utf8');
+    graph.requests.push({ method: req.method ?? '', path: req.url ?? '', authorization: req.headers.authorization, body });
+    if (graph.outage === 'reset') return void req.socket.destroy();
+    const answer = (status: number, json: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(json));
+    const error = (status: number, code: string) => answer(status, { error: { code, message: code, innerError: { 'request-id': randomUUID() } } });
+    if (graph.outage !== undefined) return error(graph.outage, 'serviceNotAvailable');
+    if (req.method !== 'POST' || req.url !== '/v1.0/me/getMemberGroups') return error(404, 'Request_ResourceNotFound');
+    if (!/^Bearer \S+$/.test(req.headers.authorization ?? '')) return error(401, 'InvalidAuthenticationToken');
+    answer(200, { '@odata.context': 'https://graph.microsoft.com/v1.0/$metadata#Collection(Edm.String)', value: graph.groups });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return Object.assign(graph, {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  });
 }
 
 /**
@@ -463,6 +658,11 @@ function entraTokenResponse(json: Record<string, unknown>, grantType: string | n
 function entraErrorOf(json: Record<string, unknown>): Record<string, unknown> {
   const error = String(json['error'] ?? 'server_error');
   return entraError(error, AADSTS[error] ?? 90000, { description: String(json['error_description'] ?? error) });
+}
+
+/** The dev IdP's own `sub` of a user (src/idp/dev-idp.ts toAccount), before Entra's pairwise mapping. */
+function devSubject(tenantId: string, login: string): string {
+  return createHash('sha256').update(`sub:${tenantId}:${login}`).digest('base64url').slice(0, 43);
 }
 
 /** Entra reads a scope without a resource as a Microsoft Graph scope. */

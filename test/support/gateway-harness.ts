@@ -1,5 +1,5 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import { type RunningGateway, startGateway } from '../../src/gateway.ts';
 import type { Clock } from '../../src/ports/clock.ts';
@@ -34,6 +34,8 @@ export interface HarnessOptions {
   upstream?: Record<string, unknown>;
   env?: Record<string, string | undefined>;
   getFederatedAssertion?: () => Promise<string>;
+  /** The gateway's logger (default: silent). */
+  logger?: Logger;
 }
 
 export interface Harness extends RunningGateway {
@@ -70,7 +72,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     env: options.env ?? {},
     clock,
     store,
-    logger: pino({ level: 'silent' }),
+    logger: options.logger ?? pino({ level: 'silent' }),
     getFederatedAssertion: options.getFederatedAssertion,
   });
   return {

@@ -12,7 +12,11 @@ import { type BackendInput, type ProxyHarness, type ProxyHarnessOptions, startPr
  * http://localhost, as a newcomer runs them: Streamable HTTP at /mcp, legacy SSE at /mcp/sse,
  * the backend credential and the identity assertion checked by the server.
  */
-export async function startSnippetsBehindGateway(dataDir: string): Promise<{ gateway: Harness; snippets: RunningSnippetsServer; close(): Promise<void> }> {
+export async function startSnippetsBehindGateway(
+  dataDir: string,
+  /** Extra keys of the snippets backend (e.g. `policy`, `scopes`). */
+  backend: Record<string, unknown> = {},
+): Promise<{ gateway: Harness; snippets: RunningSnippetsServer; close(): Promise<void> }> {
   const port = await freePort();
   const snippets = await startSnippetsServer({
     storage: await createFolderStorage(dataDir),
@@ -31,6 +35,7 @@ export async function startSnippetsBehindGateway(dataDir: string): Promise<{ gat
         url: snippets.mcpUrl,
         sseUrl: snippets.sseUrl,
         credential: { header: 'x-functions-key', value: 'backend-key' },
+        ...backend,
       },
     ],
   });
@@ -52,7 +57,7 @@ export async function startSnippetsBehindGateway(dataDir: string): Promise<{ gat
  */
 export async function startSnippetsBehindProxy(
   dataDir: string,
-  options: { policy?: BackendInput['policy']; audit?: ProxyHarnessOptions['audit']; clock?: Clock; stores?: Store[] } = {},
+  options: { policy?: BackendInput['policy']; scopes?: string[]; audit?: ProxyHarnessOptions['audit']; clock?: Clock; stores?: Store[] } = {},
 ): Promise<{ gateway: ProxyHarness; replicas: ProxyHarness[]; snippets: RunningSnippetsServer; close(): Promise<void> }> {
   // The gateway's URL (JWKS, audience) must be known before the snippets server starts.
   const snippetsPort = await freePort();
@@ -70,6 +75,7 @@ export async function startSnippetsBehindProxy(
           sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
           credential: { header: 'x-functions-key', value: 'functions-key-1' },
           ...(options.policy ? { policy: options.policy } : {}),
+          ...(options.scopes ? { scopes: options.scopes } : {}),
         },
       ],
     });

@@ -1,0 +1,131 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import {
+  type Attributes,
+  type Context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import type { GatewayMetrics } from '../telemetry/metrics.ts';
+import { isObject } from './jsonrpc.ts';
+
+/** What the MCP routes record with: always metrics; spans only when an SDK exports them. */
+export interface ProxyTelemetry {
+  metrics: GatewayMetrics;
+  tracer: Tracer | undefined;
+}
+
+/** One MCP operation's spans (OpenTelemetry MCP semantic conventions, gen-ai/mcp.md). */
+export interface OperationSpans {
+  /** SERVER: the operation as the gateway serves it, from the body read to the answer. */
+  server: Span;
+  /** CLIENT: the gateway's exchange with the backend, once sent. */
+  client?: Span;
+}
+
+/** Audit fields that are also span attributes under the same names (the audit trail uses the conventions' names). */
+const SPAN_FIELDS = [
+  'mcp.method.name',
+  'gen_ai.tool.name',
+  'gen_ai.prompt.name',
+  'mcp.resource.uri',
+  'jsonrpc.request.id',
+  'mcp.session.id',
+  'mcp.protocol.version',
+  'mcp.backend',
+  'oauth.client.id',
+  'user.id',
+  'user.name',
+  'user.tenant.id',
+  'client.address',
+] as const;
+
+/** `{mcp.method.name} {target}`, the target being the tool or prompt name (gen-ai/mcp.md, Server: span name). */
+function spanName(fields: Record<string, unknown>): string {
+  const target = fields['gen_ai.tool.name'] ?? fields['gen_ai.prompt.name'];
+  return target === undefined ? String(fields['mcp.method.name']) : `${fields['mcp.method.name']} ${target}`;
+}
+
+function spanAttributes(fields: Record<string, unknown>): Attributes {
+  const attributes: Attributes = {};
+  for (const name of SPAN_FIELDS) {
+    const value = fields[name];
+    if (typeof value === 'string' || typeof value === 'number') attributes[name] = value;
+  }
+  if (fields['mcp.method.name'] === 'tools/call') attributes['gen_ai.operation.name'] = 'execute_tool';
+  return attributes;
+}
+
+/**
+ * The SERVER span of one operation. Its parent is the trace context in the message's
+ * `params._meta` when there is one (gen-ai/mcp.md, Context propagation), else the HTTP request's
+ * `traceparent` (W3C Trace Context §3).
+ */
+export function startServerSpan(tracer: Tracer, fields: Record<string, unknown>, meta: unknown, headers: IncomingHttpHeaders): OperationSpans {
+  const parent =
+    isObject(meta) && typeof meta['traceparent'] === 'string' ? propagation.extract(ROOT_CONTEXT, meta) : propagation.extract(ROOT_CONTEXT, headers);
+  return { server: tracer.startSpan(spanName(fields), { kind: SpanKind.SERVER, attributes: spanAttributes(fields) }, parent) };
+}
+
+/** The CLIENT span of the backend exchange, under the operation's SERVER span. */
+export function startClientSpan(tracer: Tracer, spans: OperationSpans, fields: Record<string, unknown>, backendUrl: URL): void {
+  const attributes = spanAttributes(fields);
+  attributes['server.address'] = backendUrl.hostname;
+  attributes['server.port'] = Number(backendUrl.port) || (backendUrl.protocol === 'https:' ? 443 : 80);
+  attributes['network.protocol.name'] = 'http';
+  spans.client = tracer.startSpan(spanName(fields), { kind: SpanKind.CLIENT, attributes }, trace.setSpan(ROOT_CONTEXT, spans.server));
+}
+
+/** `traceparent` and `tracestate` of `span` (W3C Trace Context §3.2, §3.3), written into `carrier`. */
+export function injectContext(span: Span, carrier: Record<string, unknown>): void {
+  const context: Context = trace.setSpan(ROOT_CONTEXT, span);
+  propagation.inject(context, carrier);
+}
+
+/**
+ * `error.type` of an answered operation (gen-ai/mcp.md, note on error.type): `tool_error` for a
+ * tool result with isError, the JSON-RPC error code, or the HTTP status of an exchange that ended
+ * without an answer (a gateway 502/504, a refusal); undefined on success.
+ */
+export function errorTypeOf(fields: Record<string, unknown>): string | undefined {
+  if (fields['error.type'] !== undefined) return String(fields['error.type']);
+  const code = fields['rpc.jsonrpc.error_code'];
+  if (code !== undefined) return String(code);
+  const status = Number(fields['http.response.status_code']);
+  return status >= 400 ? String(status) : undefined;
+}
+
+/**
+ * Ends an operation: its durations recorded (`mcp.server.operation.duration`, and
+ * `mcp.client.operation.duration` when it reached the backend) and its spans ended with
+ * `error.type` and ERROR status on failure (gen-ai/mcp.md, Span status).
+ */
+export function endOperation(
+  telemetry: ProxyTelemetry,
+  fields: Record<string, unknown>,
+  spans: OperationSpans | undefined,
+  seconds: { server: number; client: number | undefined },
+): void {
+  const errorType = errorTypeOf(fields);
+  const attributes: Attributes = { 'mcp.method.name': String(fields['mcp.method.name']), 'mcp.backend': String(fields['mcp.backend']) };
+  const tool = fields['gen_ai.tool.name'];
+  if (typeof tool === 'string') attributes['gen_ai.tool.name'] = tool;
+  if (errorType !== undefined) attributes['error.type'] = errorType;
+  telemetry.metrics.serverOperation.record(seconds.server, attributes);
+  if (seconds.client !== undefined) telemetry.metrics.clientOperation.record(seconds.client, attributes);
+  if (spans === undefined) return;
+  for (const span of spans.client ? [spans.client, spans.server] : [spans.server]) {
+    span.setAttribute('http.response.status_code', Number(fields['http.response.status_code']));
+    const code = fields['rpc.jsonrpc.error_code'];
+    if (code !== undefined) span.setAttribute('rpc.response.status_code', String(code));
+    if (errorType !== undefined) {
+      span.setAttribute('error.type', errorType);
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+    span.end();
+  }
+}

@@ -1,0 +1,100 @@
+import { type MeterProvider, metrics, type Tracer, trace } from '@opentelemetry/api';
+import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
+import { MeterProvider as SdkMeterProvider, type IMetricReader } from '@opentelemetry/sdk-metrics';
+
+/** The instrumentation scope of every span and instrument the gateway makes. */
+export const SCOPE_NAME = 'mcp-entra-gateway';
+/** `service.name` when OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) does not name one. */
+const DEFAULT_SERVICE_NAME = 'mcp-entra-gateway';
+
+/** Where telemetry goes, read from the standard environment variables (docs/configuration.md, Telemetry). */
+export type TelemetryExport = { kind: 'off' } | { kind: 'otlp' } | { kind: 'azure-monitor'; connectionString: string };
+
+export interface Telemetry {
+  /** The gateway's instruments are made here; /metrics (Prometheus) reads them, and OTLP or Azure Monitor when on. */
+  meterProvider: MeterProvider;
+  /** The Prometheus reader /metrics serves (no server of its own). */
+  prometheus: PrometheusExporter;
+  /** The Prometheus text (format 0.0.4) of every instrument, as /metrics answers. */
+  scrape(): Promise<string>;
+  /** Undefined when no SDK exports spans: then no span, attribute or context is ever made per call. */
+  tracer: Tracer | undefined;
+  shutdown(): Promise<void>;
+}
+
+/**
+ * One SDK, chosen once: Azure Monitor when an Application Insights connection string is set,
+ * else OTLP when an OTLP endpoint or a traces exporter is set (OpenTelemetry SDK environment
+ * variables spec), else none. `OTEL_SDK_DISABLED=true` turns both off.
+ */
+export function telemetryExport(env: Record<string, string | undefined>): TelemetryExport {
+  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') return { kind: 'off' };
+  const connectionString = env['APPLICATIONINSIGHTS_CONNECTION_STRING']?.trim();
+  if (connectionString) return { kind: 'azure-monitor', connectionString };
+  const tracesExporter = env['OTEL_TRACES_EXPORTER']?.trim();
+  if (tracesExporter === 'none') return { kind: 'off' };
+  if (tracesExporter || env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim() || env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim()) return { kind: 'otlp' };
+  return { kind: 'off' };
+}
+
+function prometheusReader(): PrometheusExporter {
+  // Scraped through the admin listener's /metrics; names as they were with prom-client (no scope label, no target_info).
+  return new PrometheusExporter({ preventServerStart: true, withoutScopeInfo: true, withoutTargetInfo: true });
+}
+
+const serializer = new PrometheusSerializer('', false, undefined, true, true);
+
+function scraper(prometheus: PrometheusExporter): () => Promise<string> {
+  return async () => serializer.serialize((await prometheus.collect()).resourceMetrics);
+}
+
+/** Metrics for /metrics only, no SDK: what every gateway without telemetry export (and every test gateway) uses. */
+export function localTelemetry(): Telemetry {
+  const prometheus = prometheusReader();
+  const meterProvider = new SdkMeterProvider({ readers: [prometheus] });
+  return { meterProvider, prometheus, scrape: scraper(prometheus), tracer: undefined, shutdown: () => meterProvider.shutdown() };
+}
+
+/**
+ * Starts the one process-wide SDK `exported` asks for, loaded only then (a dynamic import: a
+ * gateway without telemetry loads neither SDK). The SDK's MeterProvider also feeds /metrics.
+ */
+export async function startTelemetry(exported: TelemetryExport, env: Record<string, string | undefined>): Promise<Telemetry> {
+  if (exported.kind === 'off') return localTelemetry();
+  const prometheus = prometheusReader();
+  const named = Boolean(env['OTEL_SERVICE_NAME']) || /\bservice\.name=/.test(env['OTEL_RESOURCE_ATTRIBUTES'] ?? '');
+  const serviceName = named ? undefined : DEFAULT_SERVICE_NAME;
+  if (exported.kind === 'azure-monitor') {
+    const { useAzureMonitor, shutdownAzureMonitor } = await import('@azure/monitor-opentelemetry');
+    const { resourceFromAttributes } = await import('@opentelemetry/resources');
+    useAzureMonitor({
+      azureMonitorExporterOptions: { connectionString: exported.connectionString },
+      metricReaders: [prometheus],
+      ...(serviceName ? { resource: resourceFromAttributes({ 'service.name': serviceName }) } : {}),
+      // The gateway makes its own spans (MCP conventions); the distro's HTTP instrumentation would duplicate them.
+      instrumentationOptions: { http: { enabled: false } },
+    });
+    return started(prometheus, shutdownAzureMonitor);
+  }
+  const { NodeSDK } = await import('@opentelemetry/sdk-node');
+  const metricReaders: IMetricReader[] = [prometheus];
+  // OTEL_METRICS_EXPORTER (default otlp): NodeSDK reads it only when given no readers, so the OTLP reader is built as it would.
+  const metricsExporters = (env['OTEL_METRICS_EXPORTER'] ?? 'otlp').split(',').map((name) => name.trim());
+  if (metricsExporters.includes('otlp') && !metricsExporters.includes('none')) {
+    // sdk-node's own env helpers (build/src/utils, not re-exported by its entry point): the reader NodeSDK would build.
+    const utils: OtlpMetricsFromEnv = await import('@opentelemetry/sdk-node/build/src/utils.js');
+    metricReaders.push(utils.getPeriodicExportingMetricReaderFromEnv(utils.getOtlpMetricExporterFromEnv()));
+  }
+  const sdk = new NodeSDK({ metricReaders, instrumentations: [], ...(serviceName ? { serviceName } : {}) });
+  sdk.start();
+  return started(prometheus, () => sdk.shutdown());
+}
+
+interface OtlpMetricsFromEnv {
+  getOtlpMetricExporterFromEnv(): unknown;
+  getPeriodicExportingMetricReaderFromEnv(exporter: unknown): IMetricReader;
+}
+
+function started(prometheus: PrometheusExporter, shutdown: () => Promise<void>): Telemetry {
+  return { meterProvider: metrics.getMeterProvider(), prometheus, scrape: scraper(prometheus), tracer: trace.getTracer(SCOPE_NAME), shutdown };
+}
