@@ -16,12 +16,15 @@ const DEV_ROLES: Record<string, string> = { alice: 'Snippets.Write', bob: 'Snipp
 
 /**
  * The dev system's sample policy on the snippets backend: reading needs Snippets.Read or
- * Snippets.Write, writing needs Snippets.Write.
+ * Snippets.Write, writing needs Snippets.Write, and saves are limited per user (DEV_POLICY_QUOTAS).
  */
 export const DEV_POLICY_RULES = [
   { name: 'readers', tools: ['hello_mcp', 'get_snippet', 'list_snippets'], roles: ['Snippets.Read', 'Snippets.Write'] },
   { name: 'writers', tools: ['save_snippet', 'delete_snippet'], roles: ['Snippets.Write'] },
 ];
+
+/** At most 30 saves per minute per user (a sliding minute). */
+export const DEV_POLICY_QUOTAS = [{ name: 'saves', tools: ['save_snippet'], limit: 30, per: 'user' as const, windowSeconds: 60, window: 'sliding' as const }];
 
 /** Reads ./data/dev-secrets.json, creating it (mode 0600) on first start. */
 export function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
@@ -86,7 +89,7 @@ export function devConfig(options: { dataDir: string; port: number; idpPort: num
         sseUrl: `${options.snippetsUrl}/sse`,
         scopes: ['mcp:tools'],
         credential: { header: 'x-functions-key', value: options.secrets.functionKey },
-        policy: { rules: DEV_POLICY_RULES },
+        policy: { rules: DEV_POLICY_RULES, quotas: DEV_POLICY_QUOTAS },
       },
     ],
   };
@@ -108,7 +111,7 @@ export function connectionGuide(publicUrl: string, adminUrl: string, users: DevS
     `  Audit trail:               ${auditFile}  (check it: mcp-entra-gateway audit verify ${auditFile})`,
     `  Metrics and readiness:     ${adminUrl}/metrics  ${adminUrl}/readyz  (admin listener, loopback only)`,
     '',
-    'Sample policy: alice (Snippets.Write) may use all five snippets tools; bob (Snippets.Read) sees and calls only the three read tools.',
+    'Sample policy: alice (Snippets.Write) may use all five snippets tools; bob (Snippets.Read) sees and calls only the three read tools; save_snippet: at most 30 calls per minute per user.',
     '',
     'Dev sign-in users:',
     ...users.map((u) => `  ${u.login.padEnd(8)} password: ${u.password}   (${u.name}${u.roles.length ? `, roles: ${u.roles.join(',')}` : ''})`),

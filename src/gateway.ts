@@ -165,6 +165,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     cacheMs: config.tokens.cacheMs,
     bodyTimeoutMs: config.timeouts.mcpBodyMs,
     globalPolicyRules: config.policy?.rules,
+    globalPolicyQuotas: config.policy?.quotas,
     audit,
     telemetry: { metrics, tracer },
     ...(config.upstream.entra ? { overageGroups: createEntraGraphGroups(config.upstream.entra, { store, sealer, idp, logger }) } : {}),

@@ -239,10 +239,47 @@ const policyRuleSchema = z
   });
 
 /**
+ * One quota (docs/configuration.md, Quotas): at most `limit` of the operations it names in
+ * `windowSeconds`, counted per user, per client, or per user and tool, in the Store (shared by
+ * every replica). Operations as in a rule; `when` (CEL) narrows whom it counts.
+ */
+const policyQuotaSchema = z
+  .object({
+    name: z.string().min(1),
+    tools: z.array(z.string().min(1)).min(1).optional(),
+    prompts: z.array(z.string().min(1)).min(1).optional(),
+    resources: z.array(z.string().min(1)).min(1).optional(),
+    methods: z.array(z.string().min(1)).min(1).optional(),
+    when: z.string().min(1).optional(),
+    limit: z.number().int().positive(),
+    /** Whose calls share one count: `user+tool` counts each tool (prompt, resource URI, method) apart. */
+    per: z.enum(['user', 'client', 'user+tool']),
+    windowSeconds: z.number().int().min(1).max(86_400).default(60),
+    /** `sliding`: the previous window's count weighs by how much of it still overlaps (no double burst at a boundary). */
+    window: z.enum(['sliding', 'fixed']).default('sliding'),
+  })
+  .strict()
+  .superRefine((quota, ctx) => {
+    const problem = quota.when === undefined ? undefined : celProblem(quota.when);
+    if (problem) ctx.addIssue({ code: 'custom', path: ['when'], message: `quota "${quota.name}": ${problem}` });
+  });
+
+/**
  * Ordered allow/deny/step-up rules; deny wins; once a backend has rules (its own or global), what
  * none allows is denied; an allowed call a step-up rule applies to needs that rule's scopes.
+ * Quotas then count the calls the rules allow.
  */
-export const policySchema = z.object({ rules: z.array(policyRuleSchema).default([]) }).strict();
+export const policySchema = z
+  .object({ rules: z.array(policyRuleSchema).default([]), quotas: z.array(policyQuotaSchema).optional() })
+  .strict()
+  .superRefine((policy, ctx) => {
+    // A quota's count is stored under its name: two of one name would share it.
+    const names = new Set<string>();
+    policy.quotas?.forEach((quota, i) => {
+      if (names.has(quota.name)) ctx.addIssue({ code: 'custom', path: ['quotas', i, 'name'], message: `quota "${quota.name}": duplicate name` });
+      names.add(quota.name);
+    });
+  });
 
 /** Entra reads a scope without a resource prefix as a Microsoft Graph scope. */
 export function entraResourceOf(scope: string): string {
@@ -667,6 +704,7 @@ export type RawConfig = z.infer<typeof configSchema>;
 export type TimeoutsConfig = z.infer<typeof timeoutsSchema>;
 export type BackendConfig = z.infer<typeof backendSchema>;
 export type PolicyRuleConfig = z.infer<typeof policyRuleSchema>;
+export type PolicyQuotaConfig = z.infer<typeof policyQuotaSchema>;
 export type UpstreamConfig = z.infer<typeof upstreamSchema>;
 export type DevIdpConfig = z.infer<typeof devIdpSchema>;
 export type DevUser = z.infer<typeof devUserSchema>;

@@ -27,6 +27,8 @@ export const keys = {
   /** A backend's downstream token for a user (sealed), by the user and the scopes it carries. */
   downstreamToken: (userKey: string, scopes: readonly string[]) => `downstream:${sha256(`${userKey}\n${[...scopes].sort().join(' ')}`)}`,
   rateLimit: (name: string, ip: string, window: number) => `ratelimit:${name}:${ip}:${window}`,
+  /** A quota's call counter for one window: `scope` a backend or `*` (global), `who` whose calls it counts (src/policy/quota.ts). */
+  quota: (scope: string, name: string, who: string, window: number) => `quota:${scope}:${name}:${sha256(who)}:${window}`,
   /** MCP session id → the user the backend issued it to (MCP security best practices, Session Hijacking). */
   mcpSession: (resource: string, sessionId: string) => `mcp-session:${resource}:${sha256(sessionId)}`,
   legacySession: (sessionId: string) => `legacy-session:${sessionId}`,

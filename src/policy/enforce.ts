@@ -1,11 +1,14 @@
 import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
+import type { Audit } from '../audit/audit.ts';
 import type { PolicyRuleConfig } from '../config/schema.ts';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
+import type { Store } from '../ports/store.ts';
 import type { PolicyInput } from './cel.ts';
-import { compilePolicy, type Decision, LIST_ITEMS, type Policy } from './policy.ts';
+import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy } from './policy.ts';
+import { createQuotas, type QuotaExceeded, type Quotas, quotaTerms, type ScopedQuota } from './quota.ts';
 
 /**
  * The policy on the wire (docs/security.md, Per-tool policy): requests are judged before the
@@ -16,6 +19,12 @@ import { compilePolicy, type Decision, LIST_ITEMS, type Policy } from './policy.
 const INVALID_PARAMS = -32602;
 const METHOD_NOT_FOUND = -32601;
 const SERVER_ERROR = -32000;
+/**
+ * A call over a quota. JSON-RPC 2.0 §5.1 leaves -32000…-32099 to implementations; -32005 is
+ * "Limit exceeded" in EIP-1474, the JSON-RPC convention most clients already know for rate limits,
+ * and is used by neither MCP nor its SDKs.
+ */
+export const RATE_LIMITED = -32005;
 
 type Id = string | number | null;
 interface Refusal {
@@ -35,8 +44,8 @@ export interface ClientFacts {
   kind: string;
 }
 
-/** The caller, as every condition of one request sees it (built once per request). */
-export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'>;
+/** The caller, as every condition of one request sees it (built once per request), and the token it came with (quotas). */
+export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'> & { record: AccessTokenRecord };
 
 export interface Enforcer {
   /**
@@ -45,8 +54,10 @@ export interface Enforcer {
    * the SDK answers an unknown tool, prompt, resource or method, so hidden names cannot be probed),
    * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
+   * Allowed calls are then counted against the quotas: a promise only when a quota applies to one
+   * of them (one Store round trip); otherwise answered without one.
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening;
+  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening | Promise<Screening>;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
@@ -61,10 +72,13 @@ export interface Screening {
    * whole body, or a ScopeChallenge when a call in it needs scopes the token lacks.
    */
   refusal: Refusal | Refusal[] | ScopeChallenge | undefined;
+  /** When a quota refused a call of the body: seconds until the next one would pass (the HTTP answer's Retry-After, where there is one). */
+  retryAfterSeconds?: number;
   /**
    * The body asks for a list (tools/list, prompts/list, resources/list, resources/templates/list):
    * only then can its answer hold list results to filter (a response answers a request of the
    * same POST, MCP streamable-http §Sending Messages to the Server), so only then is it filtered.
+   * Never when the backend has no rules (quotas alone filter nothing).
    */
   asksForLists: boolean;
 }
@@ -72,7 +86,7 @@ export interface Screening {
 /** The list methods whose results are filtered (their items judged by LIST_ITEMS). */
 const LIST_METHODS = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list']);
 
-/** Global rules first, then the backend's; undefined when neither has any (the backend behaves as without policy). */
+/** Global rules first, then the backend's; undefined when neither has any rule nor quota (the backend behaves as without policy). */
 export function createEnforcer(
   rules: readonly PolicyRuleConfig[],
   deps: {
@@ -81,15 +95,25 @@ export function createEnforcer(
     describeClient?: (clientId: string) => Promise<ClientFacts>;
     /** The groups of a user with a groups overage, or undefined when they cannot be known (src/oauth/graph-groups.ts). */
     overageGroups?: (record: AccessTokenRecord) => Promise<string[] | undefined>;
+    /** Global quotas first, then the backend's; counted in `store`. */
+    quotas?: readonly ScopedQuota[];
+    store?: Store;
+    audit?: Audit;
   },
 ): Enforcer | undefined {
   const policy = compilePolicy(rules);
-  if (!policy) return undefined;
-  const readsClient = rules.some((r) => r.when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(r.when));
-  const readsGroups = rules.some((r) => r.groups !== undefined || (r.when !== undefined && /\buser\s*\.\s*groups\b/.test(r.when)));
+  const scoped = deps.quotas ?? [];
+  if (scoped.length > 0 && !deps.store) throw new Error('quotas need a store');
+  const quotas = deps.store ? createQuotas(scoped, { store: deps.store, clock: deps.clock, audit: deps.audit }) : undefined;
+  if (!policy && !quotas) return undefined;
+  // A quota's `when` sees the same subject as a rule's.
+  const conditions = [...rules.map((r) => r.when), ...scoped.map((q) => q.quota.when)];
+  const readsClient = conditions.some((when) => when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(when));
+  const readsGroups = rules.some((r) => r.groups !== undefined) || conditions.some((when) => when !== undefined && /\buser\s*\.\s*groups\b/.test(when));
   return {
-    screen: (body, subject, judged) => screen(policy, body, subject, judged),
+    screen: (body, subject, judged) => screen(policy, quotas, body, subject, judged),
     filterJson(body, subject, privateCache) {
+      if (!policy) return body;
       let message: unknown;
       try {
         message = JSON.parse(body.toString('utf8'));
@@ -101,7 +125,7 @@ export function createEnforcer(
       for (const m of messages) if (filterList(policy, m, subject, privateCache)) changed = true;
       return changed ? Buffer.from(JSON.stringify(message)) : body;
     },
-    filterSse: (subject, privateCache) => sseFilter((m) => filterList(policy, m, subject, privateCache)),
+    filterSse: (subject, privateCache) => sseFilter(policy && ((m) => filterList(policy, m, subject, privateCache))),
     subject(req, record) {
       const describe = readsClient ? deps.describeClient : undefined;
       const groupsOf = readsGroups && record.user.groupsOverage ? deps.overageGroups : undefined;
@@ -143,6 +167,7 @@ export function createEnforcer(
       scopes: record.scopes,
       backend: deps.backend,
       request: { ip: req.socket.remoteAddress ?? '', time: new Date(nowMsOf(deps.clock)) },
+      record,
     };
   }
 }
@@ -152,7 +177,13 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
-function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening {
+function screen(
+  policy: Policy | undefined,
+  quotas: Quotas | undefined,
+  body: Buffer,
+  subject: Subject,
+  judged?: (index: number, decision: Decision) => void,
+): Screening | Promise<Screening> {
   let message: unknown;
   try {
     message = JSON.parse(body.toString('utf8'));
@@ -161,37 +192,71 @@ function screen(policy: Policy, body: Buffer, subject: Subject, judged?: (index:
   }
   const batch = Array.isArray(message);
   const messages = batch ? (message as unknown[]) : [message];
-  const asksForLists = messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
+  const asksForLists = policy !== undefined && messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
+  const inputs = messages.map((m) => inputOf(m, subject));
   const missing = new Set<string>();
   const refusals = messages.map((m, i) =>
-    refusalOf(policy, m, subject, (decision) => {
-      for (const scope of decision.missingScopes ?? []) missing.add(scope);
-      judged?.(i, decision);
-    }),
+    policy
+      ? refusalOf(policy, m, inputs[i], (decision) => {
+          for (const scope of decision.missingScopes ?? []) missing.add(scope);
+          judged?.(i, decision);
+        })
+      : undefined,
   );
   // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
   if (missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
-  if (refusals.every((r) => r === undefined)) return { refusal: undefined, asksForLists };
-  if (!batch) return { refusal: refusals[0], asksForLists };
+  if (refusals.every((r) => r === undefined)) {
+    // Only calls the policy lets through are counted (none when it refuses one of a batch), and
+    // only a call a quota applies to waits for the Store.
+    const charges = quotas ? inputs.map((input) => (input ? quotas.charge(input, subject.record) : undefined)) : [];
+    if (charges.every((c) => c === undefined)) return { refusal: undefined, asksForLists };
+    return Promise.all(charges).then((exceeded) => {
+      if (exceeded.every((e) => e === undefined)) return { refusal: undefined, asksForLists };
+      const retryAfterSeconds = Math.max(...exceeded.map((e) => e?.retryAfterSeconds ?? 0));
+      const refusal = answerOf(
+        batch,
+        messages,
+        exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined)),
+      );
+      return { refusal, retryAfterSeconds, asksForLists };
+    });
+  }
+  return { refusal: answerOf(batch, messages, refusals), asksForLists };
+}
+
+/** The gateway's answer to a body with at least one refused request. */
+function answerOf(batch: boolean, messages: unknown[], refusals: (Refusal | undefined)[]): Refusal | Refusal[] {
+  if (!batch) return refusals[0]!;
   // A batch (2025-03-26) with a refused request is answered whole by the gateway: the others are
   // not forwarded, and say so (the client may send them alone).
-  const refusal = messages.flatMap((m, i) => {
+  return messages.flatMap((m, i) => {
     const id = idOf(m);
     if (refusals[i]) return [refusals[i]];
     return id === undefined ? [] : [refused(id, SERVER_ERROR, 'Batch not forwarded: another request in it was refused; send this one alone')];
   });
-  return { refusal, asksForLists };
 }
 
-/** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */
-function refusalOf(policy: Policy, message: unknown, subject: Subject, judged?: (decision: Decision) => void): Refusal | undefined {
+/** A governed call as conditions see it; undefined for responses, plumbing and lists. */
+function inputOf(message: unknown, subject: Subject): PolicyInput | undefined {
   if (!isObject(message) || typeof message['method'] !== 'string') return undefined;
   const method = message['method'];
-  if (!policy.governs(method)) return undefined;
+  if (!isGoverned(method)) return undefined;
   const params = isObject(message['params']) ? message['params'] : {};
   const name = method === 'resources/read' ? params['uri'] : params['name'];
   const args = isObject(params['arguments']) ? params['arguments'] : {};
-  const input: PolicyInput = { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
+  return { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
+}
+
+/** The answer to a call over a quota: the reason and the wait in the message (read by people and models), both in `data` (read by programs). */
+function rateLimited(id: Id, exceeded: QuotaExceeded): Refusal {
+  const message = `Rate limit exceeded: quota "${exceeded.quota}" allows ${quotaTerms(exceeded)}; retry in ${exceeded.retryAfterSeconds} s`;
+  return refused(id, RATE_LIMITED, message, exceeded);
+}
+
+/** The refusal of one message, or undefined when it may pass (responses, plumbing, allowed calls). */
+function refusalOf(policy: Policy, message: unknown, input: PolicyInput | undefined, judged?: (decision: Decision) => void): Refusal | undefined {
+  if (input === undefined) return undefined;
+  const method = input.method;
   const decision = policy.decide(input);
   judged?.(decision);
   if (decision.allowed) return undefined;
@@ -237,7 +302,7 @@ function filterList(policy: Policy, message: unknown, subject: Subject, privateC
  * event whose data is a list result is re-written, every other event passes byte for byte, each
  * as soon as it is complete.
  */
-function sseFilter(rewrite: (message: unknown) => boolean): Transform & { inject(message: unknown): void } {
+function sseFilter(rewrite: ((message: unknown) => boolean) | undefined): Transform & { inject(message: unknown): void } {
   let pending = '';
   // A chunk may end inside a multi-byte character.
   const decoder = new StringDecoder('utf8');
@@ -250,7 +315,7 @@ function sseFilter(rewrite: (message: unknown) => boolean): Transform & { inject
       let out = '';
       for (let match = boundary.exec(pending); match; match = boundary.exec(pending)) {
         const end = match.index + match[0].length;
-        out += rewriteEvent(pending.slice(start, end), rewrite);
+        out += rewrite ? rewriteEvent(pending.slice(start, end), rewrite) : pending.slice(start, end);
         start = end;
       }
       pending = pending.slice(start);

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { type PolicyRuleConfig, policySchema } from '../config/schema.ts';
+import { type PolicyQuotaConfig, type PolicyRuleConfig, policySchema } from '../config/schema.ts';
 import type { PolicyInput } from './cel.ts';
 import { compilePolicy } from './policy.ts';
+import { quotasApplying, quotaTerms } from './quota.ts';
 
 /** Who asks for what, as an operator describes it on the command line. */
 export interface ExplainQuery {
@@ -34,16 +35,16 @@ export function explainPolicy(configPath: string, query: ExplainQuery): { allowe
   const backend = query.backend === undefined ? backends[0] : backends.find((b) => b.name === query.backend);
   if (!backend) throw new Error(query.backend === undefined ? 'the config has no backends' : `no backend named ${query.backend}`);
   const index = backends.indexOf(backend);
-  const rules: PolicyRuleConfig[] = [
-    ...rulesOf(raw.policy, 'policy'),
-    ...rulesOf(backend.policy, `backends.${index}.policy`),
-  ];
+  const global = sectionOf(raw.policy, 'policy');
+  const own = sectionOf(backend.policy, `backends.${index}.policy`);
+  const rules: PolicyRuleConfig[] = [...global.rules, ...own.rules];
   const policy = compilePolicy(rules);
   const call = query.name ? `${query.method} ${query.name}` : query.method;
   const who = `${query.user} (roles: ${query.roles.join(', ') || 'none'}; groups: ${query.groups.join(', ') || 'none'}; scopes: ${query.scopes.join(' ') || 'none'})`;
   const head = `${call} on ${String(backend.name)} by ${who}:`;
-  if (!policy) return { allowed: true, lines: [head, 'allowed: the backend has no rules (every signed-in user may call everything)'] };
-  if (!policy.governs(query.method)) return { allowed: true, lines: [head, `allowed: ${query.method} is never refused by the policy (lists are filtered instead)`] };
+  if (policy && !policy.governs(query.method)) {
+    return { allowed: true, lines: [head, `allowed: ${query.method} is never refused by the policy (lists are filtered instead)`] };
+  }
   const input: PolicyInput = {
     user: { oid: '', tid: '', sub: query.user, name: query.user, preferred_username: query.user, email: '', roles: query.roles, groups: query.groups, idp: '', kind: 'person' },
     client: { client_id: query.client, name: query.client, kind: /^https?:\/\//.test(query.client) ? 'cimd' : 'dcr' },
@@ -54,6 +55,9 @@ export function explainPolicy(configPath: string, query: ExplainQuery): { allowe
     arguments: query.arguments,
     request: { ip: '127.0.0.1', time: query.time },
   };
+  // An allowed call is then counted against the quotas it falls under (src/policy/quota.ts).
+  const quotas = quotasApplying([...global.quotas, ...own.quotas].map((quota) => ({ scope: '', quota })))(input).map((q) => quotaLine(q.config));
+  if (!policy) return { allowed: true, lines: [head, 'allowed: the backend has no rules (every signed-in user may call everything)', ...quotas] };
   const decision = policy.decide(input);
   const verdict = decision.allowed
     ? `allowed by rule "${decision.rule}"`
@@ -62,15 +66,19 @@ export function explainPolicy(configPath: string, query: ExplainQuery): { allowe
       : decision.rule
       ? `denied by rule "${decision.rule}"`
       : 'denied: no rule allows it (once a backend has rules, what none allows is denied)';
-  return { allowed: decision.allowed, lines: [head, verdict] };
+  return { allowed: decision.allowed, lines: [head, verdict, ...(decision.allowed ? quotas : [])] };
+}
+
+function quotaLine(quota: PolicyQuotaConfig): string {
+  return `counted by quota "${quota.name}": at most ${quotaTerms(quota)} (${quota.window} window)`;
 }
 
 /** One policy section, checked as the gateway checks it at start (errors name the key). */
-function rulesOf(section: unknown, key: string): PolicyRuleConfig[] {
-  if (section === undefined) return [];
+function sectionOf(section: unknown, key: string): { rules: PolicyRuleConfig[]; quotas: PolicyQuotaConfig[] } {
+  if (section === undefined) return { rules: [], quotas: [] };
   const parsed = policySchema.safeParse(section);
   if (!parsed.success) {
     throw new Error(parsed.error.issues.map((i) => `${[key, ...i.path].join('.')}: ${i.message}`).join('\n'));
   }
-  return parsed.data.rules;
+  return { rules: parsed.data.rules, quotas: parsed.data.quotas ?? [] };
 }

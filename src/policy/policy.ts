@@ -48,12 +48,17 @@ export interface Policy {
   decide(input: PolicyInput, listing?: boolean): Decision;
 }
 
+/** Whether the policy (and a quota) judges this method: plumbing and lists are not. */
+export function isGoverned(method: string): boolean {
+  return !UNGOVERNED_METHODS.has(method) && !method.startsWith('notifications/');
+}
+
 /** The backend's policy, or undefined when no rule applies to it (the backend behaves as without policy). */
 export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | undefined {
   if (rules.length === 0) return undefined;
   const compiled = rules.map(compileRule);
   return {
-    governs: (method) => !UNGOVERNED_METHODS.has(method) && !method.startsWith('notifications/'),
+    governs: isGoverned,
     decide(input, listing = false) {
       let allowedBy: string | undefined;
       let stepUp: { rule: string; missing: Set<string> } | undefined;
@@ -125,8 +130,8 @@ function celList(values: readonly string[]): string {
   return `[${values.map((v) => JSON.stringify(v)).join(', ')}]`;
 }
 
-/** Which operations a rule is about; a rule naming none is about every judged operation. */
-function matcherOf(rule: PolicyRuleConfig): (method: string, name: string) => boolean {
+/** Which operations a rule (or quota) is about; one naming none is about every judged operation. */
+export function matcherOf(rule: Pick<PolicyRuleConfig, 'tools' | 'prompts' | 'resources' | 'methods'>): (method: string, name: string) => boolean {
   const tools = rule.tools?.map(glob);
   const prompts = rule.prompts?.map(glob);
   const resources = rule.resources?.map(glob);

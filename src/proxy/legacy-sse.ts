@@ -95,7 +95,7 @@ export function registerLegacySse(
     });
     if (first.rest.length > 0) body.unshift(first.rest);
     if (enforcer) {
-      // List results on this stream are filtered for its user (src/policy/enforce.ts).
+      // List results on this stream are filtered for its user (src/policy/enforce.ts); refusals are written to it.
       const filter = enforcer.filterSse(await enforcer.subject(req, caller.record), false);
       pipeline(body, filter, () => {});
       streams.set(sessionId, filter);
@@ -132,17 +132,24 @@ export function registerLegacySse(
       ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {
-      const { refusal } = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      // A promise only when a quota applies to a call of the body (one Store round trip).
+      const screened = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      const { refusal, retryAfterSeconds } = screened instanceof Promise ? await screened : screened;
       if (refusal && 'missingScopes' in refusal) {
         // The same 403 as on /mcp, in the POST's answer, never on the stream: only an HTTP
         // answer carries the challenge (WWW-Authenticate) a client re-authorizes from.
         return sendBearerRefusal(res, insufficientScope(resource, caller.record.scopes, refusal.missingScopes));
       }
       if (refusal) {
-        // HTTP+SSE answers arrive on the stream: there when it is open on this replica, else in the POST's answer.
+        // HTTP+SSE answers arrive on the stream: there when it is open on this replica, else in the
+        // POST's answer (403; a quota's 429 with Retry-After, RFC 6585 §4).
         const stream = streams.get(sessionId);
-        operations?.answered(refusal, stream ? 202 : 403);
-        if (!stream) return sendJson(res, 403, refusal, { 'cache-control': 'no-store' });
+        const status = stream ? 202 : retryAfterSeconds === undefined ? 403 : 429;
+        operations?.answered(refusal, status);
+        if (!stream) {
+          const retryAfter = retryAfterSeconds === undefined ? {} : { 'retry-after': String(retryAfterSeconds) };
+          return sendJson(res, status, refusal, { 'cache-control': 'no-store', ...retryAfter });
+        }
         stream.inject(refusal);
         res.writeHead(202, { 'content-type': 'text/plain; charset=utf-8', 'content-length': 8 });
         res.end('Accepted');

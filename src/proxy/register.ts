@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
-import { DEFAULT_TIMEOUTS, type PolicyRuleConfig } from '../config/schema.ts';
+import { DEFAULT_TIMEOUTS, type PolicyQuotaConfig, type PolicyRuleConfig } from '../config/schema.ts';
 import type { RawRoutes } from '../http/app.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import { type ClientFacts, createEnforcer, type Enforcer } from '../policy/enforce.ts';
@@ -53,6 +53,8 @@ export interface ProxyDeps {
   bodyTimeoutMs?: number;
   /** Config `policy.rules`: judged for every backend, before its own. */
   globalPolicyRules?: readonly PolicyRuleConfig[];
+  /** Config `policy.quotas`: counted for every backend (one count across them), before its own. */
+  globalPolicyQuotas?: readonly PolicyQuotaConfig[];
   /** A client's name and how it registered, for conditions that read `client.name` / `client.kind`. */
   describeClient?: (clientId: string) => Promise<ClientFacts>;
   /** One record per MCP operation (src/proxy/audit-hook.ts) when enabled. */
@@ -82,10 +84,18 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
   const enforcers = new Map<string, Enforcer>();
   for (const resource of deps.resources) {
     const rules = [...(deps.globalPolicyRules ?? []), ...(resource.backend.policy?.rules ?? [])];
+    // A global quota's counts are shared by every backend (scope `*`); a backend's are its own.
+    const quotas = [
+      ...(deps.globalPolicyQuotas ?? []).map((quota) => ({ scope: '*', quota })),
+      ...(resource.backend.policy?.quotas ?? []).map((quota) => ({ scope: resource.name, quota })),
+    ];
     const enforcer = createEnforcer(rules, {
       backend: resource.name,
       clock: deps.clock,
       describeClient: deps.describeClient,
+      quotas,
+      store: deps.store,
+      audit: deps.audit?.enabled ? deps.audit : undefined,
       overageGroups: deps.overageGroups,
     });
     if (enforcer) enforcers.set(resource.name, enforcer);

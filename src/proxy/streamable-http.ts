@@ -72,11 +72,15 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     if (enforcer && Buffer.isBuffer(body)) {
       const found = enforcer.subject(req, caller.record);
       subject = found instanceof Promise ? await found : found;
-      const { refusal, asksForLists: lists } = enforcer.screen(body, subject, operations?.judged);
+      // A promise only when a quota applies to a call of the body (one Store round trip).
+      const screened = enforcer.screen(body, subject, operations?.judged);
+      const { refusal, asksForLists: lists } = screened instanceof Promise ? await screened : screened;
       if (refusal && 'missingScopes' in refusal) {
         // MCP 2025-11-25 authorization §Scope Challenge Handling: the SDK clients re-authorize with this scope and retry.
         return sendBearerRefusal(res, insufficientScope(resource, caller.record.scopes, refusal.missingScopes));
       }
+      // A refusal (policy or quota) is a JSON-RPC error with 200: MCP clients take a non-2xx
+      // answer to a POST for a broken transport, not for this call's error (docs/security.md).
       if (refusal) {
         operations?.answered(refusal, 200);
         return sendJson(res, 200, refusal, { 'cache-control': 'no-store' });

@@ -38,6 +38,7 @@ const built: Record<keyof typeof keys, string> = {
   accountSession: keys.accountSession('session-hash'),
   usedAssertion: keys.usedAssertion('https://idp.example.com', 'jti-1'),
   rateLimit: keys.rateLimit('token', '203.0.113.7', 28_000_000),
+  quota: keys.quota('snippets', 'saves', 'user\ntid|oid', 29_000_000),
   mcpSession: keys.mcpSession('http://localhost:8080/mcp', 'session-id'),
   legacySession: keys.legacySession('session-id'),
   devIdpEntry: keys.devIdpEntry('Session', 'session-id'),

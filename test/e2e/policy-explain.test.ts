@@ -39,6 +39,13 @@ describe('policy explain', () => {
     assert.equal(result.stdout.split('\n')[1], 'allowed by rule "writers"');
   });
 
+  it('an allowed save names the quota it is counted by; a read is under none', () => {
+    const save = explain(devPolicy, '--tool', 'save_snippet', '--user', 'alice', '--roles', 'Snippets.Write');
+    assert.deepEqual(save.stdout.split('\n').slice(1), ['allowed by rule "writers"', 'counted by quota "saves": at most 30 calls per user in 60 s (sliding window)', '']);
+    const read = explain(devPolicy, '--tool', 'get_snippet', '--user', 'alice', '--roles', 'Snippets.Write');
+    assert.deepEqual(read.stdout.split('\n').slice(1), ['allowed by rule "readers"', '']);
+  });
+
   it('the Entra example: a group member may delete by day, not after 20:00 in Berlin', () => {
     const group = '6f1c2a7e-93b4-4d0e-8a51-2c9f0b7d4e11';
     const day = explain(entraPolicy, '--tool', 'delete_snippet', '--groups', group, '--time', '2026-12-04T10:00:00+01:00');

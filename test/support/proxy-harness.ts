@@ -8,6 +8,7 @@ import { createGrants, type Grants, userKeyOf } from '../../src/oauth/grants.ts'
 import { buildResources, type ProtectedResource } from '../../src/oauth/resources.ts';
 import { createSealer } from '../../src/oauth/secrets.ts';
 import { type Clock, systemClock } from '../../src/ports/clock.ts';
+import type { Store } from '../../src/ports/store.ts';
 import type { UpstreamIdp, UserIdentity } from '../../src/ports/idp.ts';
 import { registerMcpProxy } from '../../src/proxy/register.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
@@ -49,13 +50,17 @@ export interface ProxyHarnessOptions {
   timeouts?: TimeoutsConfig;
   /** The audit trail of MCP operations (default: none). */
   audit?: Audit;
+  /** The gateway's Store, closed with it (default: an in-memory SQLite store). */
+  store?: Store;
+  /** Another replica's public URL and signing key, so this one serves the same resources and assertions. */
+  replicaOf?: Pick<ProxyHarness, 'url' | 'signingKeyPem'>;
 }
 
 export interface ProxyHarness {
-  /** Base URL, also the publicUrl (http://127.0.0.1:<port>). */
+  /** Base URL (http://127.0.0.1:<port>), also the publicUrl unless this is a replica (`replicaOf`). */
   url: string;
   app: FastifyInstance;
-  store: SqliteStore;
+  store: Store;
   grants: Grants;
   resources: ProtectedResource[];
   signingKeyPem: string;
@@ -79,13 +84,15 @@ export function backendConfig(input: BackendInput): BackendConfig {
 export async function startProxyHarness(options: ProxyHarnessOptions): Promise<ProxyHarness> {
   const clock = options.clock ?? systemClock;
   const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const store = SqliteStore.open({ path: ':memory:', clock });
+  // Replicas share one public URL (behind a load balancer); each listens on its own port.
+  const url = options.replicaOf?.url ?? `http://127.0.0.1:${port}`;
+  const store = options.store ?? SqliteStore.open({ path: ':memory:', clock });
   const idp = {} as UpstreamIdp; // grants.create never calls the upstream
   const sealer = createSealer([{ id: 'k1', key: randomBytes(32) }]);
   const grants = createGrants({ store, clock, sealer, idp }, { accessTokenTtlSeconds: 3600, refreshTokenTtlSeconds: 86400 });
   const resources = buildResources(url, options.backends.map(backendConfig));
-  const signingKeyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const signingKeyPem =
+    options.replicaOf?.signingKeyPem ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const { app, raw } = createHttpApp(pino({ level: 'silent' }), { timeouts: options.timeouts });
   const proxy = await registerMcpProxy(
     app,
@@ -107,7 +114,7 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
   );
   await app.listen({ host: '127.0.0.1', port });
   return {
-    url,
+    url: `http://127.0.0.1:${port}`,
     app,
     store,
     grants,

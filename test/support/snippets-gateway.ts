@@ -1,5 +1,7 @@
 import pino from 'pino';
 import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
+import type { Clock } from '../../src/ports/clock.ts';
+import type { Store } from '../../src/ports/store.ts';
 import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
 import { type Harness, startHarness } from './gateway-harness.ts';
 import { freePort } from './ports.ts';
@@ -50,28 +52,37 @@ export async function startSnippetsBehindGateway(
 /**
  * The snippets server behind the proxy harness (no sign-in pages: tokens from `tokenFor`), with the
  * backend credential and identity assertion checked, optionally a policy on the backend and an
- * audit trail of its operations.
+ * audit trail of its operations. `stores`: one gateway replica per Store (sharing the first one's
+ * public URL and signing key, as replicas behind a load balancer do), each closed with it.
  */
 export async function startSnippetsBehindProxy(
   dataDir: string,
-  options: { policy?: BackendInput['policy']; scopes?: string[]; audit?: ProxyHarnessOptions['audit'] } = {},
-): Promise<{ gateway: ProxyHarness; snippets: RunningSnippetsServer; close(): Promise<void> }> {
+  options: { policy?: BackendInput['policy']; scopes?: string[]; audit?: ProxyHarnessOptions['audit']; clock?: Clock; stores?: Store[] } = {},
+): Promise<{ gateway: ProxyHarness; replicas: ProxyHarness[]; snippets: RunningSnippetsServer; close(): Promise<void> }> {
   // The gateway's URL (JWKS, audience) must be known before the snippets server starts.
   const snippetsPort = await freePort();
-  const gateway = await startProxyHarness({
-    ...(options.audit ? { audit: options.audit } : {}),
-    backends: [
-      {
-        name: 'snippets',
-        path: '/mcp',
-        url: `http://127.0.0.1:${snippetsPort}/mcp`,
-        sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
-        credential: { header: 'x-functions-key', value: 'functions-key-1' },
-        ...(options.policy ? { policy: options.policy } : {}),
-        ...(options.scopes ? { scopes: options.scopes } : {}),
-      },
-    ],
-  });
+  const harness = (store: Store | undefined, replicaOf?: ProxyHarness) =>
+    startProxyHarness({
+      ...(options.audit ? { audit: options.audit } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
+      ...(store ? { store } : {}),
+      ...(replicaOf ? { replicaOf } : {}),
+      backends: [
+        {
+          name: 'snippets',
+          path: '/mcp',
+          url: `http://127.0.0.1:${snippetsPort}/mcp`,
+          sseUrl: `http://127.0.0.1:${snippetsPort}/sse`,
+          credential: { header: 'x-functions-key', value: 'functions-key-1' },
+          ...(options.policy ? { policy: options.policy } : {}),
+          ...(options.scopes ? { scopes: options.scopes } : {}),
+        },
+      ],
+    });
+  const [first, ...others] = options.stores ?? [undefined];
+  const gateway = await harness(first);
+  const replicas = [gateway];
+  for (const store of others) replicas.push(await harness(store, gateway));
   const snippets = await startSnippetsServer({
     storage: await createFolderStorage(dataDir),
     port: snippetsPort,
@@ -83,9 +94,10 @@ export async function startSnippetsBehindProxy(
   });
   return {
     gateway,
+    replicas,
     snippets,
     async close() {
-      await gateway.close();
+      for (const replica of replicas) await replica.close();
       await snippets.close();
     },
   };
