@@ -27,6 +27,12 @@ export function registerAuthorize(app: FastifyInstance, ctx: AuthServerContext) 
     let redirectUri: string;
     try {
       client = await ctx.clients.find(param(query, 'client_id'));
+      // RFC 6749 §4.1.2.1 (unauthorized_client), RFC 7591 §2 grant_types: a client registered for
+      // other grants only (client_credentials, token exchange) never starts a sign-in; its
+      // redirect URIs, if any, are not for this endpoint, so this too is shown, not redirected.
+      if (!client.grantTypes.includes('authorization_code')) {
+        throw new OAuthError('unauthorized_client', 'client is not registered for grant_type authorization_code');
+      }
       redirectUri = verifiedRedirectUri(client, param(query, 'redirect_uri'));
     } catch (error) {
       if (!(error instanceof OAuthError) || error.status >= 500) throw error;

@@ -54,6 +54,12 @@ export function isPrivateAddress(address: string): boolean {
   return PRIVATE.check(`${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`, 'ipv4');
 }
 
+/** A URL whose host is, literally, a private address or localhost (names are judged once resolved). */
+export function namesPrivateHost(url: URL): boolean {
+  const literal = url.hostname.replace(/^\[|\]$/g, '');
+  return isIP(literal) ? isPrivateAddress(literal) : literal === 'localhost';
+}
+
 class SafeFetchError extends Error {
   override name = 'SafeFetchError';
 }
@@ -110,8 +116,7 @@ export function createSafeFetch(options: SafeFetchOptions) {
     if (target.protocol !== 'https:' && !(options.allowInsecure && target.protocol === 'http:')) {
       throw new SafeFetchError('only https URLs can be fetched');
     }
-    const literal = target.hostname.replace(/^\[|\]$/g, '');
-    if (!options.allowInsecure && (isIP(literal) ? isPrivateAddress(literal) : literal === 'localhost')) {
+    if (!options.allowInsecure && namesPrivateHost(target)) {
       throw new SafeFetchError(`${target.hostname} is a private, loopback or link-local address`);
     }
     const signal = AbortSignal.timeout(options.timeoutMs);

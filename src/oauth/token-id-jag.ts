@@ -1,9 +1,10 @@
-import { createRemoteJWKSet, decodeProtectedHeader, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { decodeProtectedHeader, type JWTPayload, jwtVerify } from 'jose';
 import type { EnterpriseAuthorizationConfig, IdJagIssuerConfig } from '../config/schema.ts';
 import type { UserIdentity } from '../ports/idp.ts';
 import type { ClientRecord } from '../ports/records.ts';
 import { joseReason } from './client-auth.ts';
 import { issueAccessOnly } from './access-only.ts';
+import { createIdJagIssuerKeys } from './id-jag-issuer-keys.ts';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { narrowScopes } from './grant-scopes.ts';
@@ -17,7 +18,6 @@ const ID_JAG_TYP = 'oauth-id-jag+jwt';
 /** MCP enterprise-managed-authorization §6: the profile advertised in AS metadata. */
 export const ID_JAG_GRANT_PROFILE = 'urn:ietf:params:oauth:grant-profile:id-jag';
 const CLOCK_SKEW_SECONDS = 30;
-const DISCOVERY_TIMEOUT_MS = 5000;
 
 export interface IdJagGrant {
   /** True when `iss` is a trusted ID-JAG issuer (the assertion is then judged as an ID-JAG). */
@@ -31,7 +31,8 @@ export interface IdJagGrant {
  * page; an access token bound to the one resource the ID-JAG names, no refresh token.
  */
 export function createIdJagGrant(ctx: AuthServerContext, config: EnterpriseAuthorizationConfig): IdJagGrant {
-  const issuers = new Map(config.issuers.map((issuer) => [issuer.issuer, { config: issuer, keys: issuerKeys(issuer) }]));
+  const keysOf = createIdJagIssuerKeys({ dev: ctx.config.mode === 'dev', logger: ctx.logger });
+  const issuers = new Map(config.issuers.map((issuer, i) => [issuer.issuer, { config: issuer, keys: keysOf(issuer, i) }]));
 
   async function redeem(client: ClientRecord | undefined, assertion: string, request: { scopes?: string[]; resource?: string; address: string }) {
     // Draft §8.1 and MCP §7.5.1: only for clients that authenticated (confidential clients).
@@ -137,31 +138,4 @@ function identityOf(payload: JWTPayload, issuer: IdJagIssuerConfig): UserIdentit
     roles: list(map.rolesClaim),
     groups: list(map.groupsClaim),
   };
-}
-
-/** The issuer's keys: its jwksUri, or the jwks_uri of its metadata (RFC 8414 §3, then OpenID discovery), found on first use. */
-function issuerKeys(issuer: IdJagIssuerConfig): JWTVerifyGetKey {
-  if (issuer.jwksUri) return createRemoteJWKSet(new URL(issuer.jwksUri));
-  let discovered: Promise<JWTVerifyGetKey> | undefined;
-  return async (header, token) => {
-    discovered ??= discoverJwks(issuer.issuer).catch((error) => {
-      discovered = undefined;
-      throw error;
-    });
-    return (await discovered)(header, token);
-  };
-}
-
-async function discoverJwks(issuer: string): Promise<JWTVerifyGetKey> {
-  const url = new URL(issuer);
-  const path = url.pathname === '/' ? '' : url.pathname;
-  for (const wellKnown of [`/.well-known/oauth-authorization-server${path}`, `${path}/.well-known/openid-configuration`]) {
-    const response = await fetch(new URL(wellKnown, url.origin), { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS) });
-    if (!response.ok) continue;
-    const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
-    // RFC 8414 §3.3: the metadata's issuer is exactly the one it was fetched for.
-    if (metadata.issuer !== issuer || typeof metadata.jwks_uri !== 'string') continue;
-    return createRemoteJWKSet(new URL(metadata.jwks_uri));
-  }
-  throw new OAuthError('temporarily_unavailable', 'the ID-JAG issuer metadata could not be fetched');
 }

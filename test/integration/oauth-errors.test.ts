@@ -19,6 +19,12 @@ import {
 } from '../support/oauth-steps.ts';
 
 type Json = Record<string, unknown>;
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** Configured clients that may not use the code flow, though they name a redirect URI. */
+const NO_CODE_CLIENTS = [
+  { clientId: 'nightly-job', secret: 'job-secret', grantTypes: ['client_credentials'], redirectUris: [CLIENT_REDIRECT] },
+  { clientId: 'pulling-backend', secret: 'backend-secret', grantTypes: [TOKEN_EXCHANGE], redirectUris: [CLIENT_REDIRECT] },
+];
 
 describe('authorization server: bad input gets the exact error', () => {
   const clock = mutableClock();
@@ -26,7 +32,7 @@ describe('authorization server: bad input gets the exact error', () => {
   let base: string;
   let clientId: string;
   before(async () => {
-    gw = await startHarness({ clock });
+    gw = await startHarness({ clock, config: { clients: NO_CODE_CLIENTS } });
     base = gw.publicUrl;
     clientId = await registerClient(base);
   });
@@ -51,7 +57,27 @@ describe('authorization server: bad input gets the exact error', () => {
         (p) => ({ ...p, redirect_uri: 'http://127.0.0.1:40000/callback#frag' }),
         'invalid_request: redirect_uri is not registered for this client',
       ],
+      // RFC 6749 §4.1.2.1: a client not registered for the code grant (RFC 7591 §2: grant_types).
+      [
+        'configured client registered only for client_credentials',
+        (p) => ({ ...p, client_id: 'nightly-job' }),
+        'unauthorized_client: client is not registered for grant_type authorization_code',
+      ],
+      [
+        'configured client registered only for token-exchange',
+        (p) => ({ ...p, client_id: 'pulling-backend' }),
+        'unauthorized_client: client is not registered for grant_type authorization_code',
+      ],
+      [
+        'dynamically registered client whose grant_types leave out authorization_code',
+        (p) => ({ ...p, client_id: refreshOnlyClientId }),
+        'unauthorized_client: client is not registered for grant_type authorization_code',
+      ],
     ];
+    let refreshOnlyClientId: string;
+    before(async () => {
+      refreshOnlyClientId = await registerClient(base, { grant_types: ['refresh_token'] });
+    });
     for (const [name, change, message] of cases) {
       it(name, async () => {
         const response = await authorize(change(defaultAuthorizeParams(base, clientId, pkce().challenge)));
@@ -156,6 +182,24 @@ describe('authorization server: bad input gets the exact error', () => {
         () => postForm(base, '/token', { grant_type: 'authorization_code', client_id: 'nobody', code: 'c', code_verifier: 'v' }),
         401,
         { error: 'invalid_client', error_description: 'unknown client_id' },
+      ],
+      [
+        'client_credentials-only configured client redeeming a code',
+        () => postForm(base, '/token', { grant_type: 'authorization_code', client_id: 'nightly-job', client_secret: 'job-secret', code: 'c', code_verifier: 'v' }),
+        400,
+        { error: 'unauthorized_client', error_description: 'client is not registered for grant_type authorization_code' },
+      ],
+      [
+        'token-exchange-only configured client asking for client_credentials',
+        () => postForm(base, '/token', { grant_type: 'client_credentials', client_id: 'pulling-backend', client_secret: 'backend-secret' }),
+        400,
+        { error: 'unauthorized_client', error_description: 'client is not registered for grant_type client_credentials' },
+      ],
+      [
+        'dynamically registered client asking for client_credentials',
+        () => postForm(base, '/token', { grant_type: 'client_credentials', client_id: clientId }),
+        400,
+        { error: 'unauthorized_client', error_description: 'client is not registered for grant_type client_credentials' },
       ],
       [
         'unsupported grant type',

@@ -2,9 +2,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { Client, CrossAppAccessProvider, discoverAndRequestJwtAuthGrant, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
+import pino from 'pino';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { type EnterpriseIdp, startEnterpriseIdp } from '../support/enterprise-idp.ts';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
@@ -15,6 +17,10 @@ const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 const CLIENT = { clientId: 'agent', secret: 'agent-secret' };
 const IDP_CLIENT = { idpClientId: 'agent-at-idp', idpClientSecret: 'idp-secret' };
 type TokenAnswer = { status: number; body: Record<string, unknown> };
+/** https, but a loopback address (standing for 169.254.169.254 and the like). */
+const PRIVATE_JWKS_URI = (issuer: string) => `${issuer.replace('http:', 'https:')}/jwks`;
+/** The issuer's own working key set, but at another origin over http (in dev mode only the issuer's own loopback origin may be http). */
+const OTHER_ORIGIN_JWKS_URI = (issuer: string) => `${issuer.replace('127.0.0.1', 'localhost')}/jwks`;
 
 /** Enterprise-Managed Authorization: ID-JAGs from a trusted enterprise IdP redeemed at /token. */
 describe('ID-JAG grant (draft-ietf-oauth-identity-assertion-authz-grant, MCP enterprise-managed-authorization)', () => {
@@ -23,6 +29,10 @@ describe('ID-JAG grant (draft-ietf-oauth-identity-assertion-authz-grant, MCP ent
   const clock = mutableClock();
   let idp: EnterpriseIdp;
   let untrusted: EnterpriseIdp;
+  /** Trusted issuers whose metadata points jwks_uri where the gateway must not fetch. */
+  let privateJwks: EnterpriseIdp;
+  let otherOriginJwks: EnterpriseIdp;
+  const logs: Record<string, unknown>[] = [];
   let backend: McpBackend;
   let gw: Harness;
 
@@ -32,7 +42,9 @@ describe('ID-JAG grant (draft-ietf-oauth-identity-assertion-authz-grant, MCP ent
       backends: [{ name: 'test', path: '/mcp', url: backend.mcpUrl, scopes: ['mcp:tools', 'mcp:admin'] }],
       config: {
         clients: [{ clientId: CLIENT.clientId, name: 'Enterprise agent', secret: CLIENT.secret, grantTypes: [JWT_BEARER] }],
-        enterpriseAuthorization: { issuers: [{ issuer: idp.issuer, algorithms: ['ES256'] }] },
+        enterpriseAuthorization: {
+          issuers: [idp, privateJwks, otherOriginJwks].map((trusted) => ({ issuer: trusted.issuer, algorithms: ['ES256'] })),
+        },
       },
     };
   }
@@ -40,15 +52,30 @@ describe('ID-JAG grant (draft-ietf-oauth-identity-assertion-authz-grant, MCP ent
   before(async () => {
     idp = await startEnterpriseIdp({ ...IDP_CLIENT, gatewayClientId: CLIENT.clientId, allowedScopes: ['mcp:tools'] });
     untrusted = await startEnterpriseIdp({ ...IDP_CLIENT, gatewayClientId: CLIENT.clientId, allowedScopes: ['mcp:tools'] });
+    privateJwks = await startEnterpriseIdp({ ...IDP_CLIENT, gatewayClientId: CLIENT.clientId, allowedScopes: ['mcp:tools'], jwksUri: PRIVATE_JWKS_URI });
+    otherOriginJwks = await startEnterpriseIdp({ ...IDP_CLIENT, gatewayClientId: CLIENT.clientId, allowedScopes: ['mcp:tools'], jwksUri: OTHER_ORIGIN_JWKS_URI });
     backend = await startMcpBackend();
     const options = gatewayOptions(await freePort());
-    gw = await startHarness({ ...options, clock, config: { ...options.config, audit: { sink: 'file', file: { path: auditFile } } } });
+    const lines = new Writable({
+      write(chunk, _encoding, done) {
+        logs.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+        done();
+      },
+    });
+    gw = await startHarness({
+      ...options,
+      clock,
+      logger: pino({ level: 'warn' }, lines),
+      config: { ...options.config, audit: { sink: 'file', file: { path: auditFile } } },
+    });
   });
   after(async () => {
     await gw.close();
     await backend.close();
     await idp.close();
     await untrusted.close();
+    await privateJwks.close();
+    await otherOriginJwks.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -149,6 +176,24 @@ describe('ID-JAG grant (draft-ietf-oauth-identity-assertion-authz-grant, MCP ent
     const foreign = await untrusted.mintIdJag({ aud: gw.publicUrl, resource: gw.mcpUrl });
     await assertRefused(redeem(gw.publicUrl, foreign), 'invalid_grant', /issuer is not trusted/);
   });
+
+  const jwksUriRefusals: [string, () => EnterpriseIdp, (issuer: string) => string, string][] = [
+    ['at a private address, though https', () => privateJwks, PRIVATE_JWKS_URI, 'is a private, loopback or link-local address'],
+    ['over http at another origin than the issuer’s', () => otherOriginJwks, OTHER_ORIGIN_JWKS_URI, "must be https when not on the issuer's origin"],
+  ];
+  for (const [name, issuerOf, jwksUriOf, reason] of jwksUriRefusals) {
+    it(`refuses an ID-JAG whose issuer's metadata puts jwks_uri ${name}, fetching nothing there, and logs why`, async () => {
+      const trusted = issuerOf();
+      const assertion = await trusted.mintIdJag({ aud: gw.publicUrl, resource: gw.mcpUrl });
+      const { status, body } = await redeem(gw.publicUrl, assertion);
+      assert.equal(status, 503, JSON.stringify(body));
+      assert.deepEqual(body, { error: 'temporarily_unavailable', error_description: `the ID-JAG issuer's jwks_uri ${reason}` });
+      const line = logs.find((l) => l['msg'] === 'ID-JAG issuer jwks_uri refused' && l['issuer'] === trusted.issuer);
+      assert.equal(line?.['reason'], reason);
+      assert.equal(line?.['jwksUri'], jwksUriOf(trusted.issuer));
+      assert.equal(trusted.jwksFetches, 0);
+    });
+  }
 
   it('refuses an ID-JAG signed by another key than the trusted issuer’s', async () => {
     const forged = await untrusted.mintIdJag({ iss: idp.issuer, aud: gw.publicUrl, resource: gw.mcpUrl });

@@ -19,6 +19,8 @@ export interface EnterpriseIdp {
   mintIdJag(claims: Record<string, unknown>, header?: Record<string, unknown>): Promise<string>;
   /** ID-JAGs issued by token exchange, in order. */
   issued: JWTPayload[];
+  /** How often its JWK Set was fetched. */
+  readonly jwksFetches: number;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,8 @@ export async function startEnterpriseIdp(options: {
   /** The client's client_id at the gateway, put in the ID-JAG's client_id. */
   gatewayClientId: string;
   allowedScopes: string[];
+  /** The jwks_uri its metadata names (default: its own /jwks). */
+  jwksUri?: (issuer: string) => string;
 }): Promise<EnterpriseIdp> {
   const { publicKey, privateKey } = await generateKeyPair('ES256');
   const jwk = { ...(await exportJWK(publicKey)), kid: 'idp-1', alg: 'ES256', use: 'sig' };
@@ -44,6 +48,7 @@ export async function startEnterpriseIdp(options: {
   const issued: JWTPayload[] = [];
   const users = new Map<string, EnterpriseUser>();
   let issuer = '';
+  let jwksFetches = 0;
 
   async function sign(claims: Record<string, unknown>, header: Record<string, unknown>): Promise<string> {
     const payload = Object.fromEntries(Object.entries(claims).filter(([, v]) => v !== undefined));
@@ -62,12 +67,15 @@ export async function startEnterpriseIdp(options: {
         authorization_endpoint: `${issuer}/authorize`,
         token_endpoint: `${issuer}/token`,
         response_types_supported: ['code'],
-        jwks_uri: `${issuer}/jwks`,
+        jwks_uri: options.jwksUri?.(issuer) ?? `${issuer}/jwks`,
         grant_types_supported: ['urn:ietf:params:oauth:grant-type:token-exchange'],
         identity_chaining_requested_token_types_supported: [ID_JAG_TYPE],
       });
     }
-    if (req.method === 'GET' && url.pathname === '/jwks') return json(200, { keys: [jwk] });
+    if (req.method === 'GET' && url.pathname === '/jwks') {
+      jwksFetches += 1;
+      return json(200, { keys: [jwk] });
+    }
     if (req.method === 'POST' && url.pathname === '/token') {
       let raw = '';
       for await (const chunk of req) raw += chunk;
@@ -131,6 +139,9 @@ export async function startEnterpriseIdp(options: {
       );
     },
     issued,
+    get jwksFetches() {
+      return jwksFetches;
+    },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
