@@ -284,3 +284,74 @@ describe('policy: Mcp-Param-* headers as request.params (2026-07-28 custom heade
     assert.deepEqual((await call({}, '2026-07-28', 'tools/list')).body.result?.tools?.map((t) => t.name), ['query']);
   });
 });
+
+describe('policy: request.ip honours trustProxy on the MCP routes, as fastify does on its own', () => {
+  let backend: Server;
+  const gateways: ProxyHarness[] = [];
+  const OK = { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'ok' }] } };
+  const REFUSED = { jsonrpc: '2.0', error: { code: -32602, message: 'Tool office not found' }, id: 1 };
+  before(async () => {
+    backend = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk) => (raw += chunk));
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: JSON.parse(raw).id, result: { content: [{ type: 'text', text: 'ok' }] } }));
+      });
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    for (const gateway of gateways) await gateway.close();
+    backend.close();
+  });
+
+  /** A gateway whose tool `office` is allowed from 203.0.113.7 alone, and `local` from 127.0.0.1. */
+  async function gatewayWith(trustProxy: boolean | string[]) {
+    const url = `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`;
+    const rules = [
+      { name: 'office-only', effect: 'allow' as const, tools: ['office'], when: 'request.ip == "203.0.113.7"' },
+      { name: 'local-only', effect: 'allow' as const, tools: ['local'], when: 'request.ip == "127.0.0.1"' },
+    ];
+    const gateway = await startProxyHarness({ trustProxy, backends: [{ name: 'office', path: '/mcp', url, policy: { rules } }] });
+    gateways.push(gateway);
+    const token = await gateway.tokenFor('bob', 'office');
+    return async (forwardedFor?: string, tool = 'office') => {
+      const response = await fetch(`${gateway.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }),
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool, arguments: {} } }),
+      });
+      return response.json();
+    };
+  }
+
+  it('trustProxy on: the rule sees the X-Forwarded-For address', async () => {
+    const call = await gatewayWith(true);
+    assert.deepEqual(await call('203.0.113.7'), OK);
+    assert.deepEqual(await call('198.51.100.1'), REFUSED);
+    assert.deepEqual(await call(), REFUSED);
+    // No X-Forwarded-For: the socket's address, as fastify's request.ip.
+    assert.deepEqual(await call(undefined, 'local'), OK);
+  });
+
+  it('trustProxy a list: only a listed proxy is believed, and the nearest untrusted address is the client', async () => {
+    const loopback = await gatewayWith(['127.0.0.1']);
+    assert.deepEqual(await loopback('203.0.113.7'), OK);
+    // 198.51.100.1 is not a trusted proxy: what it claims to forward for is not believed.
+    assert.deepEqual(await loopback('203.0.113.7, 198.51.100.1'), REFUSED);
+    const elsewhere = await gatewayWith(['10.0.0.1']);
+    assert.deepEqual(await elsewhere('203.0.113.7'), REFUSED);
+  });
+
+  it('trustProxy off: the rule sees the socket address, whatever X-Forwarded-For says', async () => {
+    const call = await gatewayWith(false);
+    assert.deepEqual(await call('203.0.113.7'), REFUSED);
+    assert.deepEqual(await call('203.0.113.7', 'local'), OK);
+  });
+});
