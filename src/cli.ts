@@ -43,6 +43,7 @@ Options:
   --roles A,B           the user's roles;  --groups G,H  their groups;  --scopes S,T  the token's scopes
   --client ID           the client id (default: a-client)
   --arguments JSON      the call's arguments (default: {})
+  --param NAME=VALUE    an Mcp-Param-NAME header of a 2026-07-28 call, decoded (request.params; repeatable)
   --time ISO            when (default: now)`;
 
 const USAGE = `Usage:
@@ -123,6 +124,7 @@ async function explain(args: string[]): Promise<void> {
       scopes: list,
       client: { type: 'string', default: 'a-client' },
       arguments: { type: 'string', default: '{}' },
+      param: { type: 'string', multiple: true, default: [] },
       time: { type: 'string' },
       ...HELP,
     },
@@ -146,10 +148,18 @@ async function explain(args: string[]): Promise<void> {
     scopes: split(values.scopes).flatMap((s) => s.split(' ')),
     client: values.client,
     arguments: JSON.parse(values.arguments) as Record<string, unknown>,
+    params: Object.fromEntries(values.param.map(paramOption)),
     time: values.time ? new Date(values.time) : new Date(),
   });
   process.stdout.write(`${result.lines.join('\n')}\n`);
   process.exitCode = result.allowed ? 0 : 1;
+}
+
+/** `--param Region=eu-west`: the header's name after `Mcp-Param-` (case-insensitive, so lower-cased) and its value. */
+function paramOption(value: string): [string, string] {
+  const at = value.indexOf('=');
+  if (at <= 0) throw new Error(`--param ${value}: expected NAME=VALUE`);
+  return [value.slice(0, at).toLowerCase(), value.slice(at + 1)];
 }
 
 function portOption(name: string, value: string): number {

@@ -121,7 +121,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
-  const { app, raw, observe } = createHttpApp(logger, {
+  const { app, raw, observe, clientIp } = createHttpApp(logger, {
     trustProxy: config.trustProxy,
     timeouts: config.timeouts,
     hsts: new URL(config.publicUrl).protocol === 'https:',
@@ -154,6 +154,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const proxy = await registerMcpProxy(app, {
     resources,
     routes: raw,
+    clientIp,
     validateAccessToken: grants.validateAccessToken,
     store,
     clock,

@@ -8,6 +8,7 @@ import { DEFAULT_TIMEOUTS, type TimeoutsConfig } from '../config/schema.ts';
 import { OAuthError } from '../oauth/errors.ts';
 import { PAGE_HEADERS, errorPage } from '../oauth/pages.ts';
 import { sendJson } from '../proxy/respond.ts';
+import { clientIpOf } from './client-ip.ts';
 import { httpRouteResolved, serveTraced } from '../telemetry/http.ts';
 
 /** OAuth endpoints take small bodies; MCP routes stream theirs and enforce each backend's maxBodyBytes. */
@@ -32,12 +33,13 @@ export interface HttpAppOptions {
  * request timeouts and security headers on every response (raw routes included).
  * Route modules are registered on the returned app by gateway.ts; `raw` is handed to those that
  * serve raw node:http routes (the MCP endpoints); `observe` sets the one observer of every
- * response, fastify's and the raw routes' alike (metrics).
+ * response, fastify's and the raw routes' alike (metrics); `clientIp` is a raw request's client
+ * address as fastify's `request.ip` would give it (trustProxy).
  */
 export function createHttpApp(
   logger: Logger,
   options: HttpAppOptions = {},
-): { app: FastifyInstance; raw: RawRoutes; observe(observer: ResponseObserver): void } {
+): { app: FastifyInstance; raw: RawRoutes; observe(observer: ResponseObserver): void; clientIp: (req: IncomingMessage) => string } {
   const timeouts = options.timeouts ?? DEFAULT_TIMEOUTS;
   const raw = createRawRoutes();
   const tracer = options.tracer;
@@ -125,6 +127,8 @@ export function createHttpApp(
   return {
     app,
     raw: raw.routes,
+    // A raw route's client address, as fastify's request.ip (trustProxy) on its routes.
+    clientIp: clientIpOf(options.trustProxy),
     observe(observer) {
       raw.observer = observer;
     },

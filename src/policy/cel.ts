@@ -28,7 +28,11 @@ const environment = new Environment()
   .registerVariable('method', 'string')
   .registerVariable('name', 'string')
   .registerVariable('arguments', 'map')
-  .registerVariable({ name: 'request', schema: { ip: 'string', time: 'google.protobuf.Timestamp' } });
+  .registerVariable({
+    name: 'request',
+    // params: the tool parameters mirrored into `Mcp-Param-*` headers (src/policy/param-headers.ts).
+    schema: { ip: 'string', time: 'google.protobuf.Timestamp', params: 'map<string, string>' },
+  });
 
 /** What a condition sees (field names as in the CEL environment above). */
 export interface PolicyInput {
@@ -51,7 +55,15 @@ export interface PolicyInput {
   method: string;
   name: string;
   arguments: Record<string, unknown>;
-  request: { ip: string; time: Date };
+  request: {
+    ip: string;
+    time: Date;
+    /**
+     * `Mcp-Param-{Name}` headers by lower-case name, decoded. Absent: unknown (not read by any
+     * condition, or not trustworthy): a condition reading it fails, which counts against the caller.
+     */
+    params?: Readonly<Record<string, string>>;
+  };
 }
 
 export type Condition = (input: PolicyInput) => unknown;

@@ -7,6 +7,7 @@ import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import type { PolicyInput } from './cel.ts';
+import { paramHeadersOf } from './param-headers.ts';
 import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy } from './policy.ts';
 import { createQuotas, type QuotaExceeded, type Quotas, quotaTerms, type ScopedQuota } from './quota.ts';
 
@@ -99,6 +100,8 @@ export function createEnforcer(
     quotas?: readonly ScopedQuota[];
     store?: Store;
     audit?: Audit;
+    /** `request.ip`: the client's address (default: the socket's; src/http/client-ip.ts honours trustProxy). */
+    clientIp?: (req: IncomingMessage) => string;
   },
 ): Enforcer | undefined {
   const policy = compilePolicy(rules);
@@ -110,6 +113,9 @@ export function createEnforcer(
   const conditions = [...rules.map((r) => r.when), ...scoped.map((q) => q.quota.when)];
   const readsClient = conditions.some((when) => when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(when));
   const readsGroups = rules.some((r) => r.groups !== undefined) || conditions.some((when) => when !== undefined && /\buser\s*\.\s*groups\b/.test(when));
+  // The Mcp-Param-* headers are read only for a condition that reads them (none: no cost per call).
+  const readsParams = conditions.some((when) => when !== undefined && /\brequest\s*\.\s*params\b/.test(when));
+  const clientIp = deps.clientIp ?? ((req: IncomingMessage) => req.socket.remoteAddress ?? '');
   return {
     screen: (body, subject, judged) => screen(policy, quotas, body, subject, judged),
     filterJson(body, subject, privateCache) {
@@ -144,6 +150,13 @@ export function createEnforcer(
     return subjectOf(req, record, client, groupsOf ? await groupsOf(record) : undefined);
   }
 
+  function requestOf(req: IncomingMessage): Subject['request'] {
+    const request = { ip: clientIp(req), time: new Date(nowMsOf(deps.clock)) };
+    if (!readsParams) return request;
+    const params = paramHeadersOf(req);
+    return params === undefined ? request : { ...request, params };
+  }
+
   /** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
   function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Subject {
     const user = record.user;
@@ -166,7 +179,7 @@ export function createEnforcer(
       client: { client_id: record.clientId, name: client.name, kind: client.kind },
       scopes: record.scopes,
       backend: deps.backend,
-      request: { ip: req.socket.remoteAddress ?? '', time: new Date(nowMsOf(deps.clock)) },
+      request: requestOf(req),
       record,
     };
   }

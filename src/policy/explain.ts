@@ -18,6 +18,8 @@ export interface ExplainQuery {
   scopes: string[];
   client: string;
   arguments: Record<string, unknown>;
+  /** The call's `Mcp-Param-*` headers by lower-case name, decoded (a 2026-07-28 request). */
+  params?: Record<string, string>;
   time: Date;
 }
 
@@ -53,7 +55,7 @@ export function explainPolicy(configPath: string, query: ExplainQuery): { allowe
     method: query.method,
     name: query.name,
     arguments: query.arguments,
-    request: { ip: '127.0.0.1', time: query.time },
+    request: { ip: '127.0.0.1', time: query.time, params: { ...query.params } },
   };
   // An allowed call is then counted against the quotas it falls under (src/policy/quota.ts).
   const quotas = quotasApplying([...global.quotas, ...own.quotas].map((quota) => ({ scope: '', quota })))(input).map((q) => quotaLine(q.config));

@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
 import { describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../config/load.ts';
 import type { PolicyInput } from './cel.ts';
 import { buildResources } from '../oauth/resources.ts';
+import { paramHeadersOf } from './param-headers.ts';
 import { compilePolicy } from './policy.ts';
 
 const SIGNING_PEM = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
@@ -149,5 +152,32 @@ describe('policy decisions', () => {
   });
   it('a backend without rules has no policy', () => {
     assert.equal(compilePolicy([]), undefined);
+  });
+});
+
+describe('request.params: the Mcp-Param-* headers (2026-07-28 streamable-http §Custom Headers from Tool Parameters)', () => {
+  /** A request as node:http parses it: rawHeaders as sent, headers lower-cased. */
+  function request(raw: string[]): IncomingMessage {
+    const req = new IncomingMessage(new Socket());
+    req.rawHeaders = raw;
+    for (let i = 0; i < raw.length; i += 2) req.headers[raw[i]!.toLowerCase()] = raw[i + 1];
+    return req;
+  }
+  const V = ['MCP-Protocol-Version', '2026-07-28'];
+
+  it('maps each header by lower-case name to its value, Base64 sentinels decoded (§Value Encoding)', () => {
+    const params = paramHeadersOf(request([...V, 'Mcp-Param-Region', 'us-west1', 'mcp-param-GREETING', '=?base64?SGVsbG8sIOS4lueVjA==?=', 'Mcp-Name', 'x']));
+    assert.deepEqual({ ...params }, { region: 'us-west1', greeting: 'Hello, 世界' });
+  });
+  it('is unknown before 2026-07-28, for a header sent twice, or a malformed Base64 value', () => {
+    assert.equal(paramHeadersOf(request(['MCP-Protocol-Version', '2025-11-25', 'Mcp-Param-Region', 'us-west1'])), undefined);
+    assert.equal(paramHeadersOf(request(['Mcp-Param-Region', 'us-west1'])), undefined);
+    assert.equal(paramHeadersOf(request([...V, 'Mcp-Param-Region', 'us-west1', 'mcp-param-region', 'eu-west'])), undefined);
+    assert.equal(paramHeadersOf(request([...V, 'Mcp-Param-Region', '=?base64?a b?='])), undefined);
+  });
+  it('a parameter named __proto__ is a key like any other', () => {
+    const params = paramHeadersOf(request([...V, 'Mcp-Param-__proto__', 'x']))!;
+    assert.equal(Object.getPrototypeOf(params), null);
+    assert.deepEqual(Object.entries(params), [['__proto__', 'x']]);
   });
 });

@@ -24,7 +24,10 @@ interface CompiledRule {
   deny: boolean;
   matches(method: string, name: string): boolean;
   condition: Condition | undefined;
-  /** The condition reads `arguments`: when judging a list item (no arguments), a deny rule is skipped and an allow rule counts. */
+  /**
+   * The condition reads the call's `arguments` or their `Mcp-Param-*` headers (`request.params`):
+   * when judging a list item (neither known), a deny rule is skipped and an allow rule counts.
+   */
   usesArguments: boolean;
   /** A step-up rule's scopes (its condition is then the rest of the rule). */
   requires: readonly string[] | undefined;
@@ -110,7 +113,7 @@ function compileRule(rule: PolicyRuleConfig): CompiledRule {
     deny: rule.effect === 'deny',
     matches: matcherOf(rule),
     condition: expression === undefined ? undefined : compileCondition(expression),
-    usesArguments: expression !== undefined && /\barguments\b/.test(expression),
+    usesArguments: expression !== undefined && /\barguments\b|\brequest\s*\.\s*params\b/.test(expression),
     requires: stepUp ? (rule.scopes ?? []) : undefined,
   };
 }

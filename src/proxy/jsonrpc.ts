@@ -32,7 +32,7 @@ const SENTINEL = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/;
  * 2026-07-28 §Value Encoding: `=?base64?…?=` (case-sensitive markers) carries the UTF-8 value in
  * Base64; anything else is the value itself. Returns undefined for a malformed sentinel.
  */
-function decodeHeaderValue(value: string): string | undefined {
+export function decodeHeaderValue(value: string): string | undefined {
   if (!value.startsWith('=?base64?') || !value.endsWith('?=')) return value;
   const match = SENTINEL.exec(value);
   if (!match) return undefined;
@@ -56,7 +56,8 @@ export interface MetadataHeaders {
  * - `MCP-Protocol-Version` must equal `params._meta["io.modelcontextprotocol/protocolVersion"]`
  *   when the body carries it.
  * `Mcp-Param-*` headers are forwarded unchecked: which ones exist depends on tool schemas the
- * gateway does not read ("intermediate servers that do not recognize … MUST forward it").
+ * gateway does not read ("intermediate servers that do not recognize … MUST forward it"); policy
+ * conditions may read them (src/policy/param-headers.ts), trusting the backend to compare them.
  */
 export function headerMismatch(headers: MetadataHeaders, message: Record<string, unknown>): string | undefined {
   const method = typeof message['method'] === 'string' ? message['method'] : undefined;

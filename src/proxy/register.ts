@@ -1,3 +1,4 @@
+import type { IncomingMessage } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
@@ -39,6 +40,8 @@ export interface ProxyDeps {
   store: Store;
   clock: Clock;
   logger: Logger;
+  /** The client's address, trustProxy honoured (createHttpApp's clientIp); default: the socket's. */
+  clientIp?: (req: IncomingMessage) => string;
   /** The gateway's public base URL: assertion issuer, legacy message URLs, same-origin requests. */
   publicUrl: string;
   /** Origins allowed besides the gateway's own (config `allowedOrigins`). */
@@ -97,6 +100,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
       store: deps.store,
       audit: deps.audit?.enabled ? deps.audit : undefined,
       overageGroups: deps.overageGroups,
+      clientIp: deps.clientIp,
     });
     if (enforcer) enforcers.set(resource.name, enforcer);
   }

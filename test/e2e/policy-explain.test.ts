@@ -67,6 +67,20 @@ describe('policy explain', () => {
     assert.equal(stepped.stdout.split('\n')[1], 'allowed by rule "writers"');
   });
 
+  it('--param gives request.params, the Mcp-Param-* headers of a 2026-07-28 call (names case-insensitive)', () => {
+    const regional = join(dir, 'regional.yaml');
+    writeFileSync(regional, 'backends:\n  - name: b\n    policy:\n      rules:\n        - { name: eu-only, tools: [query], when: \'request.params.region == "eu-west"\' }\n');
+    const eu = explain(regional, '--tool', 'query', '--param', 'Region=eu-west');
+    assert.equal(eu.status, 0, eu.stderr);
+    assert.equal(eu.stdout.split('\n')[1], 'allowed by rule "eu-only"');
+    const none = explain(regional, '--tool', 'query');
+    assert.equal(none.status, 1, none.stderr);
+    assert.equal(none.stdout.split('\n')[1], 'denied: no rule allows it (once a backend has rules, what none allows is denied)');
+    const bad = explain(regional, '--tool', 'query', '--param', 'region');
+    assert.equal(bad.status, 1);
+    assert.equal(bad.stderr, 'mcp-entra-gateway: --param region: expected NAME=VALUE\n');
+  });
+
   it('lists are never refused (they are filtered), and a rule that does not compile is named by its key', () => {
     assert.equal(explain(devPolicy, '--method', 'tools/list').stdout.split('\n')[1], 'allowed: tools/list is never refused by the policy (lists are filtered instead)');
     const broken = join(dir, 'broken.yaml');

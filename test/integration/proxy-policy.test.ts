@@ -201,3 +201,157 @@ describe('policy: list results filtered inside SSE and JSON answers, page by pag
     );
   });
 });
+
+describe('policy: Mcp-Param-* headers as request.params (2026-07-28 custom headers from tool parameters)', () => {
+  let backend: Server;
+  let gateway: ProxyHarness;
+  before(async () => {
+    // Answers tools/list with one tool whose `region` is mirrored into Mcp-Param-Region, and every call with ok.
+    backend = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk) => (raw += chunk));
+      req.on('end', () => {
+        const message = JSON.parse(raw);
+        const inputSchema = { type: 'object', properties: { region: { type: 'string', 'x-mcp-header': 'Region' } } };
+        const result = message.method === 'tools/list' ? { tools: [{ name: 'query', inputSchema }] } : { content: [{ type: 'text', text: 'ok' }] };
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: message.id, result }));
+      });
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    gateway = await startProxyHarness({
+      backends: [
+        {
+          name: 'regional',
+          path: '/mcp',
+          url: `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`,
+          policy: {
+            rules: [
+              { name: 'eu-only', effect: 'allow', tools: ['query'], when: 'request.params.region == "eu-west"' },
+              { name: 'no-dry-run', effect: 'deny', tools: ['query'], when: 'has(request.params.mode) && request.params.mode == "dry"' },
+            ],
+          },
+        },
+      ],
+    });
+  });
+  after(async () => {
+    await gateway.close();
+    backend.close();
+  });
+
+  async function call(params: Record<string, string>, protocolVersion = '2026-07-28', method = 'tools/call') {
+    const token = await gateway.tokenFor('bob', 'regional');
+    const response = await fetch(`${gateway.url}/mcp`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': protocolVersion,
+        'mcp-method': method,
+        ...(method === 'tools/call' ? { 'mcp-name': 'query' } : {}),
+        ...params,
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: method === 'tools/call' ? { name: 'query', arguments: { region: 'eu-west' } } : {} }),
+    });
+    return { status: response.status, body: (await response.json()) as { result?: { tools?: { name: string }[] } } };
+  }
+  const OK = { status: 200, body: { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'ok' }] } } };
+  const REFUSED = { status: 200, body: { jsonrpc: '2.0', error: { code: -32602, message: 'Tool query not found' }, id: 1 } };
+
+  it('a rule on request.params.region allows the call by its header, plain or Base64-encoded, whatever the header name case', async () => {
+    assert.deepEqual(await call({ 'Mcp-Param-Region': 'eu-west' }), OK);
+    assert.deepEqual(await call({ 'mcp-param-region': '=?base64?ZXUtd2VzdA==?=' }), OK);
+  });
+
+  it('another value, no header, or a malformed Base64 value is refused', async () => {
+    assert.deepEqual(await call({ 'Mcp-Param-Region': 'us-east1' }), REFUSED);
+    assert.deepEqual(await call({}), REFUSED);
+    assert.deepEqual(await call({ 'Mcp-Param-Region': '=?base64?not base64?=' }), REFUSED);
+  });
+
+  it('a deny rule on another header refuses the call', async () => {
+    assert.deepEqual(await call({ 'Mcp-Param-Region': 'eu-west', 'Mcp-Param-Mode': 'dry' }), REFUSED);
+    assert.deepEqual(await call({ 'Mcp-Param-Region': 'eu-west', 'Mcp-Param-Mode': 'live' }), OK);
+  });
+
+  it('before 2026-07-28 (headers not validated against the body by the backend) the header is not trusted', async () => {
+    assert.deepEqual(await call({ 'Mcp-Param-Region': 'eu-west' }, '2025-11-25'), REFUSED);
+  });
+
+  it('tools/list (no parameters to judge) still lists the tool a rule on request.params may allow', async () => {
+    assert.deepEqual((await call({}, '2026-07-28', 'tools/list')).body.result?.tools?.map((t) => t.name), ['query']);
+  });
+});
+
+describe('policy: request.ip honours trustProxy on the MCP routes, as fastify does on its own', () => {
+  let backend: Server;
+  const gateways: ProxyHarness[] = [];
+  const OK = { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'ok' }] } };
+  const REFUSED = { jsonrpc: '2.0', error: { code: -32602, message: 'Tool office not found' }, id: 1 };
+  before(async () => {
+    backend = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (chunk) => (raw += chunk));
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: JSON.parse(raw).id, result: { content: [{ type: 'text', text: 'ok' }] } }));
+      });
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    for (const gateway of gateways) await gateway.close();
+    backend.close();
+  });
+
+  /** A gateway whose tool `office` is allowed from 203.0.113.7 alone, and `local` from 127.0.0.1. */
+  async function gatewayWith(trustProxy: boolean | string[]) {
+    const url = `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`;
+    const rules = [
+      { name: 'office-only', effect: 'allow' as const, tools: ['office'], when: 'request.ip == "203.0.113.7"' },
+      { name: 'local-only', effect: 'allow' as const, tools: ['local'], when: 'request.ip == "127.0.0.1"' },
+    ];
+    const gateway = await startProxyHarness({ trustProxy, backends: [{ name: 'office', path: '/mcp', url, policy: { rules } }] });
+    gateways.push(gateway);
+    const token = await gateway.tokenFor('bob', 'office');
+    return async (forwardedFor?: string, tool = 'office') => {
+      const response = await fetch(`${gateway.url}/mcp`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          ...(forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor }),
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool, arguments: {} } }),
+      });
+      return response.json();
+    };
+  }
+
+  it('trustProxy on: the rule sees the X-Forwarded-For address', async () => {
+    const call = await gatewayWith(true);
+    assert.deepEqual(await call('203.0.113.7'), OK);
+    assert.deepEqual(await call('198.51.100.1'), REFUSED);
+    assert.deepEqual(await call(), REFUSED);
+    // No X-Forwarded-For: the socket's address, as fastify's request.ip.
+    assert.deepEqual(await call(undefined, 'local'), OK);
+  });
+
+  it('trustProxy a list: only a listed proxy is believed, and the nearest untrusted address is the client', async () => {
+    const loopback = await gatewayWith(['127.0.0.1']);
+    assert.deepEqual(await loopback('203.0.113.7'), OK);
+    // 198.51.100.1 is not a trusted proxy: what it claims to forward for is not believed.
+    assert.deepEqual(await loopback('203.0.113.7, 198.51.100.1'), REFUSED);
+    const elsewhere = await gatewayWith(['10.0.0.1']);
+    assert.deepEqual(await elsewhere('203.0.113.7'), REFUSED);
+  });
+
+  it('trustProxy off: the rule sees the socket address, whatever X-Forwarded-For says', async () => {
+    const call = await gatewayWith(false);
+    assert.deepEqual(await call('203.0.113.7'), REFUSED);
+    assert.deepEqual(await call('203.0.113.7', 'local'), OK);
+  });
+});

@@ -52,6 +52,8 @@ export interface ProxyHarnessOptions {
   audit?: Audit;
   /** The gateway's Store, closed with it (default: an in-memory SQLite store). */
   store?: Store;
+  /** Config `trustProxy` (default false). */
+  trustProxy?: boolean | string[];
   /** Another replica's public URL and signing key, so this one serves the same resources and assertions. */
   replicaOf?: Pick<ProxyHarness, 'url' | 'signingKeyPem'>;
 }
@@ -93,12 +95,13 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
   const resources = buildResources(url, options.backends.map(backendConfig));
   const signingKeyPem =
     options.replicaOf?.signingKeyPem ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const { app, raw } = createHttpApp(pino({ level: 'silent' }), { timeouts: options.timeouts });
+  const { app, raw, clientIp } = createHttpApp(pino({ level: 'silent' }), { timeouts: options.timeouts, trustProxy: options.trustProxy });
   const proxy = await registerMcpProxy(
     app,
     {
       resources,
       routes: raw,
+      clientIp,
       validateAccessToken: grants.validateAccessToken,
       store,
       clock,
