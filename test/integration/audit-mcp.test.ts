@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -204,6 +206,71 @@ describe('audit trail of MCP operations: argument modes and a sink that never dr
       });
     } finally {
       close();
+    }
+  });
+});
+
+/** OTLP/JSON logs (OTLP spec §OTLP/HTTP, JSON Protobuf encoding): log records grouped by resource and scope. */
+interface OtlpLogs {
+  resourceLogs: {
+    resource: { attributes: { key: string; value: Record<string, unknown> }[] };
+    scopeLogs: { scope: { name: string }; logRecords: { eventName?: string; body: { stringValue: string }; traceId?: string; attributes: { key: string; value: Record<string, unknown> }[] }[] }[];
+  }[];
+}
+
+describe('audit trail over OTLP: `otlp` sink', () => {
+  it('a tools/call arrives at a loopback OTLP/HTTP (http/json) receiver as a log record with the MCP, user and outcome attributes and the chained line as body', async () => {
+    const bodies: { path: string; body: OtlpLogs }[] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        bodies.push({ path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpLogs });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'audit-otlp-'));
+    const setup = await startSetup(dir, (config) =>
+      createAudit({ ...config, sink: 'otlp' }, { signingKeyPem: SIGNING_KEY, clock: systemClock, logger: pino({ level: 'silent' }), env }),
+    );
+    try {
+      const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write');
+      try {
+        await alice.callTool({ name: 'hello_mcp', arguments: {} });
+      } finally {
+        await alice.close();
+      }
+      await setup.trail.flush();
+      assert.ok(bodies.length > 0 && bodies.every((b) => b.path === '/v1/logs'), JSON.stringify(bodies.map((b) => b.path)));
+      const resource = bodies[0]!.body.resourceLogs[0]!.resource;
+      assert.equal(resource.attributes.find((a) => a.key === 'service.name')?.value['stringValue'], 'mcp-entra-gateway');
+      const records = bodies.flatMap((b) => b.body.resourceLogs.flatMap((r) => r.scopeLogs.flatMap((s) => s.logRecords.map((l) => ({ ...l, scope: s.scope.name })))));
+      const calls = records.filter((l) => l.attributes.some((a) => a.key === 'gen_ai.tool.name'));
+      assert.equal(calls.length, 1);
+      const call = calls[0]!;
+      const attributes = Object.fromEntries(call.attributes.map((a) => [a.key, Object.values(a.value)[0]]));
+      assert.equal(call.eventName, 'mcp.operation');
+      assert.equal(call.scope, 'mcp-entra-gateway');
+      assert.equal(attributes['mcp.method.name'], 'tools/call');
+      assert.equal(attributes['gen_ai.tool.name'], 'hello_mcp');
+      assert.equal(attributes['user.name'], 'alice@example.com');
+      assert.equal(attributes['gateway.policy.decision'], 'allowed');
+      assert.equal(String(attributes['http.response.status_code']), '200');
+      const line = JSON.parse(call.body.stringValue) as AuditLine;
+      assert.equal(line['gen_ai.tool.name'], 'hello_mcp');
+      assert.equal(String(line['seq']), String(attributes['seq']), 'the body is the chained line');
+    } finally {
+      await setup.gateway.close();
+      await setup.snippets.close();
+      await setup.trail.close();
+      receiver.closeAllConnections();
+      receiver.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
