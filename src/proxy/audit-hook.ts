@@ -5,6 +5,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { auditArguments } from '../audit/arguments.ts';
 import type { Audit } from '../audit/audit.ts';
 import { userFields } from '../audit/events.ts';
+import { auditCovered } from './audit-request.ts';
 import type { Decision } from '../policy/policy.ts';
 import { type BackendResponse, isEventStream } from './forward.ts';
 import type { Admitted } from './gate.ts';
@@ -71,6 +72,8 @@ export function beginOperations(
     'mcp.protocol.version': header(req.headers, 'mcp-protocol-version'),
     'client.address': req.socket.remoteAddress,
   };
+  // Its operations' records stand for the request (no `mcp.request` record, audit-request.ts).
+  if (audit) auditCovered(res);
   const indexed = operationsOf(context.body, common, audit);
   const operations = indexed.filter((op) => op !== undefined);
   const byId = new Map<Id, Operation>();

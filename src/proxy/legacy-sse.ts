@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import type { RawHandler } from '../http/app.ts';
 import { keys } from '../oauth/keys.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Enforcer } from '../policy/enforce.ts';
@@ -8,6 +9,7 @@ import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
 import { beginOperations } from './audit-hook.ts';
+import { auditCaller, auditedRequests } from './audit-request.ts';
 import { destroyBody, isEventStream, WHOLE_BODY_BYTES } from './forward.ts';
 import { insufficientScope } from './bearer.ts';
 import { type Gate, sendBearerRefusal } from './gate.ts';
@@ -50,10 +52,12 @@ export function registerLegacySse(
   /** This replica's open streams with a policy, by the gateway's session id: refusals are answered on them. */
   const streams = new Map<string, ReturnType<Enforcer['filterSse']>>();
 
-  const routes = ctx.routes;
+  const audit = ctx.audit;
+  const routes = { add: (path: string, methods: string[], handler: RawHandler) => ctx.routes.add(path, methods, audit ? auditedRequests(audit, resource.name, handler) : handler) };
   routes.add(ssePath, ['GET'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
+    if (audit) auditCaller(res, caller);
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
     const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
     if (!response) return;
@@ -111,6 +115,7 @@ export function registerLegacySse(
   routes.add(messagePath, ['POST'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
+    if (audit) auditCaller(res, caller);
     const sessionId = sessionIdOf(req.url ?? '');
     if (sessionId === undefined) {
       return sendJson(res, 400, jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: exactly one sessionId query parameter is required'));

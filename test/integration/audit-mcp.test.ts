@@ -152,6 +152,62 @@ describe('audit trail: one mcp.operation record per MCP operation', () => {
     assert.equal(typeof call!['mcp.session.id'], 'string');
     assert.equal(call!['rpc.jsonrpc.error_code'], undefined);
   });
+  it('requests with no operation record: a 401 at the gate, a 400 header mismatch, a 413, a session\'s GET stream and its DELETE; one mcp.request record each with its status', async () => {
+    await setup.trail.flush();
+    const skip = (await readFile(setup.file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+    const url = `${setup.gateway.url}/mcp`;
+    const token = await setup.gateway.tokenFor('alice', 'snippets', undefined, { roles: ['Snippets.Write'] });
+    const json = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const authorized = { ...json, authorization: `Bearer ${token}` };
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'hello_mcp', arguments: {} } });
+
+    assert.equal((await fetch(url, { method: 'POST', headers: json, body: call })).status, 401);
+    const mismatch = await fetch(url, {
+      method: 'POST',
+      headers: { ...authorized, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' },
+      body: call,
+    });
+    assert.equal(mismatch.status, 400);
+    assert.equal((await fetch(url, { method: 'POST', headers: authorized, body: 'x'.repeat(4 * 1024 * 1024 + 1) })).status, 413);
+    const init = await fetch(url, {
+      method: 'POST',
+      headers: { ...authorized, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'audit-test', version: '1' } } }),
+    });
+    assert.equal(init.status, 200);
+    await init.text();
+    const session = { authorization: `Bearer ${token}`, 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-11-25' };
+    const aborted = new AbortController();
+    const stream = await fetch(url, { headers: { ...session, accept: 'text/event-stream' }, signal: aborted.signal });
+    assert.equal(stream.status, 200);
+    aborted.abort();
+    const ended = await fetch(url, { method: 'DELETE', headers: session });
+    assert.equal(ended.status, 200);
+
+    // The GET stream is recorded when the gateway sees it end.
+    let requests: AuditLine[] = [];
+    for (let i = 0; i < 100 && requests.length < 5; i++) {
+      await setup.trail.flush();
+      const lines = (await readFile(setup.file, 'utf8')).split('\n').filter(Boolean).slice(skip).map((l) => JSON.parse(l) as AuditLine);
+      requests = lines.filter((r) => r['event.name'] === 'mcp.request');
+      if (requests.length < 5) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const byMethod = requests.map((r) => [r['http.request.method'], r['http.response.status_code'], r['user.name'] ?? null, r['url.path']]);
+    assert.deepEqual(
+      byMethod.sort((a, b) => String(a).localeCompare(String(b))),
+      [
+        ['DELETE', 200, 'alice@example.com', '/mcp'],
+        ['GET', 200, 'alice@example.com', '/mcp'],
+        ['POST', 400, 'alice@example.com', '/mcp'],
+        ['POST', 401, null, '/mcp'],
+        ['POST', 413, 'alice@example.com', '/mcp'],
+      ],
+    );
+    const get = requests.find((r) => r['http.request.method'] === 'GET')!;
+    assert.equal(get['mcp.session.id'], session['mcp-session-id']);
+    assert.equal(get['oauth.client.id'], 'https://client.example/metadata.json');
+    assert.equal(typeof get['gateway.duration_ms'], 'number');
+  });
 });
 
 describe('audit trail of MCP operations: argument modes and a sink that never drains', () => {
