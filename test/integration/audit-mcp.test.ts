@@ -135,23 +135,27 @@ describe('audit trail: one mcp.operation record per MCP operation', () => {
     assert.equal(toolError!['rpc.jsonrpc.error_code'], undefined);
   });
 
-  it('a tools/call over legacy SSE is recorded with the gateway session id and the POST status (its answer comes on the stream)', async () => {
+  it('tools/calls over legacy SSE are recorded with the gateway session id, the POST status and the outcome of the answer that came on the stream', async () => {
     const before = (await toolCalls()).length;
     const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write', true);
     try {
       await alice.callTool({ name: 'hello_mcp', arguments: {} });
+      const missing = await alice.callTool({ name: 'get_snippet', arguments: { snippetname: 'no-such-snippet' } });
+      assert.equal(missing.isError, true);
     } finally {
       await alice.close();
     }
     const records = (await toolCalls()).slice(before);
-    assert.equal(records.length, 1);
-    const [call] = records;
-    assert.equal(call!['gen_ai.tool.name'], 'hello_mcp');
-    assert.equal(call!['gateway.policy.rule'], 'readers');
-    assert.equal(call!['http.response.status_code'], 202);
-    assert.equal(typeof call!['mcp.session.id'], 'string');
-    assert.equal(call!['rpc.jsonrpc.error_code'], undefined);
+    assert.deepEqual(
+      records.map((r) => [r['gen_ai.tool.name'], r['gateway.policy.rule'], r['http.response.status_code'], r['error.type'] ?? null, r['rpc.jsonrpc.error_code'] ?? null]),
+      [
+        ['hello_mcp', 'readers', 202, null, null],
+        ['get_snippet', 'readers', 202, 'tool_error', null],
+      ],
+    );
+    assert.equal(typeof records[0]!['mcp.session.id'], 'string');
   });
+
   it('requests with no operation record: a 401 at the gate, a 400 header mismatch, a 413, a session\'s GET stream and its DELETE; one mcp.request record each with its status', async () => {
     await setup.trail.flush();
     const skip = (await readFile(setup.file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
