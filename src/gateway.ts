@@ -115,7 +115,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     unusedClientTtlSeconds: config.clientRegistration.unusedClientTtlSeconds,
     grantTtlSeconds: config.tokens.refreshTokenTtlSeconds,
   });
-  const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink });
+  const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink, env: deps.env });
   const grants = createGrants({ store, clock, sealer, idp, audit, onValidation: metrics.tokenValidation }, config.tokens);
   const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp });
   const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);

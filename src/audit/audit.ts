@@ -9,7 +9,7 @@ import { createChain } from './chain.ts';
 import { type AuditSink, fileSink, streamSink } from './sinks.ts';
 
 export interface AuditConfig {
-  sink: 'off' | 'stdout' | 'file';
+  sink: 'off' | 'stdout' | 'file' | 'otlp';
   file: { path: string; maxBytes: number; maxFiles: number };
   arguments: ArgumentsMode;
   /** Dotted paths redacted from tool arguments in `redacted` mode. */
@@ -55,7 +55,14 @@ const CHECKPOINT = Symbol('checkpoint');
  */
 export async function createAudit(
   config: AuditConfig,
-  deps: { signingKeyPem: string; clock: Clock; logger: Logger; sink?: AuditSink },
+  deps: {
+    signingKeyPem: string;
+    clock: Clock;
+    logger: Logger;
+    sink?: AuditSink;
+    /** The OTEL_* variables of the `otlp` sink (endpoint, protocol, service name). */
+    env?: Record<string, string | undefined>;
+  },
 ): Promise<Audit> {
   const stats = { written: 0, dropped: 0 };
   if (config.sink === 'off' && !deps.sink) {
@@ -74,7 +81,10 @@ export async function createAudit(
       ? { sink: deps.sink, head: undefined }
       : config.sink === 'file'
         ? await fileSink(config.file)
-        : { sink: streamSink(), head: undefined };
+        : config.sink === 'otlp'
+          ? // Loaded only then: a gateway without it does not load the logs SDK.
+            { sink: await (await import('./otlp-sink.ts')).otlpSink(deps.env ?? {}), head: undefined }
+          : { sink: streamSink(), head: undefined };
   const { sink } = opened;
   const key = createPrivateKey(deps.signingKeyPem);
   const kid = await calculateJwkThumbprint(await exportJWK(createPublicKey(key)));

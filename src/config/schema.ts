@@ -462,8 +462,8 @@ const entraWorkloadsSchema = z
  */
 const auditSchema = z
   .object({
-    /** `stdout` (JSON lines, the default), `file` (rotated by size) or `off`. */
-    sink: z.enum(['off', 'stdout', 'file']).default('stdout'),
+    /** `stdout` (JSON lines, the default), `file` (rotated by size), `otlp` (OpenTelemetry log records) or `off`. */
+    sink: z.enum(['off', 'stdout', 'file', 'otlp']).default('stdout'),
     file: z
       .object({
         path: z.string().min(1).default('./data/audit.jsonl'),

@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { pipeline, Transform } from 'node:stream';
+import { pipeline, type Readable, Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import { auditArguments } from '../audit/arguments.ts';
 import type { Audit } from '../audit/audit.ts';
 import { userFields } from '../audit/events.ts';
+import { auditCovered } from './audit-request.ts';
 import type { Decision } from '../policy/policy.ts';
 import { type BackendResponse, isEventStream } from './forward.ts';
 import type { Admitted } from './gate.ts';
@@ -24,6 +25,10 @@ interface Operation {
   /** The message's `params._meta` (trace context in, and out to a 2026-07-28 backend). */
   meta?: unknown;
   spans?: OperationSpans;
+  /** Its answer, come on a legacy session's stream before the POST's own answer was sent. */
+  answer?: Record<string, unknown>;
+  /** Stops waiting for its answer on a legacy session's stream. */
+  stopWaiting?: () => void;
 }
 
 /** The operations of one POST, each recorded once, when its answer is seen or the exchange ends. */
@@ -56,7 +61,14 @@ export function beginOperations(
   telemetry: ProxyTelemetry,
   req: IncomingMessage,
   res: ServerResponse,
-  context: { caller: Admitted; backend: string; sessionId: string | undefined; body: Buffer | undefined },
+  context: {
+    caller: Admitted;
+    backend: string;
+    sessionId: string | undefined;
+    body: Buffer | undefined;
+    /** A legacy session's stream on this replica, where the answers come (HTTP+SSE). */
+    answers?: SessionAnswers;
+  },
 ): Operations {
   const started = performance.now();
   let sentAt: number | undefined;
@@ -71,6 +83,8 @@ export function beginOperations(
     'mcp.protocol.version': header(req.headers, 'mcp-protocol-version'),
     'client.address': req.socket.remoteAddress,
   };
+  // Its operations' records stand for the request (no `mcp.request` record, audit-request.ts).
+  if (audit) auditCovered(res);
   const indexed = operationsOf(context.body, common, audit);
   const operations = indexed.filter((op) => op !== undefined);
   const byId = new Map<Id, Operation>();
@@ -82,6 +96,7 @@ export function beginOperations(
   function finish(op: Operation, status: number, answer?: Record<string, unknown>): void {
     if (op.done) return;
     op.done = true;
+    op.stopWaiting?.();
     if (op.id !== undefined) byId.delete(op.id);
     const fields = op.fields;
     fields['http.response.status_code'] = status;
@@ -108,15 +123,36 @@ export function beginOperations(
 
   function answered(answer: unknown, status: number): void {
     for (const message of Array.isArray(answer) ? answer : [answer]) {
-      if (!isObject(message)) continue;
+      // A request of the server's (JSON-RPC 2.0 §4: it has a method) is no answer, whatever its id.
+      if (!isObject(message) || 'method' in message) continue;
       const id = message['id'];
       const op = typeof id === 'string' || typeof id === 'number' ? byId.get(id) : undefined;
       if (op) finish(op, status, message);
     }
   }
 
+  // Legacy HTTP+SSE: answers come on the session's stream; each is kept until the POST's own answer
+  // (202) is sent, or completes the record when that was sent first.
+  let closedStatus: number | undefined;
+  const answers = context.answers;
+  if (answers) {
+    for (const op of operations) {
+      if (op.id === undefined) continue;
+      op.stopWaiting = answers.expect(op.id, (message) => {
+        op.stopWaiting = undefined;
+        if (closedStatus === undefined) op.answer = message;
+        else finish(op, closedStatus, message);
+      });
+    }
+  }
+
   res.once('close', () => {
-    for (const op of operations) finish(op, res.statusCode);
+    closedStatus = res.statusCode;
+    for (const op of operations) {
+      // Accepted (HTTP+SSE 202): its record waits for its answer on the session's stream, or the stream's end.
+      if (op.answer === undefined && op.stopWaiting !== undefined && closedStatus === 202) continue;
+      finish(op, closedStatus, op.answer);
+    }
   });
 
   return {
@@ -159,6 +195,58 @@ export function beginOperations(
       const inspector = sseInspector((message) => answered(message, response.statusCode), () => byId.size > 0);
       pipeline(body, inspector, () => {});
       return { ...response, body: inspector };
+    },
+  };
+}
+
+/** Ids waiting for their answer on one legacy session's stream beyond this are recorded with the POST's status. */
+const SESSION_WAITING_MAX = 1024;
+
+/** The answers of one legacy HTTP+SSE session, read from its stream as they pass, by request id. */
+export interface SessionAnswers {
+  /** The session's stream passed through as it is, its answers handed to whoever waits for their id. */
+  watch(body: Readable): Readable;
+  /**
+   * `arrived` gets the answer to `id` when it passes (undefined if the stream ends first). Returns
+   * how to stop waiting, or undefined when it cannot wait (stream ended, id already waited for, too many).
+   */
+  expect(id: Id, arrived: (answer: Record<string, unknown> | undefined) => void): (() => void) | undefined;
+  /** The stream ended: whoever still waits is told. */
+  end(): void;
+}
+
+export function createSessionAnswers(): SessionAnswers {
+  const waiting = new Map<Id, (answer: Record<string, unknown> | undefined) => void>();
+  let ended = false;
+  function seen(received: unknown): void {
+    for (const message of Array.isArray(received) ? received : [received]) {
+      // A request of the server's (it has a method) is no answer, whatever its id.
+      if (!isObject(message) || 'method' in message) continue;
+      const id = message['id'];
+      const arrived = typeof id === 'string' || typeof id === 'number' ? waiting.get(id) : undefined;
+      if (arrived === undefined) continue;
+      waiting.delete(id as Id);
+      arrived(message);
+    }
+  }
+  return {
+    watch(body) {
+      const inspector = sseInspector(seen, () => waiting.size > 0, true);
+      pipeline(body, inspector, () => {});
+      return inspector;
+    },
+    expect(id, arrived) {
+      if (ended || waiting.has(id) || waiting.size >= SESSION_WAITING_MAX) return undefined;
+      waiting.set(id, arrived);
+      return () => {
+        if (waiting.get(id) === arrived) waiting.delete(id);
+      };
+    },
+    end() {
+      ended = true;
+      const left = [...waiting.values()];
+      waiting.clear();
+      for (const arrived of left) arrived(undefined);
     },
   };
 }
@@ -230,20 +318,22 @@ function isJson(type: string | undefined): boolean {
 
 /**
  * Passes an SSE stream through byte for byte, handing each event's JSON-RPC message to `seen`
- * while `watching()` (WHATWG HTML §9.2.6: an event ends with a blank line); then only passes.
+ * while `watching()` (WHATWG HTML §9.2.6: an event ends with a blank line); then only passes. A
+ * `lasting` stream (a legacy session's) may be watched again later: its events are still
+ * delimited while nobody watches, only not parsed.
  */
-function sseInspector(seen: (message: unknown) => void, watching: () => boolean): Transform {
+function sseInspector(seen: (message: unknown) => void, watching: () => boolean, lasting = false): Transform {
   let pending = '';
   const decoder = new StringDecoder('utf8');
   const boundary = /\r\n\r\n|\n\n|\r\r/g;
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
-      if (watching()) {
+      if (lasting || watching()) {
         pending += decoder.write(chunk);
         boundary.lastIndex = 0;
         let start = 0;
         for (let match = boundary.exec(pending); match; match = boundary.exec(pending)) {
-          inspectEvent(pending.slice(start, match.index), seen);
+          if (watching()) inspectEvent(pending.slice(start, match.index), seen);
           start = match.index + match[0].length;
         }
         pending = pending.slice(start);

@@ -1,13 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
+import type { RawHandler } from '../http/app.ts';
 import { keys } from '../oauth/keys.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { Store } from '../ports/store.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import { GatewayError, guarded, JSONRPC_INVALID_REQUEST, JSONRPC_SESSION_NOT_FOUND, jsonRpcError, sendGatewayError, tooLarge } from './errors.ts';
-import { beginOperations } from './audit-hook.ts';
+import { beginOperations, createSessionAnswers, type SessionAnswers } from './audit-hook.ts';
+import { auditCaller, auditedRequests } from './audit-request.ts';
 import { destroyBody, isEventStream, WHOLE_BODY_BYTES } from './forward.ts';
 import { insufficientScope } from './bearer.ts';
 import { type Gate, sendBearerRefusal } from './gate.ts';
@@ -49,11 +51,16 @@ export function registerLegacySse(
   const enforcer = ctx.enforcers.get(resource.name);
   /** This replica's open streams with a policy, by the gateway's session id: refusals are answered on them. */
   const streams = new Map<string, ReturnType<Enforcer['filterSse']>>();
+  /** This replica's open streams' answers, by the gateway's session id, when operations are followed (audit or spans). */
+  const sessionAnswers = new Map<string, SessionAnswers>();
+  const observed = ctx.audit !== undefined || ctx.telemetry.tracer !== undefined;
 
-  const routes = ctx.routes;
+  const audit = ctx.audit;
+  const routes = { add: (path: string, methods: string[], handler: RawHandler) => ctx.routes.add(path, methods, audit ? auditedRequests(audit, resource.name, handler) : handler) };
   routes.add(ssePath, ['GET'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
+    if (audit) auditCaller(res, caller);
     const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource));
     const response = await openBackend(ctx, res, resource, { url: sseUrl, method: 'GET', headers });
     if (!response) return;
@@ -94,10 +101,21 @@ export function registerLegacySse(
       void ctx.store.delete(keys.legacySession(sessionId)).catch(() => {});
     });
     if (first.rest.length > 0) body.unshift(first.rest);
+    let passed: Readable = body;
+    if (observed) {
+      // The answers to this session's POSTs come here: their records get the answer's outcome.
+      const answers = createSessionAnswers();
+      sessionAnswers.set(sessionId, answers);
+      res.on('close', () => {
+        sessionAnswers.delete(sessionId);
+        answers.end();
+      });
+      passed = answers.watch(body);
+    }
     if (enforcer) {
       // List results on this stream are filtered for its user (src/policy/enforce.ts); refusals are written to it.
       const filter = enforcer.filterSse(await enforcer.subject(req, caller.record), false);
-      pipeline(body, filter, () => {});
+      pipeline(passed, filter, () => {});
       streams.set(sessionId, filter);
       res.on('close', () => streams.delete(sessionId));
       sendBackendResponse(ctx, res, { ...response, body: filter }, {
@@ -105,12 +123,15 @@ export function registerLegacySse(
       });
       return;
     }
-    sendBackendResponse(ctx, res, response, { prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n` });
+    sendBackendResponse(ctx, res, passed === body ? response : { ...response, body: passed }, {
+      prefix: `event: endpoint\ndata: ${publicMessageUrl}?sessionId=${sessionId}\n\n`,
+    });
   }));
 
   routes.add(messagePath, ['POST'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
+    if (audit) auditCaller(res, caller);
     const sessionId = sessionIdOf(req.url ?? '');
     if (sessionId === undefined) {
       return sendJson(res, 400, jsonRpcError(JSONRPC_INVALID_REQUEST, 'Bad Request: exactly one sessionId query parameter is required'));
@@ -125,11 +146,16 @@ export function registerLegacySse(
     let body: Readable | Buffer | undefined;
     // With a policy the message is read whole and judged before the backend sees it; for the
     // audit trail a small one of known length is read whole (others stream, recorded as unread).
-    const observed = ctx.audit !== undefined || ctx.telemetry.tracer !== undefined;
     const readWhole = enforcer !== undefined || (observed && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
     if (readWhole && source) body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
     const operations = observed
-      ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+      ? beginOperations(ctx.audit, ctx.telemetry, req, res, {
+          caller,
+          backend: resource.name,
+          sessionId,
+          body: Buffer.isBuffer(body) ? body : undefined,
+          answers: sessionAnswers.get(sessionId),
+        })
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {
       // A promise only when a quota applies to a call of the body (one Store round trip).

@@ -18,6 +18,7 @@ import { insufficientScope } from './bearer.ts';
 import { type Gate, sendBearerRefusal } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, headerMismatch, idOf, isObject, SUBSCRIPTIONS_LISTEN } from './jsonrpc.ts';
 import { beginOperations } from './audit-hook.ts';
+import { auditCaller, auditedRequests } from './audit-request.ts';
 import { filterAnswer } from './policy-hook.ts';
 import { arrivedWhole, limitBytes, readBounded } from './relay.ts';
 import { header, requestStream, sendJson } from './respond.ts';
@@ -36,7 +37,8 @@ export function registerStreamableHttp(
   resource: ProtectedResource,
 ): void {
   scope.options(resource.path, (request, reply) => ctx.gate.preflight(request, reply, 'GET, POST, DELETE'));
-  ctx.routes.add(resource.path, ['GET', 'POST', 'DELETE'], guarded(ctx.logger, streamableHttpHandler(ctx, resource)));
+  const handler = guarded(ctx.logger, streamableHttpHandler(ctx, resource));
+  ctx.routes.add(resource.path, ['GET', 'POST', 'DELETE'], ctx.audit ? auditedRequests(ctx.audit, resource.name, handler) : handler);
 }
 
 function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: SessionBinding }, resource: ProtectedResource) {
@@ -47,6 +49,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     const admitted = ctx.gate.admit(req, res, resource);
     const caller = admitted instanceof Promise ? await admitted : admitted;
     if (!caller) return;
+    if (ctx.audit) auditCaller(res, caller);
     const sessionId = header(req.headers, 'mcp-session-id');
     if (sessionId !== undefined) {
       const owned = ctx.sessions.owns(resource.resource, sessionId, caller.record.userKey);

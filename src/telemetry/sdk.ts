@@ -5,7 +5,12 @@ import { MeterProvider as SdkMeterProvider, type IMetricReader } from '@opentele
 /** The instrumentation scope of every span and instrument the gateway makes. */
 export const SCOPE_NAME = 'mcp-entra-gateway';
 /** `service.name` when OTEL_SERVICE_NAME (or OTEL_RESOURCE_ATTRIBUTES) does not name one. */
-const DEFAULT_SERVICE_NAME = 'mcp-entra-gateway';
+export const DEFAULT_SERVICE_NAME = 'mcp-entra-gateway';
+
+/** Whether OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES names the service (else DEFAULT_SERVICE_NAME). */
+export function isServiceNamed(env: Record<string, string | undefined>): boolean {
+  return Boolean(env['OTEL_SERVICE_NAME']) || /\bservice\.name=/.test(env['OTEL_RESOURCE_ATTRIBUTES'] ?? '');
+}
 
 /** Where telemetry goes, read from the standard environment variables (docs/configuration.md, Telemetry). */
 export type TelemetryExport = { kind: 'off' } | { kind: 'otlp' } | { kind: 'azure-monitor'; connectionString: string };
@@ -62,8 +67,7 @@ export function localTelemetry(): Telemetry {
 export async function startTelemetry(exported: TelemetryExport, env: Record<string, string | undefined>): Promise<Telemetry> {
   if (exported.kind === 'off') return localTelemetry();
   const prometheus = prometheusReader();
-  const named = Boolean(env['OTEL_SERVICE_NAME']) || /\bservice\.name=/.test(env['OTEL_RESOURCE_ATTRIBUTES'] ?? '');
-  const serviceName = named ? undefined : DEFAULT_SERVICE_NAME;
+  const serviceName = isServiceNamed(env) ? undefined : DEFAULT_SERVICE_NAME;
   if (exported.kind === 'azure-monitor') {
     const { useAzureMonitor, shutdownAzureMonitor } = await import('@azure/monitor-opentelemetry');
     const { resourceFromAttributes } = await import('@opentelemetry/resources');

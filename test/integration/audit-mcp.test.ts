@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -133,22 +135,82 @@ describe('audit trail: one mcp.operation record per MCP operation', () => {
     assert.equal(toolError!['rpc.jsonrpc.error_code'], undefined);
   });
 
-  it('a tools/call over legacy SSE is recorded with the gateway session id and the POST status (its answer comes on the stream)', async () => {
+  it('tools/calls over legacy SSE are recorded with the gateway session id, the POST status and the outcome of the answer that came on the stream', async () => {
     const before = (await toolCalls()).length;
     const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write', true);
     try {
       await alice.callTool({ name: 'hello_mcp', arguments: {} });
+      const missing = await alice.callTool({ name: 'get_snippet', arguments: { snippetname: 'no-such-snippet' } });
+      assert.equal(missing.isError, true);
     } finally {
       await alice.close();
     }
     const records = (await toolCalls()).slice(before);
-    assert.equal(records.length, 1);
-    const [call] = records;
-    assert.equal(call!['gen_ai.tool.name'], 'hello_mcp');
-    assert.equal(call!['gateway.policy.rule'], 'readers');
-    assert.equal(call!['http.response.status_code'], 202);
-    assert.equal(typeof call!['mcp.session.id'], 'string');
-    assert.equal(call!['rpc.jsonrpc.error_code'], undefined);
+    assert.deepEqual(
+      records.map((r) => [r['gen_ai.tool.name'], r['gateway.policy.rule'], r['http.response.status_code'], r['error.type'] ?? null, r['rpc.jsonrpc.error_code'] ?? null]),
+      [
+        ['hello_mcp', 'readers', 202, null, null],
+        ['get_snippet', 'readers', 202, 'tool_error', null],
+      ],
+    );
+    assert.equal(typeof records[0]!['mcp.session.id'], 'string');
+  });
+
+  it('requests with no operation record: a 401 at the gate, a 400 header mismatch, a 413, a session\'s GET stream and its DELETE; one mcp.request record each with its status', async () => {
+    await setup.trail.flush();
+    const skip = (await readFile(setup.file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+    const url = `${setup.gateway.url}/mcp`;
+    const token = await setup.gateway.tokenFor('alice', 'snippets', undefined, { roles: ['Snippets.Write'] });
+    const json = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const authorized = { ...json, authorization: `Bearer ${token}` };
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'hello_mcp', arguments: {} } });
+
+    assert.equal((await fetch(url, { method: 'POST', headers: json, body: call })).status, 401);
+    const mismatch = await fetch(url, {
+      method: 'POST',
+      headers: { ...authorized, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' },
+      body: call,
+    });
+    assert.equal(mismatch.status, 400);
+    assert.equal((await fetch(url, { method: 'POST', headers: authorized, body: 'x'.repeat(4 * 1024 * 1024 + 1) })).status, 413);
+    const init = await fetch(url, {
+      method: 'POST',
+      headers: { ...authorized, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'audit-test', version: '1' } } }),
+    });
+    assert.equal(init.status, 200);
+    await init.text();
+    const session = { authorization: `Bearer ${token}`, 'mcp-session-id': init.headers.get('mcp-session-id')!, 'mcp-protocol-version': '2025-11-25' };
+    const aborted = new AbortController();
+    const stream = await fetch(url, { headers: { ...session, accept: 'text/event-stream' }, signal: aborted.signal });
+    assert.equal(stream.status, 200);
+    aborted.abort();
+    const ended = await fetch(url, { method: 'DELETE', headers: session });
+    assert.equal(ended.status, 200);
+
+    // The GET stream is recorded when the gateway sees it end.
+    let requests: AuditLine[] = [];
+    for (let i = 0; i < 100 && requests.length < 5; i++) {
+      await setup.trail.flush();
+      const lines = (await readFile(setup.file, 'utf8')).split('\n').filter(Boolean).slice(skip).map((l) => JSON.parse(l) as AuditLine);
+      requests = lines.filter((r) => r['event.name'] === 'mcp.request');
+      if (requests.length < 5) await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const byMethod = requests.map((r) => [r['http.request.method'], r['http.response.status_code'], r['user.name'] ?? null, r['url.path']]);
+    assert.deepEqual(
+      byMethod.sort((a, b) => String(a).localeCompare(String(b))),
+      [
+        ['DELETE', 200, 'alice@example.com', '/mcp'],
+        ['GET', 200, 'alice@example.com', '/mcp'],
+        ['POST', 400, 'alice@example.com', '/mcp'],
+        ['POST', 401, null, '/mcp'],
+        ['POST', 413, 'alice@example.com', '/mcp'],
+      ],
+    );
+    const get = requests.find((r) => r['http.request.method'] === 'GET')!;
+    assert.equal(get['mcp.session.id'], session['mcp-session-id']);
+    assert.equal(get['oauth.client.id'], 'https://client.example/metadata.json');
+    assert.equal(typeof get['gateway.duration_ms'], 'number');
   });
 });
 
@@ -204,6 +266,71 @@ describe('audit trail of MCP operations: argument modes and a sink that never dr
       });
     } finally {
       close();
+    }
+  });
+});
+
+/** OTLP/JSON logs (OTLP spec §OTLP/HTTP, JSON Protobuf encoding): log records grouped by resource and scope. */
+interface OtlpLogs {
+  resourceLogs: {
+    resource: { attributes: { key: string; value: Record<string, unknown> }[] };
+    scopeLogs: { scope: { name: string }; logRecords: { eventName?: string; body: { stringValue: string }; traceId?: string; attributes: { key: string; value: Record<string, unknown> }[] }[] }[];
+  }[];
+}
+
+describe('audit trail over OTLP: `otlp` sink', () => {
+  it('a tools/call arrives at a loopback OTLP/HTTP (http/json) receiver as a log record with the MCP, user and outcome attributes and the chained line as body', async () => {
+    const bodies: { path: string; body: OtlpLogs }[] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        bodies.push({ path: req.url ?? '', body: JSON.parse(Buffer.concat(chunks).toString('utf8')) as OtlpLogs });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    const env = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+    };
+    const dir = await mkdtemp(join(tmpdir(), 'audit-otlp-'));
+    const setup = await startSetup(dir, (config) =>
+      createAudit({ ...config, sink: 'otlp' }, { signingKeyPem: SIGNING_KEY, clock: systemClock, logger: pino({ level: 'silent' }), env }),
+    );
+    try {
+      const alice = await connectAs(setup.gateway, 'alice', 'Snippets.Write');
+      try {
+        await alice.callTool({ name: 'hello_mcp', arguments: {} });
+      } finally {
+        await alice.close();
+      }
+      await setup.trail.flush();
+      assert.ok(bodies.length > 0 && bodies.every((b) => b.path === '/v1/logs'), JSON.stringify(bodies.map((b) => b.path)));
+      const resource = bodies[0]!.body.resourceLogs[0]!.resource;
+      assert.equal(resource.attributes.find((a) => a.key === 'service.name')?.value['stringValue'], 'mcp-entra-gateway');
+      const records = bodies.flatMap((b) => b.body.resourceLogs.flatMap((r) => r.scopeLogs.flatMap((s) => s.logRecords.map((l) => ({ ...l, scope: s.scope.name })))));
+      const calls = records.filter((l) => l.attributes.some((a) => a.key === 'gen_ai.tool.name'));
+      assert.equal(calls.length, 1);
+      const call = calls[0]!;
+      const attributes = Object.fromEntries(call.attributes.map((a) => [a.key, Object.values(a.value)[0]]));
+      assert.equal(call.eventName, 'mcp.operation');
+      assert.equal(call.scope, 'mcp-entra-gateway');
+      assert.equal(attributes['mcp.method.name'], 'tools/call');
+      assert.equal(attributes['gen_ai.tool.name'], 'hello_mcp');
+      assert.equal(attributes['user.name'], 'alice@example.com');
+      assert.equal(attributes['gateway.policy.decision'], 'allowed');
+      assert.equal(String(attributes['http.response.status_code']), '200');
+      const line = JSON.parse(call.body.stringValue) as AuditLine;
+      assert.equal(line['gen_ai.tool.name'], 'hello_mcp');
+      assert.equal(String(line['seq']), String(attributes['seq']), 'the body is the chained line');
+    } finally {
+      await setup.gateway.close();
+      await setup.snippets.close();
+      await setup.trail.close();
+      receiver.closeAllConnections();
+      receiver.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 });
