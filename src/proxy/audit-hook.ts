@@ -66,6 +66,8 @@ export function beginOperations(
     backend: string;
     sessionId: string | undefined;
     body: Buffer | undefined;
+    /** trustProxy honoured (ProxyContext.clientIp). */
+    clientAddress: string | undefined;
     /** A legacy session's stream on this replica, where the answers come (HTTP+SSE). */
     answers?: SessionAnswers;
   },
@@ -81,7 +83,7 @@ export function beginOperations(
     'mcp.backend': context.backend,
     'mcp.session.id': context.sessionId,
     'mcp.protocol.version': header(req.headers, 'mcp-protocol-version'),
-    'client.address': req.socket.remoteAddress,
+    'client.address': context.clientAddress,
   };
   // Its operations' records stand for the request (no `mcp.request` record, audit-request.ts).
   if (audit) auditCovered(res);

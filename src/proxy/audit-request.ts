@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Audit } from '../audit/audit.ts';
 import { userFields } from '../audit/events.ts';
@@ -24,11 +24,13 @@ const pending = new WeakMap<ServerResponse, Pending>();
  * ends), a DELETE; with the HTTP status sent. The body is never read for it. Only routes of an
  * enabled audit trail are wrapped.
  */
-export function auditedRequests(audit: Audit, backend: string, handler: RawHandler): RawHandler {
+export function auditedRequests(audit: Audit, backend: string, clientIp: (req: IncomingMessage) => string | undefined, handler: RawHandler): RawHandler {
   return (req, res) => {
     const started = performance.now();
     const state: Pending = { caller: undefined, covered: false };
     pending.set(res, state);
+    // Read now: once the socket is gone (a stream recorded when it ends) it has no address.
+    const address = clientIp(req);
     res.once('close', () => {
       if (state.covered) return;
       const url = req.url ?? '';
@@ -41,7 +43,7 @@ export function auditedRequests(audit: Audit, backend: string, handler: RawHandl
         'url.path': query < 0 ? url : url.slice(0, query),
         'mcp.session.id': header(req.headers, 'mcp-session-id'),
         'mcp.protocol.version': header(req.headers, 'mcp-protocol-version'),
-        'client.address': req.socket.remoteAddress,
+        'client.address': address,
       };
       // A client gone before any answer was sent has no status.
       if (res.headersSent) fields['http.response.status_code'] = res.statusCode;

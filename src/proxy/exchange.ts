@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
@@ -24,6 +24,8 @@ import { type KeepAlive, relay, ResponseSink } from './relay.ts';
 import type { ProxyTelemetry } from './telemetry-hook.ts';
 
 export interface ProxyContext {
+  /** The client's address for the audit trail, trustProxy honoured (createHttpApp's clientIp). */
+  clientIp: (req: IncomingMessage) => string | undefined;
   forwarders: Map<string, Forwarder>;
   assertions: IdentityAssertions;
   /** The keep-alive ticker of every SSE stream relayed. */

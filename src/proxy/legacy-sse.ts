@@ -56,7 +56,7 @@ export function registerLegacySse(
   const observed = ctx.audit !== undefined || ctx.telemetry.tracer !== undefined;
 
   const audit = ctx.audit;
-  const routes = { add: (path: string, methods: string[], handler: RawHandler) => ctx.routes.add(path, methods, audit ? auditedRequests(audit, resource.name, handler) : handler) };
+  const routes = { add: (path: string, methods: string[], handler: RawHandler) => ctx.routes.add(path, methods, audit ? auditedRequests(audit, resource.name, ctx.clientIp, handler) : handler) };
   routes.add(ssePath, ['GET'], guarded(ctx.logger, async (req, res) => {
     const caller = await ctx.gate.admit(req, res, resource);
     if (!caller) return;
@@ -155,6 +155,7 @@ export function registerLegacySse(
           sessionId,
           body: Buffer.isBuffer(body) ? body : undefined,
           answers: sessionAnswers.get(sessionId),
+          clientAddress: ctx.clientIp(req),
         })
       : undefined;
     if (enforcer && Buffer.isBuffer(body)) {

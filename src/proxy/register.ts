@@ -121,6 +121,7 @@ export async function registerMcpProxy(app: FastifyInstance, deps: ProxyDeps, op
     enforcers,
     routes: deps.routes,
     audit: deps.audit?.enabled ? deps.audit : undefined,
+    clientIp: deps.clientIp ?? ((req) => req.socket.remoteAddress),
     telemetry: deps.telemetry ?? { metrics: createGatewayMetrics(localTelemetry().meterProvider), tracer: undefined },
     downstream,
     gate: createGate({ ...deps, publicUrl: issuer }),

@@ -38,7 +38,7 @@ export function registerStreamableHttp(
 ): void {
   scope.options(resource.path, (request, reply) => ctx.gate.preflight(request, reply, 'GET, POST, DELETE'));
   const handler = guarded(ctx.logger, streamableHttpHandler(ctx, resource));
-  ctx.routes.add(resource.path, ['GET', 'POST', 'DELETE'], ctx.audit ? auditedRequests(ctx.audit, resource.name, handler) : handler);
+  ctx.routes.add(resource.path, ['GET', 'POST', 'DELETE'], ctx.audit ? auditedRequests(ctx.audit, resource.name, ctx.clientIp, handler) : handler);
 }
 
 function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: SessionBinding }, resource: ProtectedResource) {
@@ -68,7 +68,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
     const operations =
       (ctx.audit || ctx.telemetry.tracer) && method === 'POST'
-        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined })
+        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined, clientAddress: ctx.clientIp(req) })
         : undefined;
     let subject: Subject | undefined;
     let asksForLists = false;

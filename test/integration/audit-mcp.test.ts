@@ -34,6 +34,8 @@ async function startSetup(dir: string, audit: (config: AuditConfig) => Promise<A
   const trail = await audit(config);
   const { gateway, snippets } = await startSnippetsBehindProxy(dir, {
     audit: trail,
+    // Behind a reverse proxy: the record's client.address is the forwarded one (X-Forwarded-For).
+    trustProxy: true,
     policy: { rules: DEV_POLICY_RULES.map((rule) => ({ ...rule, effect: 'allow' as const })) },
   });
   return { trail, gateway, snippets, file: config.file.path };
@@ -165,7 +167,7 @@ describe('audit trail: one mcp.operation record per MCP operation', () => {
     const authorized = { ...json, authorization: `Bearer ${token}` };
     const call = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'hello_mcp', arguments: {} } });
 
-    assert.equal((await fetch(url, { method: 'POST', headers: json, body: call })).status, 401);
+    assert.equal((await fetch(url, { method: 'POST', headers: { ...json, 'x-forwarded-for': '203.0.113.9' }, body: call })).status, 401);
     const mismatch = await fetch(url, {
       method: 'POST',
       headers: { ...authorized, 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' },
@@ -206,6 +208,11 @@ describe('audit trail: one mcp.operation record per MCP operation', () => {
         ['POST', 401, null, '/mcp'],
         ['POST', 413, 'alice@example.com', '/mcp'],
       ],
+    );
+    // trustProxy: the address the reverse proxy forwarded, else the socket's.
+    assert.deepEqual(
+      requests.map((r) => r['client.address']).sort(),
+      ['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1', '203.0.113.9'],
     );
     const get = requests.find((r) => r['http.request.method'] === 'GET')!;
     assert.equal(get['mcp.session.id'], session['mcp-session-id']);

@@ -57,7 +57,7 @@ export async function startSnippetsBehindGateway(
  */
 export async function startSnippetsBehindProxy(
   dataDir: string,
-  options: { policy?: BackendInput['policy']; scopes?: string[]; audit?: ProxyHarnessOptions['audit']; clock?: Clock; stores?: Store[] } = {},
+  options: { policy?: BackendInput['policy']; scopes?: string[]; audit?: ProxyHarnessOptions['audit']; clock?: Clock; stores?: Store[]; trustProxy?: ProxyHarnessOptions['trustProxy'] } = {},
 ): Promise<{ gateway: ProxyHarness; replicas: ProxyHarness[]; snippets: RunningSnippetsServer; close(): Promise<void> }> {
   // The gateway's URL (JWKS, audience) must be known before the snippets server starts.
   const snippetsPort = await freePort();
@@ -65,6 +65,7 @@ export async function startSnippetsBehindProxy(
     startProxyHarness({
       ...(options.audit ? { audit: options.audit } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
+      ...(options.trustProxy ? { trustProxy: options.trustProxy } : {}),
       ...(store ? { store } : {}),
       ...(replicaOf ? { replicaOf } : {}),
       backends: [
