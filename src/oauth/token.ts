@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { decodeJwt } from 'jose';
 import { SECURITY_EVENT, userFields } from '../audit/events.ts';
 import { JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT } from '../config/schema.ts';
+import type { ClientRecord } from '../ports/records.ts';
 import { authenticateClient, presentsClient } from './client-auth.ts';
 import type { AuthServerContext, CodeRecord, ConsentRecord } from './context.ts';
 import { OAuthError } from './errors.ts';
@@ -55,7 +56,7 @@ export function registerToken(app: FastifyInstance, ctx: AuthServerContext, deps
     const scopes = splitScopes(param(body, 'scope'));
     let tokens: unknown;
     if (grantType === 'authorization_code') {
-      tokens = await exchangeCode(ctx, body, client!.clientId, resource, request.ip);
+      tokens = await exchangeCode(ctx, body, client!, resource, request.ip);
     } else if (grantType === 'refresh_token') {
       tokens = await ctx.grants.refresh(requiredParam(body, 'refresh_token'), client!.clientId, { scopes, resource });
     } else if (grantType === 'client_credentials') {
@@ -83,7 +84,8 @@ function unverifiedIssuer(assertion: string): unknown {
   }
 }
 
-async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: string, resource: string | undefined, address: string) {
+async function exchangeCode(ctx: AuthServerContext, body: Params, client: ClientRecord, resource: string | undefined, address: string) {
+  const { clientId } = client;
   const code = requiredParam(body, 'code');
   const verifier = requiredParam(body, 'code_verifier');
   if (!code.startsWith(AUTHORIZATION_CODE_PREFIX)) throw new OAuthError('invalid_grant', 'unknown or expired authorization code');
@@ -118,7 +120,7 @@ async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: stri
   if (!consentCovers(consent, record) || consent!.approvedAt > record.issuedAt) {
     throw new OAuthError('invalid_grant', 'the user revoked access for this client');
   }
-  const { tokens } = await ctx.grants.create({
+  const grant = {
     grantId: record.grantId,
     user: record.user,
     userKey: record.userKey,
@@ -127,7 +129,10 @@ async function exchangeCode(ctx: AuthServerContext, body: Params, clientId: stri
     resource: record.resource,
     upstream: record.upstream,
     upstreamExpiresAt: record.upstreamExpiresAt,
-  });
+  };
+  // RFC 6749 §5.1: a refresh token is optional; a client not registered for refresh_token (which
+  // /token would refuse to redeem) gets none, and its grant ends with the access token.
+  const { tokens } = client.grantTypes.includes('refresh_token') ? await ctx.grants.create(grant) : await ctx.grants.createAccessOnly(grant);
   ctx.audit.record({
     'event.name': SECURITY_EVENT.grantIssued,
     ...userFields(record.user, record.userKey),

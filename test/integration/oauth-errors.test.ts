@@ -25,6 +25,8 @@ const NO_CODE_CLIENTS = [
   { clientId: 'nightly-job', secret: 'job-secret', grantTypes: ['client_credentials'], redirectUris: [CLIENT_REDIRECT] },
   { clientId: 'pulling-backend', secret: 'backend-secret', grantTypes: [TOKEN_EXCHANGE], redirectUris: [CLIENT_REDIRECT] },
 ];
+/** A configured client of the code flow that is not registered for refresh_token. */
+const NO_REFRESH_CLIENT = { clientId: 'code-only-app', secret: 'app-secret', grantTypes: ['authorization_code'], redirectUris: [CLIENT_REDIRECT] };
 
 describe('authorization server: bad input gets the exact error', () => {
   const clock = mutableClock();
@@ -32,7 +34,7 @@ describe('authorization server: bad input gets the exact error', () => {
   let base: string;
   let clientId: string;
   before(async () => {
-    gw = await startHarness({ clock, config: { clients: NO_CODE_CLIENTS } });
+    gw = await startHarness({ clock, config: { clients: [...NO_CODE_CLIENTS, NO_REFRESH_CLIENT] } });
     base = gw.publicUrl;
     clientId = await registerClient(base);
   });
@@ -153,6 +155,36 @@ describe('authorization server: bad input gets the exact error', () => {
       const refresh = await postForm(base, '/token', { grant_type: 'refresh_token', refresh_token: tokens.refresh_token, client_id: id });
       assert.equal(((await refresh.json()) as Json).error, 'invalid_grant');
     });
+
+    // RFC 6749 §5.1: the refresh token is optional; a client that may not redeem one gets none,
+    // and its grant is still listed and revocable at /account.
+    const noRefreshCases: [string, () => Promise<string>, Record<string, string>][] = [
+      ['dynamically registered client with grant_types [authorization_code]', () => registerClient(base, { grant_types: ['authorization_code'] }), {}],
+      ['configured client with grantTypes [authorization_code]', async () => NO_REFRESH_CLIENT.clientId, { client_secret: NO_REFRESH_CLIENT.secret }],
+    ];
+    for (const [name, clientOf, credentials] of noRefreshCases) {
+      it(`${name}: the code exchange issues no refresh token; /account lists and revokes the grant`, async () => {
+        const { code, verifier, clientId: id, browser } = await obtainCode(base, { clientId: await clientOf() });
+        const response = await postForm(base, '/token', {
+          grant_type: 'authorization_code',
+          code,
+          code_verifier: verifier,
+          client_id: id,
+          redirect_uri: CLIENT_REDIRECT,
+          ...credentials,
+        });
+        assert.equal(response.status, 200);
+        const tokens = (await response.json()) as Json;
+        assert.deepEqual(Object.keys(tokens).sort(), ['access_token', 'expires_in', 'scope', 'token_type']);
+        assert.equal(tokens['token_type'], 'Bearer');
+        assert.ok(await gw.ctx.grants.validateAccessToken(tokens['access_token'] as string));
+        const row = new RegExp(`<code>${id}</code>[\\s\\S]*?<td class="access">([^<]*)</td>`);
+        const account = await browser.get(`${base}/account`);
+        assert.equal(row.exec(account.body)?.[1], 'connected');
+        await browser.submitForm(account, 'action="/account/revoke"', { client_id: id });
+        assert.equal(await gw.ctx.grants.validateAccessToken(tokens['access_token'] as string), undefined);
+      });
+    }
 
     it('expired code → invalid_grant', async () => {
       const { code, verifier, clientId: id } = await obtainCode(base);
