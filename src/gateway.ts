@@ -169,7 +169,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     globalPolicyQuotas: config.policy?.quotas,
     audit,
     telemetry: { metrics, tracer },
-    ...(config.upstream.entra ? { overageGroups: createEntraGraphGroups(config.upstream.entra, { store, sealer, idp, logger }) } : {}),
+    ...(config.upstream.entra ? { overageGroups: createEntraGraphGroups(config.upstream.entra, { store, sealer, idp, clock, logger }) } : {}),
     downstreamTokens,
     describeClient: async (clientId) => {
       const client = await clients.find(clientId).catch(() => undefined);

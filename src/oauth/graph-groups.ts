@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import { type EntraIdpConfig, isLoopbackHost } from '../config/schema.ts';
+import { createBoundedCache } from '../ports/bounded-cache.ts';
+import { type Clock, nowMsOf } from '../ports/clock.ts';
 import { UpstreamRefusedError, type UpstreamIdp, type UpstreamTokens } from '../ports/idp.ts';
 import type { AccessTokenRecord, GrantRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
@@ -20,6 +22,16 @@ interface CachedGroups {
   groups: string[];
 }
 
+/** After a failed read from Entra or Graph, the user's groups stay unknown this long without asking again. */
+export const GRAPH_FAILURE_MEMORY_MS = 30_000;
+/** Users whose failed read is remembered (in process); past it the oldest is forgotten and asked again. */
+const GRAPH_FAILURE_MEMORY_MAX_USERS = 10_000;
+
+interface RememberedFailure {
+  reason: string;
+  untilMs: number;
+}
+
 export interface GraphGroupsOptions {
   /** e.g. https://graph.microsoft.com (config upstream.entra.graphHost). */
   graphHost: string;
@@ -35,31 +47,56 @@ export interface GraphGroupsOptions {
  * groups (up to 11,000 ids in one answer, no paging). Cached in the Store per user for
  * `cacheSeconds`. Undefined when they cannot be read (Graph or Entra down, refused, a grant
  * without an upstream refresh token): the caller must then treat the groups as unknown — never as
- * none — and the reason is logged here.
+ * none — and the reason is logged here. A failed call to Entra or Graph is remembered per user for
+ * GRAPH_FAILURE_MEMORY_MS (in process, on the Clock), so an outage costs one attempt per user per
+ * 30 s, not one per request (a hanging Graph holds each attempt up to its timeout); concurrent
+ * lookups for one user share one in-flight read.
  */
 export function createGraphGroups(
-  deps: { store: Store; sealer: Sealer; idp: UpstreamIdp; fetch: SafeFetch; logger: Pick<Logger, 'warn'> },
+  deps: { store: Store; sealer: Sealer; idp: UpstreamIdp; fetch: SafeFetch; clock: Clock; logger: Pick<Logger, 'warn'> },
   options: GraphGroupsOptions,
 ) {
   const endpoint = new URL('/v1.0/me/getMemberGroups', options.graphHost);
-  const unknown = (record: AccessTokenRecord, reason: string, err?: unknown): undefined => {
+  const failures = createBoundedCache<string, RememberedFailure>(GRAPH_FAILURE_MEMORY_MAX_USERS);
+  // Bounded by the requests in progress: each entry leaves when its read settles.
+  const inFlight = new Map<string, Promise<string[] | undefined>>();
+  const warn = (record: AccessTokenRecord, reason: string, err?: unknown): undefined => {
     deps.logger.warn(
       { userKey: record.userKey, graph: endpoint.origin, ...(err ? { err } : {}) },
       `groups overage: the user's groups could not be read from Microsoft Graph (${reason}); rules on groups deny this request`,
     );
     return undefined;
   };
+  /** A failed call to Entra or Graph: logged, and remembered so the next requests do not call again. */
+  const unknown = (record: AccessTokenRecord, reason: string, err?: unknown): undefined => {
+    failures.set(record.userKey, { reason, untilMs: nowMsOf(deps.clock) + GRAPH_FAILURE_MEMORY_MS });
+    return warn(record, reason, err);
+  };
 
-  return async function groupsOf(record: AccessTokenRecord): Promise<string[] | undefined> {
+  return function groupsOf(record: AccessTokenRecord): Promise<string[] | undefined> {
+    const pending = inFlight.get(record.userKey);
+    if (pending) return pending;
+    const lookup = read(record).finally(() => inFlight.delete(record.userKey));
+    inFlight.set(record.userKey, lookup);
+    return lookup;
+  };
+
+  async function read(record: AccessTokenRecord): Promise<string[] | undefined> {
     const key = keys.graphGroups(record.userKey);
     const cached = await deps.store.get<CachedGroups>(key);
     if (cached) return cached.groups;
+    const failed = failures.get(record.userKey);
+    if (failed && nowMsOf(deps.clock) < failed.untilMs) {
+      const seconds = Math.ceil((failed.untilMs - nowMsOf(deps.clock)) / 1000);
+      return warn(record, `${failed.reason}; not asked again for ${seconds} s`);
+    }
     const grant = await deps.store.get<GrantRecord>(keys.grant(record.grantId));
     const opened = grant?.upstream ? deps.sealer.open(grant.upstream) : undefined;
-    if (!opened) return unknown(record, 'the grant holds no upstream tokens');
+    // Not remembered: nothing was called, and another grant of the user may hold upstream tokens.
+    if (!opened) return warn(record, 'the grant holds no upstream tokens');
     let token: string;
     try {
-      if (!deps.idp.downstreamToken) return unknown(record, 'the upstream IdP cannot mint a Graph token');
+      if (!deps.idp.downstreamToken) return warn(record, 'the upstream IdP cannot mint a Graph token');
       // Entra's refresh token redeemed for Graph (a multi-resource refresh token), used once and not kept.
       token = (await deps.idp.downstreamToken(JSON.parse(opened) as UpstreamTokens, { via: 'refresh', scopes: [GRAPH_SCOPE] })).accessToken;
     } catch (error) {
@@ -85,8 +122,9 @@ export function createGraphGroups(
     }
     if (!Array.isArray(groups) || !groups.every((g) => typeof g === 'string')) return unknown(record, 'Graph answered without a list of group ids');
     await deps.store.set(key, { groups } satisfies CachedGroups, options.cacheSeconds);
+    failures.delete(record.userKey);
     return groups as string[];
-  };
+  }
 }
 
 export type GraphGroups = ReturnType<typeof createGraphGroups>;
@@ -102,7 +140,7 @@ const GRAPH_MAX_BYTES = 1024 * 1024;
  */
 export function createEntraGraphGroups(
   entra: Pick<EntraIdpConfig, 'graphHost' | 'groupsCacheSeconds'>,
-  deps: { store: Store; sealer: Sealer; idp: UpstreamIdp; logger: Pick<Logger, 'warn'> },
+  deps: { store: Store; sealer: Sealer; idp: UpstreamIdp; clock: Clock; logger: Pick<Logger, 'warn'> },
 ): GraphGroups {
   const graphHost = entra.graphHost ?? 'https://graph.microsoft.com';
   const graph = new URL(graphHost);

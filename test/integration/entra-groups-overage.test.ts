@@ -5,6 +5,7 @@ import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import pino from 'pino';
+import { createEntraGraphGroups } from '../../src/oauth/graph-groups.ts';
 import { ENTRA_TEST_TENANT, type EntraShapedIdp, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
 import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
 import { type Harness, mutableClock, startHarness } from '../support/gateway-harness.ts';
@@ -114,6 +115,7 @@ describe('groups overage: groups from Microsoft Graph', () => {
   it('a Graph outage denies (never allows) and the log says why; once Graph answers, the rule allows again', async () => {
     clock.advance(601); // past the cache
     for (const outage of [503, 'reset'] as const) {
+      clock.advance(31); // past the memory of the previous failure
       graph.outage = outage;
       logs.length = 0;
       assert.equal(await echo(), 'MCP error -32602: Tool echo not found');
@@ -128,7 +130,47 @@ describe('groups overage: groups from Microsoft Graph', () => {
       );
     }
     graph.outage = undefined;
+    clock.advance(31);
     assert.equal(await echo(), 'hi');
+  });
+
+  it('during an outage Graph is asked once per user per 30 s (each request still denied, the log says why); after 30 s it is asked again', async () => {
+    clock.advance(601); // past the cache
+    graph.outage = 503;
+    const before = graph.requests.length;
+    logs.length = 0;
+    for (let i = 0; i < 3; i++) assert.equal(await echo(), 'MCP error -32602: Tool echo not found');
+    clock.advance(29);
+    assert.equal(await echo(), 'MCP error -32602: Tool echo not found');
+    assert.equal(graph.requests.length - before, 1, 'one Graph attempt for four denied calls');
+    const last = logs.filter((l) => String(l['msg']).startsWith('groups overage:')).at(-1);
+    assert.equal(
+      last?.['msg'],
+      "groups overage: the user's groups could not be read from Microsoft Graph (Graph answered 503 serviceNotAvailable; not asked again for 1 s); rules on groups deny this request",
+    );
+
+    clock.advance(2); // 31 s after the failure
+    graph.outage = undefined;
+    graph.groups = [MEMBERS];
+    assert.equal(await echo(), 'hi');
+    assert.equal(graph.requests.length - before, 2, 'asked again once the 30 s had passed');
+  });
+
+  it('concurrent lookups for one user share one Graph read, in an outage and out of it', async () => {
+    // A second resolver over the gateway's own Store, sealer and IdP: its lookups can be started at the same instant.
+    const groupsOf = createEntraGraphGroups({ graphHost: graph.url, groupsCacheSeconds: 600 }, { ...gw.ctx, logger: pino({ level: 'silent' }) });
+    const record = (await gw.ctx.grants.validateAccessToken(accessToken))!;
+    clock.advance(601); // past the cache
+    graph.outage = 503;
+    let before = graph.requests.length;
+    assert.deepEqual(await Promise.all([groupsOf(record), groupsOf(record), groupsOf(record)]), [undefined, undefined, undefined]);
+    assert.equal(graph.requests.length - before, 1);
+
+    clock.advance(31);
+    graph.outage = undefined;
+    before = graph.requests.length;
+    assert.deepEqual(await Promise.all([groupsOf(record), groupsOf(record), groupsOf(record)]), [[MEMBERS], [MEMBERS], [MEMBERS]]);
+    assert.equal(graph.requests.length - before, 1);
   });
 
   it('a user no longer in the group is refused once the cache has run out', async () => {
