@@ -76,8 +76,8 @@ interface Row {
   backend: Worker;
   load: Worker;
   targets: Target[];
-  /** The real row only: a second gateway with the dev sample policy, before its own snippets server. */
-  policy?: { target: Target; backend: Worker };
+  /** The real row only: a second gateway with the dev sample policy, before the same snippets server. */
+  policy?: { target: Target };
   stop(): Promise<void>;
 }
 
@@ -126,14 +126,17 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
     if (kind === 'snippets') {
       for (const target of targets) target.headers['mcp-session-id'] = await openSession(target.url, target.headers);
       // The same gateway with the dev sample policy (src/dev.ts; the bench user has its reader
-      // role), in front of its own snippets server (which trusts one gateway's assertions).
-      const port = await freePort();
-      const policyBackend = await startBackend(kind, join(ctx.tmp, 'b1-policy'), `http://127.0.0.1:${port}`);
-      workers.push(policyBackend);
+      // role), in front of the SAME snippets server: it stands in for the plain gateway (same
+      // issuer and signing key, its own port and Store), so the policy is the only difference.
       const policyGateway = await startWorker('gateway', {
         role: 'server',
         nodeArgs: ctx.gatewayNodeArgs,
-        args: { backendUrl: String(policyBackend.ready['url']), port, policy: true, store: { kind: 'sqlite', path: join(ctx.tmp, 'b1-policy-gateway.db') } },
+        args: {
+          backendUrl,
+          policy: true,
+          store: { kind: 'sqlite', path: join(ctx.tmp, 'b1-policy-gateway.db') },
+          as: { publicUrl: gatewayOrigin, signingKey: String(gateway.ready['signingKey']) },
+        },
       });
       workers.push(policyGateway);
       const target: Target = {
@@ -143,7 +146,7 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
         headers: { authorization: `Bearer ${String(policyGateway.ready['token'])}` },
       };
       target.headers['mcp-session-id'] = await openSession(target.url, target.headers);
-      policy = { target, backend: policyBackend };
+      policy = { target };
     }
     return { kind, backend, load, targets, policy, stop };
   } catch (error) {
@@ -261,7 +264,7 @@ async function measureRow(ctx: BenchContext, section: Section, { kind, backend, 
       ];
       summary.push(`| ${cells.join(' | ')} |`);
     }
-    if (policy) await measurePolicy(ctx, section, load, { target: targets.find((t) => t.name === 'gateway')!, backend }, policy);
+    if (policy) await measurePolicy(ctx, section, load, backend, { target: targets.find((t) => t.name === 'gateway')! }, policy);
     return summary;
 }
 
@@ -276,8 +279,9 @@ async function measurePolicy(
   ctx: BenchContext,
   section: Section,
   load: Worker,
-  plain: { target: Target; backend: Worker },
-  withPolicy: { target: Target; backend: Worker },
+  backend: Worker,
+  plain: { target: Target },
+  withPolicy: { target: Target },
 ): Promise<void> {
   const connections = 16;
   const rounds = ctx.quick ? 1 : 2;
@@ -304,7 +308,7 @@ async function measurePolicy(
         headers: { ...MCP_HEADERS, ...path.target.headers },
         body,
         uniqueIds: true,
-        cpuPids: { proxy: path.target.proxyPids, backend: [path.backend.pid] },
+        cpuPids: { proxy: path.target.proxyPids, backend: [backend.pid] },
       });
       if (result.errors + result.non2xx > 0) throw new Error(`policy row: ${path.target.name} ${call}: ${result.errors} errors, ${result.non2xx} non-2xx`);
       cpu.set(i, [...(cpu.get(i) ?? []), result.cpuUsPerRequest['proxy']!]);
@@ -317,7 +321,7 @@ async function measurePolicy(
   section.figures['realPolicyAddedCpuUs16'] = us[1]! - us[0]!;
   section.figures['realListFilterAddedCpuUs16'] = us[3]! - us[2]!;
   section.extra = [
-    `Policy cost (real backend, ${connections} connections, gateway without and with the dev sample policy of src/dev.ts, interleaved; means over ${rounds} round(s)):`,
+    `Policy cost (real backend, ${connections} connections, gateway without and with the dev sample policy of src/dev.ts, both before the same snippets server, interleaved; means over ${rounds} round(s)):`,
     '',
     '| call | gateway req/s | gateway + policy req/s | gateway CPU µs/call | gateway + policy CPU µs/call | added by the policy µs/call |',
     '| --- | --- | --- | --- | --- | --- |',

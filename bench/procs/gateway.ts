@@ -25,6 +25,11 @@ export interface GatewayWorkerArgs {
   tokenCacheMs?: number;
   /** The dev system's sample policy (src/dev.ts) on the backend (benchmark 1's policy rows). */
   policy?: boolean;
+  /**
+   * Stand in for another gateway before the same backend (benchmark 1's policy row): its public URL
+   * (issuer, token audience) and signing key, so the backend accepts this one's identity assertions.
+   */
+  as?: { publicUrl: string; signingKey: string };
 }
 
 
@@ -35,8 +40,8 @@ export interface GatewayWorkerArgs {
  */
 const args = workerArgs<GatewayWorkerArgs>();
 const port = args.port ?? (await freePort());
-const publicUrl = `http://127.0.0.1:${port}`;
-const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const publicUrl = args.as?.publicUrl ?? `http://127.0.0.1:${port}`;
+const signingKey = args.as?.signingKey ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const config = loadConfig({
   yamlText: JSON.stringify({
     mode: 'dev',
@@ -110,7 +115,8 @@ async function assertion(ttlSeconds: number): Promise<string> {
 
 let cpuMark = process.cpuUsage();
 serveWorker(
-  { url: publicUrl, mcpUrl: resource.resource, token: await mint() },
+  // mcpUrl: where this process answers (a stand-in's publicUrl names the other gateway).
+  { url: publicUrl, mcpUrl: `http://127.0.0.1:${port}${new URL(resource.resource).pathname}`, token: await mint(), signingKey },
   async (message) => {
     switch (message['type']) {
       case 'mint':
