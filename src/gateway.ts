@@ -107,7 +107,12 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     allowInsecure: metadataDocuments.allowInsecure ?? config.mode === 'dev',
     extraCa: metadataDocuments.extraCa,
   });
-  const configuredClients = createConfiguredClients(config.clients, { clock, customSchemes: config.clientRegistration.customSchemes });
+  const configuredClients = createConfiguredClients(config.clients, {
+    clock,
+    customSchemes: config.clientRegistration.customSchemes,
+    dev: config.mode === 'dev',
+    logger,
+  });
   const clients = createClients({ store, clock, fetchDocument, logger }, {
     configured: configuredClients,
     cimdEnabled: metadataDocuments.enabled,

@@ -1,8 +1,11 @@
-import { createLocalJWKSet, createRemoteJWKSet, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, type JWTVerifyGetKey } from 'jose';
+import type { Logger } from 'pino';
 import type { ConfiguredClientConfig } from '../config/schema.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { ClientRecord } from '../ports/records.ts';
+import { OAuthError } from './errors.ts';
 import { redirectUriProblem } from './redirect-uri.ts';
+import { createConfiguredFetch, remoteJwks } from './remote-jwks.ts';
 import { sha256 } from './secrets.ts';
 
 /** A pre-registered confidential client: its record, and the keys of a private_key_jwt client. */
@@ -16,12 +19,18 @@ export interface ConfiguredClient {
   roles: readonly string[];
 }
 
-/** Builds the configured clients once, at start: a bad redirect URI or JWK Set fails the start. */
+const KEYS_NOT_FETCHED = "the client's keys could not be fetched";
+
+/**
+ * Builds the configured clients once, at start: a bad redirect URI, JWK Set or jwksUri fails the
+ * start. A jwksUri is fetched with the SSRF guard (remote-jwks.ts: https, http on loopback only in dev).
+ */
 export function createConfiguredClients(
   configs: readonly ConfiguredClientConfig[],
-  options: { clock: Clock; customSchemes: readonly string[] },
+  options: { clock: Clock; customSchemes: readonly string[]; dev: boolean; logger: Pick<Logger, 'warn'> },
 ): ReadonlyMap<string, ConfiguredClient> {
   const clients = new Map<string, ConfiguredClient>();
+  const configuredFetch = createConfiguredFetch({ dev: options.dev });
   configs.forEach((config, i) => {
     for (const uri of config.redirectUris) {
       const problem = redirectUriProblem(uri, options.customSchemes);
@@ -30,9 +39,15 @@ export function createConfiguredClients(
     let keys: JWTVerifyGetKey | undefined;
     try {
       if (config.jwks) keys = createLocalJWKSet(config.jwks as Parameters<typeof createLocalJWKSet>[0]);
-      if (config.jwksUri) keys = createRemoteJWKSet(new URL(config.jwksUri));
     } catch (error) {
       throw new Error(`clients[${i}].jwks: not a JWK Set (${(error as Error).message})`, { cause: error });
+    }
+    if (config.jwksUri) {
+      const fetch = configuredFetch(config.jwksUri, `clients[${i}].jwksUri`);
+      keys = remoteJwks(new URL(config.jwksUri), fetch, (href, reason) => {
+        options.logger.warn({ clientId: config.clientId, jwksUri: href, reason }, KEYS_NOT_FETCHED);
+        return new OAuthError('temporarily_unavailable', KEYS_NOT_FETCHED);
+      });
     }
     const record: ClientRecord = {
       clientId: config.clientId,

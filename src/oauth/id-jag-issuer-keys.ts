@@ -1,51 +1,29 @@
-import { createRemoteJWKSet, customFetch, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
 import type { Logger } from 'pino';
-import { type IdJagIssuerConfig, isLoopbackHost } from '../config/schema.ts';
+import type { IdJagIssuerConfig } from '../config/schema.ts';
 import { OAuthError } from './errors.ts';
+import { createConfiguredFetch, REMOTE_DOCUMENT_MAX_BYTES, REMOTE_FETCH_TIMEOUT_MS, remoteJwks } from './remote-jwks.ts';
 import { createSafeFetch, namesPrivateHost, type SafeFetch, type SafeFetchResult } from './safe-fetch.ts';
 
-const ISSUER_FETCH_TIMEOUT_MS = 5000;
-/** Metadata and JWK Sets (with x5c chains) are small; a bigger answer is refused. */
-const ISSUER_DOCUMENT_MAX_BYTES = 128 * 1024;
 const METADATA_NOT_FETCHED = 'the ID-JAG issuer metadata could not be fetched';
 const KEYS_NOT_FETCHED = 'the ID-JAG issuer keys could not be fetched';
 
 /**
  * The signing keys of trusted ID-JAG issuers, fetched with the SSRF guard (safe-fetch.ts: bounded
  * in time and size, no redirects, no private addresses). A configured `issuer` (when discovered)
- * and `jwksUri` are https, http and loopback addresses only on loopback in dev (as for the upstream
- * issuer, src/idp/oidc.ts); checked at start. A discovered `jwks_uri` (RFC 8414 §2) is on the
- * issuer's own origin, or https at a public address; anything else is refused and logged.
+ * and `jwksUri` are https, http and loopback addresses only on loopback in dev (remote-jwks.ts);
+ * checked at start. A discovered `jwks_uri` (RFC 8414 §2) is on the issuer's own origin, or https
+ * at a public address; anything else is refused and logged.
  */
 export function createIdJagIssuerKeys(options: { dev: boolean; logger: Pick<Logger, 'warn'> }) {
-  const limits = { timeoutMs: ISSUER_FETCH_TIMEOUT_MS, maxBytes: ISSUER_DOCUMENT_MAX_BYTES };
-  const publicFetch = createSafeFetch({ ...limits, allowInsecure: false });
-  const loopbackFetch = createSafeFetch({ ...limits, allowInsecure: true });
+  const publicFetch = createSafeFetch({ timeoutMs: REMOTE_FETCH_TIMEOUT_MS, maxBytes: REMOTE_DOCUMENT_MAX_BYTES, allowInsecure: false });
+  const configuredFetch = createConfiguredFetch({ dev: options.dev });
   const { logger } = options;
 
-  /** The fetch an operator-configured URL gets; a bad one fails the start, naming its key. */
-  function configuredFetch(url: string, key: string): SafeFetch {
-    const parsed = new URL(url);
-    const loopback = options.dev && isLoopbackHost(parsed.hostname);
-    if (parsed.protocol === 'https:' || (loopback && parsed.protocol === 'http:')) return loopback ? loopbackFetch : publicFetch;
-    throw new Error(`${key}: must be https (http only on loopback, in dev mode)`);
-  }
-
-  /** The JWK Set at `url`, cached by jose (refetched on an unknown kid), each fetch through `fetch`. */
   function remoteKeys(issuer: string, url: URL, fetch: SafeFetch): JWTVerifyGetKey {
-    return createRemoteJWKSet(url, {
-      timeoutDuration: ISSUER_FETCH_TIMEOUT_MS,
-      [customFetch]: async (href: string) => {
-        let answer: SafeFetchResult;
-        try {
-          answer = await fetch(new URL(href));
-        } catch (error) {
-          logger.warn({ issuer, jwksUri: href, reason: (error as Error).message }, KEYS_NOT_FETCHED);
-          throw new OAuthError('temporarily_unavailable', KEYS_NOT_FETCHED);
-        }
-        // jose refuses anything but 200 with a JSON body.
-        return new Response(answer.status === 200 ? answer.body : null, { status: answer.status });
-      },
+    return remoteJwks(url, fetch, (href, reason) => {
+      logger.warn({ issuer, jwksUri: href, reason }, KEYS_NOT_FETCHED);
+      return new OAuthError('temporarily_unavailable', KEYS_NOT_FETCHED);
     });
   }
 

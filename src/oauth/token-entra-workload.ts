@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, type JWTPayload, jwtVerify } from 'jose';
+import { type JWTPayload, jwtVerify } from 'jose';
 import { type EntraWorkloadsConfig, JWT_BEARER_GRANT } from '../config/schema.ts';
 import type { UserIdentity } from '../ports/idp.ts';
 import type { ClientRecord } from '../ports/records.ts';
@@ -8,10 +8,12 @@ import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { narrowScopes, resourceOrDefault } from './grant-scopes.ts';
 import type { AccessOnlyTokens } from './grants.ts';
+import { createConfiguredFetch, remoteJwks } from './remote-jwks.ts';
 
 const CLOCK_SKEW_SECONDS = 30;
 /** Entra's v1.0 token issuer (managed identity tokens for v1 resources); v2.0 is {authorityHost}/{tid}/v2.0. */
 const ENTRA_V1_ISSUER_ORIGIN = 'https://sts.windows.net';
+const KEYS_NOT_FETCHED = "Entra's signing keys could not be fetched";
 
 export interface EntraWorkloadGrant {
   /** True for an issuer of Entra's shape (any tenant): the assertion is then judged as an Entra app-only token. */
@@ -27,7 +29,13 @@ export interface EntraWorkloadGrant {
  */
 export function createEntraWorkloadGrant(ctx: AuthServerContext, config: EntraWorkloadsConfig): EntraWorkloadGrant {
   const authority = config.authorityHost.replace(/\/$/, '');
-  const keys = createRemoteJWKSet(new URL(config.jwksUri ?? `${authority}/common/discovery/v2.0/keys`));
+  // Fetched with the SSRF guard (remote-jwks.ts); a bad URL fails the start, naming its key.
+  const jwksUri = config.jwksUri ?? `${authority}/common/discovery/v2.0/keys`;
+  const fetch = createConfiguredFetch({ dev: ctx.config.mode === 'dev' })(jwksUri, config.jwksUri ? 'workloads.entra.jwksUri' : 'workloads.entra.authorityHost');
+  const keys = remoteJwks(new URL(jwksUri), fetch, (href, reason) => {
+    ctx.logger.warn({ jwksUri: href, reason }, KEYS_NOT_FETCHED);
+    return new OAuthError('temporarily_unavailable', KEYS_NOT_FETCHED);
+  });
 
   function claims(issuer: unknown): boolean {
     return typeof issuer === 'string' && (issuer.startsWith(`${authority}/`) || issuer.startsWith(`${ENTRA_V1_ISSUER_ORIGIN}/`));

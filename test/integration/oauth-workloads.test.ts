@@ -6,6 +6,8 @@ import { ClientCredentialsProvider, PrivateKeyJwtProvider } from '@modelcontextp
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { createRemoteJWKSet, exportJWK, exportPKCS8, generateKeyPair, importPKCS8, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import { createConfiguredClients } from '../../src/oauth/configured-clients.ts';
+import { createEntraWorkloadGrant } from '../../src/oauth/token-entra-workload.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
 
@@ -29,7 +31,17 @@ describe('workload callers', () => {
     // Entra's signing keys, on loopback (standing for {authority}/common/discovery/v2.0/keys).
     const entra = await generateKeyPair('RS256');
     const entraJwk = { ...(await exportJWK(entra.publicKey)), kid: 'entra-1', alg: 'RS256', use: 'sig' };
-    entraKeys = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [entraJwk] })));
+    const job = await generateKeyPair('ES256', { extractable: true });
+    jobPrivateKeyPem = await exportPKCS8(job.privateKey);
+    const jobJwk = { ...(await exportJWK(job.publicKey)), kid: 'job-1' };
+    // Each JWK Set at its path; an oversized one (over the guard's 128 KiB) for both kinds of key.
+    const jwkSets: Record<string, unknown> = {
+      '/job/keys': { keys: [jobJwk] },
+      '/oversized/keys': { keys: [entraJwk, jobJwk], padding: 'x'.repeat(200 * 1024) },
+    };
+    entraKeys = createServer((req, res) =>
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwkSets[req.url ?? ''] ?? { keys: [entraJwk] })),
+    );
     await new Promise<void>((resolve) => entraKeys.listen(0, '127.0.0.1', resolve));
     authority = `http://127.0.0.1:${(entraKeys.address() as AddressInfo).port}`;
     signEntra = (claims) => {
@@ -38,14 +50,14 @@ describe('workload callers', () => {
       const payload = { iss: `${authority}/${tid}/v2.0`, aud: GATEWAY_APP, tid, iat: now, exp: now + 3600, oid: 'sp-object-1', sub: 'sp-object-1', idtyp: 'app', ...claims };
       return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: 'entra-1', typ: 'JWT' }).sign(entra.privateKey);
     };
-    const job = await generateKeyPair('ES256', { extractable: true });
-    jobPrivateKeyPem = await exportPKCS8(job.privateKey);
     gw = await startHarness({
       backends: [{ name: 'test', path: '/mcp', url: backend.mcpUrl, scopes: ['mcp:tools', 'mcp:admin'] }],
       config: {
         clients: [
           { clientId: 'nightly-job', name: 'Nightly job', secret: 'job-secret', grantTypes: ['client_credentials'], scopes: ['mcp:tools'], roles: ['reporter'] },
-          { clientId: 'keyed-job', jwks: { keys: [{ ...(await exportJWK(job.publicKey)), kid: 'job-1' }] }, grantTypes: ['client_credentials'], roles: ['indexer'] },
+          { clientId: 'keyed-job', jwks: { keys: [jobJwk] }, grantTypes: ['client_credentials'], roles: ['indexer'] },
+          { clientId: 'remote-keyed-job', jwksUri: `${authority}/job/keys`, grantTypes: ['client_credentials'] },
+          { clientId: 'oversized-keys-job', jwksUri: `${authority}/oversized/keys`, grantTypes: ['client_credentials'] },
         ],
         workloads: {
           entra: { tenants: [TENANT], audiences: [GATEWAY_APP], authorityHost: authority, allowedAppIds: ['app-allowed'], requiredRoles: ['Mcp.Invoke'] },
@@ -125,6 +137,60 @@ describe('workload callers', () => {
     assert.deepEqual([elsewhere.status, elsewhere.body['error']], [401, 'invalid_client']);
     assert.match(String(elsewhere.body['error_description']), /aud/);
   });
+
+  it('a jwksUri client’s keys are fetched with the SSRF guard: on loopback (dev mode) they verify; a JWK Set over 128 KiB is refused', async () => {
+    const jobKey = await importPKCS8(jobPrivateKeyPem, 'ES256');
+    const assertionFor = (clientId: string) => {
+      const now = Math.floor(Date.now() / 1000);
+      return new SignJWT({ jti: `${clientId}-1` })
+        .setProtectedHeader({ alg: 'ES256', kid: 'job-1' })
+        .setIssuer(clientId)
+        .setSubject(clientId)
+        .setAudience(`${gw.publicUrl}/token`)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(jobKey);
+    };
+    const fields = async (clientId: string) => ({
+      grant_type: 'client_credentials',
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: await assertionFor(clientId),
+    });
+    const remote = await token(await fields('remote-keyed-job'));
+    assert.equal(remote.status, 200, JSON.stringify(remote.body));
+    const oversized = await token(await fields('oversized-keys-job'));
+    assert.deepEqual([oversized.status, oversized.body], [503, { error: 'temporarily_unavailable', error_description: "the client's keys could not be fetched" }]);
+  });
+
+  it('Entra’s signing keys are fetched with the SSRF guard: a JWK Set over 128 KiB is refused', async () => {
+    const grant = createEntraWorkloadGrant(gw.ctx, { ...gw.ctx.config.workloads.entra!, jwksUri: `${authority}/oversized/keys` });
+    const assertion = await signEntra({ azp: 'app-allowed', roles: [] });
+    await assert.rejects(grant.redeem(undefined, assertion, { address: '127.0.0.1' }), {
+      code: 'temporarily_unavailable',
+      description: "Entra's signing keys could not be fetched",
+    });
+  });
+
+  // Checked at start, before anything is fetched: https, or http on a loopback host in dev mode only.
+  const refusedKeyUrls: [string, () => unknown][] = [
+    [
+      'clients[0].jwksUri',
+      () =>
+        createConfiguredClients([{ ...gw.ctx.config.clients[2]!, jwksUri: 'http://keys.example.com/job/keys' }], {
+          clock: gw.ctx.clock,
+          customSchemes: [],
+          dev: true,
+          logger: gw.ctx.logger,
+        }),
+    ],
+    ['workloads.entra.jwksUri', () => createEntraWorkloadGrant(gw.ctx, { ...gw.ctx.config.workloads.entra!, jwksUri: 'http://keys.example.com/keys' })],
+    ['workloads.entra.authorityHost', () => createEntraWorkloadGrant(gw.ctx, { ...gw.ctx.config.workloads.entra!, authorityHost: 'http://login.example.com' })],
+  ];
+  for (const [key, build] of refusedKeyUrls) {
+    it(`an http ${key} on a host that is not loopback stops the start with a line naming ${key}`, () => {
+      assert.throws(build, { message: `${key}: must be https (http only on loopback, in dev mode)` });
+    });
+  }
 
   it('client_credentials is refused to a client not registered for it, and to a wrong secret', async () => {
     const wrong = await token({ grant_type: 'client_credentials', client_id: 'nightly-job', client_secret: 'nope' });
