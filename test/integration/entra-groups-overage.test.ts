@@ -178,4 +178,14 @@ describe('groups overage: groups from Microsoft Graph', () => {
     graph.groups = [OTHER];
     assert.equal(await echo(), 'MCP error -32602: Tool echo not found');
   });
+
+  it("`hasgroups: true` (Entra's implicit-flow overage marker) instead of `_claim_names` is an overage too", async () => {
+    idp.setEntraUser('adele@contoso.test', { groupsOverage: 'hasgroups' });
+    const provider = new HeadlessOAuthProvider({ login: 'adele@contoso.test', password: 'correct horse' });
+    assert.equal(await auth(provider, { serverUrl: gw.mcpUrl }), 'REDIRECT');
+    assert.equal(await auth(provider, { serverUrl: gw.mcpUrl, authorizationCode: provider.authorizationCode! }), 'AUTHORIZED');
+    const record = await gw.ctx.grants.validateAccessToken(provider.tokens()!.access_token);
+    assert.equal(record?.user.groupsOverage, true);
+    assert.deepEqual(record?.user.groups, []);
+  });
 });

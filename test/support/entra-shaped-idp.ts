@@ -76,8 +76,11 @@ export interface FederatedCredential {
 export interface EntraUserChange {
   roles?: string[];
   groups?: string[];
-  /** Entra's groups overage: no `groups`, `_claim_names`/`_claim_sources` pointing at Graph instead. */
-  groupsOverage?: boolean;
+  /**
+   * Entra's groups overage: no `groups`, `_claim_names`/`_claim_sources` pointing at Graph instead;
+   * `'hasgroups'`: `hasgroups: true` instead, as in Entra's implicit-flow tokens.
+   */
+  groupsOverage?: boolean | 'hasgroups';
   tid?: string;
 }
 
@@ -475,7 +478,7 @@ export async function startEntraShapedIdp(options: {
       // Entra's id_token claims (id-token-claims-reference.md): `oid`, names only with `profile`;
       // `email` only with `email` (and no `email_verified`); groups only when configured; `ver`, `nbf`.
       claims: {
-        openid: ['sub', 'tid', 'ver', 'nbf', 'roles', ...(options.groupClaims === false ? [] : ['groups'])],
+        openid: ['sub', 'tid', 'ver', 'nbf', 'roles', ...(options.groupClaims === false ? [] : ['groups', 'hasgroups'])],
         profile: ['oid', 'name', 'preferred_username'],
         email: ['email'],
       },
@@ -513,11 +516,11 @@ export async function startEntraShapedIdp(options: {
       if (change.tid) claims['tid'] = change.tid;
       if (change.groupsOverage !== undefined) {
         // Entra's overage: the groups are left out, and the token says where to get them.
+        const distributed = change.groupsOverage === true;
         if (change.groupsOverage) claims['groups'] = undefined;
-        claims['_claim_names'] = change.groupsOverage ? { groups: 'src1' } : undefined;
-        claims['_claim_sources'] = change.groupsOverage
-          ? { src1: { endpoint: `${GRAPH}/v1.0/users/${login}/getMemberObjects` } }
-          : undefined;
+        claims['_claim_names'] = distributed ? { groups: 'src1' } : undefined;
+        claims['_claim_sources'] = distributed ? { src1: { endpoint: `${GRAPH}/v1.0/users/${login}/getMemberObjects` } } : undefined;
+        claims['hasgroups'] = change.groupsOverage === 'hasgroups' ? true : undefined;
       }
       idp.setUserClaims(login, claims);
     },
