@@ -1,11 +1,15 @@
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BenchContext, type LoadResult, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
 import { freePort } from '../test/support/ports.ts';
 import { HELLO_CALL_BODY, openSession, SNIPPETS_KEY, startBackend } from './lib/mcp-session.ts';
 import { findNginx, NGINX_MISSING, type RunningNginx, startNginx } from './lib/nginx.ts';
+import { type OtlpSink, startOtlpSink } from './lib/otlp-sink.ts';
 import { processTree, startWorker, type Worker } from './lib/procs.ts';
 import { fmtInt, round, type Section } from './lib/report.ts';
+import type { GatewayWorkerArgs } from './procs/gateway.ts';
 
 /** Benchmark 1's backends: the snippets server (the row that counts) and the minimal JSON one. */
 type BackendKind = 'snippets' | 'minimal';
@@ -53,13 +57,13 @@ export async function addedCost(ctx: BenchContext): Promise<Section> {
     '"node proxy" is bench/procs/node-proxy.ts: node:http server + undici Pool#dispatch (the gateway\'s client), no auth or header policy: the cost of Node\'s HTTP stack alone, the floor under any Node gateway.',
     'Ratios and added latency (gateway minus direct; nginx minus direct for comparison):',
   );
-  // The policy table (measurePolicy), when the real row ran, follows the ratios.
-  const policyTable = section.extra;
+  // The cost-of-features table (measureFeatures), when the real row ran, follows the ratios.
+  const featuresTable = section.extra;
   section.extra = [
     '| backend | connections | gateway/nginx req/s | gateway/direct req/s | gateway added p50 ms | gateway added p99 ms | nginx added p50 ms | nginx added p99 ms | gateway/node proxy req/s | CPU µs per call: gateway / node proxy / nginx | gateway CPU / nginx CPU |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...summaries,
-    ...(policyTable ? ['', policyTable] : []),
+    ...(featuresTable ? ['', featuresTable] : []),
   ].join('\n');
   return section;
 }
@@ -76,18 +80,63 @@ interface Row {
   backend: Worker;
   load: Worker;
   targets: Target[];
-  /** The real row only: a second gateway with the dev sample policy, before the same snippets server. */
-  policy?: { target: Target };
+  /** The real row only: gateways with features on, each its own process, all before the same snippets server. */
+  variants?: { key: string; target: Target }[];
+  /** Where the tracing variants export (the real row only). */
+  otlp?: OtlpSink;
   stop(): Promise<void>;
+}
+
+/** A gateway with features on, for the cost-of-features table; `key` names its figures. */
+interface FeatureVariant {
+  key: string;
+  name: string;
+  args: Partial<GatewayWorkerArgs>;
+  env?: Record<string, string>;
+}
+
+/**
+ * The variants measured against the plain gateway (everything off): the dev sample policy
+ * (issue 12), the audit trail and tracing (issue 14), alone and together. Tracing is switched on
+ * as in production, by the OpenTelemetry SDK's environment variables (docs/configuration.md,
+ * Telemetry), exporting OTLP/HTTP protobuf (the SDK's default) to a sink that discards.
+ */
+function featureVariants(tmp: string, otlpUrl: string): FeatureVariant[] {
+  const otel = (sampler: string, ratio: string): Record<string, string> => ({
+    OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_TRACES_SAMPLER: sampler,
+    OTEL_TRACES_SAMPLER_ARG: ratio,
+    // Whatever the shell running the bench has set must not pick another SDK or turn it off.
+    OTEL_SDK_DISABLED: 'false',
+    APPLICATIONINSIGHTS_CONNECTION_STRING: '',
+  });
+  const auditFile = (key: string) => join(tmp, `b1-audit-${key}.jsonl`);
+  return [
+    { key: 'policy', name: '+ policy (dev sample rules and quotas)', args: { policy: true } },
+    { key: 'audit', name: '+ audit (file, arguments hash)', args: { auditFile: auditFile('audit') } },
+    // The requests carry no traceparent, so parent-based sampling decides on the trace id alone.
+    { key: 'trace100', name: '+ tracing, sampled 100%', args: { telemetry: true }, env: otel('parentbased_always_on', '1') },
+    { key: 'trace10', name: '+ tracing, sampled 10%', args: { telemetry: true }, env: otel('parentbased_traceidratio', '0.1') },
+    {
+      key: 'auditTrace100',
+      name: '+ audit and tracing 100%',
+      args: { auditFile: auditFile('auditTrace100'), telemetry: true },
+      env: otel('parentbased_always_on', '1'),
+    },
+  ];
 }
 
 /** One backend's row of processes: the backend, the gateway, the node proxy, nginx, a load generator; sessions opened. */
 async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: string | undefined): Promise<Row> {
   const workers: Worker[] = [];
   let nginx: RunningNginx | undefined;
+  let otlp: OtlpSink | undefined;
   const stop = async () => {
     await nginx?.stop();
     for (const worker of workers.reverse()) await worker.stop();
+    await otlp?.close();
   };
   try {
     const gatewayPort = await freePort();
@@ -95,10 +144,18 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
     const backend = await startBackend(kind, join(ctx.tmp, `b1-${kind}`), gatewayOrigin);
     workers.push(backend);
     const backendUrl = String(backend.ready['url']);
+    // The real row's feature variants sign identity assertions with the same key, for the same URL.
+    const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const gatewayArgs = (name: string): GatewayWorkerArgs => ({
+      backendUrl,
+      publicUrl: gatewayOrigin,
+      signingKey,
+      store: { kind: 'sqlite', path: join(ctx.tmp, `b1-${kind}-${name}.db`) },
+    });
     const gateway = await startWorker('gateway', {
       role: 'server',
       nodeArgs: ctx.gatewayNodeArgs,
-      args: { backendUrl, port: gatewayPort, store: { kind: 'sqlite', path: join(ctx.tmp, `b1-${kind}-gateway.db`) } },
+      args: { ...gatewayArgs('gateway'), port: gatewayPort },
     });
     workers.push(gateway);
     const inject: Record<string, string> = kind === 'snippets' ? { 'x-functions-key': SNIPPETS_KEY } : {};
@@ -122,33 +179,35 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
       { name: 'node proxy', url: String(nodeProxy.ready['url']), proxyPids: [nodeProxy.pid], headers: { ...direct } },
       { name: 'gateway', url: String(gateway.ready['mcpUrl']), proxyPids: [gateway.pid], headers: { authorization: `Bearer ${token}` } },
     ];
-    let policy: Row['policy'];
+    let variants: Row['variants'];
     if (kind === 'snippets') {
       for (const target of targets) target.headers['mcp-session-id'] = await openSession(target.url, target.headers);
-      // The same gateway with the dev sample policy (src/dev.ts; the bench user has its reader
-      // role), in front of the SAME snippets server: it stands in for the plain gateway (same
-      // issuer and signing key, its own port and Store), so the policy is the only difference.
-      const policyGateway = await startWorker('gateway', {
-        role: 'server',
-        nodeArgs: ctx.gatewayNodeArgs,
-        args: {
-          backendUrl,
-          policy: true,
-          store: { kind: 'sqlite', path: join(ctx.tmp, 'b1-policy-gateway.db') },
-          as: { publicUrl: gatewayOrigin, signingKey: String(gateway.ready['signingKey']) },
-        },
-      });
-      workers.push(policyGateway);
-      const target: Target = {
-        name: 'gateway + policy',
-        url: String(policyGateway.ready['mcpUrl']),
-        proxyPids: [policyGateway.pid],
-        headers: { authorization: `Bearer ${String(policyGateway.ready['token'])}` },
-      };
-      target.headers['mcp-session-id'] = await openSession(target.url, target.headers);
-      policy = { target };
+      // The same gateway with features on, each its own process before the same snippets server
+      // (which accepts their assertions: same key, same public URL), started side by side.
+      otlp = await startOtlpSink();
+      const started = await Promise.allSettled(
+        featureVariants(ctx.tmp, otlp.url).map(async (variant) => {
+          const worker = await startWorker('gateway', {
+            role: 'server',
+            nodeArgs: ctx.gatewayNodeArgs,
+            args: { ...gatewayArgs(`gateway-${variant.key}`), ...variant.args },
+            ...(variant.env ? { env: variant.env } : {}),
+          });
+          workers.push(worker);
+          const target: Target = {
+            name: `gateway ${variant.name}`,
+            url: String(worker.ready['mcpUrl']),
+            proxyPids: [worker.pid],
+            headers: { authorization: `Bearer ${String(worker.ready['token'])}` },
+          };
+          target.headers['mcp-session-id'] = await openSession(target.url, target.headers);
+          return { key: variant.key, target };
+        }),
+      );
+      for (const result of started) if (result.status === 'rejected') throw result.reason;
+      variants = started.map((result) => (result as PromiseFulfilledResult<{ key: string; target: Target }>).value);
     }
-    return { kind, backend, load, targets, policy, stop };
+    return { kind, backend, load, targets, variants, otlp, stop };
   } catch (error) {
     await stop();
     throw error;
@@ -156,7 +215,7 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
 }
 
 /** One backend's row: the four paths interleaved, its table rows and figures. */
-async function measureRow(ctx: BenchContext, section: Section, { kind, backend, load, targets, policy }: Row): Promise<string[]> {
+async function measureRow(ctx: BenchContext, section: Section, { kind, backend, load, targets, variants, otlp }: Row): Promise<string[]> {
   // Quick mode keeps the two levels the goals name, briefly (npm test runs it).
   const connectionLevels = ctx.quick ? [16, 64] : [1, 16, 64];
   const rounds = ctx.quick ? 1 : 2;
@@ -264,70 +323,85 @@ async function measureRow(ctx: BenchContext, section: Section, { kind, backend, 
       ];
       summary.push(`| ${cells.join(' | ')} |`);
     }
-    if (policy) await measurePolicy(ctx, section, load, backend, { target: targets.find((t) => t.name === 'gateway')! }, policy);
+    if (variants && otlp) await measureFeatures(ctx, section, load, backend, [{ key: 'plain', target: targets.find((t) => t.name === 'gateway')! }, ...variants], otlp);
     return summary;
 }
 
-const TOOLS_LIST_BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
-
 /**
- * What the policy adds (issue 12): the gateway without and with the dev sample policy, at 16
- * connections, on the real backend, interleaved: a tools/call (judged before it goes out, its
- * answer relayed as without policy) and a tools/list (its answer's items judged and filtered).
+ * The cost of features (issues 12 and 14): the plain gateway (everything off) and its feature
+ * variants, all before the same snippets server, measured one at a time in interleaved rounds
+ * (order rotated) at 16 connections on `tools/call hello_mcp`. The figure is the CPU time of the
+ * gateway process per call; the backend's is shown to confirm it did the same work for each.
  */
-async function measurePolicy(
+async function measureFeatures(
   ctx: BenchContext,
   section: Section,
   load: Worker,
   backend: Worker,
-  plain: { target: Target },
-  withPolicy: { target: Target },
+  gateways: { key: string; target: Target }[],
+  otlp: OtlpSink,
 ): Promise<void> {
   const connections = 16;
   const rounds = ctx.quick ? 1 : 2;
-  const runs = [
-    { path: plain, body: HELLO_CALL_BODY, call: 'tools/call' },
-    { path: withPolicy, body: HELLO_CALL_BODY, call: 'tools/call' },
-    { path: plain, body: TOOLS_LIST_BODY, call: 'tools/list' },
-    { path: withPolicy, body: TOOLS_LIST_BODY, call: 'tools/list' },
-  ];
-  const cpu = new Map<number, number[]>();
-  const rps = new Map<number, number[]>();
+  const durationSeconds = ctx.quick ? 0.7 : 5;
+  const results = new Map<string, LoadResult[]>();
   for (let r = 0; r < rounds; r++) {
-    for (let k = 0; k < runs.length; k++) {
-      const i = (k + r) % runs.length;
-      const { path, body, call } = runs[i]!;
+    const order = gateways.map((_, i) => gateways[(i + r) % gateways.length]!);
+    for (const { key, target } of order) {
       const result = await load.call<LoadResult>({
         type: 'run',
-        url: path.target.url,
+        url: target.url,
         connections,
-        durationSeconds: ctx.quick ? 0.7 : 5,
-        // The policy gateway has served nothing yet: its first run warms it up longer (JIT), as the rows before did the other.
-        warmupSeconds: r === 0 ? (ctx.quick ? 2 : 5) : ctx.quick ? 0.3 : 1,
+        durationSeconds,
+        // The variants have served nothing yet: the first round warms every gateway up longer (JIT).
+        warmupSeconds: r === 0 ? (ctx.quick ? 1.5 : 5) : ctx.quick ? 0.3 : 1,
         method: 'POST',
-        headers: { ...MCP_HEADERS, ...path.target.headers },
-        body,
+        headers: { ...MCP_HEADERS, ...target.headers },
+        body: HELLO_CALL_BODY,
         uniqueIds: true,
-        cpuPids: { proxy: path.target.proxyPids, backend: [backend.pid] },
+        cpuPids: { proxy: target.proxyPids, backend: [backend.pid] },
       });
-      if (result.errors + result.non2xx > 0) throw new Error(`policy row: ${path.target.name} ${call}: ${result.errors} errors, ${result.non2xx} non-2xx`);
-      cpu.set(i, [...(cpu.get(i) ?? []), result.cpuUsPerRequest['proxy']!]);
-      rps.set(i, [...(rps.get(i) ?? []), result.rps]);
-      ctx.log(`  policy ${call} ${path.target.name}: ${fmtInt(result.rps)} req/s, ${round(result.cpuUsPerRequest['proxy']!, 1)} µs CPU/call`);
+      if (result.errors + result.non2xx > 0) throw new Error(`cost of features: ${target.name}: ${result.errors} errors, ${result.non2xx} non-2xx`);
+      results.set(key, [...(results.get(key) ?? []), result]);
+      ctx.log(`  features ${target.name}: ${fmtInt(result.rps)} req/s, ${round(result.cpuUsPerRequest['proxy']!, 1)} µs CPU/call`);
     }
   }
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const us = runs.map((_, i) => mean(cpu.get(i)!));
-  section.figures['realPolicyAddedCpuUs16'] = us[1]! - us[0]!;
-  section.figures['realListFilterAddedCpuUs16'] = us[3]! - us[2]!;
+  const mean = (list: LoadResult[], pick: (r: LoadResult) => number) => list.reduce((sum, r) => sum + pick(r), 0) / list.length;
+  const cpu = (key: string) => mean(results.get(key)!, (r) => r.cpuUsPerRequest['proxy']!);
+  const plainCpu = cpu('plain');
+  const lines: string[] = [];
+  for (const { key, target } of gateways) {
+    const list = results.get(key)!;
+    const us = cpu(key);
+    const cells = [
+      key === 'plain' ? 'gateway (policy, audit, tracing off)' : target.name,
+      fmtInt(mean(list, (r) => r.rps)),
+      round(mean(list, (r) => r.p50), 3),
+      round(us, 1),
+      key === 'plain' ? '–' : round(us - plainCpu, 1),
+      round(us / plainCpu, 3),
+      round(mean(list, (r) => r.cpuUsPerRequest['backend']!), 1),
+    ];
+    lines.push(`| ${cells.join(' | ')} |`);
+    const name = `${key[0]!.toUpperCase()}${key.slice(1)}`;
+    section.figures[`real${name}CpuUs16`] = us;
+    if (key !== 'plain') {
+      section.figures[`real${name}AddedCpuUs16`] = us - plainCpu;
+      section.figures[`real${name}CpuVsPlain16`] = us / plainCpu;
+    }
+  }
+  // What the features did, so a variant that silently did nothing shows: OTLP exports received, audit bytes written.
+  const auditBytes = readdirSync(ctx.tmp)
+    .filter((file) => file.startsWith('b1-audit-'))
+    .reduce((sum, file) => sum + statSync(join(ctx.tmp, file)).size, 0);
+  section.figures['otlpExports'] = otlp.requests();
+  section.figures['auditMiB'] = auditBytes / 2 ** 20;
   section.extra = [
-    `Policy cost (real backend, ${connections} connections, gateway without and with the dev sample policy of src/dev.ts, both before the same snippets server, interleaved; means over ${rounds} round(s)):`,
+    `Cost of features (real backend, ${connections} connections, tools/call hello_mcp; each gateway its own process, all before the same snippets server; interleaved, means over ${rounds} round(s) of ${durationSeconds} s; the tracing variants sent ${fmtInt(otlp.requests())} OTLP exports to a sink that discards, the audit variants wrote ${round(auditBytes / 2 ** 20, 1)} MiB of records):`,
     '',
-    '| call | gateway req/s | gateway + policy req/s | gateway CPU µs/call | gateway + policy CPU µs/call | added by the policy µs/call |',
-    '| --- | --- | --- | --- | --- | --- |',
-    ...[0, 2].map((i) =>
-      `| ${runs[i]!.call} | ${fmtInt(mean(rps.get(i)!))} | ${fmtInt(mean(rps.get(i + 1)!))} | ${round(us[i]!, 1)} | ${round(us[i + 1]!, 1)} | ${round(us[i + 1]! - us[i]!, 1)} |`,
-    ),
+    '| gateway | req/s | p50 ms | gateway CPU µs/call | added µs/call | × plain CPU | backend CPU µs/call |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...lines,
   ].join('\n');
 }
 

@@ -44,7 +44,15 @@ let nextId = 1;
  */
 export async function startWorker(
   name: string,
-  options: { role: Role; args?: Record<string, unknown>; maxFds?: number; nodeArgs?: string[]; startTimeoutMs?: number },
+  options: {
+    role: Role;
+    args?: Record<string, unknown>;
+    maxFds?: number;
+    nodeArgs?: string[];
+    startTimeoutMs?: number;
+    /** Set in the worker's environment besides this process's (benchmark 1: OTEL_* for the tracing variants). */
+    env?: Record<string, string>;
+  },
 ): Promise<Worker> {
   const file = fileURLToPath(new URL(`../procs/${name}.ts`, import.meta.url));
   const [command, args] = wrapped(
@@ -52,7 +60,10 @@ export async function startWorker(
     [...(options.nodeArgs ?? []), file, JSON.stringify(options.args ?? {})],
     { cpu: cpuOf(options.role), maxFds: options.maxFds },
   );
-  const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = spawn(command, args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
   const pending = new Map<number, { resolve: (v: Record<string, unknown>) => void; reject: (e: Error) => void }>();
   let exited = false;
   const exit = once(child, 'exit');

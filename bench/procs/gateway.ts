@@ -1,7 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
-import { DEV_POLICY_RULES } from '../../src/dev.ts';
+import { DEV_POLICY_QUOTAS, DEV_POLICY_RULES } from '../../src/dev.ts';
 import { startGateway } from '../../src/gateway.ts';
 import { userKeyOf } from '../../src/oauth/grants.ts';
 import { systemClock } from '../../src/ports/clock.ts';
@@ -10,6 +10,7 @@ import type { Store } from '../../src/ports/store.ts';
 import { createIdentityAssertions } from '../../src/proxy/identity-assertion.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
+import { startTelemetry, type Telemetry, telemetryExport } from '../../src/telemetry/sdk.ts';
 import { freePort } from '../../test/support/ports.ts';
 import { serveWorker, workerArgs } from '../lib/procs.ts';
 import { BENCH_USER, DEV_USERS } from '../lib/users.ts';
@@ -23,15 +24,20 @@ export interface GatewayWorkerArgs {
   instrumentStore?: boolean;
   /** `tokens.cacheMs` (benchmark 4: 0, so every call reads the Store). */
   tokenCacheMs?: number;
-  /** The dev system's sample policy (src/dev.ts) on the backend (benchmark 1's policy rows). */
+  /** The dev system's sample policy, rules and quotas (src/dev.ts), on the backend (benchmark 1's feature variants). */
   policy?: boolean;
+  /** The audit trail to this file (arguments `hash`, the default); off when absent. */
+  auditFile?: string;
+  /** Start the telemetry SDK from this process's OTEL_* environment, as src/main.ts does; none when false. */
+  telemetry?: boolean;
   /**
-   * Stand in for another gateway before the same backend (benchmark 1's policy row): its public URL
-   * (issuer, token audience) and signing key, so the backend accepts this one's identity assertions.
+   * The URL the gateway is known by and the key it signs identity assertions with (default: its
+   * own listen URL, a fresh key). Benchmark 1's feature variants listen elsewhere but share the
+   * plain gateway's, so the one snippets server behind them all accepts their assertions.
    */
-  as?: { publicUrl: string; signingKey: string };
+  publicUrl?: string;
+  signingKey?: string;
 }
-
 
 /**
  * The real gateway (startGateway: fastify, dev IdP upstream, the configured Store) in its own
@@ -40,8 +46,9 @@ export interface GatewayWorkerArgs {
  */
 const args = workerArgs<GatewayWorkerArgs>();
 const port = args.port ?? (await freePort());
-const publicUrl = args.as?.publicUrl ?? `http://127.0.0.1:${port}`;
-const signingKey = args.as?.signingKey ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const listenUrl = `http://127.0.0.1:${port}`;
+const publicUrl = args.publicUrl ?? listenUrl;
+const signingKey = args.signingKey ?? generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const config = loadConfig({
   yamlText: JSON.stringify({
     mode: 'dev',
@@ -62,15 +69,15 @@ const config = loadConfig({
         url: `${args.backendUrl}/mcp`,
         sseUrl: `${args.backendUrl}/sse`,
         credential: { header: 'x-functions-key', value: 'bench-backend-key' },
-        ...(args.policy ? { policy: { rules: DEV_POLICY_RULES } } : {}),
+        ...(args.policy ? { policy: { rules: DEV_POLICY_RULES, quotas: DEV_POLICY_QUOTAS } } : {}),
       },
     ],
     ...(args.tokenCacheMs === undefined ? {} : { tokens: { cacheMs: args.tokenCacheMs } }),
     // Benchmark 5 signs in from one address far more often than a person does.
     rateLimits: { registrationsPerHour: 0, tokenRequestsPerMinute: 0, authorizationsPerMinute: 0 },
     logLevel: 'error',
-    // The audit trail's cost is its own measurement (issue: benchmark 1 with audit on); off here.
-    audit: { sink: 'off' },
+    // Off unless asked: its cost is measured by benchmark 1's feature variants.
+    audit: args.auditFile ? { sink: 'file', file: { path: args.auditFile } } : { sink: 'off' },
   }),
   env: {},
 });
@@ -81,7 +88,10 @@ const rawStore: Store =
     ? SqliteStore.open({ path: args.store.path, clock: systemClock })
     : await RedisStore.connect({ url: args.store.url, keyPrefix: args.store.keyPrefix, commandTimeoutMs: 5000 });
 const store = args.instrumentStore ? timed(rawStore) : rawStore;
-const gateway = await startGateway(config, { env: {}, store, logger: pino({ level: 'error' }) });
+// As src/main.ts starts it (the SDK reads the OTEL_* variables the bench set in this process's environment).
+const telemetry: Telemetry | undefined = args.telemetry ? await startTelemetry(telemetryExport(process.env), process.env) : undefined;
+if (args.telemetry && !telemetry?.tracer) throw new Error('telemetry asked for, but OTEL_* in the environment start no tracing SDK');
+const gateway = await startGateway(config, { env: {}, store, logger: pino({ level: 'error' }), ...(telemetry ? { telemetry } : {}) });
 const resource = gateway.ctx.resources[0]!;
 
 async function mint(): Promise<string> {
@@ -115,8 +125,8 @@ async function assertion(ttlSeconds: number): Promise<string> {
 
 let cpuMark = process.cpuUsage();
 serveWorker(
-  // mcpUrl: where this process answers (a stand-in's publicUrl names the other gateway).
-  { url: publicUrl, mcpUrl: `http://127.0.0.1:${port}${new URL(resource.resource).pathname}`, token: await mint(), signingKey },
+  // Where to reach it: its listen URL (the resource's path under it), which a variant's publicUrl is not.
+  { url: listenUrl, mcpUrl: `${listenUrl}${new URL(resource.resource).pathname}`, token: await mint() },
   async (message) => {
     switch (message['type']) {
       case 'mint':
@@ -143,6 +153,7 @@ serveWorker(
   async () => {
     await gateway.close();
     await rawStore.close();
+    await telemetry?.shutdown().catch(() => {});
   },
 );
 

@@ -46,10 +46,31 @@ test('bench --quick runs all five benchmarks and reports their rows', { timeout:
     assert.equal(rowsOf(1).length, 2 * 2 * (nginx ? 4 : 3));
     assert.deepEqual([...new Set(rowsOf(1).map((row) => row[0]))], ['snippets', 'minimal']);
     if (!nginx) assert.match(output, /skipping nginx: nginx is not installed/);
-    // Benchmark 1's policy cost: tools/call and tools/list, gateway without and with the dev sample policy.
+    // Benchmark 1's cost of features: the plain gateway and five variants before the same snippets server.
     const figures = report.sections.find((s) => s.id === 1)!.figures;
-    for (const name of ['realPolicyAddedCpuUs16', 'realListFilterAddedCpuUs16']) assert.ok(Number.isFinite(figures[name]), name);
-    assert.match(readFileSync(results, 'utf8'), /\| tools\/call \| [\d,]+ \| [\d,]+ \|[^\n]*\n\| tools\/list \| [\d,]+ \| [\d,]+ \|/);
+    const variants = ['Policy', 'Audit', 'Trace100', 'Trace10', 'AuditTrace100'];
+    for (const name of ['realPlainCpuUs16', ...variants.flatMap((v) => [`real${v}CpuUs16`, `real${v}AddedCpuUs16`, `real${v}CpuVsPlain16`])]) {
+      assert.ok(Number.isFinite(figures[name]), name);
+    }
+    // The features were on: the tracing variants exported spans, the audit variants wrote records.
+    assert.ok(figures['otlpExports']! > 0, 'OTLP exports');
+    assert.ok(figures['auditMiB']! > 0, 'audit records');
+    const cells = '(?: [^|\\n]+ \\|){6}\\n';
+    assert.match(
+      readFileSync(results, 'utf8'),
+      new RegExp(
+        [
+          'gateway \\(policy, audit, tracing off\\)',
+          'gateway \\+ policy \\(dev sample rules and quotas\\)',
+          'gateway \\+ audit \\(file, arguments hash\\)',
+          'gateway \\+ tracing, sampled 100%',
+          'gateway \\+ tracing, sampled 10%',
+          'gateway \\+ audit and tracing 100%',
+        ]
+          .map((name) => `\\| ${name} \\|${cells}`)
+          .join(''),
+      ),
+    );
     assert.equal(rowsOf(2).length, 4); // SQLite, Redis × cached, uncached
     assert.equal(rowsOf(3).length, 2); // GET /mcp, legacy /mcp/sse
     assert.equal(rowsOf(4).length, 4); // SQLite, Redis × two sizes
@@ -60,6 +81,11 @@ test('bench --quick runs all five benchmarks and reports their rows', { timeout:
     const markdown = readFileSync(results, 'utf8');
     assert.match(markdown, /Machine: \d+ cores/);
     assert.match(markdown, /### Goals/);
+    // Issue 12's and 14's goals, computed from the cost-of-features table.
+    assert.match(markdown, /\| real backend: CPU the dev sample policy adds per tools\/call, 16 connections \(issue 12\) \| ≤ 10 µs \| -?[\d.,]+ µs \| /);
+    for (const what of ['audit on', 'tracing sampled 100%', 'tracing sampled 10%', 'audit and tracing 100%']) {
+      assert.match(markdown, new RegExp(`\\| real backend: gateway CPU per tools/call with ${what} / all off, 16 connections \\(issue 14\\) \\| ≤ 1\\.15 \\| [\\d.]+× \\| `));
+    }
     for (const id of [1, 2, 3, 4, 5]) assert.match(markdown, new RegExp(`### ${id}\\. `));
   } finally {
     rmSync(dir, { recursive: true, force: true });
