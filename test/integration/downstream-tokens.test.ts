@@ -28,6 +28,19 @@ function requestsFor(idp: EntraShapedIdp, grantType: string, scope: string): URL
   return idp.tokenRequests.filter((b) => b.get('grant_type') === grantType && b.get('scope') === scope);
 }
 
+/** The gateway signs in at the Entra look-alike as a confidential app with a secret. */
+function entraUpstream(idp: EntraShapedIdp) {
+  return {
+    entra: {
+      tenantId: ENTRA_TEST_TENANT,
+      clientId: 'gateway-app',
+      clientSecret: 'gateway-secret',
+      authorityHost: idp.authorityHost,
+      scopes: ['openid', 'profile', 'email', 'offline_access'],
+    },
+  };
+}
+
 describe('downstream tokens pushed to and pulled by a backend (Entra refresh for another resource)', () => {
   let idp: EntraShapedIdp;
   let graph: FakeGraph;
@@ -66,15 +79,7 @@ describe('downstream tokens pushed to and pulled by a backend (Entra refresh for
           ],
         },
       ],
-      upstream: {
-        entra: {
-          tenantId: ENTRA_TEST_TENANT,
-          clientId: 'gateway-app',
-          clientSecret: 'gateway-secret',
-          authorityHost: idp.authorityHost,
-          scopes: ['openid', 'profile', 'email', 'offline_access'],
-        },
-      },
+      upstream: entraUpstream(idp),
     });
     provider = new HeadlessOAuthProvider(ADELE);
     client = await connectSignedIn(gw.mcpUrl, provider);
@@ -339,15 +344,7 @@ describe('revoking the grant at /account stops token exchanges on every replica 
               downstreamTokens: [{ scopes: [GRAPH_USER_READ] }],
             },
           ],
-          upstream: {
-            entra: {
-              tenantId: ENTRA_TEST_TENANT,
-              clientId: 'gateway-app',
-              clientSecret: 'gateway-secret',
-              authorityHost: idp.authorityHost,
-              scopes: ['openid', 'profile', 'email', 'offline_access'],
-            },
-          },
+          upstream: entraUpstream(idp),
         }),
       );
     }
