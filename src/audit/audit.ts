@@ -9,8 +9,10 @@ import { createChain } from './chain.ts';
 import { type AuditSink, fileSink, streamSink } from './sinks.ts';
 
 export interface AuditConfig {
-  sink: 'off' | 'stdout' | 'file' | 'otlp';
+  sink: 'off' | 'stdout' | 'file' | 'otlp' | 'azure-monitor';
   file: { path: string; maxBytes: number; maxFiles: number };
+  /** The `azure-monitor` sink's connection string (else APPLICATIONINSIGHTS_CONNECTION_STRING). */
+  azureMonitor?: { connectionString?: string | undefined };
   arguments: ArgumentsMode;
   /** Dotted paths redacted from tool arguments in `redacted` mode. */
   redact: string[];
@@ -60,7 +62,7 @@ export async function createAudit(
     clock: Clock;
     logger: Logger;
     sink?: AuditSink;
-    /** The OTEL_* variables of the `otlp` sink (endpoint, protocol, service name). */
+    /** The OTEL_* variables of the `otlp` sink (endpoint, protocol, service name); APPLICATIONINSIGHTS_CONNECTION_STRING of `azure-monitor`. */
     env?: Record<string, string | undefined>;
   },
 ): Promise<Audit> {
@@ -84,7 +86,9 @@ export async function createAudit(
         : config.sink === 'otlp'
           ? // Loaded only then: a gateway without it does not load the logs SDK.
             { sink: await (await import('./otlp-sink.ts')).otlpSink(deps.env ?? {}), head: undefined }
-          : { sink: streamSink(), head: undefined };
+          : config.sink === 'azure-monitor'
+            ? { sink: await azureMonitor(config, deps.env ?? {}), head: undefined }
+            : { sink: streamSink(), head: undefined };
   const { sink } = opened;
   const key = createPrivateKey(deps.signingKeyPem);
   const kid = await calculateJwkThumbprint(await exportJWK(createPublicKey(key)));
@@ -186,4 +190,11 @@ export async function createAudit(
     arguments: config.arguments,
     redact: config.redact,
   };
+}
+
+/** The `azure-monitor` sink, loaded only then (a gateway without it does not load the exporter). */
+async function azureMonitor(config: AuditConfig, env: Record<string, string | undefined>): Promise<AuditSink> {
+  const connectionString = config.azureMonitor?.connectionString ?? env['APPLICATIONINSIGHTS_CONNECTION_STRING']?.trim();
+  if (!connectionString) throw new Error('audit.azureMonitor.connectionString: required by audit.sink azure-monitor (or set APPLICATIONINSIGHTS_CONNECTION_STRING)');
+  return (await import('./azure-monitor-sink.ts')).azureMonitorSink(connectionString, env);
 }

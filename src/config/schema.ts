@@ -462,8 +462,8 @@ const entraWorkloadsSchema = z
  */
 const auditSchema = z
   .object({
-    /** `stdout` (JSON lines, the default), `file` (rotated by size), `otlp` (OpenTelemetry log records) or `off`. */
-    sink: z.enum(['off', 'stdout', 'file', 'otlp']).default('stdout'),
+    /** `stdout` (JSON lines, the default), `file` (rotated by size), `otlp` (OpenTelemetry log records), `azure-monitor` (Application Insights) or `off`. */
+    sink: z.enum(['off', 'stdout', 'file', 'otlp', 'azure-monitor']).default('stdout'),
     file: z
       .object({
         path: z.string().min(1).default('./data/audit.jsonl'),
@@ -471,6 +471,13 @@ const auditSchema = z
         maxBytes: z.number().int().min(4096).default(10 * 1024 * 1024),
         /** Rotated files kept (path.1 … path.N). */
         maxFiles: z.number().int().min(0).max(1000).default(5),
+      })
+      .strict()
+      .prefault({}),
+    azureMonitor: z
+      .object({
+        /** The Application Insights connection string; default: the APPLICATIONINSIGHTS_CONNECTION_STRING variable. */
+        connectionString: z.string().min(1).optional(),
       })
       .strict()
       .prefault({}),

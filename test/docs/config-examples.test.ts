@@ -22,6 +22,7 @@ const DOCUMENTED_ENV = {
   SNIPPETS_KEY: 'snippets-function-key',
   REDIS_URL: 'rediss://:access-key@contoso.redis.cache.windows.net:6380',
   AZURE_CLIENT_ID: '7d1f3c2e-5b8a-4c6d-9e0f-1a2b3c4d5e6f',
+  AUDIT_APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/',
 };
 const DOCUMENTED_FILES = {
   'assertion-key.pem': generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),

@@ -1,37 +1,41 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { verifyAuditFile } from '../../src/audit/verify.ts';
 import { type StartedSystem, startSystem } from '../support/child-system.ts';
 import { freePort } from '../support/ports.ts';
+import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 import { selfSignedCertificate } from '../support/tls.ts';
 
 /** Application Insights ingestion (Breeze v2.1 track): a JSON array of envelopes, gzipped. */
 interface Envelope {
   name: string;
-  data: { baseType: string; baseData: Record<string, unknown> };
+  data: { baseType: string; baseData: Record<string, unknown> & { properties?: Record<string, string> } };
   tags?: Record<string, string>;
 }
 
-describe('Azure Monitor: with an Application Insights connection string, spans go to its ingestion endpoint', () => {
+type ToolResult = { isError?: boolean };
+
+describe('Azure Monitor: with an Application Insights connection string, spans and audit records go to its ingestion endpoint', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'mcpgw-azmon-'));
   const envelopes: Envelope[] = [];
   const paths: string[] = [];
+  /** Every request body as sent (decompressed), to look for secrets in. */
+  const bodies: string[] = [];
+  /** What the client held: none of it may reach the ingestion endpoint. */
+  const secrets: string[] = [];
   let ingestion: Server | undefined;
   let system: StartedSystem | undefined;
-  after(async () => {
-    if (system && system.child.exitCode === null && system.child.signalCode === null) await system.stop();
-    ingestion?.closeAllConnections();
-    ingestion?.close();
-    rmSync(dataDir, { recursive: true, force: true });
-  });
 
-  it('a request to an OAuth endpoint arrives at a loopback ingestion endpoint as a Request envelope with the route name', async () => {
+  before(async () => {
     // The exporter speaks TLS to its ingestion endpoint whatever the scheme: a loopback https
     // receiver, its certificate trusted by the child through NODE_EXTRA_CA_CERTS.
     const tls = selfSignedCertificate();
@@ -44,8 +48,10 @@ describe('Azure Monitor: with an Application Insights connection string, spans g
         paths.push(req.url ?? '');
         const body = Buffer.concat(chunks);
         const text = req.headers['content-encoding'] === 'gzip' ? gunzipSync(body).toString('utf8') : body.toString('utf8');
-        envelopes.push(...(JSON.parse(text) as Envelope[]));
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ itemsReceived: 1, itemsAccepted: 1, errors: [] }));
+        bodies.push(text);
+        const received = JSON.parse(text) as Envelope[];
+        envelopes.push(...received);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ itemsReceived: received.length, itemsAccepted: received.length, errors: [] }));
       });
     });
     await new Promise<void>((resolve) => ingestion!.listen(0, '127.0.0.1', resolve));
@@ -56,8 +62,12 @@ describe('Azure Monitor: with an Application Insights connection string, spans g
       60_000,
       {
         APPLICATIONINSIGHTS_CONNECTION_STRING: `InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=${endpoint}`,
-        // Only loopback: no statsbeat to Microsoft's endpoints; a platform named so the VM detector does not probe IMDS.
+        // The audit trail to Application Insights too (its connection string: the variable above).
+        MCPGW_AUDIT__SINK: 'azure-monitor',
+        // Only loopback: no statsbeat or SDK stats to Microsoft's endpoints (docs/configuration.md,
+        // Telemetry); a platform named so the VM detector does not probe IMDS.
         APPLICATIONINSIGHTS_STATSBEAT_DISABLED: 'true',
+        APPLICATION_INSIGHTS_NO_STATSBEAT: 'true',
         APPLICATIONINSIGHTS_SDKSTATS_DISABLED: 'true',
         CONTAINER_APP_NAME: 'mcp-entra-gateway-test',
         CONTAINER_APP_REPLICA_NAME: 'replica-1',
@@ -68,11 +78,38 @@ describe('Azure Monitor: with an Application Insights connection string, spans g
     );
     const metadata = await fetch(`http://localhost:${ports[0]}/.well-known/oauth-authorization-server`);
     assert.equal(metadata.status, 200);
+
+    const alice = system.users.find((u) => u.login === 'alice')!;
+    const provider = new HeadlessOAuthProvider(alice);
+    const client = new Client({ name: 'azmon-e2e', version: '1.0.0' });
+    const transport = () => new StreamableHTTPClientTransport(new URL(system!.mcpUrl), { authProvider: provider });
+    try {
+      await client.connect(transport());
+    } catch (error) {
+      if (!(error instanceof UnauthorizedError)) throw error;
+      await transport().finishAuth(provider.authorizationCode!);
+      await client.connect(transport());
+    }
+    assert.equal(((await client.callTool({ name: 'hello_mcp', arguments: {} })) as ToolResult).isError, undefined);
+    assert.equal(((await client.callTool({ name: 'get_snippet', arguments: { snippetname: 'nowhere' } })) as ToolResult).isError, true);
+    await client.close();
+    const tokens = provider.tokens()!;
+    secrets.push(tokens.access_token, tokens.refresh_token!, provider.authorizationCode!, provider.codeVerifier(), alice.password);
+
     const output = system.output;
-    const stopped = await system.stop(); // shutdownAzureMonitor flushes the spans
+    const stopped = await system.stop(); // the audit trail closes (last batch, checkpoint), shutdownAzureMonitor flushes the spans
     system = undefined;
     assert.equal(stopped, true, output());
+  });
 
+  after(async () => {
+    if (system && system.child.exitCode === null && system.child.signalCode === null) await system.stop();
+    ingestion?.closeAllConnections();
+    ingestion?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('a request to an OAuth endpoint arrives as a Request envelope with the route name', () => {
     assert.ok(paths.every((path) => path === '/v2.1/track'), `ingestion paths: ${paths.join(', ')}`);
     const request = envelopes.find(
       (e) => e.data.baseType === 'RequestData' && e.data.baseData['name'] === 'GET /.well-known/oauth-authorization-server',
@@ -80,5 +117,57 @@ describe('Azure Monitor: with an Application Insights connection string, spans g
     assert.ok(request, `no Request envelope among ${envelopes.map((e) => `${e.data.baseType}:${String(e.data.baseData['name'])}`).join(', ')}`);
     assert.equal(request.data.baseData['responseCode'], '200');
     assert.equal(request.tags?.['ai.cloud.role'], 'mcp-entra-gateway');
+  });
+
+  it('every audit record arrives as a trace (MessageData): the chained line its message, the fields its customDimensions, and the messages pass `audit verify`', async () => {
+    const audit = envelopes.filter((e) => e.data.baseType === 'MessageData' && e.data.baseData.properties?.['event.name'] !== undefined);
+    const records = audit.map((e) => ({ envelope: e, record: JSON.parse(String(e.data.baseData['message'])) as Record<string, unknown> }));
+    records.sort((a, b) => Number(a.record['seq']) - Number(b.record['seq']));
+    const names = records.map((r) => r.record['event.name']);
+    for (const name of ['gateway.consent', 'gateway.sign_in', 'gateway.grant.issued', 'mcp.operation', 'audit.checkpoint']) {
+      assert.ok(names.includes(name), `no ${name} among ${names.join(', ')}`);
+    }
+
+    const hello = records.find((r) => r.record['gen_ai.tool.name'] === 'hello_mcp');
+    assert.ok(hello, 'the hello_mcp call is audited');
+    const properties = hello.envelope.data.baseData.properties!;
+    assert.equal(hello.envelope.name, 'Microsoft.ApplicationInsights.Message');
+    assert.equal(hello.envelope.data.baseData['severityLevel'], 'Information');
+    assert.equal(properties['event.name'], 'mcp.operation');
+    assert.equal(properties['mcp.method.name'], 'tools/call');
+    assert.equal(properties['gen_ai.tool.name'], 'hello_mcp');
+    assert.equal(properties['mcp.backend'], 'snippets');
+    assert.equal(properties['user.name'], 'alice');
+    assert.equal(properties['gateway.policy.decision'], 'allowed');
+    assert.match(properties['oauth.client.id'] ?? '', /^mcpgw_client_/);
+    assert.equal(properties['seq'], String(hello.record['seq']));
+    assert.equal(hello.record['http.response.status_code'], 200, 'fields Application Insights keeps out of customDimensions stay in the message');
+    assert.equal(hello.record['error.type'], undefined);
+    // The record's trace and client, in Application Insights' own columns.
+    assert.equal(hello.envelope.tags?.['ai.operation.id'], hello.record['trace.id']);
+    assert.equal(hello.envelope.tags?.['ai.operation.parentId'], hello.record['span.id']);
+    assert.equal(hello.envelope.tags?.['ai.location.ip'], hello.record['client.address']);
+    assert.equal(hello.envelope.tags?.['ai.user.authUserId'], hello.record['user.id']);
+    assert.equal(hello.envelope.tags?.['ai.cloud.role'], 'mcp-entra-gateway');
+
+    const missing = records.find((r) => r.record['gen_ai.tool.name'] === 'get_snippet');
+    assert.equal(missing?.record['error.type'], 'tool_error');
+    assert.equal(missing?.envelope.data.baseData.properties?.['user.name'], 'alice');
+
+    // What Application Insights stored is the trail itself: one chain, nothing missing or altered.
+    const file = join(dataDir, 'from-app-insights.jsonl');
+    writeFileSync(file, `${records.map((r) => String(r.envelope.data.baseData['message'])).join('\n')}\n`);
+    const report = await verifyAuditFile(file);
+    assert.equal(report.problem, undefined);
+    assert.equal(report.records, records.length);
+    assert.equal(report.firstSeq, 1);
+  });
+
+  it('no token, code, verifier or password reaches the ingestion endpoint', () => {
+    assert.ok(bodies.length > 0);
+    for (const secret of secrets) {
+      assert.ok(secret.length >= 8);
+      assert.ok(!bodies.some((body) => body.includes(secret)), `a secret (${secret.slice(0, 6)}…) was sent to Application Insights`);
+    }
   });
 });
