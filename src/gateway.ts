@@ -34,7 +34,7 @@ import { type RedisCredential, RedisStore } from './store/redis.ts';
 import { entraRedisCredential } from './store/redis-entra.ts';
 import { SqliteStore } from './store/sqlite.ts';
 import { createGatewayMetrics } from './telemetry/metrics.ts';
-import { instrumentStore, traceIdp } from './telemetry/ports.ts';
+import { instrumentStore, type StoreDatabase, traceIdp, traceStore } from './telemetry/ports.ts';
 import { localTelemetry, type Telemetry } from './telemetry/sdk.ts';
 
 export interface GatewayDeps {
@@ -80,7 +80,8 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const telemetry = deps.telemetry ?? localTelemetry();
   const metrics = createGatewayMetrics(telemetry.meterProvider);
   const tracer = telemetry.tracer;
-  const store = instrumentStore(deps.store ?? (await openStore(config, clock, deps.getRedisCredential)), metrics, tracer);
+  const measuredStore = instrumentStore(deps.store ?? (await openStore(config, clock, deps.getRedisCredential)), metrics);
+  const store = tracer ? traceStore(measuredStore, tracer, storeDatabase(config.store)) : measuredStore;
 
   let devIdp: DevIdp | undefined;
   let devClient: { clientId: string; clientSecret: string; redirectUris: string[] } | undefined;
@@ -211,6 +212,13 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
       if (!deps.telemetry) await telemetry.shutdown();
     },
   };
+}
+
+/** The Store's database as its spans name it: the Redis server's host and port, never its URL (it may carry a password). */
+function storeDatabase(store: Config['store']): StoreDatabase {
+  if (store.kind === 'sqlite') return { system: 'sqlite' };
+  const url = new URL(store.url);
+  return { system: 'redis', address: url.hostname, port: url.port ? Number(url.port) : 6379 };
 }
 
 async function openStore(config: Config, clock: Clock, getRedisCredential: GatewayDeps['getRedisCredential']): Promise<Store> {

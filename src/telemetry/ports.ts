@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
+import { type Attributes, SpanKind, SpanStatusCode, type Tracer, trace } from '@opentelemetry/api';
 import type { UpstreamIdp } from '../ports/idp.ts';
 import type { Store } from '../ports/store.ts';
 import type { GatewayMetrics } from './metrics.ts';
@@ -6,27 +6,20 @@ import type { GatewayMetrics } from './metrics.ts';
 const STORE_OPERATIONS = ['get', 'set', 'setIfAbsent', 'take', 'delete', 'addToSet', 'removeFromSet', 'members', 'increment', 'ping'] as const;
 const IDP_OPERATIONS = ['authorizationUrl', 'completeSignIn', 'refresh', 'ping'] as const;
 
-/**
- * The Store with each call timed and its failures counted (`mcpgw_store_*`), and, when a tracer
- * is given, a CLIENT span `store <operation>` under the request's span (never a trace of its own).
- */
-export function instrumentStore(store: Store, metrics: GatewayMetrics, tracer: Tracer | undefined): Store {
+/** The Store with each call timed and its failures counted (`mcpgw_store_*`). */
+export function instrumentStore(store: Store, metrics: GatewayMetrics): Store {
   const instrumented = Object.create(store) as Store;
   for (const operation of STORE_OPERATIONS) {
     const call = (store[operation] as (...args: unknown[]) => Promise<unknown>).bind(store);
-    const spanName = `store ${operation}`;
     (instrumented as unknown as Record<string, unknown>)[operation] = (...args: unknown[]) => {
       const started = performance.now();
-      const span = tracer && trace.getActiveSpan() ? tracer.startSpan(spanName, { kind: SpanKind.CLIENT }) : undefined;
       return call(...args).then(
         (value) => {
           metrics.storeCall(operation, (performance.now() - started) / 1000, false);
-          span?.end();
           return value;
         },
         (error: unknown) => {
           metrics.storeCall(operation, (performance.now() - started) / 1000, true);
-          if (span) failed(span, error);
           throw error;
         },
       );
@@ -34,6 +27,64 @@ export function instrumentStore(store: Store, metrics: GatewayMetrics, tracer: T
   }
   instrumented.close = () => store.close();
   return instrumented;
+}
+
+/** What backs the Store, as the database client span conventions name it. */
+export interface StoreDatabase {
+  /** `db.system.name`: `sqlite` or `redis`. */
+  system: 'sqlite' | 'redis';
+  /** `server.address` / `server.port` of a Redis server (never its URL: it may carry a password). */
+  address?: string;
+  port?: number;
+}
+
+/** The kind of record a key holds: what precedes its first `:` (src/oauth/keys.ts), never the rest (ids, token hashes, user keys). */
+function keyPrefix(key: unknown): string | undefined {
+  if (typeof key !== 'string') return undefined;
+  const end = key.indexOf(':');
+  return end > 0 ? key.slice(0, end) : undefined;
+}
+
+/**
+ * The Store with a CLIENT span per call, under the active span (an OAuth endpoint's request span,
+ * src/telemetry/http.ts); a call outside any span makes none (never a trace of its own). Attributes
+ * follow the database client span conventions (OpenTelemetry semantic conventions, Database spans):
+ * `db.system.name`, `db.operation.name` (the Store operation: get, set, take …), `server.address`
+ * / `server.port` for Redis, `error.type` on failure; the key's prefix (`grant`, `code`, `at` …)
+ * stands for the collection (`db.collection.name`): each prefix is one kind of record
+ * (docs/storage-keys.md), the Store's equivalent of a table. The span is named
+ * `{db.operation.name} {db.collection.name}` (`take code`). Keys themselves never appear. Installed
+ * only when spans are exported: a gateway without a tracer does not wrap the Store.
+ */
+export function traceStore(store: Store, tracer: Tracer, database: StoreDatabase): Store {
+  const common: Attributes = { 'db.system.name': database.system };
+  if (database.address !== undefined) common['server.address'] = database.address;
+  if (database.port !== undefined) common['server.port'] = database.port;
+  const traced = Object.create(store) as Store;
+  for (const operation of STORE_OPERATIONS) {
+    const call = (store[operation] as (...args: unknown[]) => Promise<unknown>).bind(store);
+    (traced as unknown as Record<string, unknown>)[operation] = (...args: unknown[]) => {
+      if (!trace.getActiveSpan()) return call(...args);
+      // delete(...keys) names its collection when every key is of one kind.
+      const prefixes = new Set(operation === 'ping' ? [] : (operation === 'delete' ? args : args.slice(0, 1)).map(keyPrefix));
+      const collection = prefixes.size === 1 ? [...prefixes][0] : undefined;
+      const attributes: Attributes = { ...common, 'db.operation.name': operation };
+      if (collection !== undefined) attributes['db.collection.name'] = collection;
+      const span = tracer.startSpan(collection === undefined ? operation : `${operation} ${collection}`, { kind: SpanKind.CLIENT, attributes });
+      return call(...args).then(
+        (value) => {
+          span.end();
+          return value;
+        },
+        (error: unknown) => {
+          failed(span, error);
+          throw error;
+        },
+      );
+    };
+  }
+  traced.close = () => store.close();
+  return traced;
 }
 
 /** The upstream IdP with a CLIENT span `idp <operation>` per call, under the request's span. */

@@ -72,7 +72,7 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it('a real SDK tool call yields the SERVER span `tools/call hello_mcp`, its backend CLIENT span and the snippets server span, parent to child; a tool error is error.type tool_error; the audit record carries the trace id', async () => {
+  it('a real SDK tool call yields the SERVER span `tools/call hello_mcp`, its backend CLIENT span and the snippets server span, parent to child; a tool error is error.type tool_error; the Store calls of the token exchange are its child spans; the audit record carries the trace id', async () => {
     const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
     const args = ['--port', String(ports[0]), '--idp-port', String(ports[1]), '--snippets-port', String(ports[2]), '--admin-port', String(ports[3]), '--data', dataDir];
     system = await startSystem(args, 60_000, {
@@ -98,6 +98,7 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
     assert.equal(missing.isError, true);
     const metrics = await (await fetch(`http://127.0.0.1:${ports[3]}/metrics`)).text();
     await client.close();
+    const tokens = provider.tokens()!;
     // Ctrl-C: the gateway closes, then the SDK flushes what it holds (no waiting on an export interval).
     const stopped = await system.stop();
     system = undefined;
@@ -137,6 +138,27 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
     assert.equal(toolError.status?.code, 2, 'span status ERROR');
     const storage = spans.find((s) => s.name === 'storage get' && s.traceId === toolError.traceId);
     assert.ok(storage, 'the storage call is a span of the same trace');
+
+    // The token exchange's Store calls are CLIENT spans under its request span (database client span
+    // conventions), named by operation and key prefix; no key, hash or token in any span.
+    const token = spans.find((s) => s.name === 'POST /token' && s.kind === SERVER && s.scope === 'mcp-entra-gateway');
+    assert.ok(token, 'the token exchange is a SERVER span');
+    assert.equal(attributes(token)['http.route'], '/token');
+    const storeCalls = spans.filter((s) => s.parentSpanId === token.spanId && attributes(s)['db.system.name'] !== undefined);
+    for (const name of ['take code', 'set grant', 'set at', 'set rt']) {
+      const call = storeCalls.find((s) => s.name === name);
+      assert.ok(call, `no Store span ${name} under POST /token among ${storeCalls.map((s) => s.name).join(', ')}`);
+      assert.equal(call.kind, CLIENT);
+      assert.equal(call.traceId, token.traceId);
+    }
+    assert.deepEqual(attributes(storeCalls.find((s) => s.name === 'take code')!), { 'db.system.name': 'sqlite', 'db.operation.name': 'take', 'db.collection.name': 'code' });
+    for (const call of spans.filter((s) => attributes(s)['db.system.name'] !== undefined)) {
+      const { 'db.collection.name': collection, ...rest } = attributes(call);
+      assert.deepEqual(Object.keys(rest).sort(), ['db.operation.name', 'db.system.name'], `${call.name}: ${JSON.stringify(attributes(call))}`);
+      assert.match(String(collection), /^[a-z-]+$/, `${call.name}: the key prefix only`);
+    }
+    const exportedSpans = JSON.stringify(receiver.bodies.get('/v1/traces'));
+    for (const secret of [tokens.access_token, tokens.refresh_token!, provider.authorizationCode!]) assert.ok(!exportedSpans.includes(secret), 'no token or code in any span');
 
     // The same operations in the audit trail carry their trace.
     const records = readFileSync(join(dataDir, 'audit.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
