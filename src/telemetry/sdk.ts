@@ -77,6 +77,8 @@ export async function startTelemetry(exported: TelemetryExport, env: Record<stri
       ...(serviceName ? { resource: resourceFromAttributes({ 'service.name': serviceName }) } : {}),
       // The gateway makes its own spans (MCP conventions); the distro's HTTP instrumentation would duplicate them.
       instrumentationOptions: { http: { enabled: false } },
+      // Live Metrics, Statsbeat and the exporter's settings poll keep their defaults; their switches are
+      // environment variables the distro reads itself (docs/configuration.md, Audit records to Application Insights).
     });
     return started(prometheus, shutdownAzureMonitor);
   }

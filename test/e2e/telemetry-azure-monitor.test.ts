@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
@@ -33,6 +35,9 @@ describe('Azure Monitor: with an Application Insights connection string, spans a
   /** What the client held: none of it may reach the ingestion endpoint. */
   const secrets: string[] = [];
   let ingestion: Server | undefined;
+  /** Where the child tried to connect through the proxy: host:port of each tunnel asked for. */
+  const tunnels: string[] = [];
+  let proxy: HttpServer | undefined;
   let system: StartedSystem | undefined;
 
   before(async () => {
@@ -55,6 +60,16 @@ describe('Azure Monitor: with an Application Insights connection string, spans a
       });
     });
     await new Promise<void>((resolve) => ingestion!.listen(0, '127.0.0.1', resolve));
+    proxy = createHttpServer((req, res) => {
+      tunnels.push(`${req.method} ${req.url}`);
+      res.writeHead(502).end();
+    });
+    proxy.on('connect', (req: IncomingMessage, socket: Duplex) => {
+      tunnels.push(String(req.url));
+      socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+    });
+    await new Promise<void>((resolve) => proxy!.listen(0, '127.0.0.1', resolve));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     const endpoint = `https://127.0.0.1:${(ingestion.address() as AddressInfo).port}/`;
     const ports = [await freePort(), await freePort(), await freePort(), await freePort()];
     system = await startSystem(
@@ -64,11 +79,16 @@ describe('Azure Monitor: with an Application Insights connection string, spans a
         APPLICATIONINSIGHTS_CONNECTION_STRING: `InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=${endpoint}`,
         // The audit trail to Application Insights too (its connection string: the variable above).
         MCPGW_AUDIT__SINK: 'azure-monitor',
-        // Only loopback: no statsbeat or SDK stats to Microsoft's endpoints (docs/configuration.md,
-        // Telemetry); a platform named so the VM detector does not probe IMDS.
+        // Nothing to Microsoft's endpoints but the settings poll, which has no switch (docs/configuration.md,
+        // Telemetry): no Statsbeat, no SDK stats, no Live Metrics pings; a platform named so the VM detector does not probe IMDS.
         APPLICATIONINSIGHTS_STATSBEAT_DISABLED: 'true',
         APPLICATION_INSIGHTS_NO_STATSBEAT: 'true',
         APPLICATIONINSIGHTS_SDKSTATS_DISABLED: 'true',
+        APPLICATIONINSIGHTS_CONFIGURATION_CONTENT: JSON.stringify({ enableLiveMetrics: false }),
+        // The Azure SDK's HTTP pipeline honours HTTPS_PROXY: a loopback proxy that refuses every
+        // tunnel shows where else the exporters would connect (the ingestion endpoint is NO_PROXY).
+        HTTPS_PROXY: proxyUrl,
+        NO_PROXY: '127.0.0.1,localhost',
         CONTAINER_APP_NAME: 'mcp-entra-gateway-test',
         CONTAINER_APP_REPLICA_NAME: 'replica-1',
         NODE_EXTRA_CA_CERTS: caFile,
@@ -106,6 +126,8 @@ describe('Azure Monitor: with an Application Insights connection string, spans a
     if (system && system.child.exitCode === null && system.child.signalCode === null) await system.stop();
     ingestion?.closeAllConnections();
     ingestion?.close();
+    proxy?.closeAllConnections();
+    proxy?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -161,6 +183,13 @@ describe('Azure Monitor: with an Application Insights connection string, spans a
     assert.equal(report.problem, undefined);
     assert.equal(report.records, records.length);
     assert.equal(report.firstSeq, 1);
+  });
+
+  it('with Statsbeat, SDK stats and Live Metrics off, nothing leaves loopback but the exporter settings poll (which has no switch)', () => {
+    assert.deepEqual(
+      tunnels.filter((tunnel) => tunnel !== 'settings.sdk.monitor.azure.com:443'),
+      [],
+    );
   });
 
   it('no token, code, verifier or password reaches the ingestion endpoint', () => {
