@@ -1,5 +1,5 @@
-import { ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
-import { ExportResultCode } from '@opentelemetry/core';
+import { context as otelContext, ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
+import { ExportResultCode, suppressTracing } from '@opentelemetry/core';
 import { defaultResource, detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
 import { LoggerProvider, type LogRecordExporter, type LogRecordProcessor, type SdkLogRecord } from '@opentelemetry/sdk-logs';
 import { DEFAULT_SERVICE_NAME, isServiceNamed, SCOPE_NAME } from '../telemetry/sdk.ts';
@@ -75,11 +75,17 @@ export function logRecordSink(
         });
       }
       const records = collected.take();
-      await new Promise<void>((resolve, reject) => {
-        exporting.export(records, (result) =>
-          result.code === ExportResultCode.SUCCESS ? resolve() : reject(result.error ?? new Error('log export failed')),
-        );
-      });
+      // The trail drains in the context of the request whose record started it: export outside any
+      // trace, with tracing suppressed, so the export's own HTTP calls are never spans (under that request or alone).
+      await otelContext.with(
+        suppressTracing(ROOT_CONTEXT),
+        () =>
+          new Promise<void>((resolve, reject) => {
+            exporting.export(records, (result) =>
+              result.code === ExportResultCode.SUCCESS ? resolve() : reject(result.error ?? new Error('log export failed')),
+            );
+          }),
+      );
     },
     async close() {
       await provider.shutdown();

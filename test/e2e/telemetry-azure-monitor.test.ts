@@ -185,6 +185,11 @@ describe('Azure Monitor: with an Application Insights connection string, spans a
     assert.equal(report.firstSeq, 1);
   });
 
+  it('the exports themselves are not traced: no dependency for the ingestion requests', () => {
+    const own = envelopes.filter((e) => e.data.baseType === 'RemoteDependencyData' && String(e.data.baseData['name']).includes('/v2.1/track'));
+    assert.deepEqual(own.map((e) => e.data.baseData['name']), []);
+  });
+
   it('with Statsbeat, SDK stats and Live Metrics off, nothing leaves loopback but the exporter settings poll (which has no switch)', () => {
     assert.deepEqual(
       tunnels.filter((tunnel) => tunnel !== 'settings.sdk.monitor.azure.com:443'),
