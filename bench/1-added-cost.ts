@@ -54,7 +54,7 @@ export async function addedCost(ctx: BenchContext): Promise<Section> {
   section.notes.push(
     `${rounds} interleaved round(s) of ${ctx.quick ? 0.3 : 1} s warm-up (discarded) + ${ctx.quick ? 0.7 : 5} s per path and level; figures are means over rounds.`,
     'snippets: servers/snippets (official SDK McpServer, folder storage) answering `hello_mcp` as an SSE stream in one Streamable HTTP session per path (JSON-RPC ids unique per call); it checks x-functions-key (injected by nginx, the node proxy and the gateway) and verifies the identity assertion (ES256) on every call (direct, nginx and node proxy send one the gateway signed). minimal: bench/procs/backend.ts, one fixed JSON answer, no session.',
-    'CPU µs/call: user + system CPU time of the proxy process(es) (nginx: master and worker; gateway; node proxy) and of the backend over the measured period, from /proc, divided by the calls answered. Unlike req/s it does not depend on how the shared core is split.',
+    'CPU µs/call: user + system CPU time of the proxy process(es) (nginx: master and worker; gateway; node proxy) and of the backend over the measured period, from /proc (the time on CPU in ns of all its threads, from schedstat), divided by the calls answered. Unlike req/s it does not depend on how the shared core is split.',
     '"node proxy" is bench/procs/node-proxy.ts: node:http server + undici Pool#dispatch (the gateway\'s client), no auth or header policy: the cost of Node\'s HTTP stack alone, the floor under any Node gateway.',
     'Ratios and added latency (gateway minus direct; nginx minus direct for comparison):',
   );
@@ -428,7 +428,7 @@ async function measureFeatures(
       results.set(pair.key, [...(results.get(pair.key) ?? []), { plain: plainResult, variant: variantResult }]);
       const added = variantResult.cpuUsPerRequest['proxy']! - plainResult.cpuUsPerRequest['proxy']!;
       ctx.log(
-        `  features ${pair.name}: ${fmtInt(variantResult.rps)} req/s, ${round(variantResult.cpuUsPerRequest['proxy']!, 1)} µs CPU/call (plain beside it ${round(plainResult.cpuUsPerRequest['proxy']!, 1)}: ${added >= 0 ? '+' : ''}${round(added, 1)})`,
+        `  features ${pair.name}: ${fmtInt(variantResult.rps)} req/s, ${round(variantResult.cpuUsPerRequest['proxy']!, 1)} µs CPU/call (plain beside it ${fmtInt(plainResult.rps)} req/s, ${round(plainResult.cpuUsPerRequest['proxy']!, 1)} µs: ${added >= 0 ? '+' : ''}${round(added, 1)})`,
       );
     }
   }
@@ -501,7 +501,7 @@ async function measurePolicyInProcess(ctx: BenchContext, section: Section, direc
   section.extra = [
     section.extra ?? '',
     '',
-    `The policy's own CPU per call, in process (bench/lib/policy-cost.ts: the dev sample rules and quotas compiled once by createEnforcer, the bench user; CPU time over ${fmtInt(iterations)} iterations after as many warm-up ones, median of ${repeats} runs (min … max)):`,
+    `The policy's own CPU per call, in process (bench/lib/policy-cost.ts: the dev sample rules and quotas compiled once by createEnforcer, the bench user; CPU time over ${fmtInt(iterations)} iterations after as many warm-up ones, median of ${repeats} runs (min … max)). A tight loop keeps the policy's code and data in cache and its call sites monomorphic; in the gateway, between a call's other work, the same functions cost several times more (a CPU profile of the policy gateway in the pair put \`subject\` + \`screen\` at ~20 µs per call on a loaded machine): the floor, not the figure for the goal, which is the paired one above:`,
     '',
     '| what the gateway does | CPU µs |',
     '| --- | --- |',
