@@ -52,6 +52,10 @@ test('bench --quick runs all five benchmarks and reports their rows', { timeout:
     for (const name of ['realPlainCpuUs16', ...variants.flatMap((v) => [`real${v}CpuUs16`, `real${v}AddedCpuUs16`, `real${v}CpuVsPlain16`])]) {
       assert.ok(Number.isFinite(figures[name]), name);
     }
+    // Issue 12: the policy paired on tools/list too (the list filter), and its own CPU per call in process.
+    for (const name of ['realPolicyListAddedCpuUs16', 'policyInProcessCallUs', 'policyInProcessListJsonUs', 'policyInProcessListSseUs']) {
+      assert.ok(Number.isFinite(figures[name]), name);
+    }
     // The features were on: the tracing variants exported spans, the audit variants wrote records.
     assert.ok(figures['otlpExports']! > 0, 'OTLP exports');
     assert.ok(figures['auditMiB']! > 0, 'audit records');

@@ -2,7 +2,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Audit } from '../../src/audit/audit.ts';
 import pino from 'pino';
-import type { BackendConfig, TimeoutsConfig } from '../../src/config/schema.ts';
+import type { BackendConfig, PolicyQuotaConfig, PolicyRuleConfig, TimeoutsConfig } from '../../src/config/schema.ts';
 import { createHttpApp } from '../../src/http/app.ts';
 import { createGrants, type Grants, userKeyOf } from '../../src/oauth/grants.ts';
 import { buildResources, type ProtectedResource } from '../../src/oauth/resources.ts';
@@ -56,6 +56,8 @@ export interface ProxyHarnessOptions {
   trustProxy?: boolean | string[];
   /** Another replica's public URL and signing key, so this one serves the same resources and assertions. */
   replicaOf?: Pick<ProxyHarness, 'url' | 'signingKeyPem'>;
+  /** Config `policy` (global rules and quotas, for every backend); default none. */
+  policy?: { rules?: PolicyRuleConfig[]; quotas?: PolicyQuotaConfig[] };
 }
 
 export interface ProxyHarness {
@@ -112,6 +114,8 @@ export async function startProxyHarness(options: ProxyHarnessOptions): Promise<P
       signingKeyPem,
       bodyTimeoutMs: options.timeouts?.mcpBodyMs,
       audit: options.audit,
+      globalPolicyRules: options.policy?.rules,
+      globalPolicyQuotas: options.policy?.quotas,
     },
     options.keepAliveIntervalMs !== undefined ? { keepAliveIntervalMs: options.keepAliveIntervalMs } : {},
   );
