@@ -149,7 +149,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       const config = await getConfiguration();
       const parameters: Record<string, string> = {
         redirect_uri: settings.redirectUri,
-        scope: settings.scopes.join(' '),
+        scope: [...settings.scopes, ...(request.extraScopes ?? []).filter((s) => !settings.scopes.includes(s))].join(' '),
         state: request.state,
         nonce: request.nonce,
         // RFC 7636 / OAuth 2.1: the gateway's own PKCE for the upstream leg, S256 only.

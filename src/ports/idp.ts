@@ -45,6 +45,11 @@ export interface UpstreamAuthorizationRequest {
   /** `select_account` or `login` when the client asked for it; never `consent` (DESIGN §6). */
   prompt?: 'login' | 'select_account';
   loginHint?: string;
+  /**
+   * Scopes asked for beyond the sign-in's own, after them (Entra issues the token for the first
+   * resource and records consent for all): a backend's downstream scope the user must consent to.
+   */
+  extraScopes?: readonly string[];
 }
 
 export interface UpstreamCallback {

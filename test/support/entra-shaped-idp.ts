@@ -46,7 +46,8 @@ export interface EntraShapedIdp extends DevIdp {
   /**
    * From now on a token for `scope` (refresh for another resource, on-behalf-of) is refused as Entra
    * refuses it: `consent_required` (AADSTS65001, invalid_grant + suberror) or `interaction_required`
-   * (AADSTS50076, MFA); `undefined` grants it again.
+   * (AADSTS50076, MFA); `undefined` grants it again, as does an interactive authorization request
+   * that asks for it (the user consents, or passes MFA, there).
    */
   withholdConsent(scope: string, refusal: 'consent_required' | 'interaction_required' | undefined): void;
   /** Issuer of the look-alike's access tokens (Entra v2: `{authorityHost}/{tid}/v2.0`) and where their keys are. */
@@ -276,7 +277,12 @@ export async function startEntraShapedIdp(options: {
       }
       if (url.pathname === `/${tenantId}/v2.0/jwks`) rewriteJson(res, (_status, json) => ({ keys: [...(json['keys'] as JWK[]), accessTokenJwk] }));
       if (url.pathname.startsWith(`/${tenantId}/v2.0/auth`)) withoutIssInRedirects(res);
-      if (url.pathname === `/${tenantId}/v2.0/auth`) authorizeRequests.push(new URLSearchParams(url.search));
+      if (url.pathname === `/${tenantId}/v2.0/auth`) {
+        authorizeRequests.push(new URLSearchParams(url.search));
+        // The interactive request AADSTS65001/50076 asks for: the user consents (or passes MFA) on
+        // Entra's pages, so the scope is given from then on.
+        for (const scope of (url.searchParams.get('scope') ?? '').split(' ').filter(Boolean)) withheld.delete(qualified(scope));
+      }
       if (url.pathname === `/${tenantId}/v2.0/token` && req.method === 'POST') {
         tokenEndpoint(req, res, next, requestedUrl).catch(() => {
           if (!res.headersSent) res.writeHead(500).end();

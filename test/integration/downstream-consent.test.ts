@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
+import { ENTRA_TEST_TENANT, ENTRA_TEST_USERS, type EntraShapedIdp, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
+import { type Harness, startHarness } from '../support/gateway-harness.ts';
+import { createHeadlessBrowser, type HeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
+import { freePort } from '../support/ports.ts';
+import { connectSignedIn } from '../support/scale-cluster.ts';
+import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
+
+const ADELE = { login: 'adele@contoso.test', password: 'correct horse' };
+const BOB = { login: 'bob@contoso.test', password: 'battery staple' };
+const URL_ELICITATION_REQUIRED = -32042;
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+interface UrlElicitation {
+  mode: string;
+  elicitationId: string;
+  url: string;
+  message: string;
+}
+
+/** Follows a consent link in `browser` until the gateway's last page, signing in at the look-alike when asked. */
+async function followConsentLink(browser: HeadlessBrowser, link: string, user: { login: string; password: string }) {
+  let page = await browser.get(link);
+  for (let step = 0; step < 3 && page.body.includes('name="password"'); step++) page = await signInAtDevIdp(browser, page, user.login, user.password);
+  return page;
+}
+
+describe('downstream consent link: consent_required from Entra becomes a link the user follows, then the call succeeds', () => {
+  let idp: EntraShapedIdp;
+  let graph: FakeGraph;
+  let backend: DownstreamBackend;
+  let gw: Harness;
+  let provider: HeadlessOAuthProvider;
+  let plain: Client;
+  let eliciting: Client;
+
+  before(async () => {
+    const port = await freePort();
+    idp = await startEntraShapedIdp({
+      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
+      users: [
+        ...ENTRA_TEST_USERS,
+        { login: BOB.login, password: BOB.password, name: 'Bob Kelly', email: BOB.login, oid: '0b0b0b0b-1c1c-4d2d-8e3e-4f4f5a5a6b6b', roles: [], groups: [] },
+      ],
+    });
+    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
+    backend = await startDownstreamBackend({
+      graphUrl: graph.url,
+      pull: { tokenUrl: `http://localhost:${port}/token`, clientId: 'tools-backend', secret: 'backend-secret', scope: SNIPPETS_API_SCOPE },
+    });
+    gw = await startHarness({
+      port,
+      config: { clients: [{ clientId: 'tools-backend', secret: 'backend-secret', grantTypes: [TOKEN_EXCHANGE] }] },
+      backends: [
+        {
+          name: 'graph-tools',
+          path: '/mcp',
+          url: backend.mcpUrl,
+          tokenExchange: { clientIds: ['tools-backend'] },
+          downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] }],
+        },
+      ],
+      upstream: {
+        entra: {
+          tenantId: ENTRA_TEST_TENANT,
+          clientId: 'gateway-app',
+          clientSecret: 'gateway-secret',
+          authorityHost: idp.authorityHost,
+          scopes: ['openid', 'profile', 'email', 'offline_access'],
+        },
+      },
+    });
+    provider = new HeadlessOAuthProvider(ADELE);
+    // A client that declares no URL-mode elicitation, and one that does (MCP 2025-11-25 initialize).
+    // Two sign-ins, so two grants: what a client declared is kept per grant (one client, one user).
+    plain = await connectSignedIn(gw.mcpUrl, new HeadlessOAuthProvider(ADELE));
+    await connectSignedIn(gw.mcpUrl, provider).then((c) => c.close());
+    eliciting = new Client({ name: 'eliciting', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } });
+    await eliciting.connect(new StreamableHTTPClientTransport(new URL(gw.mcpUrl), { authProvider: provider }));
+  });
+  after(async () => {
+    await plain?.close();
+    await eliciting?.close();
+    await gw?.close();
+    await backend?.close();
+    await graph?.close();
+    await idp?.close();
+  });
+
+  const publicUrl = () => new URL(gw.mcpUrl).origin;
+
+  /** The -32042 error a tools/call of echo_plain gets now (2025-11-25, URL-mode elicitation declared). */
+  async function elicitation(): Promise<{ error: McpError; elicitation: UrlElicitation }> {
+    const error = await eliciting.callTool({ name: 'echo_plain', arguments: {} }).then(
+      () => assert.fail('the call should need consent'),
+      (e: unknown) => e as McpError,
+    );
+    assert.ok(error instanceof McpError, String(error));
+    assert.equal(error.code, URL_ELICITATION_REQUIRED);
+    const data = error.data as { elicitations: UrlElicitation[] };
+    assert.equal(data.elicitations.length, 1);
+    return { error, elicitation: data.elicitations[0]! };
+  }
+
+  it('a client without URL-mode elicitation gets a plain error that names the scope and the link', async () => {
+    idp.withholdConsent(SNIPPETS_API_SCOPE, 'consent_required');
+    await assert.rejects(plain.callTool({ name: 'echo_plain', arguments: {} }), (error: McpError) => {
+      assert.equal(error.code, -32000);
+      assert.match(error.message, /needs a token for api:\/\/3f0e5c2a-snippets\/Snippets\.Read: .*\(consent_required\); open http:\/\/localhost:\d+\/consent\/downstream\?request=\S+ to do it$/);
+      return true;
+    });
+  });
+
+  it('a client that declared elicitation.url gets URLElicitationRequiredError (-32042) with one URL elicitation', async () => {
+    const { error, elicitation: e } = await elicitation();
+    assert.deepEqual(Object.keys(e).sort(), ['elicitationId', 'message', 'mode', 'url']);
+    assert.equal(e.mode, 'url');
+    assert.match(e.elicitationId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(e.message, `Backend graph-tools needs your consent to ${SNIPPETS_API_SCOPE}. Open the link to give it, then try again.`);
+    const url = new URL(e.url);
+    assert.equal(url.origin + url.pathname, `${publicUrl()}/consent/downstream`);
+    assert.deepEqual([...url.searchParams.keys()], ['request']);
+    // §Safe URL Handling: nothing about the user in the URL (no login, no name, no token).
+    for (const secret of [ADELE.login, 'Adele', provider.tokens()!.access_token]) assert.ok(!e.url.includes(secret));
+    assert.match(error.message, /Forbidden: backend graph-tools needs a token for api:\/\/3f0e5c2a-snippets\/Snippets\.Read/);
+  });
+
+  it('the exact wire answer: HTTP 200, the JSON-RPC error with data.elicitations, the request id', async () => {
+    const response = await fetch(gw.mcpUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${provider.tokens()!.access_token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-11-25',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'call-7', method: 'tools/call', params: { name: 'echo_plain', arguments: {} } }),
+    });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as { jsonrpc: string; id: string; error: { code: number; message: string; data: { elicitations: UrlElicitation[] } } };
+    assert.deepEqual(Object.keys(body).sort(), ['error', 'id', 'jsonrpc']);
+    assert.equal(body.id, 'call-7');
+    assert.equal(body.error.code, URL_ELICITATION_REQUIRED);
+    assert.equal(body.error.data.elicitations[0]!.mode, 'url');
+  });
+
+  it('a 2026-07-28 request declaring elicitation.url in _meta gets an InputRequiredResult with the URL elicitation', async () => {
+    const response = await fetch(gw.mcpUrl, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${provider.tokens()!.access_token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 3,
+        method: 'tools/call',
+        params: { name: 'echo_plain', arguments: {}, _meta: { 'io.modelcontextprotocol/clientCapabilities': { elicitation: { url: {} } } } },
+      }),
+    });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as { id: number; result: { resultType: string; inputRequests: Record<string, { method: string; params: Record<string, string> }> } };
+    assert.equal(body.id, 3);
+    assert.equal(body.result.resultType, 'input_required');
+    const requests = Object.values(body.result.inputRequests);
+    assert.equal(requests.length, 1);
+    assert.equal(requests[0]!.method, 'elicitation/create');
+    // 2026-07-28 client/elicitation: mode, url, message; no elicitationId.
+    assert.deepEqual(Object.keys(requests[0]!.params).sort(), ['message', 'mode', 'url']);
+    assert.match(requests[0]!.params['url']!, /\/consent\/downstream\?request=/);
+  });
+
+  it('the link page sends the browser to the upstream authorize endpoint with the missing scope, for that user, without prompt=consent', async () => {
+    const { elicitation: e } = await elicitation();
+    const browser = createHeadlessBrowser();
+    const location = await browser.followUntil(e.url, (l) => l.pathname.endsWith('/oauth2/v2.0/authorize'));
+    const scopes = location.searchParams.get('scope')!.split(' ');
+    assert.deepEqual(scopes, ['openid', 'profile', 'email', 'offline_access', SNIPPETS_API_SCOPE]);
+    assert.equal(location.searchParams.get('login_hint'), ADELE.login);
+    assert.equal(location.searchParams.get('prompt'), null);
+    assert.equal(location.searchParams.get('redirect_uri'), `${publicUrl()}/callback`);
+  });
+
+  it('another user who opens the link is refused and nothing changes on the grant', async () => {
+    const { elicitation: e } = await elicitation();
+    const page = await followConsentLink(createHeadlessBrowser(), e.url, BOB);
+    assert.equal(page.status, 403);
+    assert.match(page.body, /signed in as another user than the one this consent link was made for/);
+    idp.withholdConsent(SNIPPETS_API_SCOPE, 'consent_required'); // Bob's authorize gave it; Adele's grant still has no new sign-in
+    const again = await elicitation();
+    assert.equal(again.elicitation.mode, 'url');
+  });
+
+  it('a tampered or unknown link is refused with a page, never a redirect', async () => {
+    const { elicitation: e } = await elicitation();
+    const tampered = e.url.replace(/request=([^.]+)\.(.)/, (_, data: string, c: string) => `request=${data}.${c === 'A' ? 'B' : 'A'}`);
+    for (const link of [tampered, `${gw.url}/consent/downstream`, `${gw.url}/consent/downstream?request=x.y`]) {
+      const response = await fetch(link, { redirect: 'manual' });
+      assert.equal(response.status, 400, link);
+      assert.match(await response.text(), /this consent link is not valid/);
+    }
+  });
+
+  it('the user follows the link, consents upstream, and the retried call gets its token', async () => {
+    const { elicitation: e } = await elicitation();
+    const page = await followConsentLink(provider.browser, e.url, ADELE);
+    assert.equal(page.status, 200, page.body.slice(0, 300));
+    assert.match(page.body, /id="done"/);
+    assert.match(page.body, /Snippets\.Read/);
+    const before = backend.requests.length;
+    const result = await eliciting.callTool({ name: 'echo_plain', arguments: {} });
+    assert.equal((result.content as { text: string }[])[0]!.text, 'plain');
+    assert.match(String(backend.requests.slice(before).at(-1)!['x-snippets-token']), /^Bearer ey/);
+    // The exchange that succeeded used the refresh token the consent sign-in returned.
+    const exchange = idp.tokenRequests.findLast((b) => b.get('grant_type') === 'refresh_token' && b.get('scope') === SNIPPETS_API_SCOPE)!;
+    const consentSignIn = idp.tokenResponses.findLast((r) => r.status === 200 && typeof r.body['id_token'] === 'string')!;
+    assert.equal(exchange.get('refresh_token'), consentSignIn.body['refresh_token']);
+  });
+});
