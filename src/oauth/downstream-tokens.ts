@@ -33,7 +33,9 @@ export class DownstreamConsentError extends OAuthError {
   readonly scope: string;
   readonly interaction: 'consent_required' | 'interaction_required';
   readonly link: ConsentLink;
-  constructor(interaction: 'consent_required' | 'interaction_required', scope: string, link: ConsentLink, cause: unknown) {
+  /** The grant's sealed upstream sign-in that was refused (a later one may have the consent). */
+  readonly refusedUpstream: string;
+  constructor(interaction: 'consent_required' | 'interaction_required', scope: string, link: ConsentLink, refusedUpstream: string, cause: unknown) {
     const what =
       interaction === 'consent_required'
         ? `the user has not consented to ${scope} for this gateway; the user (or an administrator) must consent to it`
@@ -43,6 +45,7 @@ export class DownstreamConsentError extends OAuthError {
     this.scope = scope;
     this.interaction = interaction;
     this.link = link;
+    this.refusedUpstream = refusedUpstream;
   }
 }
 
@@ -83,7 +86,7 @@ export function createDownstreamTokens(deps: { store: Store; clock: Clock; seale
       token = await mint(JSON.parse(upstream) as UpstreamTokens, spec);
     } catch (error) {
       const scope = spec.scopes.join(' ');
-      throw asOAuthError(error, scope, () => consentLink(deps, grantId, scope));
+      throw asOAuthError(error, scope, () => consentLink(deps, grantId, scope), grant.upstream!.sealed);
     }
     const life = token.expiresAt - now;
     const reuseUntil = now + Math.min(life - REUSE_MARGIN_SECONDS, Math.floor(life * REUSE_SHARE));
@@ -104,18 +107,18 @@ export function createDownstreamTokens(deps: { store: Store; clock: Clock; seale
   }
 
   /**
-   * Waits (at most `timeoutMs`) until the grant's upstream sign-in changes: the user finished the
-   * consent page (downstream-consent.ts) on any replica. True when it did.
+   * Waits (at most `timeoutMs`) until the grant holds another upstream sign-in than the one
+   * `refused` names: the user finished the consent page (downstream-consent.ts) on any replica
+   * (or a refresh renewed it). True when it does.
    */
-  async function consentCompleted(grantId: string, timeoutMs: number): Promise<boolean> {
-    const before = (await store.get<GrantRecord>(keys.grant(grantId)))?.upstream?.sealed;
-    for (let waited = 0; waited < timeoutMs; waited += CONSENT_POLL_MS) {
-      await sleep(CONSENT_POLL_MS);
+  async function consentCompleted(grantId: string, refused: DownstreamConsentError, timeoutMs: number): Promise<boolean> {
+    for (let waited = 0; ; waited += CONSENT_POLL_MS) {
       const now = (await store.get<GrantRecord>(keys.grant(grantId)))?.upstream?.sealed;
       if (now === undefined) return false;
-      if (now !== before) return true;
+      if (now !== refused.refusedUpstream) return true;
+      if (waited >= timeoutMs) return false;
+      await sleep(CONSENT_POLL_MS);
     }
-    return false;
   }
 
   return { tokenFor, rememberUrlElicitation, takesUrlElicitation, consentCompleted };
@@ -123,13 +126,13 @@ export function createDownstreamTokens(deps: { store: Store; clock: Clock; seale
 export type DownstreamTokens = NonNullable<ReturnType<typeof createDownstreamTokens>>;
 
 /** What the upstream said, as the one OAuth error the caller answers with. */
-function asOAuthError(error: unknown, scope: string, link: () => ConsentLink): unknown {
+function asOAuthError(error: unknown, scope: string, link: () => ConsentLink, refusedUpstream: string): unknown {
   if (error instanceof UpstreamRefusedError) {
     const code = error.upstreamError;
     if (code === 'consent_required' || (code === 'invalid_grant' && error.details?.suberror === 'consent_required')) {
-      return new DownstreamConsentError('consent_required', scope, link(), error);
+      return new DownstreamConsentError('consent_required', scope, link(), refusedUpstream, error);
     }
-    if (code === 'interaction_required') return new DownstreamConsentError('interaction_required', scope, link(), error);
+    if (code === 'interaction_required') return new DownstreamConsentError('interaction_required', scope, link(), refusedUpstream, error);
     return new OAuthError('invalid_grant', `the identity provider refused a token for ${scope} (${code}): the user must sign in again`, { cause: error });
   }
   if (error instanceof UpstreamUnavailableError) {

@@ -51,7 +51,7 @@ export function createDownstreamPush(tokens: DownstreamTokens | undefined, backe
       } catch (error) {
         message ??= held && parsed(held);
         // MCP 2026-07-28 patterns/mrtr: a retry that accepted our consent link waits for the page to finish.
-        if (error instanceof DownstreamConsentError && acceptedConsent(message) && (await tokens.consentCompleted(caller.record.grantId, CONSENT_WAIT_MS))) {
+        if (error instanceof DownstreamConsentError && acceptedConsent(message) && (await tokens.consentCompleted(caller.record.grantId, error, CONSENT_WAIT_MS))) {
           const token = await tokens.tokenFor(caller.record.grantId, spec).catch((again: unknown) => {
             throw gatewayErrorOf(again, backend.name, message, false);
           });

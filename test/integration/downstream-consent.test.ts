@@ -1,8 +1,16 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { Client as V2Client, StreamableHTTPClientTransport as V2StreamableHTTPClientTransport, UnauthorizedError as V2UnauthorizedError } from '@modelcontextprotocol/client';
+import pino from 'pino';
+import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
+import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { keys } from '../../src/oauth/keys.ts';
 import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
 import { ENTRA_TEST_TENANT, ENTRA_TEST_USERS, type EntraShapedIdp, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
 import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
@@ -10,12 +18,14 @@ import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { createHeadlessBrowser, type HeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 import { freePort } from '../support/ports.ts';
 import { connectSignedIn } from '../support/scale-cluster.ts';
-import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
+import { HeadlessOAuthProvider, HeadlessV2OAuthProvider } from '../support/sdk-oauth.ts';
 
 const ADELE = { login: 'adele@contoso.test', password: 'correct horse' };
 const BOB = { login: 'bob@contoso.test', password: 'battery staple' };
 const URL_ELICITATION_REQUIRED = -32042;
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const MODERN = '2026-07-28';
+const ADELE_KEY = `${ENTRA_TEST_TENANT}|${ENTRA_TEST_USERS[0]!.oid}`;
 
 interface UrlElicitation {
   mode: string;
@@ -204,6 +214,13 @@ describe('downstream consent link: consent_required from Entra becomes a link th
     }
   });
 
+  it('interaction_required (MFA) is elicited the same way, asking the user to sign in again', async () => {
+    idp.withholdConsent(SNIPPETS_API_SCOPE, 'interaction_required');
+    const { elicitation: e } = await elicitation();
+    assert.equal(e.message, `Backend graph-tools needs you to sign in again (for example with multi-factor authentication) for ${SNIPPETS_API_SCOPE}. Open the link, then try again.`);
+    idp.withholdConsent(SNIPPETS_API_SCOPE, 'consent_required');
+  });
+
   it('the user follows the link, consents upstream, and the retried call gets its token', async () => {
     const { elicitation: e } = await elicitation();
     const page = await followConsentLink(provider.browser, e.url, ADELE);
@@ -218,5 +235,104 @@ describe('downstream consent link: consent_required from Entra becomes a link th
     const exchange = idp.tokenRequests.findLast((b) => b.get('grant_type') === 'refresh_token' && b.get('scope') === SNIPPETS_API_SCOPE)!;
     const consentSignIn = idp.tokenResponses.findLast((r) => r.status === 200 && typeof r.body['id_token'] === 'string')!;
     assert.equal(exchange.get('refresh_token'), consentSignIn.body['refresh_token']);
+  });
+});
+
+describe('downstream consent link for a 2026-07-28 client (v2 SDK): InputRequiredResult, the link followed, the retry served', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'mcpgw-consent-'));
+  let idp: EntraShapedIdp;
+  let snippets: RunningSnippetsServer;
+  let gw: Harness;
+  let provider: HeadlessV2OAuthProvider;
+  let client: V2Client;
+  /** What the client's elicitation handler does with each URL elicitation it is given. */
+  let onElicitation: (params: { mode?: string; url?: string; message: string }) => Promise<void>;
+  const elicited: { mode?: string; url?: string; message: string }[] = [];
+
+  before(async () => {
+    const port = await freePort();
+    idp = await startEntraShapedIdp({
+      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
+    });
+    snippets = await startSnippetsServer({
+      storage: await createFolderStorage(dataDir),
+      port: 0,
+      functionKey: 'backend-key',
+      identityJwksUrl: `http://localhost:${port}/.well-known/jwks.json`,
+      identityAudience: `http://localhost:${port}/mcp`,
+      logger: pino({ level: 'silent' }),
+    });
+    gw = await startHarness({
+      port,
+      backends: [
+        {
+          name: 'snippets',
+          path: '/mcp',
+          url: snippets.mcpUrl,
+          credential: { header: 'x-functions-key', value: 'backend-key' },
+          downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['hello_mcp'] }],
+        },
+      ],
+      upstream: {
+        entra: {
+          tenantId: ENTRA_TEST_TENANT,
+          clientId: 'gateway-app',
+          clientSecret: 'gateway-secret',
+          authorityHost: idp.authorityHost,
+          scopes: ['openid', 'profile', 'email', 'offline_access'],
+        },
+      },
+    });
+    provider = new HeadlessV2OAuthProvider(ADELE);
+    const options = { capabilities: { elicitation: { url: {} } }, versionNegotiation: { mode: { pin: MODERN } } };
+    const first = new V2StreamableHTTPClientTransport(new URL(gw.mcpUrl), { authProvider: provider });
+    await assert.rejects(new V2Client({ name: 'consent-v2', version: '1.0.0' }, options).connect(first), V2UnauthorizedError);
+    await first.finishAuth(provider.redirectedTo!.searchParams);
+    client = new V2Client({ name: 'consent-v2', version: '1.0.0' }, options);
+    client.setRequestHandler('elicitation/create', async (request) => {
+      const params = request.params as { mode?: string; url?: string; message: string };
+      elicited.push(params);
+      await onElicitation(params);
+      return { action: 'accept' };
+    });
+    await client.connect(new V2StreamableHTTPClientTransport(new URL(gw.mcpUrl), { authProvider: provider }));
+  });
+  after(async () => {
+    await client?.close();
+    await gw?.close();
+    await snippets?.close();
+    await idp?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('the client opens the link (the user consents), accepts, retries; the gateway mints the token and the tool answers', async () => {
+    assert.equal(client.getNegotiatedProtocolVersion(), MODERN);
+    idp.withholdConsent(SNIPPETS_API_SCOPE, 'consent_required');
+    onElicitation = async (params) => {
+      const page = await followConsentLink(provider.browser, params.url!, ADELE);
+      assert.match(page.body, /id="done"/);
+    };
+    const result = await client.callTool({ name: 'hello_mcp' });
+    assert.match((result.content as { text: string }[])[0]!.text, /Adele/);
+    assert.equal(elicited.length, 1);
+    assert.equal(elicited[0]!.mode, 'url');
+    assert.match(elicited[0]!.url!, /\/consent\/downstream\?request=/);
+  });
+
+  it('a retry that accepted before the user finished waits for the consent page, then is served', async () => {
+    idp.withholdConsent(SNIPPETS_API_SCOPE, 'consent_required');
+    await gw.ctx.store.delete(keys.downstreamToken(ADELE_KEY, [SNIPPETS_API_SCOPE])); // the token of the test before, cached
+    elicited.length = 0;
+    let finished: Promise<unknown> = Promise.resolve();
+    // The client accepts at once; the user finishes in the browser a moment later.
+    onElicitation = async (params) => {
+      finished = new Promise((resolve) => setTimeout(resolve, 1500)).then(() => followConsentLink(provider.browser, params.url!, ADELE));
+    };
+    const started = Date.now();
+    const result = await client.callTool({ name: 'hello_mcp' });
+    assert.match((result.content as { text: string }[])[0]!.text, /Adele/);
+    assert.ok(Date.now() - started >= 1500, 'the retry waited for the consent');
+    assert.equal(elicited.length, 1, 'one elicitation: the retry was held, not answered with another');
+    await finished;
   });
 });
