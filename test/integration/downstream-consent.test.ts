@@ -214,6 +214,19 @@ describe('downstream consent link: consent_required from Entra becomes a link th
     }
   });
 
+  it('a backend pulling by RFC 8693 gets invalid_grant whose description names the scope and the link', async () => {
+    const subjectToken = String(backend.requests.findLast((h) => h['x-mcp-identity'])!['x-mcp-identity']);
+    const response = await fetch(`${gw.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('tools-backend:backend-secret').toString('base64')}` },
+      body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }),
+    });
+    assert.equal(response.status, 400);
+    const body = (await response.json()) as { error: string; error_description: string };
+    assert.equal(body.error, 'invalid_grant');
+    assert.match(body.error_description, /has not consented to api:\/\/3f0e5c2a-snippets\/Snippets\.Read .*\(consent_required\); open http:\/\/localhost:\d+\/consent\/downstream\?request=\S+ to do it$/);
+  });
+
   it('interaction_required (MFA) is elicited the same way, asking the user to sign in again', async () => {
     idp.withholdConsent(SNIPPETS_API_SCOPE, 'interaction_required');
     const { elicitation: e } = await elicitation();
