@@ -249,6 +249,22 @@ describe('downstream consent link: consent_required from Entra becomes a link th
     const consentSignIn = idp.tokenResponses.findLast((r) => r.status === 200 && typeof r.body['id_token'] === 'string')!;
     assert.equal(exchange.get('refresh_token'), consentSignIn.body['refresh_token']);
   });
+  it('a refresh of the gateway grant rotates the upstream refresh token, and the next downstream mint uses the rotated one', async () => {
+    // Why a refresh token in a downstream (refresh-for-resource) answer is not kept: the grant's own
+    // refresh, at least once per gateway access token lifetime, stores Entra's rotated one already.
+    const response = await fetch(`${gw.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: provider.tokens()!.refresh_token!, client_id: provider.clientInformation()!.client_id }),
+    });
+    assert.equal(response.status, 200);
+    provider.saveTokens((await response.json()) as Parameters<HeadlessOAuthProvider['saveTokens']>[0]);
+    const rotated = idp.tokenResponses.findLast((r) => r.status === 200 && typeof r.body['id_token'] === 'string')!.body['refresh_token'];
+    await gw.ctx.store.delete(keys.downstreamToken(ADELE_KEY, [SNIPPETS_API_SCOPE]));
+    await eliciting.callTool({ name: 'echo_plain', arguments: {} });
+    const exchange = idp.tokenRequests.findLast((b) => b.get('grant_type') === 'refresh_token' && b.get('scope') === SNIPPETS_API_SCOPE)!;
+    assert.equal(exchange.get('refresh_token'), rotated);
+  });
 });
 
 describe('downstream consent link for a 2026-07-28 client (v2 SDK): InputRequiredResult, the link followed, the retry served', () => {
