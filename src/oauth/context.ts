@@ -35,7 +35,7 @@ export interface AuthorizationRequest {
   id: string;
   purpose: 'authorize' | 'account' | 'downstream-consent';
   /** purpose `downstream-consent`: the grant whose user must consent to `scope` upstream. */
-  downstream?: { grantId: string; scope: string };
+  downstream?: { grantId: string; scope: string; claims?: string };
   clientId?: string;
   redirectUri?: string;
   state?: string;

@@ -24,6 +24,8 @@ interface ConsentLinkPayload {
   use: 'downstream-consent';
   grantId: string;
   scope: string;
+  /** Entra's claims challenge, passed on to its authorize endpoint. */
+  claims?: string;
   /** The elicitation's id (MCP 2025-11-25 client/elicitation §URL Mode Elicitation Requests). */
   id: string;
   exp: number;
@@ -40,9 +42,9 @@ export interface ConsentLink {
  * §Safe URL Handling): it only starts an upstream sign-in, and what that sign-in yields is kept
  * only when the user who signs in is the grant's (§Phishing).
  */
-export function consentLink(deps: { signer: Signer; clock: Clock; issuer: string }, grantId: string, scope: string): ConsentLink {
+export function consentLink(deps: { signer: Signer; clock: Clock; issuer: string }, grantId: string, scope: string, claims?: string): ConsentLink {
   const id = randomUUID();
-  const payload: ConsentLinkPayload = { use: 'downstream-consent', grantId, scope, id, exp: deps.clock.nowSeconds() + CONSENT_LINK_TTL_SECONDS };
+  const payload: ConsentLinkPayload = { use: 'downstream-consent', grantId, scope, ...(claims ? { claims } : {}), id, exp: deps.clock.nowSeconds() + CONSENT_LINK_TTL_SECONDS };
   const url = new URL(DOWNSTREAM_CONSENT_PATH, deps.issuer);
   url.searchParams.set('request', deps.signer.sign(payload));
   return { url: url.href, elicitationId: id };
@@ -51,7 +53,8 @@ export function consentLink(deps: { signer: Signer; clock: Clock; issuer: string
 /**
  * GET /consent/downstream?request=…: sends the browser to the upstream authorize endpoint with the
  * sign-in's scopes plus the missing one (Entra: the interactive request AADSTS65001 asks for; its
- * consent prompt, or MFA for interaction_required, appears there; no `prompt=consent`, DESIGN §6).
+ * consent prompt, or MFA for interaction_required, appears there; no `prompt=consent`, DESIGN §6),
+ * and Entra's claims challenge as `claims` when its refusal carried one (claims-challenge.md).
  * /callback finishes it (completeDownstreamConsent).
  */
 export function registerDownstreamConsent(app: FastifyInstance, ctx: AuthServerContext) {
@@ -69,7 +72,7 @@ export function registerDownstreamConsent(app: FastifyInstance, ctx: AuthServerC
       id: randomUUID(),
       purpose: 'downstream-consent',
       scopes: [],
-      downstream: { grantId: link.grantId, scope: link.scope },
+      downstream: { grantId: link.grantId, scope: link.scope, ...(typeof link.claims === 'string' ? { claims: link.claims } : {}) },
       // The account the grant is for (Entra: skips the account picker; another account is refused at /callback).
       ...(grant.user.preferredUsername ? { loginHint: grant.user.preferredUsername } : {}),
       createdAt: now,

@@ -86,7 +86,8 @@ export function createDownstreamTokens(deps: { store: Store; clock: Clock; seale
       token = await mint(JSON.parse(upstream) as UpstreamTokens, spec);
     } catch (error) {
       const scope = spec.scopes.join(' ');
-      throw asOAuthError(error, scope, () => consentLink(deps, grantId, scope), grant.upstream!.sealed);
+      const claims = error instanceof UpstreamRefusedError ? error.details?.claims : undefined;
+      throw asOAuthError(error, scope, () => consentLink(deps, grantId, scope, claims), grant.upstream!.sealed);
     }
     const life = token.expiresAt - now;
     const reuseUntil = now + Math.min(life - REUSE_MARGIN_SECONDS, Math.floor(life * REUSE_SHARE));

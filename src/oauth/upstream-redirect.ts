@@ -29,6 +29,7 @@ export async function redirectToUpstream(ctx: AuthServerContext, request: Author
     prompt: request.prompt,
     loginHint: request.loginHint,
     ...(request.downstream ? { extraScopes: request.downstream.scope.split(' ') } : {}),
+    ...(request.downstream?.claims ? { claims: request.downstream.claims } : {}),
   });
   return reply.redirect(url.href, 302);
 }

@@ -50,6 +50,8 @@ export interface UpstreamAuthorizationRequest {
    * resource and records consent for all): a backend's downstream scope the user must consent to.
    */
   extraScopes?: readonly string[];
+  /** OIDC Core §5.5 `claims` request parameter: Entra's claims challenge to satisfy. */
+  claims?: string;
 }
 
 export interface UpstreamCallback {
@@ -73,6 +75,11 @@ export interface UpstreamErrorDetails {
   /** Entra: the first of `error_codes` (the AADSTS number). */
   errorCode?: number;
   suberror?: string;
+  /**
+   * Entra's claims challenge (a Conditional Access policy, e.g. MFA, on interaction_required): the
+   * JSON the interactive authorize request must carry as `claims` (claims-challenge.md).
+   */
+  claims?: string;
   traceId?: string;
   correlationId?: string;
 }

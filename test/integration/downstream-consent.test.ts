@@ -12,7 +12,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { keys } from '../../src/oauth/keys.ts';
 import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
-import { ENTRA_TEST_TENANT, ENTRA_TEST_USERS, type EntraShapedIdp, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { ENTRA_TEST_TENANT, ENTRA_TEST_USERS, type EntraShapedIdp, MFA_CLAIMS_CHALLENGE, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
 import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { createHeadlessBrowser, type HeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
@@ -191,6 +191,7 @@ describe('downstream consent link: consent_required from Entra becomes a link th
     assert.deepEqual(scopes, ['openid', 'profile', 'email', 'offline_access', SNIPPETS_API_SCOPE]);
     assert.equal(location.searchParams.get('login_hint'), ADELE.login);
     assert.equal(location.searchParams.get('prompt'), null);
+    assert.equal(location.searchParams.get('claims'), null, 'consent_required carries no claims challenge');
     assert.equal(location.searchParams.get('redirect_uri'), `${publicUrl()}/callback`);
   });
 
@@ -231,6 +232,9 @@ describe('downstream consent link: consent_required from Entra becomes a link th
     idp.withholdConsent(SNIPPETS_API_SCOPE, 'interaction_required');
     const { elicitation: e } = await elicitation();
     assert.equal(e.message, `Backend graph-tools needs you to sign in again (for example with multi-factor authentication) for ${SNIPPETS_API_SCOPE}. Open the link, then try again.`);
+    // Entra's claims challenge goes to its authorize endpoint as `claims` (OIDC Core §5.5).
+    const location = await createHeadlessBrowser().followUntil(e.url, (l) => l.pathname.endsWith('/oauth2/v2.0/authorize'));
+    assert.equal(location.searchParams.get('claims'), MFA_CLAIMS_CHALLENGE);
     idp.withholdConsent(SNIPPETS_API_SCOPE, 'consent_required');
   });
 

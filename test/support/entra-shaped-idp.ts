@@ -141,6 +141,9 @@ const GRAPH = 'https://graph.microsoft.com';
 const ACCESS_TOKEN_LIFETIME_SECONDS = 3600;
 
 export const ENTRA_TEST_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+/** The claims challenge an interaction_required (MFA) refusal carries: a Conditional Access policy id. */
+export const MFA_CLAIMS_CHALLENGE = '{"access_token":{"capolids":{"essential":true,"values":["5b1c3e2a-7d4f-4a8b-9c6d-1e2f3a4b5c6d"]}}}';
+
 /** A custom API's scope, as an app registration exposes it. */
 export const SNIPPETS_API_SCOPE = 'api://3f0e5c2a-snippets/Snippets.Read';
 
@@ -446,9 +449,12 @@ export async function startEntraShapedIdp(options: {
         });
       }
       if (refusal === 'interaction_required') {
-        return refuse('interaction_required', 50076, {
+        const refused = refuse('interaction_required', 50076, {
           description: `Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '${resourceOf(scope)}'.`,
         });
+        // The Conditional Access policy's claims challenge, for the interactive request (claims-challenge.md).
+        refused.body['claims'] = MFA_CLAIMS_CHALLENGE;
+        return refused;
       }
     }
     const qualifiedScopes = resourceScopes.map(qualified);
