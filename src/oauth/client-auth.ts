@@ -39,7 +39,9 @@ export async function authenticateClient(ctx: AuthServerContext, request: Fastif
   }
   const entraApp = ctx.configuredClients.get(client.clientId)?.entraApp;
   if (entraApp) {
-    if (!presented.assertion || !entraApps) throw invalidClient('this client authenticates with its Entra app\'s token: send it as client_assertion');
+    // Its token is judged where the Entra keys are (/token); /revoke has nothing to revoke for it.
+    if (!entraApps) throw invalidClient('this client authenticates with its Entra app\'s token, at /token only');
+    if (!presented.assertion) throw invalidClient('this client authenticates with its Entra app\'s token: send it as client_assertion');
     await verifyEntraAppAssertion(entraApps, entraApp, presented.assertion);
     return client;
   }

@@ -138,5 +138,13 @@ describe('RFC 8693 pull: a backend authenticates with its managed identity (an E
       assert.deepEqual([answer.status, answer.body['error']], [401, 'invalid_client'], name);
       assert.match(answer.body['error_description']!, description, name);
     }
+    // A secret is no credential of such a client.
+    const withSecret = await fetch(`${gw.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('graph-tools-backend:guess').toString('base64')}` },
+      body: new URLSearchParams({ grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: 'urn:ietf:params:oauth:token-type:jwt' }),
+    });
+    assert.equal(withSecret.status, 401);
+    assert.match(((await withSecret.json()) as { error_description: string }).error_description, /send it as client_assertion/);
   });
 });
