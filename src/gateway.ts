@@ -17,6 +17,7 @@ import { createClients } from './oauth/clients.ts';
 import { createConfiguredClients } from './oauth/configured-clients.ts';
 import { registerConsent } from './oauth/consent.ts';
 import type { AuthServerContext } from './oauth/context.ts';
+import { registerDownstreamConsent } from './oauth/downstream-consent.ts';
 import { createDownstreamTokens } from './oauth/downstream-tokens.ts';
 import { createGrants } from './oauth/grants.ts';
 import { registerMetadata } from './oauth/metadata.ts';
@@ -123,7 +124,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   });
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink, env: deps.env });
   const grants = createGrants({ store, clock, sealer, idp, audit, onValidation: metrics.tokenValidation }, config.tokens);
-  const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp });
+  const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp, signer, issuer });
   const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
@@ -146,6 +147,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   registerToken(app, ctx, { downstreamTokens });
   registerRevoke(app, ctx);
   registerAccount(app, ctx);
+  if (downstreamTokens) registerDownstreamConsent(app, ctx);
   registerLanding(app, { resources, upstream: idp.kind, devLogins: config.upstream.dev?.users.map((u) => u.login) });
   allowAnyOrigin(app, [
     ...ctx.resources.map((r) => `/.well-known/oauth-protected-resource${r.path}`),
