@@ -23,7 +23,9 @@ const CONCURRENCY = 2;
 
 /** Run alone, after the rest, and why. */
 const SERIAL: Record<string, string> = {
+  'src/proxy/forward.test.ts': 'a backend must answer within a 150 ms headers timeout',
   'test/contract/store.test.ts': 'Redis frozen: every call fails within 1000 ms + 300 ms',
+  'test/integration/oauth-cimd.test.ts': 'a metadata document over TLS must be fetched within a 500 ms timeout',
   'test/integration/proxy-failures.test.ts': 'a backend timeout is answered within 2 s',
   'test/integration/proxy-modern.test.ts': 'a stream ends within 1 s of shutdown',
   'test/integration/request-timeouts.test.ts': 'connections close within 400 ms of node:http timeouts',
@@ -35,8 +37,12 @@ const SERIAL: Record<string, string> = {
 const FIRST = [
   'test/bench/quick.test.ts',
   'test/integration/conformance-fixture.test.ts',
+  'test/integration/proxy-conformance.test.ts',
+  'test/integration/proxy-v2-clients.test.ts',
   'test/browser/consent.test.ts',
   'test/e2e/cli.test.ts',
+  'test/integration/audit.test.ts',
+  'test/integration/audit-mcp.test.ts',
   'test/browser/step-up.test.ts',
   'test/e2e/package.test.ts',
   'test/e2e/policy-explain.test.ts',
