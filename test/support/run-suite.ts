@@ -23,11 +23,13 @@ const CONCURRENCY = 2;
 
 /** Run alone, after the rest, and why. */
 const SERIAL: Record<string, string> = {
+  'servers/snippets/http.test.ts': 'three sessions are opened within a 300 ms idle timeout',
   'src/proxy/forward.test.ts': 'a backend must answer within a 150 ms headers timeout',
   'test/contract/store.test.ts': 'Redis frozen: every call fails within 1000 ms + 300 ms',
   'test/integration/oauth-cimd.test.ts': 'a metadata document over TLS must be fetched within a 500 ms timeout',
   'test/integration/proxy-failures.test.ts': 'a backend timeout is answered within 2 s',
   'test/integration/proxy-modern.test.ts': 'a stream ends within 1 s of shutdown',
+  'test/integration/proxy-sdk-clients.test.ts': 'progress notifications arrive ≥ 580 ms apart (a stalled client bunches them)',
   'test/integration/request-timeouts.test.ts': 'connections close within 400 ms of node:http timeouts',
   'test/scale/faults.test.ts': 'Redis frozen: 503 within 1300 ms; a stream ends within 1 s of a kill',
   'test/scale/replicas.test.ts': 'every request is answered within 1.5 s through a Redis restart',
