@@ -6,8 +6,9 @@
  *    no speed, so the other worker goes through the rest meanwhile; then the slowest files, then the
  *    rest by name. Files cannot meet: each starts its own servers, on listen(0) or on ports that no
  *    other worker is given (ports.ts), and keeps its data in its own mkdtemp directory.
- * 2. One at a time: the files that assert a time bound (a timeout fires within N ms), which a CPU
- *    shared with another test file could break although the code is right.
+ * 2. One at a time: the files that assert a time bound (a timeout fires within N ms, or work must
+ *    finish inside a short configured timeout), which a CPU shared with another test file can break
+ *    although the code is right. A new file with such a bound belongs in SERIAL, with its reason.
  *
  * Child processes share a module compile cache (NODE_COMPILE_CACHE), so each of the suite's many
  * Node processes does not strip and compile the same TypeScript and dependencies again.
@@ -85,7 +86,7 @@ try {
 }
 process.exitCode = failed ? 1 : 0;
 
-/** The slowest files and the wall time, so that a file that grows slow is seen. */
+/** The slowest files (time in their tests, start-up not counted) and the wall time, so that a file that grows slow is seen. */
 function printSlowest(): void {
   const durations = ['2.jsonl', '1.jsonl']
     .map((name) => join(reports, name))
@@ -93,6 +94,6 @@ function printSlowest(): void {
     .flatMap((file) => readFileSync(file, 'utf8').split('\n').filter(Boolean))
     .map((line) => JSON.parse(line) as { file: string; ms: number })
     .sort((a, b) => b.ms - a.ms);
-  console.log(`# slowest files: ${durations.slice(0, 8).map((d) => `${relative(ROOT, d.file)} ${(d.ms / 1000).toFixed(1)} s`).join(', ')}`);
+  console.log(`# slowest files (time in tests): ${durations.slice(0, 8).map((d) => `${relative(ROOT, d.file)} ${(d.ms / 1000).toFixed(1)} s`).join(', ')}`);
   console.log(`# wall time ${((Date.now() - startedAt) / 1000).toFixed(0)} s (serial files: ${Object.keys(SERIAL).length}; see test/support/run-suite.ts)`);
 }
