@@ -48,8 +48,11 @@ describe('MCP proxy: the official SDK client through the gateway', () => {
         const finishedAt = Date.now() - started;
         assert.deepEqual(result.content, [{ type: 'text', text: 'done after 4 steps' }]);
         assert.equal(arrivals.length, 4);
-        // Streaming is real: 4 notifications 200 ms apart span ≥ 600 ms, all before the result.
-        assert.ok(arrivals[3]! - arrivals[0]! >= 580, `progress spread ${arrivals.join(',')}`);
+        // Streaming is real: 4 notifications sent 200 ms apart arrive spread out, the first long before
+        // the result (a buffered relay delivers all four with the result). Bounds leave room for a
+        // loaded CPU delaying the first one (seen: 136, 240, 446, 648 ms).
+        assert.ok(arrivals[3]! - arrivals[0]! >= 400, `progress spread ${arrivals.join(',')}`);
+        assert.ok(finishedAt - arrivals[0]! >= 400, `first progress at ${arrivals[0]} ms, result at ${finishedAt} ms`);
         assert.ok(arrivals[3]! <= finishedAt);
       } finally {
         await client.close();
