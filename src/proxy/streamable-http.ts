@@ -122,32 +122,46 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
 }
 
 /**
- * The POST body for the backend: streamed through a byte counter, except for 2026-07-28
- * requests, which are read (bounded) so the mirrored headers can be checked against the body
- * (2026-07-28 transports/streamable-http §Server Validation).
+ * The POST body for the backend: streamed through a byte counter, except for small ones and
+ * those `held` for a policy, read whole, and 2026-07-28 requests, read (bounded) so the mirrored
+ * headers can be checked against the body (2026-07-28 transports/streamable-http §Server Validation).
  */
 function requestBody(
   req: IncomingMessage,
   maxBytes: number,
   timeoutMs: number,
-  readWhole: boolean,
+  held: boolean,
 ): Readable | Buffer | undefined | Promise<Readable | Buffer | undefined> {
   const source = requestStream(req);
   const length = Number(req.headers['content-length']);
   if (length > maxBytes) throw tooLarge(maxBytes);
   if (source === undefined) return undefined;
   const validate = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
-  if (!validate && !readWhole) {
+  if (!validate && !held) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    if (length <= WHOLE_BODY_BYTES) return arrivedWhole(source, maxBytes) ?? readBounded(source, maxBytes, timeoutMs);
+    if (length <= WHOLE_BODY_BYTES) return readWhole(source, maxBytes, timeoutMs, length);
     return source.pipe(limitBytes(maxBytes, timeoutMs));
   }
-  return readValidated(req, source, maxBytes, timeoutMs, validate);
+  return readValidated(req, readWhole(source, maxBytes, timeoutMs, length), validate);
 }
 
-async function readValidated(req: IncomingMessage, source: Readable, maxBytes: number, timeoutMs: number, validate: boolean): Promise<Buffer> {
-  const raw = await readBounded(source, maxBytes, timeoutMs);
+/**
+ * A body read whole, bounded in size and time. One of known length sent with its head is taken
+ * at once: node:http parses it right after the handler's synchronous part, so it is all there one
+ * microtask later (no timer, listeners or promise of its own then; benchmark 1).
+ */
+function readWhole(source: Readable, maxBytes: number, timeoutMs: number, length: number): Buffer | Promise<Buffer> {
+  return arrivedWhole(source, maxBytes, length) ?? whenParsed(source, maxBytes, timeoutMs, length);
+}
+
+async function whenParsed(source: Readable, maxBytes: number, timeoutMs: number, length: number): Promise<Buffer> {
+  await undefined;
+  return arrivedWhole(source, maxBytes, length) ?? readBounded(source, maxBytes, timeoutMs);
+}
+
+async function readValidated(req: IncomingMessage, read: Buffer | Promise<Buffer>, validate: boolean): Promise<Buffer> {
+  const raw = read instanceof Promise ? await read : read;
   if (!validate) return raw;
   let message: unknown;
   try {
