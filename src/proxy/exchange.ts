@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
+import { onResponseClose } from '../http/raw-response.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import {
@@ -110,7 +111,8 @@ export async function openBackend(
     exchange.abort();
   };
   if (isStream) ctx.active.add(abort);
-  res.on('close', () => {
+  // The raw route's own close listener runs this (no listener per call).
+  onResponseClose(res, () => {
     if (isStream) ctx.active.delete(abort);
     if (!res.writableFinished) abort();
   });

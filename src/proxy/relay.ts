@@ -287,20 +287,28 @@ export function readBounded(source: Readable, maxBytes: number, timeoutMs: numbe
 
 
 /**
- * A request body that has all arrived (node:http parsed the whole message, as it does for a small
- * body sent with its head, before the handler's first await), taken at once: no timer, listeners
- * or promise per call. Undefined when it has not, or is being read already. Over maxBytes: 413.
+ * A request body that has all arrived, taken at once: no timer, listeners or promise per call.
+ * All arrived: node:http parsed the whole message, or (with `expectedBytes`, its Content-Length)
+ * every byte of it is buffered; node:http parses a small body sent with its head right after the
+ * request handler's synchronous part, so one microtask later (streamable-http.ts). Undefined when
+ * it has not, or is being read already. Over maxBytes: 413.
  */
-export function arrivedWhole(source: Readable, maxBytes: number): Buffer | undefined {
-  if ((source as IncomingMessage).complete !== true || source.readableFlowing !== null || source.readableEncoding !== null) return undefined;
+export function arrivedWhole(source: Readable, maxBytes: number, expectedBytes?: number): Buffer | undefined {
+  if (source.readableFlowing !== null || source.readableEncoding !== null) return undefined;
   const length = source.readableLength;
+  const complete = (source as IncomingMessage).complete === true;
+  if (!complete && length !== expectedBytes) return undefined;
   if (length > maxBytes) throw tooLarge(maxBytes);
   const data = source.read() as Buffer | null;
-  if (data !== null && data.length === length) return data;
-  if (data === null && length === 0) return EMPTY;
+  const whole = data === null ? (length === 0 ? EMPTY : undefined) : data.length === length ? data : undefined;
   // Not what was buffered after all (should not happen): give it back and read by events.
-  if (data !== null) source.unshift(data);
-  return undefined;
+  if (whole === undefined) {
+    if (data !== null) source.unshift(data);
+    return undefined;
+  }
+  // Its end is still to be parsed: flowing, the request ends as one read by events does.
+  if (!complete) source.resume();
+  return whole;
 }
 
 const EMPTY = Buffer.alloc(0);
