@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { pipeline, type Readable, Transform } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import { auditArguments } from '../audit/arguments.ts';
 import type { Audit } from '../audit/audit.ts';
 import { userFields } from '../audit/events.ts';
@@ -11,6 +10,7 @@ import { type BackendResponse, isEventStream } from './forward.ts';
 import type { Admitted } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, isObject } from './jsonrpc.ts';
 import { header } from './respond.ts';
+import { eventData, SseEvents, type SseWatcher } from './sse-events.ts';
 import { endOperation, injectContext, type OperationSpans, type ProxyTelemetry, startClientSpan, startServerSpan } from './telemetry-hook.ts';
 
 /** The audit record of one MCP operation (docs/security.md, Audit trail). */
@@ -37,8 +37,11 @@ export interface Operations {
   judged(index: number, decision: Decision): void;
   /** A JSON-RPC answer (one message or a batch) sent with `status`: the operations it answers are recorded. */
   answered(answer: unknown, status: number): void;
-  /** The backend's answer, inspected on its way: a whole JSON body at once, an SSE stream event by event (never buffered). */
-  watch(response: BackendResponse): BackendResponse;
+  /**
+   * The backend's answer is read for the operations' outcomes: a whole JSON body at once; for an
+   * SSE stream, the watcher its relay hands each event to (never buffered), if any is waited for.
+   */
+  watch(response: BackendResponse): SseWatcher | undefined;
   /**
    * The request is about to go to the backend: its exchange spans begin, and their trace context
    * goes into `headers` (and into each message's `params._meta` when the body is rewritten: a
@@ -181,22 +184,20 @@ export function beginOperations(
       return withTraceMeta(body, operations, headers);
     },
     watch(response) {
-      if (byId.size === 0) return response;
+      if (byId.size === 0) return undefined;
+      const watcher: SseWatcher = { watching: () => byId.size > 0, event: (text) => inspectEvent(text, (message) => answered(message, response.statusCode)) };
       const body = response.body;
-      if (Buffer.isBuffer(body)) {
-        if (isJson(response.headers['content-type'])) {
-          try {
-            answered(JSON.parse(body.toString('utf8')), response.statusCode);
-          } catch {
-            // not JSON after all: recorded with the status when the exchange ends
-          }
+      if (isEventStream(response.headers['content-type'])) {
+        if (!Buffer.isBuffer(body)) return watcher;
+        new SseEvents(watcher).push(body);
+      } else if (Buffer.isBuffer(body) && isJson(response.headers['content-type'])) {
+        try {
+          answered(JSON.parse(body.toString('utf8')), response.statusCode);
+        } catch {
+          // not JSON after all: recorded with the status when the exchange ends
         }
-        return response;
       }
-      if (!isEventStream(response.headers['content-type'])) return response;
-      const inspector = sseInspector((message) => answered(message, response.statusCode), () => byId.size > 0);
-      pipeline(body, inspector, () => {});
-      return { ...response, body: inspector };
+      return undefined;
     },
   };
 }
@@ -233,7 +234,13 @@ export function createSessionAnswers(): SessionAnswers {
   }
   return {
     watch(body) {
-      const inspector = sseInspector(seen, () => waiting.size > 0, true);
+      const events = new SseEvents({ watching: () => waiting.size > 0, event: (text) => inspectEvent(text, seen) }, true);
+      const inspector = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          events.push(chunk);
+          callback(null, chunk);
+        },
+      });
       pipeline(body, inspector, () => {});
       return inspector;
     },
@@ -318,40 +325,13 @@ function isJson(type: string | undefined): boolean {
   return typeof type === 'string' && /^application\/json\b/i.test(type);
 }
 
-/**
- * Passes an SSE stream through byte for byte, handing each event's JSON-RPC message to `seen`
- * while `watching()` (WHATWG HTML §9.2.6: an event ends with a blank line); then only passes. A
- * `lasting` stream (a legacy session's) may be watched again later: its events are still
- * delimited while nobody watches, only not parsed.
- */
-function sseInspector(seen: (message: unknown) => void, watching: () => boolean, lasting = false): Transform {
-  let pending = '';
-  const decoder = new StringDecoder('utf8');
-  const boundary = /\r\n\r\n|\n\n|\r\r/g;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      if (lasting || watching()) {
-        pending += decoder.write(chunk);
-        boundary.lastIndex = 0;
-        let start = 0;
-        for (let match = boundary.exec(pending); match; match = boundary.exec(pending)) {
-          if (watching()) inspectEvent(pending.slice(start, match.index), seen);
-          start = match.index + match[0].length;
-        }
-        pending = pending.slice(start);
-      }
-      callback(null, chunk);
-    },
-  });
-}
-
+/** Hands the JSON-RPC message of an SSE event to `seen`; events that cannot be an answer (no id) are not parsed. */
 function inspectEvent(event: string, seen: (message: unknown) => void): void {
   if (!event.includes('"id"')) return;
-  const data: string[] = [];
-  for (const line of event.split(/\r\n|\n|\r/)) if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-  if (data.length === 0) return;
+  const data = eventData(event);
+  if (data === undefined) return;
   try {
-    seen(JSON.parse(data.join('\n')));
+    seen(JSON.parse(data));
   } catch {
     // not JSON: not an answer the gateway can read
   }
