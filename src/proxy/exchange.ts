@@ -22,6 +22,7 @@ import type { DownstreamPush } from './downstream-push.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
 import { type KeepAlive, relay, ResponseSink } from './relay.ts';
+import type { SseWatcher } from './sse-events.ts';
 import type { ProxyTelemetry } from './telemetry-hook.ts';
 
 export interface ProxyContext {
@@ -133,13 +134,14 @@ export async function openBackend(
 
 /**
  * Sends the backend's answer to the client; `prefix` is written before its body (legacy endpoint
- * event). A streamed answer is relayed as it arrives (and keeps going after this returns).
+ * event); `watcher` reads an SSE answer's events as they pass. A streamed answer is relayed as it
+ * arrives (and keeps going after this returns).
  */
 export function sendBackendResponse(
   ctx: ProxyContext,
   res: ServerResponse,
   response: BackendResponse,
-  options: { prefix?: string; requestBody?: Buffer } = {},
+  options: { prefix?: string; requestBody?: Buffer; watcher?: SseWatcher | undefined } = {},
 ): void {
   // CORS headers set by the gate on `res` are merged in by writeHead.
   const headers = forwardedResponseHeaders(response.headers);
@@ -162,6 +164,7 @@ export function sendBackendResponse(
     keepAlive: ctx.keepAlive,
     prefix: options.prefix,
     lastWords: requestBody ? () => brokenStreamEvent(requestBody) : undefined,
+    watcher: options.watcher,
   });
   if (!relayDirectly(response, sink)) relay(response.body as Readable, res, sink);
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { Transform, type Readable } from 'node:stream';
 import { tooLarge, tooSlow } from './errors.ts';
 import type { BodySink } from './forward.ts';
+import { SseEvents, type SseWatcher } from './sse-events.ts';
 
 /** An SSE comment (WHATWG HTML §9.2.6: lines starting with ':' are ignored by clients). */
 const SSE_KEEP_ALIVE = ': keep-alive\n\n';
@@ -52,6 +53,8 @@ export interface RelayOptions {
   prefix?: string | undefined;
   /** What an SSE stream that dies between events says before it ends (see sendBackendResponse). */
   lastWords?: (() => string | undefined) | undefined;
+  /** Reads the SSE answer's events as they are relayed (the operations' outcomes); only on SSE. */
+  watcher?: SseWatcher | undefined;
 }
 
 /**
@@ -62,7 +65,9 @@ export interface RelayOptions {
  * On SSE streams a keep-alive comment is written when nothing was written for a while, only
  * between events. A backend stream that dies mid-way ends the client's stream (SSE, after
  * `lastWords`) or drops the connection (anything else, so a truncated body is not taken as
- * complete). One object per answer, no closures: this runs on every SSE answer (benchmark 1).
+ * complete). A `watcher` (the audit trail's, the spans') reads the events on the way, so a watched
+ * answer takes the same path. One object per answer, no closures: this runs on every SSE answer
+ * (benchmark 1).
  */
 export class ResponseSink implements BodySink, IdleStream {
   idleTicks = 0;
@@ -74,17 +79,21 @@ export class ResponseSink implements BodySink, IdleStream {
   private tail = LF_LF;
   private resume: (() => void) | undefined;
   private finished = false;
+  /** The watcher's reader, until it stops watching. */
+  private events: SseEvents | undefined;
 
   constructor(res: ServerResponse, statusCode: number, headers: OutgoingHttpHeaders, options: RelayOptions) {
     this.res = res;
     this.statusCode = statusCode;
     this.headers = headers;
     this.options = options;
+    if (options.watcher !== undefined && options.sse) this.events = new SseEvents(options.watcher);
   }
 
   start(chunks: Buffer[], ended: boolean | Error, resume: () => void): boolean {
     const res = this.res;
     if (ended === true && this.options.prefix === undefined) {
+      if (this.events !== undefined) for (const chunk of chunks) this.see(chunk);
       // All of it arrived before it was relayed (a tool call's one event): one write, as a whole body.
       this.finished = true;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
@@ -123,6 +132,7 @@ export class ResponseSink implements BodySink, IdleStream {
   write(chunk: Buffer): boolean {
     const res = this.res;
     if (this.finished || res.destroyed) return true;
+    if (this.events !== undefined) this.see(chunk);
     let tail = this.tail;
     for (let i = Math.max(0, chunk.length - 4); i < chunk.length; i++) tail = (tail << 8) | chunk[i]!;
     this.tail = tail;
@@ -161,6 +171,11 @@ export class ResponseSink implements BodySink, IdleStream {
   onIdle(): void {
     if (this.atBoundary() && !this.res.writableEnded) this.res.write(SSE_KEEP_ALIVE);
     this.idleTicks = 0;
+  }
+
+  /** Hands the chunk's complete events to the watcher (before they reach the client). */
+  private see(chunk: Buffer): void {
+    if (!this.events!.push(chunk)) this.events = undefined;
   }
 
   private atBoundary(): boolean {

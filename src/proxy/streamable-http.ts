@@ -105,7 +105,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
       response = await filterAnswer(enforcer, subject, response, { privateCache, timeoutMs: backend.headersTimeoutMs });
     }
-    if (operations) response = operations.watch(response);
+    const watcher = operations?.watch(response);
     try {
       const issued = response.headers['mcp-session-id'];
       if (typeof issued === 'string' && issued !== sessionId && !(await ctx.sessions.bindIssued(resource.resource, issued, caller.record.userKey))) {
@@ -121,7 +121,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     // A long-lived stream ends as a GET stream does, without an error for its request (a listen
     // stream has no final response to miss).
-    sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
+    sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body, watcher } : { watcher });
   };
 }
 
