@@ -8,16 +8,20 @@ import { startWorker } from './lib/procs.ts';
 import { summarise } from './lib/profile-summary.ts';
 
 /**
- * npm run bench:profile [-- --backend=snippets|minimal --connections=16 --seconds=10 --out=DIR]
+ * npm run bench:profile [-- --backend=snippets|minimal --policy --connections=16 --seconds=10 --interval=US --out=DIR]
  * Benchmark 1's gateway path alone (in front of the snippets server by default, or the minimal
- * JSON backend), with the gateway under --cpu-prof; prints the gateway's PID while it loads (for
- * `strace -c -f -p PID`) and then where its CPU goes
+ * JSON backend; with --policy, the dev sample policy on it, as benchmark 1's policy row), with the
+ * gateway under --cpu-prof (--interval: its sampling interval in µs); prints the gateway's PID while
+ * it loads (for `strace -c -f -p PID`) and then where its CPU goes
  * (self and inclusive time, startup excluded by a warm-up before the profile starts counting
  * is not possible with --cpu-prof, so the run is long enough for startup to be a small share).
  */
 const argv = process.argv.slice(2);
 const flag = (name: string, fallback: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
 const kind = flag('backend', 'snippets');
+const policy = argv.includes('--policy');
+// The sampling interval in µs (V8's default: 1000); a finer one resolves a path of a few µs per call.
+const interval = flag('interval', '');
 const connections = Number(flag('connections', '16'));
 const seconds = Number(flag('seconds', '10'));
 const out = flag('out', mkdtempSync(join(tmpdir(), 'mcpgw-profile-')));
@@ -29,8 +33,8 @@ const gatewayOrigin = `http://127.0.0.1:${gatewayPort}`;
 const backend = await startBackend(kind === 'minimal' ? 'minimal' : 'snippets', tmp, gatewayOrigin);
 const gateway = await startWorker('gateway', {
   role: 'server',
-  nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`],
-  args: { backendUrl: backend.ready['url'], port: gatewayPort, store: { kind: 'sqlite', path: join(tmp, 'gateway.db') } },
+  nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`, ...(interval ? [`--cpu-prof-interval=${interval}`] : [])],
+  args: { backendUrl: backend.ready['url'], port: gatewayPort, store: { kind: 'sqlite', path: join(tmp, 'gateway.db') }, policy },
 });
 const load = await startWorker('load', { role: 'client' });
 const headers: Record<string, string> = { authorization: `Bearer ${String(gateway.ready['token'])}` };

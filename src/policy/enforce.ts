@@ -6,7 +6,7 @@ import type { PolicyRuleConfig } from '../config/schema.ts';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
-import type { PolicyInput } from './cel.ts';
+import { ClientFactsCel, type PolicyInput, RequestFacts, type RequestSource, UserFacts } from './cel.ts';
 import { paramHeadersOf } from './param-headers.ts';
 import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy } from './policy.ts';
 import { createQuotas, type QuotaExceeded, type Quotas, quotaTerms, type ScopedQuota } from './quota.ts';
@@ -45,7 +45,11 @@ export interface ClientFacts {
   kind: string;
 }
 
-/** The caller, as every condition of one request sees it (built once per request), and the token it came with (quotas). */
+/**
+ * The caller, as every condition of one request sees it, and the token it came with (quotas).
+ * Its user and client are built once per token record; its request per request, the address and
+ * time read only when something reads them.
+ */
 export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'> & { record: AccessTokenRecord };
 
 export interface Enforcer {
@@ -116,6 +120,10 @@ export function createEnforcer(
   // The Mcp-Param-* headers are read only for a condition that reads them (none: no cost per call).
   const readsParams = conditions.some((when) => when !== undefined && /\brequest\s*\.\s*params\b/.test(when));
   const clientIp = deps.clientIp ?? ((req: IncomingMessage) => req.socket.remoteAddress ?? '');
+  const requestSource: RequestSource<IncomingMessage> = { ip: clientIp, time: () => new Date(nowMsOf(deps.clock)) };
+  // The user and client of a token without lookups, built once per record: the token cache
+  // (src/oauth/grants.ts validateAccessToken) hands out the same record object while it holds it.
+  const callers = new WeakMap<AccessTokenRecord, Pick<Subject, 'user' | 'client'>>();
   return {
     screen: (body, subject, judged) => screen(policy, quotas, body, subject, judged),
     filterJson(body, subject, privateCache) {
@@ -135,8 +143,13 @@ export function createEnforcer(
     subject(req, record) {
       const describe = readsClient ? deps.describeClient : undefined;
       const groupsOf = readsGroups && record.user.groupsOverage ? deps.overageGroups : undefined;
-      if (!describe && !groupsOf) return subjectOf(req, record, { name: '', kind: clientKind(record.clientId) }, undefined);
-      return subjectLookedUp(req, record, describe, groupsOf);
+      if (describe || groupsOf) return subjectLookedUp(req, record, describe, groupsOf);
+      let caller = callers.get(record);
+      if (caller === undefined) {
+        caller = callerOf(record, { name: '', kind: clientKind(record.clientId) }, undefined);
+        callers.set(record, caller);
+      }
+      return subjectOf(req, record, caller);
     },
   };
 
@@ -147,42 +160,37 @@ export function createEnforcer(
     groupsOf: ((record: AccessTokenRecord) => Promise<string[] | undefined>) | undefined,
   ): Promise<Subject> {
     const client = describe ? await describe(record.clientId) : { name: '', kind: clientKind(record.clientId) };
-    return subjectOf(req, record, client, groupsOf ? await groupsOf(record) : undefined);
+    return subjectOf(req, record, callerOf(record, client, groupsOf ? await groupsOf(record) : undefined));
   }
 
-  function requestOf(req: IncomingMessage): Subject['request'] {
-    const request = { ip: clientIp(req), time: new Date(nowMsOf(deps.clock)) };
-    if (!readsParams) return request;
-    const params = paramHeadersOf(req);
-    return params === undefined ? request : { ...request, params };
+  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, caller: Pick<Subject, 'user' | 'client'>): Subject {
+    // The Mcp-Param-* headers are read only when a condition reads them.
+    const request = new RequestFacts(req, requestSource, readsParams ? paramHeadersOf(req) : undefined);
+    return { user: caller.user, client: caller.client, scopes: record.scopes, backend: deps.backend, request, record };
   }
+}
 
-  /** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
-  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Subject {
-    const user = record.user;
-    // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
-    // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
-    const groups = user.groupsOverage ? overage : user.groups;
-    return {
-      user: {
-        oid: user.objectId ?? '',
-        tid: user.tenantId ?? '',
-        sub: user.subject,
-        name: user.name ?? '',
-        preferred_username: user.preferredUsername ?? '',
-        email: user.email ?? '',
-        roles: user.roles,
-        ...(groups === undefined ? {} : { groups }),
-        idp: user.issuer,
-        kind: user.kind ?? 'person',
-      },
-      client: { client_id: record.clientId, name: client.name, kind: client.kind },
-      scopes: record.scopes,
-      backend: deps.backend,
-      request: requestOf(req),
-      record,
-    };
-  }
+/** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
+function callerOf(record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Pick<Subject, 'user' | 'client'> {
+  const user = record.user;
+  // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
+  // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
+  const groups = user.groupsOverage ? overage : user.groups;
+  return {
+    user: new UserFacts({
+      oid: user.objectId ?? '',
+      tid: user.tenantId ?? '',
+      sub: user.subject,
+      name: user.name ?? '',
+      preferred_username: user.preferredUsername ?? '',
+      email: user.email ?? '',
+      roles: user.roles,
+      ...(groups === undefined ? {} : { groups }),
+      idp: user.issuer,
+      kind: user.kind ?? 'person',
+    }),
+    client: new ClientFactsCel({ client_id: record.clientId, name: client.name, kind: client.kind }),
+  };
 }
 
 /** Without a lookup: metadata-document clients are named by their URL; the rest registered one way or another. */
@@ -257,7 +265,12 @@ function inputOf(message: unknown, subject: Subject): PolicyInput | undefined {
   const params = isObject(message['params']) ? message['params'] : {};
   const name = method === 'resources/read' ? params['uri'] : params['name'];
   const args = isObject(params['arguments']) ? params['arguments'] : {};
-  return { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
+  return callInput(subject, method, typeof name === 'string' ? name : '', args);
+}
+
+/** One object of one shape per call (no copy of the subject). */
+function callInput(subject: Subject, method: string, name: string, args: Record<string, unknown>): PolicyInput {
+  return { user: subject.user, client: subject.client, scopes: subject.scopes, backend: subject.backend, request: subject.request, method, name, arguments: args };
 }
 
 /** The answer to a call over a quota: the reason and the wait in the message (read by people and models), both in `data` (read by programs). */
@@ -296,12 +309,14 @@ function filterList(policy: Policy, message: unknown, subject: Subject, privateC
   for (const key of Object.keys(LIST_ITEMS) as (keyof typeof LIST_ITEMS)[]) {
     const items = result[key];
     if (!Array.isArray(items)) continue;
-    const method = LIST_ITEMS[key];
+    // One input for the list, its name set per item (decide keeps nothing of it).
+    const input = callInput(subject, LIST_ITEMS[key], '', {});
     result[key] = items.filter((item) => {
       if (!isObject(item)) return false;
       const name = key === 'tools' || key === 'prompts' ? item['name'] : key === 'resources' ? item['uri'] : item['uriTemplate'];
       if (typeof name !== 'string') return false;
-      return policy.decide({ ...subject, method, name, arguments: {} }, true).allowed;
+      input.name = name;
+      return policy.decide(input, true).allowed;
     });
     filtered = true;
   }
