@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Audit } from '../audit/audit.ts';
+import { NOT_JSON, type ParsedBody, parsedBody } from '../http/parsed-body.ts';
 import type { PolicyRuleConfig } from '../config/schema.ts';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
@@ -60,9 +61,10 @@ export interface Enforcer {
    * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    * Allowed calls are then counted against the quotas: a promise only when a quota applies to one
-   * of them (one Store round trip); otherwise answered without one.
+   * of them (one Store round trip); otherwise answered without one. `body`: its bytes, or the body
+   * parsed once for every reader of it (src/http/parsed-body.ts).
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening | Promise<Screening>;
+  screen(body: Buffer | ParsedBody, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening | Promise<Screening>;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
@@ -198,51 +200,68 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
+const NO_SCOPES: readonly string[] = [];
+
 function screen(
   policy: Policy | undefined,
   quotas: Quotas | undefined,
-  body: Buffer,
+  body: Buffer | ParsedBody,
   subject: Subject,
   judged?: (index: number, decision: Decision) => void,
 ): Screening | Promise<Screening> {
-  let message: unknown;
-  try {
-    message = JSON.parse(body.toString('utf8'));
-  } catch {
-    return { refusal: undefined, asksForLists: false }; // the backend answers garbage with its own parse error
-  }
+  const message = Buffer.isBuffer(body) ? parsedBody(body).message : body.message;
+  // The backend answers garbage with its own parse error.
+  if (message === NOT_JSON) return { refusal: undefined, asksForLists: false };
   const batch = Array.isArray(message);
-  const messages = batch ? (message as unknown[]) : [message];
-  const asksForLists = policy !== undefined && messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
-  const inputs = messages.map((m) => inputOf(m, subject));
-  const missing = new Set<string>();
-  const refusals = messages.map((m, i) =>
-    policy
-      ? refusalOf(policy, m, inputs[i], (decision) => {
-          for (const scope of decision.missingScopes ?? []) missing.add(scope);
-          judged?.(i, decision);
-        })
-      : undefined,
-  );
-  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
-  if (missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
-  if (refusals.every((r) => r === undefined)) {
-    // Only calls the policy lets through are counted (none when it refuses one of a batch), and
-    // only a call a quota applies to waits for the Store.
-    const charges = quotas ? inputs.map((input) => (input ? quotas.charge(input, subject.record) : undefined)) : [];
-    if (charges.every((c) => c === undefined)) return { refusal: undefined, asksForLists };
-    return Promise.all(charges).then((exceeded) => {
-      if (exceeded.every((e) => e === undefined)) return { refusal: undefined, asksForLists };
-      const retryAfterSeconds = Math.max(...exceeded.map((e) => e?.retryAfterSeconds ?? 0));
-      const refusal = answerOf(
-        batch,
-        messages,
-        exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined)),
-      );
-      return { refusal, retryAfterSeconds, asksForLists };
-    });
+  const messages: unknown[] = batch ? message : [message];
+  // Plain loops: this runs on every call.
+  let asksForLists = false;
+  const inputs: (PolicyInput | undefined)[] = [];
+  for (const m of messages) {
+    if (policy !== undefined && isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method'])) asksForLists = true;
+    inputs.push(inputOf(m, subject));
   }
-  return { refusal: answerOf(batch, messages, refusals), asksForLists };
+  let missing: Set<string> | undefined;
+  let refusals: (Refusal | undefined)[] | undefined;
+  if (policy) {
+    for (let i = 0; i < messages.length; i++) {
+      const refusal = refusalOf(policy, messages[i], inputs[i], (decision) => {
+        for (const scope of decision.missingScopes ?? NO_SCOPES) {
+          missing ??= new Set();
+          missing.add(scope);
+        }
+        judged?.(i, decision);
+      });
+      if (refusal === undefined) continue;
+      refusals ??= new Array<Refusal | undefined>(messages.length).fill(undefined);
+      refusals[i] = refusal;
+    }
+  }
+  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
+  if (missing !== undefined && missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
+  if (refusals !== undefined) return { refusal: answerOf(batch, messages, refusals), asksForLists };
+  // Only calls the policy lets through are counted (none when it refuses one of a batch), and
+  // only a call a quota applies to waits for the Store.
+  if (!quotas) return { refusal: undefined, asksForLists };
+  let charges: (Promise<QuotaExceeded | undefined> | undefined)[] | undefined;
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i];
+    const charge = input ? quotas.charge(input, subject.record) : undefined;
+    if (charge === undefined) continue;
+    charges ??= new Array<Promise<QuotaExceeded | undefined> | undefined>(inputs.length).fill(undefined);
+    charges[i] = charge;
+  }
+  if (charges === undefined) return { refusal: undefined, asksForLists };
+  return Promise.all(charges).then((exceeded) => {
+    if (exceeded.every((e) => e === undefined)) return { refusal: undefined, asksForLists };
+    const retryAfterSeconds = Math.max(...exceeded.map((e) => e?.retryAfterSeconds ?? 0));
+    const refusal = answerOf(
+      batch,
+      messages,
+      exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined)),
+    );
+    return { refusal, retryAfterSeconds, asksForLists };
+  });
 }
 
 /** The gateway's answer to a body with at least one refused request. */

@@ -144,17 +144,25 @@ function celList(values: readonly string[]): string {
 
 /** Which operations a rule (or quota) is about; one naming none is about every judged operation. */
 export function matcherOf(rule: Pick<PolicyRuleConfig, 'tools' | 'prompts' | 'resources' | 'methods'>): (method: string, name: string) => boolean {
-  const tools = rule.tools?.map(glob);
-  const prompts = rule.prompts?.map(glob);
-  const resources = rule.resources?.map(glob);
-  const methods = rule.methods?.map(glob);
+  const tools = namesOf(rule.tools);
+  const prompts = namesOf(rule.prompts);
+  const resources = namesOf(rule.resources);
+  const methods = namesOf(rule.methods);
   if (!tools && !prompts && !resources && !methods) return () => true;
-  const any = (patterns: RegExp[] | undefined, value: string) => patterns?.some((p) => p.test(value)) === true;
   return (method, name) =>
-    (method === 'tools/call' && any(tools, name)) ||
-    (method === 'prompts/get' && any(prompts, name)) ||
-    (method === 'resources/read' && any(resources, name)) ||
-    any(methods, method);
+    (method === 'tools/call' && tools?.(name) === true) ||
+    (method === 'prompts/get' && prompts?.(name) === true) ||
+    (method === 'resources/read' && resources?.(name) === true) ||
+    methods?.(method) === true;
+}
+
+/** Whether a name matches one of the patterns: a name without `*` by a set lookup (this runs on every call), the rest as globs. */
+function namesOf(patterns: readonly string[] | undefined): ((value: string) => boolean) | undefined {
+  if (!patterns) return undefined;
+  const exact = new Set(patterns.filter((p) => !p.includes('*')));
+  const globs = patterns.filter((p) => p.includes('*')).map(glob);
+  if (globs.length === 0) return (value) => exact.has(value);
+  return (value) => exact.has(value) || globs.some((p) => p.test(value));
 }
 
 /** `*` matches any run of characters (also `/`); everything else literally. */
