@@ -31,7 +31,12 @@ interface CompiledRule {
   usesArguments: boolean;
   /** A step-up rule's scopes (its condition is then the rest of the rule). */
   requires: readonly string[] | undefined;
+  /** This rule's decision, built once (decisions are only read). */
+  decided: Readonly<Decision>;
 }
+
+/** No rule allowed it. */
+const NOT_ALLOWED: Readonly<Decision> = Object.freeze({ allowed: false });
 
 export interface Decision {
   allowed: boolean;
@@ -63,7 +68,7 @@ export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | unde
   return {
     governs: isGoverned,
     decide(input, listing = false) {
-      let allowedBy: string | undefined;
+      let allowedBy: CompiledRule | undefined;
       let stepUp: { rule: string; missing: Set<string> } | undefined;
       for (const rule of compiled) {
         if (!rule.matches(input.method, input.name)) continue;
@@ -78,18 +83,18 @@ export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | unde
           continue;
         }
         if (listing && rule.usesArguments) {
-          if (!rule.deny && allowedBy === undefined) allowedBy = rule.name;
+          if (!rule.deny && allowedBy === undefined) allowedBy = rule;
           continue;
         }
         const holds = rule.condition === undefined ? true : evaluate(rule.condition, input);
         // A deny rule whose condition fails to evaluate denies (fail closed).
-        if (rule.deny && holds !== false) return { allowed: false, rule: rule.name };
-        if (!rule.deny && holds === true && allowedBy === undefined) allowedBy = rule.name;
+        if (rule.deny && holds !== false) return rule.decided;
+        if (!rule.deny && holds === true && allowedBy === undefined) allowedBy = rule;
       }
-      if (allowedBy === undefined) return { allowed: false };
+      if (allowedBy === undefined) return NOT_ALLOWED;
       // Only a call that would be allowed is challenged: a hidden name never learns of scopes.
       if (stepUp) return { allowed: false, rule: stepUp.rule, missingScopes: [...stepUp.missing] };
-      return { allowed: true, rule: allowedBy };
+      return allowedBy.decided;
     },
   };
 }
@@ -115,6 +120,8 @@ function compileRule(rule: PolicyRuleConfig): CompiledRule {
     condition: expression === undefined ? undefined : compileCondition(expression),
     usesArguments: expression !== undefined && /\barguments\b|\brequest\s*\.\s*params\b/.test(expression),
     requires: stepUp ? (rule.scopes ?? []) : undefined,
+    // A deny rule decides by denying, an allow rule by allowing (a step-up rule's decision names the scopes it misses: built per call).
+    decided: Object.freeze({ allowed: rule.effect !== 'deny', rule: rule.name }),
   };
 }
 
