@@ -69,13 +69,16 @@ export class ClientFactsCel {
   }
 }
 
-/** How a request's address and time are read, on first use only (most conditions read neither). */
+/**
+ * How a request's address and time are read: the clock when the request is judged (as a number),
+ * the address and the Date on first use only (most conditions read neither).
+ */
 export interface RequestSource<T> {
   ip(from: T): string;
-  time(from: T): Date;
+  nowMs(): number;
 }
 
-const GIVEN: RequestSource<PolicyRequest> = { ip: (request) => request.ip, time: (request) => request.time };
+const GIVEN: RequestSource<PolicyRequest> = { ip: (request) => request.ip, nowMs: () => Number.NaN };
 
 export class RequestFacts implements PolicyRequest {
   readonly params: Readonly<Record<string, string>> | undefined;
@@ -83,20 +86,24 @@ export class RequestFacts implements PolicyRequest {
   #source: RequestSource<unknown>;
   #ip: string | undefined;
   #time: Date | undefined;
+  readonly #atMs: number;
   constructor(from: unknown, source: RequestSource<never>, params: Readonly<Record<string, string>> | undefined) {
     this.#from = from;
     this.#source = source as RequestSource<unknown>;
     this.params = params;
+    this.#atMs = source.nowMs();
   }
   static of(request: PolicyRequest): RequestFacts {
-    return new RequestFacts(request, GIVEN, request.params);
+    const facts = new RequestFacts(request, GIVEN, request.params);
+    facts.#time = request.time;
+    return facts;
   }
   get ip(): string {
     this.#ip ??= this.#source.ip(this.#from);
     return this.#ip;
   }
   get time(): Date {
-    this.#time ??= this.#source.time(this.#from);
+    this.#time ??= new Date(this.#atMs);
     return this.#time;
   }
 }

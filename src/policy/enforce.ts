@@ -122,7 +122,7 @@ export function createEnforcer(
   // The Mcp-Param-* headers are read only for a condition that reads them (none: no cost per call).
   const readsParams = conditions.some((when) => when !== undefined && /\brequest\s*\.\s*params\b/.test(when));
   const clientIp = deps.clientIp ?? ((req: IncomingMessage) => req.socket.remoteAddress ?? '');
-  const requestSource: RequestSource<IncomingMessage> = { ip: clientIp, time: () => new Date(nowMsOf(deps.clock)) };
+  const requestSource: RequestSource<IncomingMessage> = { ip: clientIp, nowMs: () => nowMsOf(deps.clock) };
   // The user and client of a token without lookups, built once per record: the token cache
   // (src/oauth/grants.ts validateAccessToken) hands out the same record object while it holds it.
   const callers = new WeakMap<AccessTokenRecord, Pick<Subject, 'user' | 'client'>>();
