@@ -17,6 +17,7 @@ import { createClients } from './oauth/clients.ts';
 import { createConfiguredClients } from './oauth/configured-clients.ts';
 import { registerConsent } from './oauth/consent.ts';
 import type { AuthServerContext } from './oauth/context.ts';
+import { registerDownstreamConsent } from './oauth/downstream-consent.ts';
 import { createDownstreamTokens } from './oauth/downstream-tokens.ts';
 import { createGrants } from './oauth/grants.ts';
 import { registerMetadata } from './oauth/metadata.ts';
@@ -66,8 +67,22 @@ export interface RunningGateway {
 /** While draining on shutdown, keep-alive connections that went idle are closed this often. */
 const IDLE_CLOSE_INTERVAL_MS = 100;
 
-/** Builds every part from a validated Config and listens. The only place concrete adapters are chosen. */
+/**
+ * Builds every part from a validated Config and listens. The only place concrete adapters are
+ * chosen. A start that fails part-way releases what it had started (listeners, the dev IdP, the
+ * audit sink, the Store and telemetry it opened itself), latest first, before the error propagates.
+ */
 export async function startGateway(config: Config, deps: GatewayDeps): Promise<RunningGateway> {
+  const started: (() => Promise<void>)[] = [];
+  try {
+    return await start(config, deps, started);
+  } catch (error) {
+    for (const release of started.reverse()) await release().catch(() => {});
+    throw error;
+  }
+}
+
+async function start(config: Config, deps: GatewayDeps, started: (() => Promise<void>)[]): Promise<RunningGateway> {
   const clock = deps.clock ?? systemClock;
   const logger =
     deps.logger ??
@@ -78,16 +93,21 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   const issuer = new URL(config.publicUrl).origin;
   const redirectUri = `${issuer}/callback`;
   const telemetry = deps.telemetry ?? localTelemetry();
+  if (!deps.telemetry) started.push(() => telemetry.shutdown());
   const metrics = createGatewayMetrics(telemetry.meterProvider);
   const tracer = telemetry.tracer;
-  const measuredStore = instrumentStore(deps.store ?? (await openStore(config, clock, deps.getRedisCredential)), metrics);
+  const opened = deps.store ?? (await openStore(config, clock, deps.getRedisCredential));
+  if (!deps.store) started.push(() => opened.close());
+  const measuredStore = instrumentStore(opened, metrics);
   const store = tracer ? traceStore(measuredStore, tracer, storeDatabase(config.store)) : measuredStore;
 
   let devIdp: DevIdp | undefined;
   let devClient: { clientId: string; clientSecret: string; redirectUris: string[] } | undefined;
   if (config.upstream.dev) {
     devClient = { clientId: 'mcp-entra-gateway', clientSecret: randomBytes(32).toString('base64url'), redirectUris: [redirectUri] };
-    devIdp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store, clock });
+    const idp = await startDevIdp(config.upstream.dev, devClient, { env: deps.env, store, clock });
+    started.push(() => idp.close());
+    devIdp = idp;
   }
   const upstreamIdp = await createUpstreamIdp(config.upstream, {
     redirectUri,
@@ -122,8 +142,9 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
     grantTtlSeconds: config.tokens.refreshTokenTtlSeconds,
   });
   const audit = await createAudit(config.audit, { signingKeyPem: config.secrets.signingKey, clock, logger, sink: deps.auditSink, env: deps.env });
+  started.push(() => audit.close());
   const grants = createGrants({ store, clock, sealer, idp, audit, onValidation: metrics.tokenValidation }, config.tokens);
-  const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp });
+  const downstreamTokens = createDownstreamTokens({ store, clock, sealer, idp, signer, issuer });
   const resources = buildResources(config.publicUrl, config.backends, config.policy?.rules);
   const ctx: AuthServerContext = { config, issuer, store, clock, idp, clients, configuredClients, grants, sealer, signer, resources, logger, audit };
 
@@ -146,6 +167,7 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
   registerToken(app, ctx, { downstreamTokens });
   registerRevoke(app, ctx);
   registerAccount(app, ctx);
+  if (downstreamTokens) registerDownstreamConsent(app, ctx);
   registerLanding(app, { resources, upstream: idp.kind, devLogins: config.upstream.dev?.users.map((u) => u.login) });
   allowAnyOrigin(app, [
     ...ctx.resources.map((r) => `/.well-known/oauth-protected-resource${r.path}`),
@@ -182,6 +204,10 @@ export async function startGateway(config: Config, deps: GatewayDeps): Promise<R
       return { name: client?.clientName ?? '', kind: client?.kind ?? 'dcr' };
     },
   });
+
+  started.push(() => proxy.close());
+  // Closed before the proxy, as close() does (listeners first); harmless before they listen.
+  started.push(() => Promise.all([app.close(), admin.close()]).then(() => {}));
 
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   const adminAddress = await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port });

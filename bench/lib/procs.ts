@@ -73,7 +73,7 @@ export async function startWorker(
     pending.clear();
   });
   const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`worker ${name} did not start`)), options.startTimeoutMs ?? 60_000);
+    const timer = setTimeout(() => reject(new Error(`worker ${name} did not start`)), options.startTimeoutMs ?? 180_000);
     child.once('message', (message) => {
       clearTimeout(timer);
       resolve(message as Record<string, unknown>);

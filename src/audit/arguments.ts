@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** How tool arguments appear in audit records. */
 export type ArgumentsMode = 'off' | 'hash' | 'redacted' | 'full';
@@ -16,7 +16,7 @@ const SECRET_KEY = /token|secret|password|passwd|cookie|authorization|api[-_]?ke
  */
 export function auditArguments(mode: ArgumentsMode, args: unknown, paths: readonly string[] = []): unknown {
   if (mode === 'off' || args === undefined) return undefined;
-  if (mode === 'hash') return `sha256:${createHash('sha256').update(canonicalJson(args)).digest('base64url')}`;
+  if (mode === 'hash') return `sha256:${hash('sha256', canonicalJson(args), 'base64url')}`;
   const rules = mode === 'redacted' ? paths.map((p) => p.split('.')) : [];
   return redact(args, [], rules);
 }

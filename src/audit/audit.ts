@@ -42,8 +42,17 @@ export interface Audit {
   readonly redact: readonly string[];
 }
 
-/** Lines handed to the sink per write. */
-const BATCH_MAX = 512;
+/**
+ * Lines handed to the sink per write; a queue this long is written at once. Kept small enough that
+ * a batch's text (~1 KB a record) stays out of V8's large-object space: a 512-record batch cost
+ * ~7 µs a record to join and encode, a 128-record one ~0.4 µs (measured on this project's VMs).
+ */
+const BATCH_MAX = 128;
+/**
+ * A record waits at most this long for others to join its batch: one sink write per window under
+ * load rather than one per call (a file append costs ~30 µs of CPU, a whole tool call ~150 µs).
+ */
+const BATCH_WINDOW_MS = 50;
 /** A log line about dropped records at most this often. */
 const DROP_WARNING_INTERVAL_MS = 10_000;
 const CLOSE_TIMEOUT_MS = 2000;
@@ -102,6 +111,7 @@ export async function createAudit(
   let lastDropWarning = 0;
   let sinceCheckpoint = 0;
   let draining: Promise<void> | undefined;
+  let window: NodeJS.Timeout | undefined;
 
   function drop(count: number): void {
     stats.dropped += count;
@@ -117,40 +127,47 @@ export async function createAudit(
     schedule();
   }
 
+  /** The next batch goes out when the window closes, at once when the queue holds a full batch. */
   function schedule(): void {
-    draining ??= drain().finally(() => {
+    if (draining !== undefined) return;
+    if (queue.length >= BATCH_MAX) writeNow();
+    else window ??= setTimeout(writeNow, BATCH_WINDOW_MS);
+  }
+
+  function writeNow(): void {
+    clearTimeout(window);
+    window = undefined;
+    if (draining !== undefined) return;
+    draining = writeBatch().finally(() => {
       draining = undefined;
       if (queue.length > 0) schedule();
     });
   }
 
-  async function drain(): Promise<void> {
-    // Let the current tick's records join this batch.
-    await new Promise((resolve) => setImmediate(resolve));
-    while (queue.length > 0) {
-      const lines: string[] = [];
-      if (stats.dropped > droppedReported) {
-        lines.push(chain.append({ time: now(), 'event.name': 'audit.dropped', 'service.instance.id': instance, count: stats.dropped - droppedReported }));
-        droppedReported = stats.dropped;
+  /** Chains one batch (up to BATCH_MAX) and hands it to the sink. */
+  async function writeBatch(): Promise<void> {
+    const lines: string[] = [];
+    if (stats.dropped > droppedReported) {
+      lines.push(chain.append({ time: now(), 'event.name': 'audit.dropped', 'service.instance.id': instance, count: stats.dropped - droppedReported }));
+      droppedReported = stats.dropped;
+    }
+    for (const item of queue.splice(0, BATCH_MAX)) {
+      if (item === CHECKPOINT) {
+        lines.push(await chain.checkpoint(now()));
+        sinceCheckpoint = 0;
+      } else {
+        lines.push(chain.append(item));
+        sinceCheckpoint++;
       }
-      for (const item of queue.splice(0, BATCH_MAX)) {
-        if (item === CHECKPOINT) {
-          lines.push(await chain.checkpoint(now()));
-          sinceCheckpoint = 0;
-        } else {
-          lines.push(chain.append(item));
-          sinceCheckpoint++;
-        }
-      }
-      try {
-        await sink.write(lines);
-        stats.written += lines.length;
-      } catch (error) {
-        // Chained but not written: `audit verify` shows the gap where they belong.
-        deps.logger.error({ err: error, lost: lines.length }, 'audit sink failed; records lost');
-        drop(lines.length);
-        droppedReported = stats.dropped;
-      }
+    }
+    try {
+      await sink.write(lines);
+      stats.written += lines.length;
+    } catch (error) {
+      // Chained but not written: `audit verify` shows the gap where they belong.
+      deps.logger.error({ err: error, lost: lines.length }, 'audit sink failed; records lost');
+      drop(lines.length);
+      droppedReported = stats.dropped;
     }
   }
 
@@ -159,8 +176,12 @@ export async function createAudit(
   }, config.checkpointSeconds * 1000);
   checkpoints.unref();
 
+  /** Writes what is queued now, without waiting for the window. */
   async function flush(): Promise<void> {
-    while (draining) await draining;
+    while (draining !== undefined || queue.length > 0) {
+      if (draining === undefined) writeNow();
+      await draining;
+    }
   }
 
   return {

@@ -17,10 +17,14 @@ export const SECURITY_EVENT = {
 
 /** The user fields of a record. */
 export function userFields(user: UserIdentity, userKey: string): Record<string, unknown> {
-  return {
-    'user.id': userKey,
-    'user.name': user.preferredUsername,
-    'user.full_name': user.name,
-    ...(user.tenantId ? { 'user.tenant.id': user.tenantId } : {}),
-  };
+  return addUserFields({}, user, userKey);
+}
+
+/** The user fields written into `fields` (the MCP path builds each record as one object). */
+export function addUserFields(fields: Record<string, unknown>, user: UserIdentity, userKey: string): Record<string, unknown> {
+  fields['user.id'] = userKey;
+  fields['user.name'] = user.preferredUsername;
+  fields['user.full_name'] = user.name;
+  if (user.tenantId) fields['user.tenant.id'] = user.tenantId;
+  return fields;
 }

@@ -101,6 +101,24 @@ describe('loadConfig', () => {
       undefined,
       ['upstream.entra.certificate.certificate: required'],
     ],
+    [
+      'an Entra-app client whose tenant workloads.entra does not list',
+      `${VALID}\nclients: [{ clientId: puller, entraApp: { tenantId: 11111111-2222-4333-8444-555555555555, appId: mi }, grantTypes: [client_credentials] }]\nworkloads: { entra: { tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47], audiences: [api://gw] } }\n`,
+      undefined,
+      ["clients.0.entraApp.tenantId: needs workloads.entra with this tenant in tenants (its audiences and keys judge the app's token)"],
+    ],
+    [
+      'an Entra-app client with a secret too',
+      `${VALID}\nclients: [{ clientId: puller, secret: s, entraApp: { tenantId: 72f988bf-86f1-41af-91ab-2d7cd011db47, appId: mi }, grantTypes: [client_credentials] }]\nworkloads: { entra: { tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47], audiences: [api://gw] } }\n`,
+      undefined,
+      ['clients.0.secret: exactly one of secret, jwks, jwksUri or entraApp is required'],
+    ],
+    [
+      'workloads.entra naming no caller',
+      `${VALID}\nworkloads: { entra: { tenants: [72f988bf-86f1-41af-91ab-2d7cd011db47], audiences: [api://gw] } }\n`,
+      undefined,
+      ['workloads.entra: allowedAppIds or requiredRoles must name who may call'],
+    ],
     ['not YAML', 'a: [', undefined, ['(file):1:5: not valid YAML: Flow sequence in block collection must be sufficiently indented and end with a ]']],
   ];
   for (const [name, yamlText, env, expected] of cases) {

@@ -378,6 +378,12 @@ const configuredClientSchema = z
     jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())).min(1) }).optional(),
     /** …or at a URL (fetched, cached and refreshed on an unknown `kid`). */
     jwksUri: z.string().url().optional(),
+    /**
+     * …or an Entra app (managed identity, service principal): its app-only token for the gateway's
+     * app (`aud` one of workloads.entra.audiences) is the client_assertion (RFC 7523 §2.2), with
+     * `tid` = tenantId and `azp`/`appid` = appId (a managed identity's client id).
+     */
+    entraApp: z.object({ tenantId: z.string().uuid(), appId: z.string().min(1) }).strict().optional(),
     grantTypes: z.array(z.enum(['client_credentials', JWT_BEARER_GRANT, TOKEN_EXCHANGE_GRANT, 'authorization_code', 'refresh_token'])).min(1),
     /** Required for authorization_code. */
     redirectUris: z.array(z.string()).default([]),
@@ -388,8 +394,8 @@ const configuredClientSchema = z
   })
   .strict()
   .superRefine((c, ctx) => {
-    if ([c.secret, c.jwks, c.jwksUri].filter(Boolean).length !== 1) {
-      ctx.addIssue({ code: 'custom', path: ['secret'], message: 'exactly one of secret, jwks or jwksUri is required' });
+    if ([c.secret, c.jwks, c.jwksUri, c.entraApp].filter(Boolean).length !== 1) {
+      ctx.addIssue({ code: 'custom', path: ['secret'], message: 'exactly one of secret, jwks, jwksUri or entraApp is required' });
     }
     if (c.grantTypes.includes('authorization_code') && c.redirectUris.length === 0) {
       ctx.addIssue({ code: 'custom', path: ['redirectUris'], message: 'required for authorization_code' });
@@ -451,10 +457,7 @@ const entraWorkloadsSchema = z
     /** …or apps holding at least one of these app roles. */
     requiredRoles: z.array(z.string().min(1)).default([]),
   })
-  .strict()
-  .refine((w) => w.allowedAppIds.length + w.requiredRoles.length > 0, {
-    message: 'allowedAppIds or requiredRoles must name who may call',
-  });
+  .strict();
 
 /**
  * The audit trail (docs/security.md, Audit trail): one record per MCP operation and per security
@@ -696,10 +699,26 @@ export const configSchema = z
       });
     });
     const clientIds = new Set<string>();
+    const entraApps = new Set<string>();
     c.clients.forEach((client, i) => {
       if (clientIds.has(client.clientId)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'clientId'], message: 'duplicate clientId' });
       clientIds.add(client.clientId);
+      if (!client.entraApp) return;
+      const app = `${client.entraApp.tenantId}|${client.entraApp.appId}`;
+      if (entraApps.has(app)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'entraApp'], message: 'another client is this Entra app already' });
+      entraApps.add(app);
+      if (!c.workloads.entra?.tenants.includes(client.entraApp.tenantId)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['clients', i, 'entraApp', 'tenantId'],
+          message: 'needs workloads.entra with this tenant in tenants (its audiences and keys judge the app\'s token)',
+        });
+      }
     });
+    const workloads = c.workloads.entra;
+    if (workloads && workloads.allowedAppIds.length + workloads.requiredRoles.length === 0 && entraApps.size === 0) {
+      ctx.addIssue({ code: 'custom', path: ['workloads', 'entra'], message: 'allowedAppIds or requiredRoles must name who may call' });
+    }
   });
 
 export function isLoopbackHost(hostname: string): boolean {

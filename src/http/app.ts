@@ -9,6 +9,7 @@ import { OAuthError } from '../oauth/errors.ts';
 import { PAGE_HEADERS, errorPage } from '../oauth/pages.ts';
 import { sendJson } from '../proxy/respond.ts';
 import { clientIpOf } from './client-ip.ts';
+import { RawResponse, type ResponseObserver, watchRawResponse } from './raw-response.ts';
 import { httpRouteResolved, serveTraced } from '../telemetry/http.ts';
 
 /** OAuth endpoints take small bodies; MCP routes stream theirs and enforce each backend's maxBodyBytes. */
@@ -52,6 +53,8 @@ export function createHttpApp(
     serverFactory: (handler) =>
       createServer(
         {
+          // Raw routes: one shared close listener per answer (src/http/raw-response.ts).
+          ServerResponse: RawResponse as typeof ServerResponse,
           headersTimeout: timeouts.headersMs,
           // Every request, whatever its route, within the longest body bound (a body left unread
           // after an early answer included); each route's own, shorter bound answers first.
@@ -62,7 +65,7 @@ export function createHttpApp(
           // backends[].headersTimeoutMs and SSE streams idle between keep-alive comments.
         },
         (req, res) => {
-          for (const [name, value] of securityHeaders) res.setHeader(name, value);
+          for (let i = 0; i < securityHeaders.length; i++) res.setHeader(securityHeaders[i]![0], securityHeaders[i]![1]);
           if (raw.dispatch(req, res)) return;
           if (tracer === undefined) handler(req, res);
           else serveTraced(tracer, req, res, handler);
@@ -182,8 +185,7 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, headers
 }
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
-/** Called once per response when it is done: its route (pattern, not path), method, status and duration. */
-export type ResponseObserver = (route: string, method: string, status: number, seconds: number) => void;
+export type { ResponseObserver };
 
 /** Routes served by a plain node:http handler instead of fastify (the app's other routes stay on fastify). */
 export interface RawRoutes {
@@ -223,11 +225,8 @@ function createRawRoutes() {
         sendJson(res, 503, { error: 'Service Unavailable', message: 'Service Unavailable', statusCode: 503 }, { connection: 'close' });
         return true;
       }
-      if (state.observer !== undefined) {
-        const seen = state.observer;
-        const started = performance.now();
-        res.once('close', () => seen(path, req.method!, res.statusCode, (performance.now() - started) / 1000));
-      }
+      // The server's responses are RawResponses (createServer's ServerResponse option).
+      watchRawResponse(res as RawResponse, path, state.observer);
       handler(req, res);
       return true;
     },

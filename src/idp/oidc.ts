@@ -149,7 +149,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       const config = await getConfiguration();
       const parameters: Record<string, string> = {
         redirect_uri: settings.redirectUri,
-        scope: settings.scopes.join(' '),
+        scope: [...settings.scopes, ...(request.extraScopes ?? []).filter((s) => !settings.scopes.includes(s))].join(' '),
         state: request.state,
         nonce: request.nonce,
         // RFC 7636 / OAuth 2.1: the gateway's own PKCE for the upstream leg, S256 only.
@@ -159,6 +159,7 @@ export function createOpenIdIdp(settings: OpenIdIdpSettings): UpstreamIdp {
       // The port carries only `login` or `select_account`: /authorize drops any other (DESIGN §6, never `consent`).
       const prompt = request.prompt;
       if (prompt) parameters['prompt'] = prompt;
+      if (request.claims) parameters['claims'] = request.claims;
       // Asking the user to pick an account and naming one contradict each other; Entra documents
       // that login_hint must not be combined with prompt=select_account (v2-protocols-oidc.md).
       if (request.loginHint && prompt !== 'select_account') parameters['login_hint'] = request.loginHint;
@@ -394,6 +395,7 @@ function errorDetails(status: number, body: Record<string, unknown>): UpstreamEr
     error: text('error'),
     errorCode: code,
     suberror: text('suberror'),
+    claims: text('claims'),
     traceId: text('trace_id'),
     correlationId: text('correlation_id'),
   };

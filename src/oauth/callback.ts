@@ -14,6 +14,7 @@ import { COOKIE, hostCookie } from './cookies.ts';
 import { consentCovers, rememberConsent } from './approvals.ts';
 import { redirectToClient } from './client-redirect.ts';
 import { completeWithCode, sealSignIn } from './codes.ts';
+import { completeDownstreamConsent } from './downstream-consent.ts';
 import { renderConsent } from './consent-page.ts';
 import { browserIdOf } from './upstream-redirect.ts';
 import { userKeyOf } from './grants.ts';
@@ -46,7 +47,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
     if (upstreamError) {
       ctx.logger.info({ upstreamError, description: param(query, 'error_description') }, 'upstream sign-in refused');
       signInFailed(upstreamError);
-      if (pending.purpose === 'account') throw new OAuthError('access_denied', 'the identity provider refused the sign-in.', { status: 403, page: SIGN_IN_FAILED });
+      if (pending.purpose !== 'authorize') throw new OAuthError('access_denied', 'the identity provider refused the sign-in.', { status: 403, page: SIGN_IN_FAILED });
       await ctx.store.delete(keys.authorizationRequest(pending.id));
       return redirectToClient(ctx, pending, { error: 'access_denied', error_description: 'the identity provider refused the sign-in' }, reply);
     }
@@ -66,7 +67,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
       if (error instanceof UpstreamRefusedError) {
         ctx.logger.warn({ err: error }, 'upstream sign-in rejected');
         signInFailed(error.upstreamError);
-        if (pending.purpose === 'account') throw new OAuthError('access_denied', error.message, { status: 403, page: SIGN_IN_FAILED });
+        if (pending.purpose !== 'authorize') throw new OAuthError('access_denied', error.message, { status: 403, page: SIGN_IN_FAILED });
         await ctx.store.delete(keys.authorizationRequest(pending.id));
         return redirectToClient(ctx, pending, { error: 'access_denied', error_description: error.message }, reply);
       }
@@ -86,6 +87,7 @@ export function registerCallback(app: FastifyInstance, ctx: AuthServerContext) {
       await ctx.store.delete(keys.authorizationRequest(pending.id));
       return reply.redirect('/account', 302);
     }
+    if (pending.purpose === 'downstream-consent') return completeDownstreamConsent(ctx, pending, signIn, reply);
     const sealed = sealSignIn(ctx, signIn);
     const client = await ctx.clients.find(pending.clientId);
     const remembered = await ctx.store.get<ConsentRecord>(keys.consent(userKey, client.clientId));

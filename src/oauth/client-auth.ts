@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { decodeJwt, errors as joseErrors, jwtVerify } from 'jose';
 import { ASYMMETRIC_ALGORITHMS } from '../config/schema.ts';
 import type { ClientRecord } from '../ports/records.ts';
+import type { ConfiguredClient } from './configured-clients.ts';
 import type { AuthServerContext } from './context.ts';
 import { OAuthError } from './errors.ts';
 import { keys } from './keys.ts';
@@ -24,16 +25,25 @@ interface Credentials {
 /**
  * Client authentication at the token and revocation endpoints (OAuth 2.1 §2.4):
  * public clients send client_id; confidential clients use client_secret_basic or _post, or
- * private_key_jwt (RFC 7523 §2.2, pre-registered clients with a JWK Set).
+ * private_key_jwt (RFC 7523 §2.2, pre-registered clients with a JWK Set), or an Entra app-only
+ * token as the client_assertion (pre-registered clients with `entraApp`, judged by `entraApps`).
  */
-export async function authenticateClient(ctx: AuthServerContext, request: FastifyRequest): Promise<ClientRecord> {
-  const presented = credentials(request);
+export async function authenticateClient(ctx: AuthServerContext, request: FastifyRequest, entraApps?: EntraAppTokenVerifier): Promise<ClientRecord> {
+  const presented = credentials(request, ctx.configuredClients);
   let client: ClientRecord;
   try {
     client = await ctx.clients.find(presented.clientId);
   } catch (error) {
     if (error instanceof OAuthError && error.code !== 'temporarily_unavailable') throw invalidClient(error.description);
     throw error;
+  }
+  const entraApp = ctx.configuredClients.get(client.clientId)?.entraApp;
+  if (entraApp) {
+    // Its token is judged where the Entra keys are (/token); /revoke has nothing to revoke for it.
+    if (!entraApps) throw invalidClient('this client authenticates with its Entra app\'s token, at /token only');
+    if (!presented.assertion) throw invalidClient('this client authenticates with its Entra app\'s token: send it as client_assertion');
+    await verifyEntraAppAssertion(entraApps, entraApp, presented.assertion);
+    return client;
   }
   if (client.tokenEndpointAuthMethod === 'private_key_jwt') {
     if (!presented.assertion) throw invalidClient('this client authenticates with private_key_jwt: send client_assertion');
@@ -83,6 +93,27 @@ async function verifyClientAssertion(ctx: AuthServerContext, clientId: string, a
   }
 }
 
+/**
+ * An Entra app-only token (managed identity, service principal) as the client_assertion: judged as
+ * a workload's (token-entra-workload.ts: Entra's signature, `aud` the gateway's app, `tid` allowed,
+ * app-only), and its `tid` and `azp`/`appid` must be the client's own.
+ *
+ * Replay: no single use. RFC 7523 §3 makes `jti` optional and its single use a MAY; an Entra token
+ * has no `jti` (`uti` instead) and is meant to be presented again for its lifetime (IMDS and MSAL
+ * cache it). It is bounded instead by its audience (only this gateway's app), its `exp` (Entra's,
+ * ≤ 24 h for a managed identity) and TLS; the same rule as a client secret, which it replaces.
+ */
+async function verifyEntraAppAssertion(entraApps: EntraAppTokenVerifier, entraApp: NonNullable<ConfiguredClient['entraApp']>, assertion: string): Promise<void> {
+  const app = await entraApps.verify(assertion, (description) => invalidClient(`client assertion refused: ${description}`));
+  if (app.tenantId !== entraApp.tenantId) throw invalidClient(`client assertion refused: tenant ${app.tenantId} is not this client's`);
+  if (app.appId !== entraApp.appId) throw invalidClient(`client assertion refused: app ${app.appId} is not this client's`);
+}
+
+/** What judges an Entra app-only token (createEntraAppTokens in token-entra-workload.ts). */
+export interface EntraAppTokenVerifier {
+  verify(assertion: string, refuse: (description: string) => OAuthError): Promise<{ tenantId: string; appId: string }>;
+}
+
 /** A jose verification failure in words safe to send (no key material, no token). */
 export function joseReason(error: unknown): string {
   if (error instanceof joseErrors.JWTClaimValidationFailed) return `${error.claim}: ${error.message}`;
@@ -101,16 +132,17 @@ export function joseReason(error: unknown): string {
  * revoked with it. Other clients are authenticated as at /token.
  */
 export async function authenticateRevokingClient(ctx: AuthServerContext, request: FastifyRequest): Promise<string> {
-  const { clientId } = credentials(request);
+  const { clientId } = credentials(request, ctx.configuredClients);
   if (ctx.clients.isMetadataDocumentUrl(clientId)) return clientId;
   return (await authenticateClient(ctx, request)).clientId;
 }
 
 /**
  * client_id and secret, from the form or from Basic credentials (RFC 6749 §2.3.1), or a client
- * assertion (RFC 7523 §2.2), whose `sub` names the client when client_id is left out (§3).
+ * assertion (RFC 7523 §2.2), whose `sub` names the client when client_id is left out (§3); an Entra
+ * app-only token names its client by `tid` + `azp`/`appid` (its `sub` is the app's object id).
  */
-function credentials(request: FastifyRequest): Credentials {
+function credentials(request: FastifyRequest, configured: ReadonlyMap<string, ConfiguredClient>): Credentials {
   const body = request.body as Params;
   let clientId = param(body, 'client_id');
   let secret = param(body, 'client_secret');
@@ -131,18 +163,31 @@ function credentials(request: FastifyRequest): Credentials {
     if (assertionType !== JWT_CLIENT_ASSERTION_TYPE) throw invalidClient(`client_assertion_type must be ${JWT_CLIENT_ASSERTION_TYPE}`);
     if (assertion === undefined) throw invalidClient('client_assertion is required with client_assertion_type');
     if (secret !== undefined) throw invalidClient('use one client authentication method, not a secret and an assertion');
-    let subject: unknown;
+    let claims: ReturnType<typeof decodeJwt>;
     try {
-      subject = decodeJwt(assertion).sub;
+      claims = decodeJwt(assertion);
     } catch {
       throw invalidClient('client_assertion is not a JWT');
     }
+    // An Entra app's client may be named by client_id, else by the token's tid + azp/appid.
+    if (clientId !== undefined && configured.get(clientId)?.entraApp) return { clientId, assertion };
+    const subject = entraClientOf(configured, claims) ?? claims.sub;
     if (typeof subject !== 'string') throw invalidClient('client_assertion has no sub');
     if (clientId !== undefined && clientId !== subject) throw invalidClient('client_id differs from the client assertion sub');
     return { clientId: subject, assertion };
   }
   if (!clientId) throw invalidClient('client authentication required: send client_id');
   return { clientId, secret };
+}
+
+/** The configured client whose `entraApp` the (still unverified) claims name, if any. */
+function entraClientOf(configured: ReadonlyMap<string, ConfiguredClient>, claims: ReturnType<typeof decodeJwt>): string | undefined {
+  const appId = claims['azp'] ?? claims['appid'];
+  if (typeof claims['tid'] !== 'string' || typeof appId !== 'string') return undefined;
+  for (const [clientId, client] of configured) {
+    if (client.entraApp?.tenantId === claims['tid'] && client.entraApp.appId === appId) return clientId;
+  }
+  return undefined;
 }
 
 function invalidClient(description: string): OAuthError {

@@ -17,6 +17,8 @@ export interface ConfiguredClient {
   scopes?: readonly string[];
   /** Its own roles, when it calls as a workload (client_credentials). */
   roles: readonly string[];
+  /** An Entra app (managed identity, service principal) whose app-only token is its client_assertion. */
+  entraApp?: { tenantId: string; appId: string };
 }
 
 const KEYS_NOT_FETCHED = "the client's keys could not be fetched";
@@ -61,7 +63,7 @@ export function createConfiguredClients(
       scope: config.scopes?.join(' '),
       createdAt: options.clock.nowSeconds(),
     };
-    clients.set(config.clientId, { record, keys, scopes: config.scopes, roles: config.roles });
+    clients.set(config.clientId, { record, keys, scopes: config.scopes, roles: config.roles, ...(config.entraApp ? { entraApp: config.entraApp } : {}) });
   });
   return clients;
 }

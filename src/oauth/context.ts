@@ -30,10 +30,12 @@ export interface AuthServerContext {
   audit: Audit;
 }
 
-/** A pending /authorize (or /account sign-in) between the browser's hops; single use. */
+/** A pending /authorize (or /account sign-in, or downstream consent) between the browser's hops; single use. */
 export interface AuthorizationRequest {
   id: string;
-  purpose: 'authorize' | 'account';
+  purpose: 'authorize' | 'account' | 'downstream-consent';
+  /** purpose `downstream-consent`: the grant whose user must consent to `scope` upstream. */
+  downstream?: { grantId: string; scope: string; claims?: string };
   clientId?: string;
   redirectUri?: string;
   state?: string;

@@ -26,6 +26,8 @@ export const keys = {
   usedAssertion: (issuer: string, jti: string) => `assertion-used:${sha256(`${issuer}\n${jti}`)}`,
   /** A backend's downstream token for a user (sealed), by the user and the scopes it carries. */
   downstreamToken: (userKey: string, scopes: readonly string[]) => `downstream:${sha256(`${userKey}\n${[...scopes].sort().join(' ')}`)}`,
+  /** What a grant's client declared at its last MCP `initialize` (URL-mode elicitation), for downstream consent links. */
+  clientCapabilities: (grantId: string) => `client-caps:${grantId}`,
   rateLimit: (name: string, ip: string, window: number) => `ratelimit:${name}:${ip}:${window}`,
   /** A quota's call counter for one window: `scope` a backend or `*` (global), `who` whose calls it counts (src/policy/quota.ts). */
   quota: (scope: string, name: string, who: string, window: number) => `quota:${scope}:${name}:${sha256(who)}:${window}`,

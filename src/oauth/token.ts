@@ -15,7 +15,7 @@ import { createRateLimit } from './rate-limit.ts';
 import { findResource } from './resources.ts';
 import { sha256 } from './secrets.ts';
 import { clientCredentialsGrant } from './token-client-credentials.ts';
-import { createEntraWorkloadGrant } from './token-entra-workload.ts';
+import { createEntraAppTokens, createEntraWorkloadGrant } from './token-entra-workload.ts';
 import type { DownstreamTokens } from './downstream-tokens.ts';
 import { createTokenExchange } from './token-exchange.ts';
 import { createIdJagGrant } from './token-id-jag.ts';
@@ -32,14 +32,15 @@ export function registerToken(app: FastifyInstance, ctx: AuthServerContext, deps
   const rateLimit = createRateLimit(ctx, 'token', ctx.config.rateLimits.tokenRequestsPerMinute, 60);
   const tokenExchange = createTokenExchange(ctx, deps.downstreamTokens);
   const idJag = ctx.config.enterpriseAuthorization && createIdJagGrant(ctx, ctx.config.enterpriseAuthorization);
-  const entraWorkloads = ctx.config.workloads.entra && createEntraWorkloadGrant(ctx, ctx.config.workloads.entra);
+  const entraApps = ctx.config.workloads.entra && createEntraAppTokens(ctx, ctx.config.workloads.entra);
+  const entraWorkloads = entraApps && createEntraWorkloadGrant(ctx, ctx.config.workloads.entra!, entraApps);
   app.post('/token', async (request, reply) => {
     await rateLimit(request);
     requireForm(request.headers['content-type'], 'token');
     const body = request.body as Params;
     const grantType = requiredParam(body, 'grant_type');
     // RFC 7523 §3.1: a jwt-bearer grant may come without client authentication (an Entra app's token is its own credential).
-    const client = grantType === JWT_BEARER_GRANT && !presentsClient(request) ? undefined : await authenticateClient(ctx, request);
+    const client = grantType === JWT_BEARER_GRANT && !presentsClient(request) ? undefined : await authenticateClient(ctx, request, entraApps || undefined);
     if (client && CLIENT_GRANT_TYPES.has(grantType) && !client.grantTypes.includes(grantType)) {
       throw new OAuthError('unauthorized_client', `client is not registered for grant_type ${grantType}`);
     }

@@ -28,6 +28,8 @@ export async function redirectToUpstream(ctx: AuthServerContext, request: Author
     codeVerifier: record.codeVerifier,
     prompt: request.prompt,
     loginHint: request.loginHint,
+    ...(request.downstream ? { extraScopes: request.downstream.scope.split(' ') } : {}),
+    ...(request.downstream?.claims ? { claims: request.downstream.claims } : {}),
   });
   return reply.redirect(url.href, 302);
 }

@@ -45,6 +45,13 @@ export interface UpstreamAuthorizationRequest {
   /** `select_account` or `login` when the client asked for it; never `consent` (DESIGN §6). */
   prompt?: 'login' | 'select_account';
   loginHint?: string;
+  /**
+   * Scopes asked for beyond the sign-in's own, after them (Entra issues the token for the first
+   * resource and records consent for all): a backend's downstream scope the user must consent to.
+   */
+  extraScopes?: readonly string[];
+  /** OIDC Core §5.5 `claims` request parameter: Entra's claims challenge to satisfy. */
+  claims?: string;
 }
 
 export interface UpstreamCallback {
@@ -68,6 +75,11 @@ export interface UpstreamErrorDetails {
   /** Entra: the first of `error_codes` (the AADSTS number). */
   errorCode?: number;
   suberror?: string;
+  /**
+   * Entra's claims challenge (a Conditional Access policy, e.g. MFA, on interaction_required): the
+   * JSON the interactive authorize request must carry as `claims` (claims-challenge.md).
+   */
+  claims?: string;
   traceId?: string;
   correlationId?: string;
 }

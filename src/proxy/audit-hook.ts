@@ -1,17 +1,17 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { pipeline, type Readable, Transform } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import { auditArguments } from '../audit/arguments.ts';
-import type { Audit } from '../audit/audit.ts';
-import { userFields } from '../audit/events.ts';
+import type { Audit, AuditEvent } from '../audit/audit.ts';
+import { addUserFields } from '../audit/events.ts';
 import { auditCovered } from './audit-request.ts';
 import type { Decision } from '../policy/policy.ts';
-import { type BackendResponse, isEventStream } from './forward.ts';
+import { type BackendResponse, isEventStream, wholeBody } from './forward.ts';
 import type { Admitted } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, isObject } from './jsonrpc.ts';
 import { header } from './respond.ts';
-import { endOperation, injectContext, type OperationSpans, type ProxyTelemetry, startClientSpan, startServerSpan } from './telemetry-hook.ts';
+import { eventData, SseEvents, type SseWatcher } from './sse-events.ts';
+import { endOperation, injectContext, type OperationSpans, propagated, type ProxyTelemetry, startClientSpan, startServerSpan } from './telemetry-hook.ts';
 
 /** The audit record of one MCP operation (docs/security.md, Audit trail). */
 const MCP_OPERATION = 'mcp.operation';
@@ -37,8 +37,11 @@ export interface Operations {
   judged(index: number, decision: Decision): void;
   /** A JSON-RPC answer (one message or a batch) sent with `status`: the operations it answers are recorded. */
   answered(answer: unknown, status: number): void;
-  /** The backend's answer, inspected on its way: a whole JSON body at once, an SSE stream event by event (never buffered). */
-  watch(response: BackendResponse): BackendResponse;
+  /**
+   * The backend's answer is read for the operations' outcomes: a whole JSON body at once; for an
+   * SSE stream, the watcher its relay hands each event to (never buffered), if any is waited for.
+   */
+  watch(response: BackendResponse): SseWatcher | undefined;
   /**
    * The request is about to go to the backend: its exchange spans begin, and their trace context
    * goes into `headers` (and into each message's `params._meta` when the body is rewritten: a
@@ -61,45 +64,152 @@ export function beginOperations(
   telemetry: ProxyTelemetry,
   req: IncomingMessage,
   res: ServerResponse,
-  context: {
-    caller: Admitted;
-    backend: string;
-    sessionId: string | undefined;
-    body: Buffer | undefined;
-    /** trustProxy honoured (ProxyContext.clientIp). */
-    clientAddress: string | undefined;
-    /** A legacy session's stream on this replica, where the answers come (HTTP+SSE). */
-    answers?: SessionAnswers;
-  },
+  context: OperationsContext,
 ): Operations {
-  const started = performance.now();
-  let sentAt: number | undefined;
-  const tracer = telemetry.tracer;
-  const record = context.caller.record;
-  const common: Record<string, unknown> = {
-    'event.name': MCP_OPERATION,
-    ...userFields(record.user, record.userKey),
-    'oauth.client.id': record.clientId,
-    'mcp.backend': context.backend,
-    'mcp.session.id': context.sessionId,
-    'mcp.protocol.version': header(req.headers, 'mcp-protocol-version'),
-    'client.address': context.clientAddress,
-  };
-  // Its operations' records stand for the request (no `mcp.request` record, audit-request.ts).
-  if (audit) auditCovered(res);
-  const indexed = operationsOf(context.body, common, audit);
-  const operations = indexed.filter((op) => op !== undefined);
-  const byId = new Map<Id, Operation>();
-  for (const op of operations) {
-    if (op.id !== undefined) byId.set(op.id, op);
-    if (tracer !== undefined && op.fields['mcp.method.name'] !== undefined) op.spans = startServerSpan(tracer, op.fields, op.meta, req.headers);
+  return new OperationsTracker(audit, telemetry, req, res, context);
+}
+
+interface OperationsContext {
+  caller: Admitted;
+  backend: string;
+  sessionId: string | undefined;
+  body: Buffer | undefined;
+  /** trustProxy honoured (ProxyContext.clientIp). */
+  clientAddress: string | undefined;
+  /** A legacy session's stream on this replica, where the answers come (HTTP+SSE). */
+  answers?: SessionAnswers;
+}
+
+/** One object per POST, few closures (this runs on every tool call, benchmark 1). */
+class OperationsTracker implements Operations, SseWatcher {
+  private readonly audit: Audit | undefined;
+  private readonly telemetry: ProxyTelemetry;
+  private readonly req: IncomingMessage;
+  private readonly started = performance.now();
+  private sentAt: number | undefined;
+  /** The body's messages by index (Enforcer.screen judges by index); holes where a message is no operation. */
+  private readonly indexed: (Operation | undefined)[];
+  private readonly operations: Operation[];
+  /** Operations waiting for their answer, by JSON-RPC id. */
+  private readonly byId = new Map<Id, Operation>();
+  /** The status of the POST's own answer, once the exchange ended. */
+  private closedStatus: number | undefined;
+  /** The status of the backend's answer being watched. */
+  private answerStatus = 0;
+
+  constructor(audit: Audit | undefined, telemetry: ProxyTelemetry, req: IncomingMessage, res: ServerResponse, context: OperationsContext) {
+    this.audit = audit;
+    this.telemetry = telemetry;
+    this.req = req;
+    // Its operations' records stand for the request (no `mcp.request` record, audit-request.ts).
+    if (audit) auditCovered(res);
+    const indexed = operationsOf(context.body, () => commonFields(req, context), audit);
+    this.indexed = indexed;
+    const operations: Operation[] = [];
+    const tracer = telemetry.tracer;
+    for (const op of indexed) {
+      if (op === undefined) continue;
+      operations.push(op);
+      if (op.id !== undefined) this.byId.set(op.id, op);
+      if (tracer !== undefined && op.fields['mcp.method.name'] !== undefined) op.spans = startServerSpan(tracer, op.fields, op.meta, req.headers);
+    }
+    this.operations = operations;
+    // Legacy HTTP+SSE: answers come on the session's stream; each is kept until the POST's own
+    // answer (202) is sent, or completes the record when that was sent first.
+    const answers = context.answers;
+    if (answers) {
+      for (const op of operations) {
+        if (op.id === undefined) continue;
+        op.stopWaiting = answers.expect(op.id, (message) => {
+          op.stopWaiting = undefined;
+          if (this.closedStatus === undefined) op.answer = message;
+          else this.finish(op, this.closedStatus, message);
+        });
+      }
+    }
+    res.once('close', () => this.closed(res.statusCode));
   }
 
-  function finish(op: Operation, status: number, answer?: Record<string, unknown>): void {
+  /** Bound: handed to Enforcer.screen as a callback. */
+  readonly judged = (index: number, decision: Decision): void => {
+    const op = this.indexed[index];
+    if (!op) return;
+    op.fields['gateway.policy.decision'] = decision.allowed ? 'allowed' : decision.missingScopes ? 'step_up' : 'denied';
+    if (decision.rule !== undefined) op.fields['gateway.policy.rule'] = decision.rule;
+  };
+
+  answered(answer: unknown, status: number): void {
+    if (Array.isArray(answer)) for (const message of answer) this.answeredBy(message, status);
+    else this.answeredBy(answer, status);
+  }
+
+  sending<B>(headers: Record<string, string>, body: B, backendUrl: URL): B | Buffer {
+    this.sentAt = performance.now();
+    const tracer = this.telemetry.tracer;
+    if (tracer === undefined) return body;
+    let first: OperationSpans | undefined;
+    for (const op of this.operations) {
+      if (!op.spans) continue;
+      startClientSpan(tracer, op.spans, op.fields, backendUrl);
+      first ??= op.spans;
+    }
+    if (first === undefined) return body;
+    // W3C Trace Context over HTTP: one traceparent per request, the (first) operation's exchange.
+    injectContext(propagated(first), headers);
+    if (header(this.req.headers, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION || !Buffer.isBuffer(body)) return body;
+    return withTraceMeta(body, this.operations, headers);
+  }
+
+  watch(response: BackendResponse): SseWatcher | undefined {
+    if (this.byId.size === 0) return undefined;
+    this.answerStatus = response.statusCode;
+    // Never `response.body` of a streamed answer: that would take it off the direct relay.
+    const whole = wholeBody(response);
+    if (isEventStream(response.headers['content-type'])) {
+      if (whole === undefined) return this;
+      new SseEvents(this).push(whole);
+    } else if (whole !== undefined && isJson(response.headers['content-type'])) {
+      try {
+        this.answered(JSON.parse(whole.toString('utf8')), response.statusCode);
+      } catch {
+        // not JSON after all: recorded with the status when the exchange ends
+      }
+    }
+    return undefined;
+  }
+
+  /** SseWatcher: the answer's events are read until every operation with an id has its answer. */
+  watching(): boolean {
+    return this.byId.size > 0;
+  }
+
+  event(text: string): void {
+    const message = eventMessage(text);
+    if (message !== undefined) this.answered(message, this.answerStatus);
+  }
+
+  private answeredBy(message: unknown, status: number): void {
+    // A request of the server's (JSON-RPC 2.0 §4: it has a method) is no answer, whatever its id.
+    if (!isObject(message) || 'method' in message) return;
+    const id = message['id'];
+    const op = typeof id === 'string' || typeof id === 'number' ? this.byId.get(id) : undefined;
+    if (op) this.finish(op, status, message);
+  }
+
+  private closed(status: number): void {
+    this.closedStatus = status;
+    for (const op of this.operations) {
+      // Accepted (HTTP+SSE 202): its record waits for its answer on the session's stream, or the stream's end.
+      if (op.answer === undefined && op.stopWaiting !== undefined && status === 202) continue;
+      this.finish(op, status, op.answer);
+    }
+  }
+
+  private finish(op: Operation, status: number, answer?: Record<string, unknown>): void {
     if (op.done) return;
     op.done = true;
     op.stopWaiting?.();
-    if (op.id !== undefined) byId.delete(op.id);
+    if (op.id !== undefined) this.byId.delete(op.id);
     const fields = op.fields;
     fields['http.response.status_code'] = status;
     if (answer) {
@@ -111,94 +221,31 @@ export function beginOperations(
     }
     const now = performance.now();
     if (fields['mcp.method.name'] !== undefined) {
-      endOperation(telemetry, fields, op.spans, { server: (now - started) / 1000, client: sentAt === undefined ? undefined : (now - sentAt) / 1000 });
+      const client = this.sentAt === undefined ? undefined : (now - this.sentAt) / 1000;
+      endOperation(this.telemetry, fields, op.spans, { server: (now - this.started) / 1000, client });
     }
-    if (audit === undefined) return;
-    fields['gateway.duration_ms'] = Math.round((now - started) * 1000) / 1000;
+    if (this.audit === undefined) return;
+    fields['gateway.duration_ms'] = Math.round((now - this.started) * 1000) / 1000;
     if (op.spans) {
       const { traceId, spanId } = op.spans.server.spanContext();
       fields['trace.id'] = traceId;
       fields['span.id'] = spanId;
     }
-    audit.record(fields as { 'event.name': string });
+    this.audit.record(fields as AuditEvent);
   }
+}
 
-  function answered(answer: unknown, status: number): void {
-    for (const message of Array.isArray(answer) ? answer : [answer]) {
-      // A request of the server's (JSON-RPC 2.0 §4: it has a method) is no answer, whatever its id.
-      if (!isObject(message) || 'method' in message) continue;
-      const id = message['id'];
-      const op = typeof id === 'string' || typeof id === 'number' ? byId.get(id) : undefined;
-      if (op) finish(op, status, message);
-    }
-  }
-
-  // Legacy HTTP+SSE: answers come on the session's stream; each is kept until the POST's own answer
-  // (202) is sent, or completes the record when that was sent first.
-  let closedStatus: number | undefined;
-  const answers = context.answers;
-  if (answers) {
-    for (const op of operations) {
-      if (op.id === undefined) continue;
-      op.stopWaiting = answers.expect(op.id, (message) => {
-        op.stopWaiting = undefined;
-        if (closedStatus === undefined) op.answer = message;
-        else finish(op, closedStatus, message);
-      });
-    }
-  }
-
-  res.once('close', () => {
-    closedStatus = res.statusCode;
-    for (const op of operations) {
-      // Accepted (HTTP+SSE 202): its record waits for its answer on the session's stream, or the stream's end.
-      if (op.answer === undefined && op.stopWaiting !== undefined && closedStatus === 202) continue;
-      finish(op, closedStatus, op.answer);
-    }
-  });
-
-  return {
-    judged(index, decision) {
-      const op = indexed[index];
-      if (!op) return;
-      op.fields['gateway.policy.decision'] = decision.allowed ? 'allowed' : decision.missingScopes ? 'step_up' : 'denied';
-      if (decision.rule !== undefined) op.fields['gateway.policy.rule'] = decision.rule;
-    },
-    answered,
-    sending(headers, body, backendUrl) {
-      sentAt = performance.now();
-      if (tracer === undefined) return body;
-      let first: OperationSpans | undefined;
-      for (const op of operations) {
-        if (!op.spans) continue;
-        startClientSpan(tracer, op.spans, op.fields, backendUrl);
-        first ??= op.spans;
-      }
-      if (first === undefined) return body;
-      // W3C Trace Context over HTTP: one traceparent per request, the (first) operation's exchange.
-      injectContext(first.client!, headers);
-      if (header(req.headers, 'mcp-protocol-version') !== HEADER_VALIDATION_PROTOCOL_VERSION || !Buffer.isBuffer(body)) return body;
-      return withTraceMeta(body, operations, headers);
-    },
-    watch(response) {
-      if (byId.size === 0) return response;
-      const body = response.body;
-      if (Buffer.isBuffer(body)) {
-        if (isJson(response.headers['content-type'])) {
-          try {
-            answered(JSON.parse(body.toString('utf8')), response.statusCode);
-          } catch {
-            // not JSON after all: recorded with the status when the exchange ends
-          }
-        }
-        return response;
-      }
-      if (!isEventStream(response.headers['content-type'])) return response;
-      const inspector = sseInspector((message) => answered(message, response.statusCode), () => byId.size > 0);
-      pipeline(body, inspector, () => {});
-      return { ...response, body: inspector };
-    },
-  };
+/** The fields every operation of a request shares: who called, where, in which session. */
+function commonFields(req: IncomingMessage, context: OperationsContext): Record<string, unknown> {
+  const record = context.caller.record;
+  const fields: Record<string, unknown> = { 'event.name': MCP_OPERATION };
+  addUserFields(fields, record.user, record.userKey);
+  fields['oauth.client.id'] = record.clientId;
+  fields['mcp.backend'] = context.backend;
+  fields['mcp.session.id'] = context.sessionId;
+  fields['mcp.protocol.version'] = header(req.headers, 'mcp-protocol-version');
+  fields['client.address'] = context.clientAddress;
+  return fields;
 }
 
 /** Ids waiting for their answer on one legacy session's stream beyond this are recorded with the POST's status. */
@@ -233,7 +280,13 @@ export function createSessionAnswers(): SessionAnswers {
   }
   return {
     watch(body) {
-      const inspector = sseInspector(seen, () => waiting.size > 0, true);
+      const events = new SseEvents({ watching: () => waiting.size > 0, event: (text) => seen(eventMessage(text)) }, true);
+      const inspector = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          events.push(chunk);
+          callback(null, chunk);
+        },
+      });
       pipeline(body, inspector, () => {});
       return inspector;
     },
@@ -253,13 +306,13 @@ export function createSessionAnswers(): SessionAnswers {
   };
 }
 
-function operationsOf(body: Buffer | undefined, common: Record<string, unknown>, audit: Audit | undefined): (Operation | undefined)[] {
-  if (body === undefined) return [{ fields: { ...common, 'gateway.audit.body': 'unread' }, id: undefined, done: false }];
+function operationsOf(body: Buffer | undefined, common: () => Record<string, unknown>, audit: Audit | undefined): (Operation | undefined)[] {
+  if (body === undefined) return [unreadOperation(common(), 'unread')];
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
   } catch {
-    return [{ fields: { ...common, 'gateway.audit.body': 'invalid' }, id: undefined, done: false }];
+    return [unreadOperation(common(), 'invalid')];
   }
   // Indexed as the body's messages (Enforcer.screen judges by index); holes where a message is no operation.
   const operations: (Operation | undefined)[] = [];
@@ -272,7 +325,9 @@ function operationsOf(body: Buffer | undefined, common: Record<string, unknown>,
     const params = isObject(message['params']) ? message['params'] : {};
     const rawId = message['id'];
     const id = typeof rawId === 'string' || typeof rawId === 'number' ? rawId : undefined;
-    const fields: Record<string, unknown> = { ...common, 'mcp.method.name': method, 'gateway.policy.decision': 'allowed' };
+    const fields = common();
+    fields['mcp.method.name'] = method;
+    fields['gateway.policy.decision'] = 'allowed';
     if (id !== undefined) fields['jsonrpc.request.id'] = String(id);
     // OpenTelemetry MCP semantic conventions: the operation's target by method.
     if (method === 'tools/call' && typeof params['name'] === 'string') {
@@ -289,6 +344,11 @@ function operationsOf(body: Buffer | undefined, common: Record<string, unknown>,
   return operations;
 }
 
+function unreadOperation(fields: Record<string, unknown>, reason: 'unread' | 'invalid'): Operation {
+  fields['gateway.audit.body'] = reason;
+  return { fields, id: undefined, done: false };
+}
+
 /**
  * A 2026-07-28 body with each traced request's trace context in its `params._meta` (SEP-414;
  * gen-ai/mcp.md, Context propagation), and `headers` content-length updated. The body was read
@@ -301,12 +361,12 @@ function withTraceMeta(body: Buffer, operations: Operation[], headers: Record<st
   for (const message of messages) {
     if (!isObject(message) || typeof message['method'] !== 'string') continue;
     const op = operations[traced++];
-    if (!op?.spans?.client) continue;
+    if (!op?.spans) continue;
     const params = isObject(message['params']) ? message['params'] : {};
     const meta: Record<string, unknown> = isObject(params['_meta']) ? { ...params['_meta'] } : {};
     delete meta['traceparent'];
     delete meta['tracestate'];
-    injectContext(op.spans.client, meta);
+    injectContext(propagated(op.spans), meta);
     message['params'] = { ...params, _meta: meta };
   }
   const rewritten = Buffer.from(JSON.stringify(parsed), 'utf8');
@@ -318,41 +378,14 @@ function isJson(type: string | undefined): boolean {
   return typeof type === 'string' && /^application\/json\b/i.test(type);
 }
 
-/**
- * Passes an SSE stream through byte for byte, handing each event's JSON-RPC message to `seen`
- * while `watching()` (WHATWG HTML §9.2.6: an event ends with a blank line); then only passes. A
- * `lasting` stream (a legacy session's) may be watched again later: its events are still
- * delimited while nobody watches, only not parsed.
- */
-function sseInspector(seen: (message: unknown) => void, watching: () => boolean, lasting = false): Transform {
-  let pending = '';
-  const decoder = new StringDecoder('utf8');
-  const boundary = /\r\n\r\n|\n\n|\r\r/g;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      if (lasting || watching()) {
-        pending += decoder.write(chunk);
-        boundary.lastIndex = 0;
-        let start = 0;
-        for (let match = boundary.exec(pending); match; match = boundary.exec(pending)) {
-          if (watching()) inspectEvent(pending.slice(start, match.index), seen);
-          start = match.index + match[0].length;
-        }
-        pending = pending.slice(start);
-      }
-      callback(null, chunk);
-    },
-  });
-}
-
-function inspectEvent(event: string, seen: (message: unknown) => void): void {
-  if (!event.includes('"id"')) return;
-  const data: string[] = [];
-  for (const line of event.split(/\r\n|\n|\r/)) if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
-  if (data.length === 0) return;
+/** The JSON-RPC message of an SSE event; events that cannot be an answer (no id) are not parsed. */
+function eventMessage(event: string): unknown {
+  if (!event.includes('"id"')) return undefined;
+  const data = eventData(event);
+  if (data === undefined) return undefined;
   try {
-    seen(JSON.parse(data.join('\n')));
+    return JSON.parse(data);
   } catch {
-    // not JSON: not an answer the gateway can read
+    return undefined; // not JSON: not an answer the gateway can read
   }
 }

@@ -40,6 +40,8 @@ export class GatewayError extends Error {
   readonly code: number;
   /** The JSON-RPC id the error answers, when the request was read far enough to know it. */
   id: JsonRpcId = null;
+  /** A whole JSON-RPC answer sent instead of the plain error (an error with `data`, an MRTR result). */
+  answer?: object;
   constructor(status: number, message: string, code: number = JSONRPC_SERVER_ERROR, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'GatewayError';
@@ -69,7 +71,7 @@ export function sendGatewayError(res: ServerResponse, error: GatewayError): void
   const headers: OutgoingHttpHeaders = { 'cache-control': 'no-store' };
   // RFC 9110 §15.5.9: after a 408 the server closes the connection rather than keep waiting.
   if (error.status === 408) headers['connection'] = 'close';
-  sendJson(res, error.status, jsonRpcError(error.code, error.message, error.id), headers);
+  sendJson(res, error.status, error.answer ?? jsonRpcError(error.code, error.message, error.id), headers);
 }
 
 /**

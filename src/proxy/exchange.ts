@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
+import { onResponseClose } from '../http/raw-response.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import {
@@ -21,6 +22,7 @@ import type { DownstreamPush } from './downstream-push.ts';
 import type { IdentityAssertions } from './identity-assertion.ts';
 import { isObject } from './jsonrpc.ts';
 import { type KeepAlive, relay, ResponseSink } from './relay.ts';
+import type { SseWatcher } from './sse-events.ts';
 import type { ProxyTelemetry } from './telemetry-hook.ts';
 
 export interface ProxyContext {
@@ -110,7 +112,8 @@ export async function openBackend(
     exchange.abort();
   };
   if (isStream) ctx.active.add(abort);
-  res.on('close', () => {
+  // The raw route's own close listener runs this (no listener per call).
+  onResponseClose(res, () => {
     if (isStream) ctx.active.delete(abort);
     if (!res.writableFinished) abort();
   });
@@ -131,13 +134,14 @@ export async function openBackend(
 
 /**
  * Sends the backend's answer to the client; `prefix` is written before its body (legacy endpoint
- * event). A streamed answer is relayed as it arrives (and keeps going after this returns).
+ * event); `watcher` reads an SSE answer's events as they pass. A streamed answer is relayed as it
+ * arrives (and keeps going after this returns).
  */
 export function sendBackendResponse(
   ctx: ProxyContext,
   res: ServerResponse,
   response: BackendResponse,
-  options: { prefix?: string; requestBody?: Buffer } = {},
+  options: { prefix?: string; requestBody?: Buffer; watcher?: SseWatcher | undefined } = {},
 ): void {
   // CORS headers set by the gate on `res` are merged in by writeHead.
   const headers = forwardedResponseHeaders(response.headers);
@@ -160,6 +164,7 @@ export function sendBackendResponse(
     keepAlive: ctx.keepAlive,
     prefix: options.prefix,
     lastWords: requestBody ? () => brokenStreamEvent(requestBody) : undefined,
+    watcher: options.watcher,
   });
   if (!relayDirectly(response, sink)) relay(response.body as Readable, res, sink);
 }

@@ -19,7 +19,7 @@ export function isEventStream(contentType: string | string[] | undefined): boole
  * dropped: hop-by-hop headers (RFC 9110 §7.6.1), the client's Authorization (no token
  * passthrough, MCP security best practices) and Cookie.
  */
-const FORWARDED_REQUEST_HEADERS = [
+const FORWARDED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'accept',
   'content-type',
   'content-length',
@@ -28,7 +28,7 @@ const FORWARDED_REQUEST_HEADERS = [
   'last-event-id',
   'mcp-method',
   'mcp-name',
-] as const;
+]);
 /** 2026-07-28 §Server Behavior for Custom Headers: unrecognised Mcp-Param-* MUST be forwarded. */
 const FORWARDED_REQUEST_PREFIX = 'mcp-param-';
 
@@ -42,15 +42,13 @@ const FORWARDED_RESPONSE_HEADERS = [
   'x-accel-buffering',
 ] as const;
 
+/** One pass over the client's headers (this runs on every call). */
 export function forwardedRequestHeaders(incoming: IncomingHttpHeaders): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const name of FORWARDED_REQUEST_HEADERS) {
+  for (const name in incoming) {
+    if (!FORWARDED_REQUEST_HEADERS.has(name) && !name.startsWith(FORWARDED_REQUEST_PREFIX)) continue;
     const value = incoming[name];
     if (typeof value === 'string') out[name] = value;
-  }
-  for (const name in incoming) {
-    const value = incoming[name];
-    if (name.startsWith(FORWARDED_REQUEST_PREFIX) && typeof value === 'string') out[name] = value;
   }
   return out;
 }

@@ -1,13 +1,18 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { calculateJwkThumbprint, exportJWK, type JWK, SignJWT } from 'jose';
-import { createBoundedCache } from '../ports/bounded-cache.ts';
+import { type BoundedCache, createBoundedCache } from '../ports/bounded-cache.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 
 /** Cached assertions are replaced this long before they expire (or at half their life if shorter). */
 const REUSE_MARGIN_SECONDS = 60;
-/** Bound on cached assertions; the oldest go first. */
+/** Bound on cached assertions per backend; the oldest go first. */
 const MAX_CACHED_ASSERTIONS = 10_000;
+
+interface CachedAssertion {
+  assertion: string;
+  reuseUntil: number;
+}
 
 export interface IdentityAssertions {
   /** RFC 7517 JWK Set with the one public key, served at /.well-known/jwks.json. */
@@ -41,18 +46,31 @@ export async function createIdentityAssertions(deps: {
   const publicJwk = await exportJWK(createPublicKey(privateKey));
   const kid = await calculateJwkThumbprint(publicJwk);
   const jwks = { keys: [{ ...publicJwk, kid, alg: 'ES256', use: 'sig' }] };
-  const cache = createBoundedCache<string, { assertion: string; reuseUntil: number }>(MAX_CACHED_ASSERTIONS);
+  // One cache per audience (a backend), keyed by the token itself (in process memory only): a hit
+  // costs no hash, no key built and no promise (benchmark 1). Audiences are the configured backends.
+  const caches = new Map<string, BoundedCache<string, CachedAssertion>>();
 
   function assertionFor(token: string, record: AccessTokenRecord, audience: string, ttlSeconds: number, exchangeable?: boolean): string | Promise<string> {
     const now = deps.clock.nowSeconds();
-    // Keyed by the token itself (in process memory only): a hit costs no hash and no promise (benchmark 1).
-    const key = `${audience} ${token}`;
-    const cached = cache.get(key);
+    let cache = caches.get(audience);
+    if (cache === undefined) {
+      cache = createBoundedCache(MAX_CACHED_ASSERTIONS);
+      caches.set(audience, cache);
+    }
+    const cached = cache.get(token);
     if (cached && now < cached.reuseUntil) return cached.assertion;
-    return sign(key, record, audience, ttlSeconds, now, exchangeable);
+    return sign(cache, token, record, audience, ttlSeconds, now, exchangeable);
   }
 
-  async function sign(key: string, record: AccessTokenRecord, audience: string, ttlSeconds: number, now: number, exchangeable?: boolean): Promise<string> {
+  async function sign(
+    cache: BoundedCache<string, CachedAssertion>,
+    token: string,
+    record: AccessTokenRecord,
+    audience: string,
+    ttlSeconds: number,
+    now: number,
+    exchangeable?: boolean,
+  ): Promise<string> {
     const expiresAt = Math.max(now + 1, Math.min(now + ttlSeconds, record.expiresAt));
     const user = record.user;
     const claims: Record<string, unknown> = {
@@ -80,7 +98,7 @@ export async function createIdentityAssertions(deps: {
       .setExpirationTime(expiresAt)
       .sign(privateKey);
     const margin = Math.min(REUSE_MARGIN_SECONDS, Math.floor((expiresAt - now) / 2));
-    cache.set(key, { assertion, reuseUntil: expiresAt - margin });
+    cache.set(token, { assertion, reuseUntil: expiresAt - margin });
     return assertion;
   }
 

@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:
 import { Transform, type Readable } from 'node:stream';
 import { tooLarge, tooSlow } from './errors.ts';
 import type { BodySink } from './forward.ts';
+import { SseEvents, type SseWatcher } from './sse-events.ts';
 
 /** An SSE comment (WHATWG HTML §9.2.6: lines starting with ':' are ignored by clients). */
 const SSE_KEEP_ALIVE = ': keep-alive\n\n';
@@ -52,6 +53,8 @@ export interface RelayOptions {
   prefix?: string | undefined;
   /** What an SSE stream that dies between events says before it ends (see sendBackendResponse). */
   lastWords?: (() => string | undefined) | undefined;
+  /** Reads the SSE answer's events as they are relayed (the operations' outcomes); only on SSE. */
+  watcher?: SseWatcher | undefined;
 }
 
 /**
@@ -62,7 +65,9 @@ export interface RelayOptions {
  * On SSE streams a keep-alive comment is written when nothing was written for a while, only
  * between events. A backend stream that dies mid-way ends the client's stream (SSE, after
  * `lastWords`) or drops the connection (anything else, so a truncated body is not taken as
- * complete). One object per answer, no closures: this runs on every SSE answer (benchmark 1).
+ * complete). A `watcher` (the audit trail's, the spans') reads the events on the way, so a watched
+ * answer takes the same path. One object per answer, no closures: this runs on every SSE answer
+ * (benchmark 1).
  */
 export class ResponseSink implements BodySink, IdleStream {
   idleTicks = 0;
@@ -74,17 +79,21 @@ export class ResponseSink implements BodySink, IdleStream {
   private tail = LF_LF;
   private resume: (() => void) | undefined;
   private finished = false;
+  /** The watcher's reader, until it stops watching. */
+  private events: SseEvents | undefined;
 
   constructor(res: ServerResponse, statusCode: number, headers: OutgoingHttpHeaders, options: RelayOptions) {
     this.res = res;
     this.statusCode = statusCode;
     this.headers = headers;
     this.options = options;
+    if (options.watcher !== undefined && options.sse) this.events = new SseEvents(options.watcher);
   }
 
   start(chunks: Buffer[], ended: boolean | Error, resume: () => void): boolean {
     const res = this.res;
     if (ended === true && this.options.prefix === undefined) {
+      if (this.events !== undefined) for (const chunk of chunks) this.see(chunk);
       // All of it arrived before it was relayed (a tool call's one event): one write, as a whole body.
       this.finished = true;
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
@@ -123,6 +132,7 @@ export class ResponseSink implements BodySink, IdleStream {
   write(chunk: Buffer): boolean {
     const res = this.res;
     if (this.finished || res.destroyed) return true;
+    if (this.events !== undefined) this.see(chunk);
     let tail = this.tail;
     for (let i = Math.max(0, chunk.length - 4); i < chunk.length; i++) tail = (tail << 8) | chunk[i]!;
     this.tail = tail;
@@ -161,6 +171,11 @@ export class ResponseSink implements BodySink, IdleStream {
   onIdle(): void {
     if (this.atBoundary() && !this.res.writableEnded) this.res.write(SSE_KEEP_ALIVE);
     this.idleTicks = 0;
+  }
+
+  /** Hands the chunk's complete events to the watcher (before they reach the client). */
+  private see(chunk: Buffer): void {
+    if (!this.events!.push(chunk)) this.events = undefined;
   }
 
   private atBoundary(): boolean {
@@ -287,20 +302,28 @@ export function readBounded(source: Readable, maxBytes: number, timeoutMs: numbe
 
 
 /**
- * A request body that has all arrived (node:http parsed the whole message, as it does for a small
- * body sent with its head, before the handler's first await), taken at once: no timer, listeners
- * or promise per call. Undefined when it has not, or is being read already. Over maxBytes: 413.
+ * A request body that has all arrived, taken at once: no timer, listeners or promise per call.
+ * All arrived: node:http parsed the whole message, or (with `expectedBytes`, its Content-Length)
+ * every byte of it is buffered; node:http parses a small body sent with its head right after the
+ * request handler's synchronous part, so one microtask later (streamable-http.ts). Undefined when
+ * it has not, or is being read already. Over maxBytes: 413.
  */
-export function arrivedWhole(source: Readable, maxBytes: number): Buffer | undefined {
-  if ((source as IncomingMessage).complete !== true || source.readableFlowing !== null || source.readableEncoding !== null) return undefined;
+export function arrivedWhole(source: Readable, maxBytes: number, expectedBytes?: number): Buffer | undefined {
+  if (source.readableFlowing !== null || source.readableEncoding !== null) return undefined;
   const length = source.readableLength;
+  const complete = (source as IncomingMessage).complete === true;
+  if (!complete && length !== expectedBytes) return undefined;
   if (length > maxBytes) throw tooLarge(maxBytes);
   const data = source.read() as Buffer | null;
-  if (data !== null && data.length === length) return data;
-  if (data === null && length === 0) return EMPTY;
+  const whole = data === null ? (length === 0 ? EMPTY : undefined) : data.length === length ? data : undefined;
   // Not what was buffered after all (should not happen): give it back and read by events.
-  if (data !== null) source.unshift(data);
-  return undefined;
+  if (whole === undefined) {
+    if (data !== null) source.unshift(data);
+    return undefined;
+  }
+  // Its end is still to be parsed: flowing, the request ends as one read by events does.
+  if (!complete) source.resume();
+  return whole;
 }
 
 const EMPTY = Buffer.alloc(0);

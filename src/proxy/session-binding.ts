@@ -1,6 +1,6 @@
 import { MAX_TOKEN_CACHE_MS } from '../oauth/grants.ts';
 import { keys } from '../oauth/keys.ts';
-import { createBoundedCache } from '../ports/bounded-cache.ts';
+import { type BoundedCache, createBoundedCache } from '../ports/bounded-cache.ts';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { Store } from '../ports/store.ts';
 
@@ -8,6 +8,7 @@ import type { Store } from '../ports/store.ts';
 const SESSION_BINDING_TTL_SECONDS = 24 * 3600;
 /** The binding's expiry is pushed back at most this often per replica (not on every call). */
 const SESSION_BINDING_REFRESH_MS = 3600 * 1000;
+/** Bound on cached bindings per backend; the oldest go first. */
 const MAX_CACHED_SESSIONS = 10_000;
 
 interface CachedBinding {
@@ -30,20 +31,29 @@ export function createSessionBinding(store: Store, clock: Clock, options: { cach
   // By default a replica trusts a binding it read as long as a token lookup (`tokens.cacheMs`):
   // a session ended on another replica is refused within that bound.
   const verdictMs = options.cacheMs ?? MAX_TOKEN_CACHE_MS;
-  // Keyed by resource + the id itself (process memory only), so a hit costs no hash.
-  const cache = createBoundedCache<string, CachedBinding>(MAX_CACHED_SESSIONS);
+  // One cache per resource (a backend), keyed by the id itself (process memory only), so a hit
+  // costs no hash and no key built (benchmark 1). Resources are the configured backends.
+  const caches = new Map<string, BoundedCache<string, CachedBinding>>();
+  function cacheOf(resource: string): BoundedCache<string, CachedBinding> {
+    let cache = caches.get(resource);
+    if (cache === undefined) {
+      cache = createBoundedCache(MAX_CACHED_SESSIONS);
+      caches.set(resource, cache);
+    }
+    return cache;
+  }
   async function ownsPerStore(
+    cache: BoundedCache<string, CachedBinding>,
     resource: string,
     sessionId: string,
     userKey: string,
-    cacheKey: string,
     cached: CachedBinding | undefined,
     now: number,
   ): Promise<boolean> {
     const k = keys.mcpSession(resource, sessionId);
     const owner = await store.get<string>(k);
     if (owner === undefined) {
-      cache.delete(cacheKey);
+      cache.delete(sessionId);
       return false;
     }
     let refreshedAt = cached?.userKey === owner ? cached.refreshedAt : 0;
@@ -51,31 +61,31 @@ export function createSessionBinding(store: Store, clock: Clock, options: { cach
       await store.set(k, owner, SESSION_BINDING_TTL_SECONDS);
       refreshedAt = now;
     }
-    cache.set(cacheKey, { userKey: owner, checkedUntil: now + verdictMs, refreshedAt });
+    cache.set(sessionId, { userKey: owner, checkedUntil: now + verdictMs, refreshedAt });
     return owner === userKey;
   }
   return {
     /** True when a session id presented by a client is bound to this user (and keeps it alive). */
     owns(resource: string, sessionId: string, userKey: string): boolean | Promise<boolean> {
       const now = nowMsOf(clock);
-      const cacheKey = `${resource} ${sessionId}`;
-      const cached = cache.get(cacheKey);
+      const cache = cacheOf(resource);
+      const cached = cache.get(sessionId);
       // Answered from memory without a promise (this runs on every call in a session).
       if (cached !== undefined && cached.checkedUntil > now) return cached.userKey === userKey;
-      return ownsPerStore(resource, sessionId, userKey, cacheKey, cached, now);
+      return ownsPerStore(cache, resource, sessionId, userKey, cached, now);
     },
     /** Binds a session id the backend just issued; false when it is already another user's. */
     async bindIssued(resource: string, sessionId: string, userKey: string): Promise<boolean> {
       const k = keys.mcpSession(resource, sessionId);
       if (await store.setIfAbsent(k, userKey, SESSION_BINDING_TTL_SECONDS)) {
         const now = nowMsOf(clock);
-        cache.set(`${resource} ${sessionId}`, { userKey, checkedUntil: now + verdictMs, refreshedAt: now });
+        cacheOf(resource).set(sessionId, { userKey, checkedUntil: now + verdictMs, refreshedAt: now });
         return true;
       }
       return (await store.get<string>(k)) === userKey;
     },
     async forget(resource: string, sessionId: string): Promise<void> {
-      cache.delete(`${resource} ${sessionId}`);
+      cacheOf(resource).delete(sessionId);
       await store.delete(keys.mcpSession(resource, sessionId));
     },
   };

@@ -44,6 +44,7 @@ export function registerStreamableHttp(
 function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: SessionBinding }, resource: ProtectedResource) {
   const backend = resource.backend;
   const upstream = new URL(backend.url!);
+  const policy = ctx.enforcers.get(resource.name);
   return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     // Cached answers (token, session, assertion) come without a promise: a call awaits only its backend.
     const admitted = ctx.gate.admit(req, res, resource);
@@ -60,8 +61,11 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     const method = req.method as 'GET' | 'POST' | 'DELETE';
     let body: Readable | Buffer | undefined;
     // With a policy, a POST is read whole and judged before the backend sees it.
-    const enforcer = method === 'POST' ? ctx.enforcers.get(resource.name) : undefined;
+    const enforcer = method === 'POST' ? policy : undefined;
     if (method === 'POST') {
+      // node:http parses a small body sent with its head right after the handler's synchronous
+      // part: one microtask later it is all there, and taken at once (requestBody, arrivedWhole).
+      if (!req.complete) await undefined;
       const read = requestBody(req, backend.maxBodyBytes, ctx.bodyTimeoutMs, enforcer !== undefined);
       body = read instanceof Promise ? await read : read;
     }
@@ -101,7 +105,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       const privateCache = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
       response = await filterAnswer(enforcer, subject, response, { privateCache, timeoutMs: backend.headersTimeoutMs });
     }
-    if (operations) response = operations.watch(response);
+    const watcher = operations?.watch(response);
     try {
       const issued = response.headers['mcp-session-id'];
       if (typeof issued === 'string' && issued !== sessionId && !(await ctx.sessions.bindIssued(resource.resource, issued, caller.record.userKey))) {
@@ -117,37 +121,45 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     }
     // A long-lived stream ends as a GET stream does, without an error for its request (a listen
     // stream has no final response to miss).
-    sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body } : {});
+    sendBackendResponse(ctx, res, response, Buffer.isBuffer(body) && !longLived ? { requestBody: body, watcher } : { watcher });
   };
 }
 
 /**
- * The POST body for the backend: streamed through a byte counter, except for 2026-07-28
- * requests, which are read (bounded) so the mirrored headers can be checked against the body
- * (2026-07-28 transports/streamable-http §Server Validation).
+ * The POST body for the backend: streamed through a byte counter, except for small ones and
+ * those `held` for a policy, read whole, and 2026-07-28 requests, read (bounded) so the mirrored
+ * headers can be checked against the body (2026-07-28 transports/streamable-http §Server Validation).
  */
 function requestBody(
   req: IncomingMessage,
   maxBytes: number,
   timeoutMs: number,
-  readWhole: boolean,
+  held: boolean,
 ): Readable | Buffer | undefined | Promise<Readable | Buffer | undefined> {
   const source = requestStream(req);
   const length = Number(req.headers['content-length']);
   if (length > maxBytes) throw tooLarge(maxBytes);
   if (source === undefined) return undefined;
   const validate = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
-  if (!validate && !readWhole) {
+  if (!validate && !held) {
     // A small body of known length is read whole: the backend request then goes out in one
     // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    if (length <= WHOLE_BODY_BYTES) return arrivedWhole(source, maxBytes) ?? readBounded(source, maxBytes, timeoutMs);
+    if (length <= WHOLE_BODY_BYTES) return readWhole(source, maxBytes, timeoutMs, length);
     return source.pipe(limitBytes(maxBytes, timeoutMs));
   }
-  return readValidated(req, source, maxBytes, timeoutMs, validate);
+  return readValidated(req, readWhole(source, maxBytes, timeoutMs, length), validate);
 }
 
-async function readValidated(req: IncomingMessage, source: Readable, maxBytes: number, timeoutMs: number, validate: boolean): Promise<Buffer> {
-  const raw = await readBounded(source, maxBytes, timeoutMs);
+/**
+ * A body read whole, bounded in size and time; one that has all arrived is taken at once (no
+ * timer, listeners or promise per call; benchmark 1).
+ */
+function readWhole(source: Readable, maxBytes: number, timeoutMs: number, length: number): Buffer | Promise<Buffer> {
+  return arrivedWhole(source, maxBytes, length) ?? readBounded(source, maxBytes, timeoutMs);
+}
+
+async function readValidated(req: IncomingMessage, read: Buffer | Promise<Buffer>, validate: boolean): Promise<Buffer> {
+  const raw = read instanceof Promise ? await read : read;
   if (!validate) return raw;
   let message: unknown;
   try {

@@ -23,11 +23,12 @@ export interface ProxyTelemetry {
 export interface OperationSpans {
   /** SERVER: the operation as the gateway serves it, from the body read to the answer. */
   server: Span;
-  /** CLIENT: the gateway's exchange with the backend, once sent. */
+  /** CLIENT: the gateway's exchange with the backend, once sent; none when the SERVER span is not sampled. */
   client?: Span;
+  name: string;
 }
 
-/** Audit fields that are also span attributes under the same names (the audit trail uses the conventions' names). */
+/** Audit fields that are also SERVER span attributes under the same names (the audit trail uses the conventions' names). */
 const SPAN_FIELDS = [
   'mcp.method.name',
   'gen_ai.tool.name',
@@ -44,15 +45,29 @@ const SPAN_FIELDS = [
   'client.address',
 ] as const;
 
+/**
+ * The CLIENT span's: the conventions' MCP client attributes (gen-ai/mcp.md, Client); who called
+ * is on its SERVER span.
+ */
+const CLIENT_SPAN_FIELDS = [
+  'mcp.method.name',
+  'gen_ai.tool.name',
+  'gen_ai.prompt.name',
+  'mcp.resource.uri',
+  'jsonrpc.request.id',
+  'mcp.session.id',
+  'mcp.protocol.version',
+] as const;
+
 /** `{mcp.method.name} {target}`, the target being the tool or prompt name (gen-ai/mcp.md, Server: span name). */
 function spanName(fields: Record<string, unknown>): string {
   const target = fields['gen_ai.tool.name'] ?? fields['gen_ai.prompt.name'];
   return target === undefined ? String(fields['mcp.method.name']) : `${fields['mcp.method.name']} ${target}`;
 }
 
-function spanAttributes(fields: Record<string, unknown>): Attributes {
+function spanAttributes(fields: Record<string, unknown>, names: readonly string[]): Attributes {
   const attributes: Attributes = {};
-  for (const name of SPAN_FIELDS) {
+  for (const name of names) {
     const value = fields[name];
     if (typeof value === 'string' || typeof value === 'number') attributes[name] = value;
   }
@@ -63,21 +78,48 @@ function spanAttributes(fields: Record<string, unknown>): Attributes {
 /**
  * The SERVER span of one operation. Its parent is the trace context in the message's
  * `params._meta` when there is one (gen-ai/mcp.md, Context propagation), else the HTTP request's
- * `traceparent` (W3C Trace Context §3).
+ * `traceparent` (W3C Trace Context §3). Attributes are built only for a span that records (the
+ * SDK's samplers decide on the trace id and parent alone).
  */
 export function startServerSpan(tracer: Tracer, fields: Record<string, unknown>, meta: unknown, headers: IncomingHttpHeaders): OperationSpans {
   const parent =
     isObject(meta) && typeof meta['traceparent'] === 'string' ? propagation.extract(ROOT_CONTEXT, meta) : propagation.extract(ROOT_CONTEXT, headers);
-  return { server: tracer.startSpan(spanName(fields), { kind: SpanKind.SERVER, attributes: spanAttributes(fields) }, parent) };
+  const name = spanName(fields);
+  const server = tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
+  if (server.isRecording()) server.setAttributes(spanAttributes(fields, SPAN_FIELDS));
+  return { server, name };
 }
 
-/** The CLIENT span of the backend exchange, under the operation's SERVER span. */
+/** The backend's address attributes, per backend URL (one object per configured URL). */
+const endpoints = new WeakMap<URL, Attributes>();
+
+function endpointOf(url: URL): Attributes {
+  let endpoint = endpoints.get(url);
+  if (endpoint === undefined) {
+    endpoint = {
+      'server.address': url.hostname,
+      'server.port': Number(url.port) || (url.protocol === 'https:' ? 443 : 80),
+      'network.protocol.name': 'http',
+    };
+    endpoints.set(url, endpoint);
+  }
+  return endpoint;
+}
+
+/**
+ * The CLIENT span of the backend exchange, under the operation's SERVER span; none under a SERVER
+ * span that is not sampled (it would not be either: the backend gets the SERVER span's context).
+ */
 export function startClientSpan(tracer: Tracer, spans: OperationSpans, fields: Record<string, unknown>, backendUrl: URL): void {
-  const attributes = spanAttributes(fields);
-  attributes['server.address'] = backendUrl.hostname;
-  attributes['server.port'] = Number(backendUrl.port) || (backendUrl.protocol === 'https:' ? 443 : 80);
-  attributes['network.protocol.name'] = 'http';
-  spans.client = tracer.startSpan(spanName(fields), { kind: SpanKind.CLIENT, attributes }, trace.setSpan(ROOT_CONTEXT, spans.server));
+  if (!spans.server.isRecording()) return;
+  const attributes = spanAttributes(fields, CLIENT_SPAN_FIELDS);
+  Object.assign(attributes, endpointOf(backendUrl));
+  spans.client = tracer.startSpan(spans.name, { kind: SpanKind.CLIENT, attributes }, trace.setSpan(ROOT_CONTEXT, spans.server));
+}
+
+/** The span whose context goes to the backend: the exchange's, or the operation's when it is not sampled. */
+export function propagated(spans: OperationSpans): Span {
+  return spans.client ?? spans.server;
 }
 
 /** `traceparent` and `tracestate` of `span` (W3C Trace Context §3.2, §3.3), written into `carrier`. */
@@ -118,7 +160,12 @@ export function endOperation(
   telemetry.metrics.serverOperation.record(seconds.server, attributes);
   if (seconds.client !== undefined) telemetry.metrics.clientOperation.record(seconds.client, attributes);
   if (spans === undefined) return;
-  for (const span of spans.client ? [spans.client, spans.server] : [spans.server]) {
+  if (spans.client !== undefined) endSpan(spans.client, fields, errorType);
+  endSpan(spans.server, fields, errorType);
+}
+
+function endSpan(span: Span, fields: Record<string, unknown>, errorType: string | undefined): void {
+  if (span.isRecording()) {
     span.setAttribute('http.response.status_code', Number(fields['http.response.status_code']));
     const code = fields['rpc.jsonrpc.error_code'];
     if (code !== undefined) span.setAttribute('rpc.response.status_code', String(code));
@@ -126,6 +173,6 @@ export function endOperation(
       span.setAttribute('error.type', errorType);
       span.setStatus({ code: SpanStatusCode.ERROR });
     }
-    span.end();
   }
+  span.end();
 }

@@ -9,6 +9,13 @@ const STORE_DURATION_BUCKETS = [0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05
 
 /** How a bearer token was checked: from the in-memory cache, or read from the Store and found or not. */
 export type TokenValidation = 'cached' | 'valid' | 'invalid';
+const TOKEN_VALIDATIONS: readonly TokenValidation[] = ['cached', 'valid', 'invalid'];
+
+/** One route's request counts by method and status, with the attribute sets they are exported with. */
+interface RouteCounts {
+  attributes: Attributes;
+  byMethod: Map<string, Map<number, { value: number; attributes: Attributes }>>;
+}
 
 /**
  * Every instrument the gateway records, made once from one MeterProvider: the one source of
@@ -34,13 +41,11 @@ export interface GatewayMetrics {
 
 export function createGatewayMetrics(meterProvider: MeterProvider): GatewayMetrics {
   const meter = meterProvider.getMeter(SCOPE_NAME);
-  const requests = meter.createCounter('mcpgw_http_requests', { description: 'HTTP requests by route and status' });
   const durations = meter.createHistogram('mcpgw_http_request_duration_seconds', {
     description: 'Time to response end',
     unit: 's',
     advice: { explicitBucketBoundaries: HTTP_DURATION_BUCKETS },
   });
-  const tokenValidations = meter.createCounter('mcpgw_token_validations', { description: 'Bearer token checks by result (cached, valid, invalid)' });
   const storeDurations = meter.createHistogram('mcpgw_store_operation_duration_seconds', {
     description: 'Store calls by operation',
     unit: 's',
@@ -50,25 +55,42 @@ export function createGatewayMetrics(meterProvider: MeterProvider): GatewayMetri
   const mcpOptions = (description: string) => ({ description, unit: 's', advice: { explicitBucketBoundaries: MCP_DURATION_BUCKETS } });
 
   // Attribute sets per distinct value, made once: recording then allocates nothing.
-  const requestAttributes = new Map<string, { all: Attributes; route: Attributes }>();
-  const validationAttributes = { cached: { result: 'cached' }, valid: { result: 'valid' }, invalid: { result: 'invalid' } };
   const storeAttributes = new Map<string, Attributes>();
+  // The two counters of every request are counted here and read at collection time (observable
+  // counters, exported as counters are): a counter's add() hashes its attributes on every call,
+  // which every MCP call would pay (benchmark 1).
+  const requestCounts = new Map<string, RouteCounts>();
+  meter.createObservableCounter('mcpgw_http_requests', { description: 'HTTP requests by route and status' }).addCallback((result) => {
+    for (const route of requestCounts.values()) {
+      for (const byStatus of route.byMethod.values()) for (const count of byStatus.values()) result.observe(count.value, count.attributes);
+    }
+  });
+  const validations: Record<TokenValidation, number> = { cached: 0, valid: 0, invalid: 0 };
+  meter.createObservableCounter('mcpgw_token_validations', { description: 'Bearer token checks by result (cached, valid, invalid)' }).addCallback((result) => {
+    for (const kind of TOKEN_VALIDATIONS) if (validations[kind] > 0) result.observe(validations[kind], { result: kind });
+  });
 
   return {
     request(route, method, status, seconds) {
-      const key = `${route} ${method} ${status}`;
-      let attributes = requestAttributes.get(key);
-      if (attributes === undefined) {
-        attributes = { all: { route, method, status }, route: { route } };
-        requestAttributes.set(key, attributes);
+      let counts = requestCounts.get(route);
+      if (counts === undefined) {
+        counts = { attributes: { route }, byMethod: new Map() };
+        requestCounts.set(route, counts);
       }
-      requests.add(1, attributes.all);
-      durations.record(seconds, attributes.route);
+      let byStatus = counts.byMethod.get(method);
+      if (byStatus === undefined) {
+        byStatus = new Map();
+        counts.byMethod.set(method, byStatus);
+      }
+      const count = byStatus.get(status);
+      if (count === undefined) byStatus.set(status, { value: 1, attributes: { route, method, status } });
+      else count.value++;
+      durations.record(seconds, counts.attributes);
     },
     serverOperation: meter.createHistogram('mcp.server.operation.duration', mcpOptions('MCP operations as the gateway served them')),
     clientOperation: meter.createHistogram('mcp.client.operation.duration', mcpOptions('MCP operations as the backend answered them')),
     tokenValidation(result) {
-      tokenValidations.add(1, validationAttributes[result]);
+      validations[result]++;
     },
     storeCall(operation, seconds, failed) {
       let attributes = storeAttributes.get(operation);

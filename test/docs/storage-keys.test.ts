@@ -47,6 +47,7 @@ const built: Record<keyof typeof keys, string> = {
   devIdpGrant: keys.devIdpGrant('grant-id'),
   graphGroups: keys.graphGroups('tid|oid'),
   downstreamToken: keys.downstreamToken('tid|oid', ['https://graph.microsoft.com/User.Read']),
+  clientCapabilities: keys.clientCapabilities('grant-id'),
 };
 
 describe('docs/storage-keys.md lists every Store key of src/oauth/keys.ts', () => {

@@ -49,7 +49,8 @@ describe('audit trail to Application Insights: `azure-monitor` sink (the records
       const started = performance.now();
       for (let i = 0; i < 20; i++) audit.record({ 'event.name': 'test.event', 'user.name': 'alice', n: i });
       const elapsedMs = performance.now() - started;
-      assert.ok(elapsedMs < 50, `20 records took ${elapsedMs} ms`);
+      // Synchronous either way; a send in record() would take the pipeline's retries (seconds). Loose bound: CPU is shared.
+      assert.ok(elapsedMs < 1000, `20 records took ${elapsedMs} ms`);
       assert.deepEqual(audit.stats(), { written: 0, dropped: 12, queued: 8 });
       await audit.flush();
       // The 8 queued ones (and the `audit.dropped` record reporting the 12) were sent and refused: dropped too.

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -14,6 +13,7 @@ import { createOidcIdp } from '../../src/idp/oidc.ts';
 import { type UpstreamIdp, UpstreamRefusedError, UpstreamUnavailableError } from '../../src/ports/idp.ts';
 import { SqliteStore } from '../../src/store/sqlite.ts';
 import { createHeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
+import { freePort } from '../support/ports.ts';
 
 const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 const TENANT = '00000000-0000-4000-8000-000000000001';
@@ -281,15 +281,4 @@ async function signIn(idp: UpstreamIdp, login: string, password: string, browser
   if (!page.stoppedAt) page = await signInAtDevIdp(browser, page, login, password, { stopAt: toCallback });
   assert.ok(page.stoppedAt, `sign-in of ${login} did not reach the callback: ${page.status} ${page.body.slice(0, 200)}`);
   return idp.completeSignIn({ callbackUrl: page.stoppedAt, ...request });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }

@@ -46,7 +46,8 @@ export interface EntraShapedIdp extends DevIdp {
   /**
    * From now on a token for `scope` (refresh for another resource, on-behalf-of) is refused as Entra
    * refuses it: `consent_required` (AADSTS65001, invalid_grant + suberror) or `interaction_required`
-   * (AADSTS50076, MFA); `undefined` grants it again.
+   * (AADSTS50076, MFA); `undefined` grants it again, as does an interactive authorization request
+   * that asks for it (the user consents, or passes MFA, there).
    */
   withholdConsent(scope: string, refusal: 'consent_required' | 'interaction_required' | undefined): void;
   /** Issuer of the look-alike's access tokens (Entra v2: `{authorityHost}/{tid}/v2.0`) and where their keys are. */
@@ -140,6 +141,9 @@ const GRAPH = 'https://graph.microsoft.com';
 const ACCESS_TOKEN_LIFETIME_SECONDS = 3600;
 
 export const ENTRA_TEST_TENANT = '72f988bf-86f1-41af-91ab-2d7cd011db47';
+/** The claims challenge an interaction_required (MFA) refusal carries: a Conditional Access policy id. */
+export const MFA_CLAIMS_CHALLENGE = '{"access_token":{"capolids":{"essential":true,"values":["5b1c3e2a-7d4f-4a8b-9c6d-1e2f3a4b5c6d"]}}}';
+
 /** A custom API's scope, as an app registration exposes it. */
 export const SNIPPETS_API_SCOPE = 'api://3f0e5c2a-snippets/Snippets.Read';
 
@@ -276,7 +280,12 @@ export async function startEntraShapedIdp(options: {
       }
       if (url.pathname === `/${tenantId}/v2.0/jwks`) rewriteJson(res, (_status, json) => ({ keys: [...(json['keys'] as JWK[]), accessTokenJwk] }));
       if (url.pathname.startsWith(`/${tenantId}/v2.0/auth`)) withoutIssInRedirects(res);
-      if (url.pathname === `/${tenantId}/v2.0/auth`) authorizeRequests.push(new URLSearchParams(url.search));
+      if (url.pathname === `/${tenantId}/v2.0/auth`) {
+        authorizeRequests.push(new URLSearchParams(url.search));
+        // The interactive request AADSTS65001/50076 asks for: the user consents (or passes MFA) on
+        // Entra's pages, so the scope is given from then on.
+        for (const scope of (url.searchParams.get('scope') ?? '').split(' ').filter(Boolean)) withheld.delete(qualified(scope));
+      }
       if (url.pathname === `/${tenantId}/v2.0/token` && req.method === 'POST') {
         tokenEndpoint(req, res, next, requestedUrl).catch(() => {
           if (!res.headersSent) res.writeHead(500).end();
@@ -440,9 +449,12 @@ export async function startEntraShapedIdp(options: {
         });
       }
       if (refusal === 'interaction_required') {
-        return refuse('interaction_required', 50076, {
+        const refused = refuse('interaction_required', 50076, {
           description: `Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '${resourceOf(scope)}'.`,
         });
+        // The Conditional Access policy's claims challenge, for the interactive request (claims-challenge.md).
+        refused.body['claims'] = MFA_CLAIMS_CHALLENGE;
+        return refused;
       }
     }
     const qualifiedScopes = resourceScopes.map(qualified);

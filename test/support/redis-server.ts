@@ -1,7 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './ports.ts';
 
@@ -31,11 +33,13 @@ export async function startRedis(
     auth.push('--user', 'default', 'off');
     for (const [name, password] of Object.entries(options.users)) auth.push('--user', name, 'on', `>${password}`, '~*', '&*', '+@all');
   }
+  // Its own working directory: nothing is persisted, but nothing it might write is shared either.
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-redis-'));
   const child = spawn(
     REDIS_SERVER_BINARY,
     [
       ...['--port', String(port), '--bind', '127.0.0.1', '--save', ''],
-      ...['--appendonly', 'no', '--daemonize', 'no', '--dir', tmpdir(), '--loglevel', 'warning'],
+      ...['--appendonly', 'no', '--daemonize', 'no', '--dir', dir, '--loglevel', 'warning'],
       ...auth,
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -44,7 +48,7 @@ export async function startRedis(
   child.stderr?.on('data', (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = once(child, 'exit');
+  const exited = once(child, 'exit').finally(() => rmSync(dir, { recursive: true, force: true }));
   try {
     await waitForPong(port, child);
   } catch (error) {

@@ -1,0 +1,46 @@
+import { type IncomingMessage, ServerResponse } from 'node:http';
+
+/** Called once per response when it is done: its route (pattern, not path), method, status and duration. */
+export type ResponseObserver = (route: string, method: string, status: number, seconds: number) => void;
+
+/**
+ * The response class of the app's server (createHttpApp). A raw route's answer has one 'close'
+ * listener, shared by every response (no closure or listener of its own per call: benchmark 1),
+ * which reports it to the response observer (metrics) and runs the one hook a handler set with
+ * `onResponseClose` (the proxy's abort of its backend exchange).
+ */
+export class RawResponse extends ServerResponse {
+  watched = false;
+  observer: ResponseObserver | undefined = undefined;
+  route = '';
+  startedAt = 0;
+  closeHook: (() => void) | undefined = undefined;
+}
+
+/** A raw route's response from here on: observed when it closes, and ready for one `onResponseClose` hook. */
+export function watchRawResponse(res: RawResponse, route: string, observer: ResponseObserver | undefined): void {
+  res.watched = true;
+  res.observer = observer;
+  res.route = route;
+  if (observer !== undefined) res.startedAt = performance.now();
+  res.on('close', rawResponseClosed);
+}
+
+function rawResponseClosed(this: RawResponse): void {
+  const hook = this.closeHook;
+  if (hook !== undefined) {
+    this.closeHook = undefined;
+    hook();
+  }
+  const observer = this.observer;
+  if (observer !== undefined) observer(this.route, (this.req as IncomingMessage).method!, this.statusCode, (performance.now() - this.startedAt) / 1000);
+}
+
+/**
+ * Runs `hook` once when `res` closes (finished or not; it checks `writableFinished` itself): on a
+ * watched raw response in its shared listener, else by a listener of its own.
+ */
+export function onResponseClose(res: ServerResponse, hook: () => void): void {
+  if (res instanceof RawResponse && res.watched && res.closeHook === undefined) res.closeHook = hook;
+  else res.once('close', hook);
+}
