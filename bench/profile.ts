@@ -9,11 +9,13 @@ import { startOtlpSink } from './lib/otlp-sink.ts';
 import { summarise } from './lib/profile-summary.ts';
 
 /**
- * npm run bench:profile [-- --backend=snippets|minimal --connections=16 --seconds=10 --out=DIR --audit --trace=1|0.1]
+ * npm run bench:profile [-- --backend=snippets|minimal --connections=16 --seconds=10 --out=DIR --audit --trace=1|0.1 --policy --interval=US]
  * Benchmark 1's gateway path alone (in front of the snippets server by default, or the minimal
  * JSON backend), with the gateway under --cpu-prof; `--audit` turns the audit trail on (file sink,
  * arguments `hash`) and `--trace=RATIO` tracing (OTLP to a loopback sink that discards, sampled at
- * RATIO), as benchmark 1's cost-of-features variants do; prints the gateway's PID while it loads (for
+ * RATIO), as benchmark 1's cost-of-features variants do; `--policy` puts the dev sample policy (src/dev.ts
+ * rules and quotas) on the backend, as its policy variant; `--interval` is the profile's sampling interval
+ * in µs (V8's default 1000; a finer one resolves a path of a few µs per call); prints the gateway's PID while it loads (for
  * `strace -c -f -p PID`) and then where its CPU goes
  * (self and inclusive time, startup excluded by a warm-up before the profile starts counting
  * is not possible with --cpu-prof, so the run is long enough for startup to be a small share).
@@ -26,6 +28,8 @@ const seconds = Number(flag('seconds', '10'));
 const out = flag('out', mkdtempSync(join(tmpdir(), 'mcpgw-profile-')));
 const tmp = mkdtempSync(join(tmpdir(), 'mcpgw-profile-db-'));
 const audit = argv.includes('--audit');
+const policy = argv.includes('--policy');
+const interval = flag('interval', '');
 const traceRatio = flag('trace', '');
 mkdirSync(out, { recursive: true });
 
@@ -35,13 +39,14 @@ const backend = await startBackend(kind === 'minimal' ? 'minimal' : 'snippets', 
 const otlp = traceRatio ? await startOtlpSink() : undefined;
 const gateway = await startWorker('gateway', {
   role: 'server',
-  nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`],
+  nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${out}`, ...(interval ? [`--cpu-prof-interval=${interval}`] : [])],
   args: {
     backendUrl: backend.ready['url'],
     port: gatewayPort,
     store: { kind: 'sqlite', path: join(tmp, 'gateway.db') },
     ...(audit ? { auditFile: join(tmp, 'audit.jsonl') } : {}),
     ...(otlp ? { telemetry: true } : {}),
+    policy,
   },
   // As benchmark 1's tracing variants (1-added-cost.ts featureVariants).
   ...(otlp
@@ -61,7 +66,7 @@ const gateway = await startWorker('gateway', {
 const load = await startWorker('load', { role: 'client' });
 const headers: Record<string, string> = { authorization: `Bearer ${String(gateway.ready['token'])}` };
 if (kind === 'snippets') headers['mcp-session-id'] = await openSession(String(gateway.ready['mcpUrl']), headers);
-const features = [audit ? 'audit' : '', otlp ? `tracing ${traceRatio}` : ''].filter(Boolean).join(', ') || 'features off';
+const features = [policy ? 'policy' : '', audit ? 'audit' : '', otlp ? `tracing ${traceRatio}` : ''].filter(Boolean).join(', ') || 'features off';
 console.log(`gateway PID ${gateway.pid} (${kind} backend, ${features}); loading for ${seconds + 2} s`);
 const result = await load.call({
   type: 'run',

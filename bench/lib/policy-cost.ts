@@ -26,8 +26,13 @@ export interface PerCall {
 }
 
 export interface PolicyCost {
-  /** `subject` + `screen` of a tools/call body (JSON.parse, the compiled rules, the quota match): what every call pays. */
+  /**
+   * `subject` + `screen` of a tools/call body (JSON.parse, the compiled rules, the quota match): what every call pays.
+   * A subject per call, of the one token record the gateway's token cache hands out for every call of that token.
+   */
   call: PerCall;
+  /** The same, a new record object per call: a token's first call (or each call with `tokens.cacheMs: 0`), its user and client built. */
+  callNewToken: PerCall;
   /** `subject` + `screen` of a tools/list body (it is not judged; it marks the answer for filtering). */
   listRequest: PerCall;
   /** `filterJson` of the list answer as JSON (parse, each item judged, re-serialised). */
@@ -75,8 +80,8 @@ export async function measurePolicyCost(input: PolicyCostInput, options: { itera
     const listJson = Buffer.from(jsonOfSse(input.listAnswerSse));
     const listSse = Buffer.from(input.listAnswerSse);
 
-    const screenOf = (body: Buffer) => () => {
-      const screening = enforcer.screen(body, subjectOf(enforcer, req, record), undefined);
+    const screenOf = (body: Buffer, recordOf = () => record) => () => {
+      const screening = enforcer.screen(body, subjectOf(enforcer, req, recordOf()), undefined);
       if (screening instanceof Promise || screening.refusal !== undefined) throw new Error('the bench user was refused or charged');
     };
     const subject = subjectOf(enforcer, req, record);
@@ -91,6 +96,11 @@ export async function measurePolicyCost(input: PolicyCostInput, options: { itera
       listRequest: timeSync(screenOf(listBody), options),
       listJson: timeSync(filterJson, options),
       listSse: await timeAsync(() => filterSseOnce(enforcer, subject, listSse), { ...options, iterations: Math.ceil(options.iterations / 4) }),
+      // Last: the records it leaves behind (and their cached callers) are garbage the others would collect.
+      callNewToken: timeSync(
+        screenOf(callBody, () => ({ ...record })),
+        options,
+      ),
       items: all.result.tools.length,
       kept: filtered.result.tools.length,
       iterations: options.iterations,

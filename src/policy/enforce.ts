@@ -2,11 +2,12 @@ import type { IncomingMessage } from 'node:http';
 import { Transform } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { Audit } from '../audit/audit.ts';
+import { NOT_JSON, type ParsedBody, parsedBody } from '../http/parsed-body.ts';
 import type { PolicyRuleConfig } from '../config/schema.ts';
 import { type Clock, nowMsOf } from '../ports/clock.ts';
 import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
-import type { PolicyInput } from './cel.ts';
+import { ClientFactsCel, type PolicyInput, RequestFacts, type RequestSource, UserFacts } from './cel.ts';
 import { paramHeadersOf } from './param-headers.ts';
 import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy } from './policy.ts';
 import { createQuotas, type QuotaExceeded, type Quotas, quotaTerms, type ScopedQuota } from './quota.ts';
@@ -45,7 +46,11 @@ export interface ClientFacts {
   kind: string;
 }
 
-/** The caller, as every condition of one request sees it (built once per request), and the token it came with (quotas). */
+/**
+ * The caller, as every condition of one request sees it, and the token it came with (quotas).
+ * Its user and client are built once per token record; its request per request, the address and
+ * time read only when something reads them.
+ */
 export type Subject = Omit<PolicyInput, 'method' | 'name' | 'arguments'> & { record: AccessTokenRecord };
 
 export interface Enforcer {
@@ -56,9 +61,10 @@ export interface Enforcer {
    * or a ScopeChallenge when a call in it needs scopes the token lacks (answered 403 by the caller).
    * `judged` hears each governed message's decision, by its index in the body (the audit trail).
    * Allowed calls are then counted against the quotas: a promise only when a quota applies to one
-   * of them (one Store round trip); otherwise answered without one.
+   * of them (one Store round trip); otherwise answered without one. `body`: its bytes, or the body
+   * parsed once for every reader of it (src/http/parsed-body.ts).
    */
-  screen(body: Buffer, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening | Promise<Screening>;
+  screen(body: Buffer | ParsedBody, subject: Subject, judged?: (index: number, decision: Decision) => void): Screening | Promise<Screening>;
   /** A JSON answer with its list results filtered (the same Buffer when nothing changed). */
   filterJson(body: Buffer, subject: Subject, privateCache: boolean): Buffer;
   /** An SSE stream's events, list results filtered and everything else passed as it arrives; `inject` writes an event between events. */
@@ -116,6 +122,10 @@ export function createEnforcer(
   // The Mcp-Param-* headers are read only for a condition that reads them (none: no cost per call).
   const readsParams = conditions.some((when) => when !== undefined && /\brequest\s*\.\s*params\b/.test(when));
   const clientIp = deps.clientIp ?? ((req: IncomingMessage) => req.socket.remoteAddress ?? '');
+  const requestSource: RequestSource<IncomingMessage> = { ip: clientIp, nowMs: () => nowMsOf(deps.clock) };
+  // The user and client of a token without lookups, built once per record: the token cache
+  // (src/oauth/grants.ts validateAccessToken) hands out the same record object while it holds it.
+  const callers = new WeakMap<AccessTokenRecord, Pick<Subject, 'user' | 'client'>>();
   return {
     screen: (body, subject, judged) => screen(policy, quotas, body, subject, judged),
     filterJson(body, subject, privateCache) {
@@ -135,8 +145,13 @@ export function createEnforcer(
     subject(req, record) {
       const describe = readsClient ? deps.describeClient : undefined;
       const groupsOf = readsGroups && record.user.groupsOverage ? deps.overageGroups : undefined;
-      if (!describe && !groupsOf) return subjectOf(req, record, { name: '', kind: clientKind(record.clientId) }, undefined);
-      return subjectLookedUp(req, record, describe, groupsOf);
+      if (describe || groupsOf) return subjectLookedUp(req, record, describe, groupsOf);
+      let caller = callers.get(record);
+      if (caller === undefined) {
+        caller = callerOf(record, { name: '', kind: clientKind(record.clientId) }, undefined);
+        callers.set(record, caller);
+      }
+      return subjectOf(req, record, caller);
     },
   };
 
@@ -147,42 +162,37 @@ export function createEnforcer(
     groupsOf: ((record: AccessTokenRecord) => Promise<string[] | undefined>) | undefined,
   ): Promise<Subject> {
     const client = describe ? await describe(record.clientId) : { name: '', kind: clientKind(record.clientId) };
-    return subjectOf(req, record, client, groupsOf ? await groupsOf(record) : undefined);
+    return subjectOf(req, record, callerOf(record, client, groupsOf ? await groupsOf(record) : undefined));
   }
 
-  function requestOf(req: IncomingMessage): Subject['request'] {
-    const request = { ip: clientIp(req), time: new Date(nowMsOf(deps.clock)) };
-    if (!readsParams) return request;
-    const params = paramHeadersOf(req);
-    return params === undefined ? request : { ...request, params };
+  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, caller: Pick<Subject, 'user' | 'client'>): Subject {
+    // The Mcp-Param-* headers are read only when a condition reads them.
+    const request = new RequestFacts(req, requestSource, readsParams ? paramHeadersOf(req) : undefined);
+    return { user: caller.user, client: caller.client, scopes: record.scopes, backend: deps.backend, request, record };
   }
+}
 
-  /** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
-  function subjectOf(req: IncomingMessage, record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Subject {
-    const user = record.user;
-    // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
-    // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
-    const groups = user.groupsOverage ? overage : user.groups;
-    return {
-      user: {
-        oid: user.objectId ?? '',
-        tid: user.tenantId ?? '',
-        sub: user.subject,
-        name: user.name ?? '',
-        preferred_username: user.preferredUsername ?? '',
-        email: user.email ?? '',
-        roles: user.roles,
-        ...(groups === undefined ? {} : { groups }),
-        idp: user.issuer,
-        kind: user.kind ?? 'person',
-      },
-      client: { client_id: record.clientId, name: client.name, kind: client.kind },
-      scopes: record.scopes,
-      backend: deps.backend,
-      request: requestOf(req),
-      record,
-    };
-  }
+/** `overage`: the groups read for a user with a groups overage (undefined when unknown or not read). */
+function callerOf(record: AccessTokenRecord, client: ClientFacts, overage: string[] | undefined): Pick<Subject, 'user' | 'client'> {
+  const user = record.user;
+  // A groups overage: the token's groups are incomplete. Read from Graph when a rule needs them;
+  // unknown (a Graph outage, no resolver) fails every condition on groups (deny, never allow).
+  const groups = user.groupsOverage ? overage : user.groups;
+  return {
+    user: new UserFacts({
+      oid: user.objectId ?? '',
+      tid: user.tenantId ?? '',
+      sub: user.subject,
+      name: user.name ?? '',
+      preferred_username: user.preferredUsername ?? '',
+      email: user.email ?? '',
+      roles: user.roles,
+      ...(groups === undefined ? {} : { groups }),
+      idp: user.issuer,
+      kind: user.kind ?? 'person',
+    }),
+    client: new ClientFactsCel({ client_id: record.clientId, name: client.name, kind: client.kind }),
+  };
 }
 
 /** Without a lookup: metadata-document clients are named by their URL; the rest registered one way or another. */
@@ -190,51 +200,68 @@ function clientKind(clientId: string): string {
   return /^https?:\/\//.test(clientId) ? 'cimd' : 'dcr';
 }
 
+const NO_SCOPES: readonly string[] = [];
+
 function screen(
   policy: Policy | undefined,
   quotas: Quotas | undefined,
-  body: Buffer,
+  body: Buffer | ParsedBody,
   subject: Subject,
   judged?: (index: number, decision: Decision) => void,
 ): Screening | Promise<Screening> {
-  let message: unknown;
-  try {
-    message = JSON.parse(body.toString('utf8'));
-  } catch {
-    return { refusal: undefined, asksForLists: false }; // the backend answers garbage with its own parse error
-  }
+  const message = Buffer.isBuffer(body) ? parsedBody(body).message : body.message;
+  // The backend answers garbage with its own parse error.
+  if (message === NOT_JSON) return { refusal: undefined, asksForLists: false };
   const batch = Array.isArray(message);
-  const messages = batch ? (message as unknown[]) : [message];
-  const asksForLists = policy !== undefined && messages.some((m) => isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method']));
-  const inputs = messages.map((m) => inputOf(m, subject));
-  const missing = new Set<string>();
-  const refusals = messages.map((m, i) =>
-    policy
-      ? refusalOf(policy, m, inputs[i], (decision) => {
-          for (const scope of decision.missingScopes ?? []) missing.add(scope);
-          judged?.(i, decision);
-        })
-      : undefined,
-  );
-  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
-  if (missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
-  if (refusals.every((r) => r === undefined)) {
-    // Only calls the policy lets through are counted (none when it refuses one of a batch), and
-    // only a call a quota applies to waits for the Store.
-    const charges = quotas ? inputs.map((input) => (input ? quotas.charge(input, subject.record) : undefined)) : [];
-    if (charges.every((c) => c === undefined)) return { refusal: undefined, asksForLists };
-    return Promise.all(charges).then((exceeded) => {
-      if (exceeded.every((e) => e === undefined)) return { refusal: undefined, asksForLists };
-      const retryAfterSeconds = Math.max(...exceeded.map((e) => e?.retryAfterSeconds ?? 0));
-      const refusal = answerOf(
-        batch,
-        messages,
-        exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined)),
-      );
-      return { refusal, retryAfterSeconds, asksForLists };
-    });
+  const messages: unknown[] = batch ? message : [message];
+  // Plain loops: this runs on every call.
+  let asksForLists = false;
+  const inputs: (PolicyInput | undefined)[] = [];
+  for (const m of messages) {
+    if (policy !== undefined && isObject(m) && typeof m['method'] === 'string' && LIST_METHODS.has(m['method'])) asksForLists = true;
+    inputs.push(inputOf(m, subject));
   }
-  return { refusal: answerOf(batch, messages, refusals), asksForLists };
+  let missing: Set<string> | undefined;
+  let refusals: (Refusal | undefined)[] | undefined;
+  if (policy) {
+    for (let i = 0; i < messages.length; i++) {
+      const refusal = refusalOf(policy, messages[i], inputs[i], (decision) => {
+        for (const scope of decision.missingScopes ?? NO_SCOPES) {
+          missing ??= new Set();
+          missing.add(scope);
+        }
+        judged?.(i, decision);
+      });
+      if (refusal === undefined) continue;
+      refusals ??= new Array<Refusal | undefined>(messages.length).fill(undefined);
+      refusals[i] = refusal;
+    }
+  }
+  // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
+  if (missing !== undefined && missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
+  if (refusals !== undefined) return { refusal: answerOf(batch, messages, refusals), asksForLists };
+  // Only calls the policy lets through are counted (none when it refuses one of a batch), and
+  // only a call a quota applies to waits for the Store.
+  if (!quotas) return { refusal: undefined, asksForLists };
+  let charges: (Promise<QuotaExceeded | undefined> | undefined)[] | undefined;
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i];
+    const charge = input ? quotas.charge(input, subject.record) : undefined;
+    if (charge === undefined) continue;
+    charges ??= new Array<Promise<QuotaExceeded | undefined> | undefined>(inputs.length).fill(undefined);
+    charges[i] = charge;
+  }
+  if (charges === undefined) return { refusal: undefined, asksForLists };
+  return Promise.all(charges).then((exceeded) => {
+    if (exceeded.every((e) => e === undefined)) return { refusal: undefined, asksForLists };
+    const retryAfterSeconds = Math.max(...exceeded.map((e) => e?.retryAfterSeconds ?? 0));
+    const refusal = answerOf(
+      batch,
+      messages,
+      exceeded.map((e, i) => (e ? rateLimited(idOf(messages[i]) ?? null, e) : undefined)),
+    );
+    return { refusal, retryAfterSeconds, asksForLists };
+  });
 }
 
 /** The gateway's answer to a body with at least one refused request. */
@@ -257,7 +284,12 @@ function inputOf(message: unknown, subject: Subject): PolicyInput | undefined {
   const params = isObject(message['params']) ? message['params'] : {};
   const name = method === 'resources/read' ? params['uri'] : params['name'];
   const args = isObject(params['arguments']) ? params['arguments'] : {};
-  return { ...subject, method, name: typeof name === 'string' ? name : '', arguments: args };
+  return callInput(subject, method, typeof name === 'string' ? name : '', args);
+}
+
+/** One object of one shape per call (no copy of the subject). */
+function callInput(subject: Subject, method: string, name: string, args: Record<string, unknown>): PolicyInput {
+  return { user: subject.user, client: subject.client, scopes: subject.scopes, backend: subject.backend, request: subject.request, method, name, arguments: args };
 }
 
 /** The answer to a call over a quota: the reason and the wait in the message (read by people and models), both in `data` (read by programs). */
@@ -296,12 +328,14 @@ function filterList(policy: Policy, message: unknown, subject: Subject, privateC
   for (const key of Object.keys(LIST_ITEMS) as (keyof typeof LIST_ITEMS)[]) {
     const items = result[key];
     if (!Array.isArray(items)) continue;
-    const method = LIST_ITEMS[key];
+    // One input for the list, its name set per item (decide keeps nothing of it).
+    const input = callInput(subject, LIST_ITEMS[key], '', {});
     result[key] = items.filter((item) => {
       if (!isObject(item)) return false;
       const name = key === 'tools' || key === 'prompts' ? item['name'] : key === 'resources' ? item['uri'] : item['uriTemplate'];
       if (typeof name !== 'string') return false;
-      return policy.decide({ ...subject, method, name, arguments: {} }, true).allowed;
+      input.name = name;
+      return policy.decide(input, true).allowed;
     });
     filtered = true;
   }

@@ -31,7 +31,12 @@ interface CompiledRule {
   usesArguments: boolean;
   /** A step-up rule's scopes (its condition is then the rest of the rule). */
   requires: readonly string[] | undefined;
+  /** This rule's decision, built once (decisions are only read). */
+  decided: Readonly<Decision>;
 }
+
+/** No rule allowed it. */
+const NOT_ALLOWED: Readonly<Decision> = Object.freeze({ allowed: false });
 
 export interface Decision {
   allowed: boolean;
@@ -63,7 +68,7 @@ export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | unde
   return {
     governs: isGoverned,
     decide(input, listing = false) {
-      let allowedBy: string | undefined;
+      let allowedBy: CompiledRule | undefined;
       let stepUp: { rule: string; missing: Set<string> } | undefined;
       for (const rule of compiled) {
         if (!rule.matches(input.method, input.name)) continue;
@@ -78,18 +83,18 @@ export function compilePolicy(rules: readonly PolicyRuleConfig[]): Policy | unde
           continue;
         }
         if (listing && rule.usesArguments) {
-          if (!rule.deny && allowedBy === undefined) allowedBy = rule.name;
+          if (!rule.deny && allowedBy === undefined) allowedBy = rule;
           continue;
         }
         const holds = rule.condition === undefined ? true : evaluate(rule.condition, input);
         // A deny rule whose condition fails to evaluate denies (fail closed).
-        if (rule.deny && holds !== false) return { allowed: false, rule: rule.name };
-        if (!rule.deny && holds === true && allowedBy === undefined) allowedBy = rule.name;
+        if (rule.deny && holds !== false) return rule.decided;
+        if (!rule.deny && holds === true && allowedBy === undefined) allowedBy = rule;
       }
-      if (allowedBy === undefined) return { allowed: false };
+      if (allowedBy === undefined) return NOT_ALLOWED;
       // Only a call that would be allowed is challenged: a hidden name never learns of scopes.
       if (stepUp) return { allowed: false, rule: stepUp.rule, missingScopes: [...stepUp.missing] };
-      return { allowed: true, rule: allowedBy };
+      return allowedBy.decided;
     },
   };
 }
@@ -115,6 +120,8 @@ function compileRule(rule: PolicyRuleConfig): CompiledRule {
     condition: expression === undefined ? undefined : compileCondition(expression),
     usesArguments: expression !== undefined && /\barguments\b|\brequest\s*\.\s*params\b/.test(expression),
     requires: stepUp ? (rule.scopes ?? []) : undefined,
+    // A deny rule decides by denying, an allow rule by allowing (a step-up rule's decision names the scopes it misses: built per call).
+    decided: Object.freeze({ allowed: rule.effect !== 'deny', rule: rule.name }),
   };
 }
 
@@ -122,11 +129,20 @@ function compileRule(rule: PolicyRuleConfig): CompiledRule {
 export function conditionOf(rule: Pick<PolicyRuleConfig, 'roles' | 'groups' | 'scopes' | 'when'>): string | undefined {
   const parts: string[] = [];
   // roles / groups: any one of them; scopes: all of them (a grant either carries a scope or not).
-  if (rule.roles) parts.push(`user.roles.exists(r, r in ${celList(rule.roles)})`);
-  if (rule.groups) parts.push(`user.groups.exists(g, g in ${celList(rule.groups)})`);
-  if (rule.scopes) parts.push(`${celList(rule.scopes)}.all(s, s in scopes)`);
+  // One `in` test per name: the cheapest form cel-js evaluates (no comprehension, no list built).
+  if (rule.roles) parts.push(anyOf(rule.roles, 'user.roles', `user.roles.exists(r, r in ${celList(rule.roles)})`));
+  if (rule.groups) parts.push(anyOf(rule.groups, 'user.groups', `user.groups.exists(g, g in ${celList(rule.groups)})`));
+  if (rule.scopes) parts.push(rule.scopes.length === 0 ? `${celList(rule.scopes)}.all(s, s in scopes)` : `(${rule.scopes.map((s) => `${JSON.stringify(s)} in scopes`).join(' && ')})`);
   if (rule.when) parts.push(`(${rule.when})`);
   return parts.length === 0 ? undefined : parts.join(' && ');
+}
+
+/**
+ * `"a" in list || "b" in list`: true when the list holds one of them, an error when the list
+ * cannot be read (as `exists` over it). None named: the `exists` form, which reads the list too.
+ */
+function anyOf(values: readonly string[], list: string, none: string): string {
+  return values.length === 0 ? none : `(${values.map((v) => `${JSON.stringify(v)} in ${list}`).join(' || ')})`;
 }
 
 function celList(values: readonly string[]): string {
@@ -135,17 +151,25 @@ function celList(values: readonly string[]): string {
 
 /** Which operations a rule (or quota) is about; one naming none is about every judged operation. */
 export function matcherOf(rule: Pick<PolicyRuleConfig, 'tools' | 'prompts' | 'resources' | 'methods'>): (method: string, name: string) => boolean {
-  const tools = rule.tools?.map(glob);
-  const prompts = rule.prompts?.map(glob);
-  const resources = rule.resources?.map(glob);
-  const methods = rule.methods?.map(glob);
+  const tools = namesOf(rule.tools);
+  const prompts = namesOf(rule.prompts);
+  const resources = namesOf(rule.resources);
+  const methods = namesOf(rule.methods);
   if (!tools && !prompts && !resources && !methods) return () => true;
-  const any = (patterns: RegExp[] | undefined, value: string) => patterns?.some((p) => p.test(value)) === true;
   return (method, name) =>
-    (method === 'tools/call' && any(tools, name)) ||
-    (method === 'prompts/get' && any(prompts, name)) ||
-    (method === 'resources/read' && any(resources, name)) ||
-    any(methods, method);
+    (method === 'tools/call' && tools?.(name) === true) ||
+    (method === 'prompts/get' && prompts?.(name) === true) ||
+    (method === 'resources/read' && resources?.(name) === true) ||
+    methods?.(method) === true;
+}
+
+/** Whether a name matches one of the patterns: a name without `*` by a set lookup (this runs on every call), the rest as globs. */
+function namesOf(patterns: readonly string[] | undefined): ((value: string) => boolean) | undefined {
+  if (!patterns) return undefined;
+  const exact = new Set(patterns.filter((p) => !p.includes('*')));
+  const globs = patterns.filter((p) => p.includes('*')).map(glob);
+  if (globs.length === 0) return (value) => exact.has(value);
+  return (value) => exact.has(value) || globs.some((p) => p.test(value));
 }
 
 /** `*` matches any run of characters (also `/`); everything else literally. */

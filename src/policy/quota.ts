@@ -46,15 +46,26 @@ export interface CompiledQuota {
 }
 
 /** The quotas a call counts against (compiled once); `policy explain` reads it too. */
-export function quotasApplying(quotas: readonly ScopedQuota[]): (input: PolicyInput) => CompiledQuota[] {
+export function quotasApplying(quotas: readonly ScopedQuota[]): (input: PolicyInput) => readonly CompiledQuota[] {
   const compiled: CompiledQuota[] = quotas.map(({ scope, quota }) => ({
     scope,
     config: quota,
     matches: matcherOf(quota),
     condition: quota.when === undefined ? undefined : compileCondition(quota.when),
   }));
-  return (input) => compiled.filter((q) => q.matches(input.method, input.name) && holds(q.condition, input));
+  // Most calls fall under no quota: answered without building an array (this runs on every call).
+  return (input) => {
+    let applying: CompiledQuota[] | undefined;
+    for (const q of compiled) {
+      if (!q.matches(input.method, input.name) || !holds(q.condition, input)) continue;
+      applying ??= [];
+      applying.push(q);
+    }
+    return applying ?? NONE;
+  };
 }
+
+const NONE: readonly CompiledQuota[] = Object.freeze([]);
 
 /** Undefined when there are no quotas. */
 export function createQuotas(quotas: readonly ScopedQuota[], deps: { store: Store; clock: Clock; audit?: Audit }): Quotas | undefined {

@@ -1,0 +1,36 @@
+/**
+ * A JSON-RPC request body parsed at most once, for everyone who reads it on its way to the backend
+ * (the policy, src/policy/enforce.ts `screen`; the audit trail and tracing): `message` parses on
+ * first read and keeps the result. Nobody may change the parsed value (it is shared).
+ */
+export interface ParsedBody {
+  readonly bytes: Buffer;
+  /** The body's JSON value, or NOT_JSON (the backend answers it with its own parse error). */
+  readonly message: unknown;
+}
+
+export const NOT_JSON: unique symbol = Symbol('not JSON');
+
+export function parsedBody(bytes: Buffer): ParsedBody {
+  return new LazyParsedBody(bytes);
+}
+
+class LazyParsedBody implements ParsedBody {
+  readonly bytes: Buffer;
+  #message: unknown;
+  #parsed = false;
+  constructor(bytes: Buffer) {
+    this.bytes = bytes;
+  }
+  get message(): unknown {
+    if (!this.#parsed) {
+      this.#parsed = true;
+      try {
+        this.#message = JSON.parse(this.bytes.toString('utf8'));
+      } catch {
+        this.#message = NOT_JSON;
+      }
+    }
+    return this.#message;
+  }
+}
