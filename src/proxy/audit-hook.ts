@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { pipeline, type Readable, Transform } from 'node:stream';
+import { NOT_JSON, type ParsedBody } from '../http/parsed-body.ts';
 import { auditArguments } from '../audit/arguments.ts';
 import type { Audit, AuditEvent } from '../audit/audit.ts';
 import { addUserFields } from '../audit/events.ts';
@@ -73,7 +74,8 @@ interface OperationsContext {
   caller: Admitted;
   backend: string;
   sessionId: string | undefined;
-  body: Buffer | undefined;
+  /** The body, when the gateway read it whole (parsed once, shared with the policy). */
+  body: ParsedBody | undefined;
   /** trustProxy honoured (ProxyContext.clientIp). */
   clientAddress: string | undefined;
   /** A legacy session's stream on this replica, where the answers come (HTTP+SSE). */
@@ -306,14 +308,11 @@ export function createSessionAnswers(): SessionAnswers {
   };
 }
 
-function operationsOf(body: Buffer | undefined, common: () => Record<string, unknown>, audit: Audit | undefined): (Operation | undefined)[] {
+function operationsOf(body: ParsedBody | undefined, common: () => Record<string, unknown>, audit: Audit | undefined): (Operation | undefined)[] {
   if (body === undefined) return [unreadOperation(common(), 'unread')];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body.toString('utf8'));
-  } catch {
-    return [unreadOperation(common(), 'invalid')];
-  }
+  // Shared with the policy (one parse per body): read, never changed.
+  const parsed = body.message;
+  if (parsed === NOT_JSON) return [unreadOperation(common(), 'invalid')];
   // Indexed as the body's messages (Enforcer.screen judges by index); holes where a message is no operation.
   const operations: (Operation | undefined)[] = [];
   for (const message of Array.isArray(parsed) ? parsed : [parsed]) {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { pipeline, type Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { RawHandler } from '../http/app.ts';
+import { parsedBody } from '../http/parsed-body.ts';
 import { keys } from '../oauth/keys.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
 import type { Enforcer } from '../policy/enforce.ts';
@@ -148,19 +149,21 @@ export function registerLegacySse(
     // audit trail a small one of known length is read whole (others stream, recorded as unread).
     const readWhole = enforcer !== undefined || (observed && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
     if (readWhole && source) body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
+    // Parsed at most once, for the audit trail, tracing and the policy together.
+    const parsed = Buffer.isBuffer(body) ? parsedBody(body) : undefined;
     const operations = observed
       ? beginOperations(ctx.audit, ctx.telemetry, req, res, {
           caller,
           backend: resource.name,
           sessionId,
-          body: Buffer.isBuffer(body) ? body : undefined,
+          body: parsed,
           answers: sessionAnswers.get(sessionId),
           clientAddress: ctx.clientIp(req),
         })
       : undefined;
-    if (enforcer && Buffer.isBuffer(body)) {
+    if (enforcer && parsed) {
       // A promise only when a quota applies to a call of the body (one Store round trip).
-      const screened = enforcer.screen(body, await enforcer.subject(req, caller.record), operations?.judged);
+      const screened = enforcer.screen(parsed, await enforcer.subject(req, caller.record), operations?.judged);
       const { refusal, retryAfterSeconds } = screened instanceof Promise ? await screened : screened;
       if (refusal && 'missingScopes' in refusal) {
         // The same 403 as on /mcp, in the POST's answer, never on the stream: only an HTTP

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { ProtectedResource } from '../oauth/resources.ts';
+import { parsedBody } from '../http/parsed-body.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import {
   GatewayError,
@@ -70,17 +71,19 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       body = read instanceof Promise ? await read : read;
     }
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
+    // Parsed at most once, for the audit trail, tracing and the policy together.
+    const parsed = Buffer.isBuffer(body) ? parsedBody(body) : undefined;
     const operations =
       (ctx.audit || ctx.telemetry.tracer) && method === 'POST'
-        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: Buffer.isBuffer(body) ? body : undefined, clientAddress: ctx.clientIp(req) })
+        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: parsed, clientAddress: ctx.clientIp(req) })
         : undefined;
     let subject: Subject | undefined;
     let asksForLists = false;
-    if (enforcer && Buffer.isBuffer(body)) {
+    if (enforcer && parsed) {
       const found = enforcer.subject(req, caller.record);
       subject = found instanceof Promise ? await found : found;
       // A promise only when a quota applies to a call of the body (one Store round trip).
-      const screened = enforcer.screen(body, subject, operations?.judged);
+      const screened = enforcer.screen(parsed, subject, operations?.judged);
       const { refusal, asksForLists: lists } = screened instanceof Promise ? await screened : screened;
       if (refusal && 'missingScopes' in refusal) {
         // MCP 2025-11-25 authorization §Scope Challenge Handling: the SDK clients re-authorize with this scope and retry.
