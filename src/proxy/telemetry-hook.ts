@@ -28,23 +28,6 @@ export interface OperationSpans {
   name: string;
 }
 
-/** Audit fields that are also SERVER span attributes under the same names (the audit trail uses the conventions' names). */
-const SPAN_FIELDS = [
-  'mcp.method.name',
-  'gen_ai.tool.name',
-  'gen_ai.prompt.name',
-  'mcp.resource.uri',
-  'jsonrpc.request.id',
-  'mcp.session.id',
-  'mcp.protocol.version',
-  'mcp.backend',
-  'oauth.client.id',
-  'user.id',
-  'user.name',
-  'user.tenant.id',
-  'client.address',
-] as const;
-
 /**
  * The CLIENT span's: the conventions' MCP client attributes (gen-ai/mcp.md, Client); who called
  * is on its SERVER span.
@@ -58,6 +41,9 @@ const CLIENT_SPAN_FIELDS = [
   'mcp.session.id',
   'mcp.protocol.version',
 ] as const;
+
+/** Audit fields that are also SERVER span attributes under the same names (the audit trail uses the conventions' names). */
+const SPAN_FIELDS = [...CLIENT_SPAN_FIELDS, 'mcp.backend', 'oauth.client.id', 'user.id', 'user.name', 'user.tenant.id', 'client.address'] as const;
 
 /** `{mcp.method.name} {target}`, the target being the tool or prompt name (gen-ai/mcp.md, Server: span name). */
 function spanName(fields: Record<string, unknown>): string {

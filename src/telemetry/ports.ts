@@ -71,16 +71,7 @@ export function traceStore(store: Store, tracer: Tracer, database: StoreDatabase
       const attributes: Attributes = { ...common, 'db.operation.name': operation };
       if (collection !== undefined) attributes['db.collection.name'] = collection;
       const span = tracer.startSpan(collection === undefined ? operation : `${operation} ${collection}`, { kind: SpanKind.CLIENT, attributes });
-      return call(...args).then(
-        (value) => {
-          span.end();
-          return value;
-        },
-        (error: unknown) => {
-          failed(span, error);
-          throw error;
-        },
-      );
+      return endedWith(span, call(...args));
     };
   }
   traced.close = () => store.close();
@@ -95,20 +86,25 @@ export function traceIdp(idp: UpstreamIdp, tracer: Tracer): UpstreamIdp {
     (traced as unknown as Record<string, unknown>)[operation] = (...args: unknown[]) => {
       if (!trace.getActiveSpan()) return call(...args);
       return tracer.startActiveSpan(`idp ${operation}`, { kind: SpanKind.CLIENT, attributes: { 'gateway.upstream.kind': idp.kind } }, (span) =>
-        call(...args).then(
-          (value) => {
-            span.end();
-            return value;
-          },
-          (error: unknown) => {
-            failed(span, error);
-            throw error;
-          },
-        ),
+        endedWith(span, call(...args)),
       );
     };
   }
   return traced;
+}
+
+/** `call`'s outcome, `span` ended when it settles (a failure recorded on it first). */
+function endedWith<T>(span: ReturnType<Tracer['startSpan']>, call: Promise<T>): Promise<T> {
+  return call.then(
+    (value) => {
+      span.end();
+      return value;
+    },
+    (error: unknown) => {
+      failed(span, error);
+      throw error;
+    },
+  );
 }
 
 function failed(span: ReturnType<Tracer['startSpan']>, error: unknown): void {

@@ -5,11 +5,10 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { type Browser, chromium } from 'playwright-core';
 import { CHROMIUM_ARGS, CHROMIUM_PATH } from '../support/chromium.ts';
-import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
-import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
-import { type Harness, startHarness } from '../support/gateway-harness.ts';
-import { freePort } from '../support/ports.ts';
+import type { DownstreamBackend } from '../support/downstream-backend.ts';
+import { type EntraDownstream, startEntraDownstream } from '../support/entra-gateway.ts';
+import { type EntraShapedIdp, SNIPPETS_API_SCOPE } from '../support/entra-shaped-idp.ts';
+import type { Harness } from '../support/gateway-harness.ts';
 import { connectSignedIn } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
@@ -24,32 +23,19 @@ const ADELE = { login: 'adele@contoso.test', password: 'correct horse' };
  */
 describe('downstream consent link followed in Chromium', () => {
   let idp: EntraShapedIdp;
-  let graph: FakeGraph;
   let backend: DownstreamBackend;
   let gw: Harness;
   let client: Client;
   let browser: Browser;
+  let chain: EntraDownstream;
 
   before(async () => {
-    const port = await freePort();
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
+    chain = await startEntraDownstream({
+      gateway: ({ backend }) => ({
+        backends: [{ name: 'graph-tools', path: '/mcp', url: backend.mcpUrl, downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] }] }],
+      }),
     });
-    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
-    backend = await startDownstreamBackend({ graphUrl: graph.url });
-    gw = await startHarness({
-      port,
-      backends: [{ name: 'graph-tools', path: '/mcp', url: backend.mcpUrl, downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] }] }],
-      upstream: {
-        entra: {
-          tenantId: ENTRA_TEST_TENANT,
-          clientId: 'gateway-app',
-          clientSecret: 'gateway-secret',
-          authorityHost: idp.authorityHost,
-          scopes: ['openid', 'profile', 'email', 'offline_access'],
-        },
-      },
-    });
+    ({ idp, backend, gw } = chain);
     const provider = new HeadlessOAuthProvider(ADELE);
     await connectSignedIn(gw.mcpUrl, provider).then((c) => c.close());
     client = new Client({ name: 'eliciting', version: '1.0.0' }, { capabilities: { elicitation: { url: {} } } });
@@ -59,10 +45,7 @@ describe('downstream consent link followed in Chromium', () => {
   after(async () => {
     await browser?.close();
     await client?.close();
-    await gw?.close();
-    await backend?.close();
-    await graph?.close();
-    await idp?.close();
+    await chain?.close();
   });
 
   it('the user opens the link, signs in and consents upstream, sees "Done"; the retried call is served', async () => {

@@ -8,12 +8,10 @@ import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { gunzipSync } from 'node:zlib';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { verifyAuditFile } from '../../src/audit/verify.ts';
 import { type StartedSystem, startSystem } from '../support/child-system.ts';
 import { freePort } from '../support/ports.ts';
+import { connectSignedIn } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 import { selfSignedCertificate } from '../support/tls.ts';
 
@@ -101,15 +99,7 @@ describe('Azure Monitor: with an Application Insights connection string, spans a
 
     const alice = system.users.find((u) => u.login === 'alice')!;
     const provider = new HeadlessOAuthProvider(alice);
-    const client = new Client({ name: 'azmon-e2e', version: '1.0.0' });
-    const transport = () => new StreamableHTTPClientTransport(new URL(system!.mcpUrl), { authProvider: provider });
-    try {
-      await client.connect(transport());
-    } catch (error) {
-      if (!(error instanceof UnauthorizedError)) throw error;
-      await transport().finishAuth(provider.authorizationCode!);
-      await client.connect(transport());
-    }
+    const client = await connectSignedIn(system.mcpUrl, provider, 'azmon-e2e');
     assert.equal(((await client.callTool({ name: 'hello_mcp', arguments: {} })) as ToolResult).isError, undefined);
     assert.equal(((await client.callTool({ name: 'get_snippet', arguments: { snippetname: 'nowhere' } })) as ToolResult).isError, true);
     await client.close();

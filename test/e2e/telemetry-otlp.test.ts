@@ -5,11 +5,9 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
 import { type StartedSystem, startSystem } from '../support/child-system.ts';
 import { freePort } from '../support/ports.ts';
+import { connectSignedIn } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
 /** OTLP/JSON (OTLP spec §OTLP/HTTP, JSON Protobuf encoding): ids are hex, attributes key/value pairs. */
@@ -83,15 +81,7 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
     });
     const alice = system.users.find((u) => u.login === 'alice')!;
     const provider = new HeadlessOAuthProvider(alice);
-    const client = new Client({ name: 'otel-e2e', version: '1.0.0' });
-    const transport = () => new StreamableHTTPClientTransport(new URL(system!.mcpUrl), { authProvider: provider });
-    try {
-      await client.connect(transport());
-    } catch (error) {
-      if (!(error instanceof UnauthorizedError)) throw error;
-      await transport().finishAuth(provider.authorizationCode!);
-      await client.connect(transport());
-    }
+    const client = await connectSignedIn(system.mcpUrl, provider, 'otel-e2e');
     const hello = (await client.callTool({ name: 'hello_mcp', arguments: {} })) as ToolResult;
     assert.equal(hello.isError, undefined);
     const missing = (await client.callTool({ name: 'get_snippet', arguments: { snippetname: 'nowhere' } })) as ToolResult;

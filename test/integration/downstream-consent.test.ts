@@ -4,21 +4,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client as V2Client, StreamableHTTPClientTransport as V2StreamableHTTPClientTransport, UnauthorizedError as V2UnauthorizedError } from '@modelcontextprotocol/client';
-import pino from 'pino';
-import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
-import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { keys } from '../../src/oauth/keys.ts';
-import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
-import { ENTRA_TEST_TENANT, ENTRA_TEST_USERS, type EntraShapedIdp, MFA_CLAIMS_CHALLENGE, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
-import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
-import { type Harness, startHarness } from '../support/gateway-harness.ts';
+import type { DownstreamBackend } from '../support/downstream-backend.ts';
+import { type EntraDownstream, entraUpstream, startEntraDownstream, startGatewayAppIdp } from '../support/entra-gateway.ts';
+import { ENTRA_TEST_TENANT, ENTRA_TEST_USERS, type EntraShapedIdp, MFA_CLAIMS_CHALLENGE, SNIPPETS_API_SCOPE } from '../support/entra-shaped-idp.ts';
+import type { Harness } from '../support/gateway-harness.ts';
 import { createHeadlessBrowser, type HeadlessBrowser, signInAtDevIdp } from '../support/headless-browser.ts';
 import { freePort } from '../support/ports.ts';
 import { connectSignedIn } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider, HeadlessV2OAuthProvider } from '../support/sdk-oauth.ts';
+import { startSnippetsBehindGateway } from '../support/snippets-gateway.ts';
 
 const ADELE = { login: 'adele@contoso.test', password: 'correct horse' };
 const BOB = { login: 'bob@contoso.test', password: 'battery staple' };
@@ -43,49 +41,36 @@ async function followConsentLink(browser: HeadlessBrowser, link: string, user: {
 
 describe('downstream consent link: consent_required from Entra becomes a link the user follows, then the call succeeds', () => {
   let idp: EntraShapedIdp;
-  let graph: FakeGraph;
   let backend: DownstreamBackend;
   let gw: Harness;
   let provider: HeadlessOAuthProvider;
   let plain: Client;
   let eliciting: Client;
+  let chain: EntraDownstream;
 
   before(async () => {
-    const port = await freePort();
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
-      users: [
-        ...ENTRA_TEST_USERS,
-        { login: BOB.login, password: BOB.password, name: 'Bob Kelly', email: BOB.login, oid: '0b0b0b0b-1c1c-4d2d-8e3e-4f4f5a5a6b6b', roles: [], groups: [] },
-      ],
-    });
-    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
-    backend = await startDownstreamBackend({
-      graphUrl: graph.url,
-      pull: { tokenUrl: `http://localhost:${port}/token`, clientId: 'tools-backend', secret: 'backend-secret', scope: SNIPPETS_API_SCOPE },
-    });
-    gw = await startHarness({
-      port,
-      config: { clients: [{ clientId: 'tools-backend', secret: 'backend-secret', grantTypes: [TOKEN_EXCHANGE] }] },
-      backends: [
-        {
-          name: 'graph-tools',
-          path: '/mcp',
-          url: backend.mcpUrl,
-          tokenExchange: { clientIds: ['tools-backend'] },
-          downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] }],
-        },
-      ],
-      upstream: {
-        entra: {
-          tenantId: ENTRA_TEST_TENANT,
-          clientId: 'gateway-app',
-          clientSecret: 'gateway-secret',
-          authorityHost: idp.authorityHost,
-          scopes: ['openid', 'profile', 'email', 'offline_access'],
-        },
+    chain = await startEntraDownstream({
+      idp: {
+        users: [
+          ...ENTRA_TEST_USERS,
+          { login: BOB.login, password: BOB.password, name: 'Bob Kelly', email: BOB.login, oid: '0b0b0b0b-1c1c-4d2d-8e3e-4f4f5a5a6b6b', roles: [], groups: [] },
+        ],
       },
+      pull: { clientId: 'tools-backend', secret: 'backend-secret', scope: SNIPPETS_API_SCOPE },
+      gateway: ({ backend }) => ({
+        config: { clients: [{ clientId: 'tools-backend', secret: 'backend-secret', grantTypes: [TOKEN_EXCHANGE] }] },
+        backends: [
+          {
+            name: 'graph-tools',
+            path: '/mcp',
+            url: backend.mcpUrl,
+            tokenExchange: { clientIds: ['tools-backend'] },
+            downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] }],
+          },
+        ],
+      }),
     });
+    ({ idp, backend, gw } = chain);
     provider = new HeadlessOAuthProvider(ADELE);
     // A client that declares no URL-mode elicitation, and one that does (MCP 2025-11-25 initialize).
     // Two sign-ins, so two grants: what a client declared is kept per grant (one client, one user).
@@ -97,10 +82,7 @@ describe('downstream consent link: consent_required from Entra becomes a link th
   after(async () => {
     await plain?.close();
     await eliciting?.close();
-    await gw?.close();
-    await backend?.close();
-    await graph?.close();
-    await idp?.close();
+    await chain?.close();
   });
 
   const publicUrl = () => new URL(gw.mcpUrl).origin;
@@ -274,7 +256,7 @@ describe('downstream consent link: consent_required from Entra becomes a link th
 describe('downstream consent link for a 2026-07-28 client (v2 SDK): InputRequiredResult, the link followed, the retry served', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'mcpgw-consent-'));
   let idp: EntraShapedIdp;
-  let snippets: RunningSnippetsServer;
+  let system: Awaited<ReturnType<typeof startSnippetsBehindGateway>>;
   let gw: Harness;
   let provider: HeadlessV2OAuthProvider;
   let client: V2Client;
@@ -284,38 +266,13 @@ describe('downstream consent link for a 2026-07-28 client (v2 SDK): InputRequire
 
   before(async () => {
     const port = await freePort();
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
-    });
-    snippets = await startSnippetsServer({
-      storage: await createFolderStorage(dataDir),
-      port: 0,
-      functionKey: 'backend-key',
-      identityJwksUrl: `http://localhost:${port}/.well-known/jwks.json`,
-      identityAudience: `http://localhost:${port}/mcp`,
-      logger: pino({ level: 'silent' }),
-    });
-    gw = await startHarness({
-      port,
-      backends: [
-        {
-          name: 'snippets',
-          path: '/mcp',
-          url: snippets.mcpUrl,
-          credential: { header: 'x-functions-key', value: 'backend-key' },
-          downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['hello_mcp'] }],
-        },
-      ],
-      upstream: {
-        entra: {
-          tenantId: ENTRA_TEST_TENANT,
-          clientId: 'gateway-app',
-          clientSecret: 'gateway-secret',
-          authorityHost: idp.authorityHost,
-          scopes: ['openid', 'profile', 'email', 'offline_access'],
-        },
-      },
-    });
+    idp = await startGatewayAppIdp(port);
+    system = await startSnippetsBehindGateway(
+      dataDir,
+      { downstreamTokens: [{ scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['hello_mcp'] }] },
+      { port, upstream: entraUpstream(idp) },
+    );
+    gw = system.gateway;
     provider = new HeadlessV2OAuthProvider(ADELE);
     const options = { capabilities: { elicitation: { url: {} } }, versionNegotiation: { mode: { pin: MODERN } } };
     const first = new V2StreamableHTTPClientTransport(new URL(gw.mcpUrl), { authProvider: provider });
@@ -332,8 +289,7 @@ describe('downstream consent link for a 2026-07-28 client (v2 SDK): InputRequire
   });
   after(async () => {
     await client?.close();
-    await gw?.close();
-    await snippets?.close();
+    await system?.close();
     await idp?.close();
     rmSync(dataDir, { recursive: true, force: true });
   });

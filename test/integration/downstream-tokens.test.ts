@@ -5,7 +5,8 @@ import { keys } from '../../src/oauth/keys.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, GATEWAY_API_SCOPE, SNIPPETS_API_SCOPE, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { type EntraDownstream, entraUpstream, startEntraDownstream, startGatewayAppIdp } from '../support/entra-gateway.ts';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp, GATEWAY_API_SCOPE, SNIPPETS_API_SCOPE } from '../support/entra-shaped-idp.ts';
 import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { freePort } from '../support/ports.ts';
@@ -28,19 +29,6 @@ function requestsFor(idp: EntraShapedIdp, grantType: string, scope: string): URL
   return idp.tokenRequests.filter((b) => b.get('grant_type') === grantType && b.get('scope') === scope);
 }
 
-/** The gateway signs in at the Entra look-alike as a confidential app with a secret. */
-function entraUpstream(idp: EntraShapedIdp) {
-  return {
-    entra: {
-      tenantId: ENTRA_TEST_TENANT,
-      clientId: 'gateway-app',
-      clientSecret: 'gateway-secret',
-      authorityHost: idp.authorityHost,
-      scopes: ['openid', 'profile', 'email', 'offline_access'],
-    },
-  };
-}
-
 describe('downstream tokens pushed to and pulled by a backend (Entra refresh for another resource)', () => {
   let idp: EntraShapedIdp;
   let graph: FakeGraph;
@@ -48,48 +36,39 @@ describe('downstream tokens pushed to and pulled by a backend (Entra refresh for
   let gw: Harness;
   let provider: HeadlessOAuthProvider;
   let client: Client;
+  let chain: EntraDownstream;
 
   before(async () => {
-    const port = await freePort();
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
-    });
-    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
-    backend = await startDownstreamBackend({
-      graphUrl: graph.url,
-      pull: { tokenUrl: `http://localhost:${port}/token`, clientId: 'graph-tools-backend', secret: BACKEND_SECRET, resource: 'https://graph.microsoft.com' },
-    });
-    gw = await startHarness({
-      port,
-      config: {
-        clients: [
-          { clientId: 'graph-tools-backend', secret: BACKEND_SECRET, grantTypes: [TOKEN_EXCHANGE] },
-          { clientId: 'other-backend', secret: BACKEND_SECRET, grantTypes: [TOKEN_EXCHANGE] },
-        ],
-      },
-      backends: [
-        {
-          name: 'graph-tools',
-          path: '/mcp',
-          url: backend.mcpUrl,
-          tokenExchange: { clientIds: ['graph-tools-backend'] },
-          downstreamTokens: [
-            { scopes: [GRAPH_USER_READ], header: 'x-graph-token', tools: ['whoami'] },
-            { scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] },
+    chain = await startEntraDownstream({
+      pull: { clientId: 'graph-tools-backend', secret: BACKEND_SECRET, resource: 'https://graph.microsoft.com' },
+      gateway: ({ backend }) => ({
+        config: {
+          clients: [
+            { clientId: 'graph-tools-backend', secret: BACKEND_SECRET, grantTypes: [TOKEN_EXCHANGE] },
+            { clientId: 'other-backend', secret: BACKEND_SECRET, grantTypes: [TOKEN_EXCHANGE] },
           ],
         },
-      ],
-      upstream: entraUpstream(idp),
+        backends: [
+          {
+            name: 'graph-tools',
+            path: '/mcp',
+            url: backend.mcpUrl,
+            tokenExchange: { clientIds: ['graph-tools-backend'] },
+            downstreamTokens: [
+              { scopes: [GRAPH_USER_READ], header: 'x-graph-token', tools: ['whoami'] },
+              { scopes: [SNIPPETS_API_SCOPE], header: 'x-snippets-token', tools: ['echo_plain'] },
+            ],
+          },
+        ],
+      }),
     });
+    ({ idp, graph, backend, gw } = chain);
     provider = new HeadlessOAuthProvider(ADELE);
     client = await connectSignedIn(gw.mcpUrl, provider);
   });
   after(async () => {
     await client?.close();
-    await gw?.close();
-    await backend?.close();
-    await graph?.close();
-    await idp?.close();
+    await chain?.close();
   });
 
   it('the backend calls Graph with the token pushed for whoami; Graph verifies it; the client never held it', async () => {
@@ -211,58 +190,54 @@ describe("downstream tokens by Entra on-behalf-of, the gateway authenticated by 
   const MI_PRINCIPAL_ID = 'c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f';
   let idp: EntraShapedIdp;
   let graph: FakeGraph;
-  let backend: DownstreamBackend;
   let gw: Harness;
   let client: Client;
+  let chain: EntraDownstream;
   const federatedAssertions: string[] = [];
 
   before(async () => {
     const { privateKey, publicKey } = await generateKeyPair('RS256', { extractable: true });
     const jwk = { ...(await exportJWK(publicKey)), kid: 'mi-key', alg: 'RS256', use: 'sig' };
-    const port = await freePort();
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', redirectUris: [`http://localhost:${port}/callback`] },
-      federatedCredentials: [{ issuer: MI_ISSUER, subject: MI_PRINCIPAL_ID, audience: 'api://AzureADTokenExchange', jwks: { keys: [jwk] } }],
-      appIdUris: ['api://gateway-app'],
-    });
-    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
-    backend = await startDownstreamBackend({ graphUrl: graph.url });
-    gw = await startHarness({
-      port,
-      backends: [
-        { name: 'graph-tools', path: '/mcp', url: backend.mcpUrl, downstreamTokens: [{ scopes: [GRAPH_USER_READ], via: 'on-behalf-of', header: 'x-graph-token' }] },
-      ],
-      upstream: {
-        entra: {
-          tenantId: ENTRA_TEST_TENANT,
-          clientId: 'gateway-app',
-          managedIdentity: { clientId: MI_CLIENT_ID, audience: 'api://AzureADTokenExchange' },
-          authorityHost: idp.authorityHost,
-          scopes: ['openid', 'profile', 'offline_access', GATEWAY_API_SCOPE],
+    chain = await startEntraDownstream({
+      // The app's federated credential replaces its secret (the look-alike then takes no secret).
+      idp: {
+        federatedCredentials: [{ issuer: MI_ISSUER, subject: MI_PRINCIPAL_ID, audience: 'api://AzureADTokenExchange', jwks: { keys: [jwk] } }],
+        appIdUris: ['api://gateway-app'],
+      },
+      gateway: ({ idp, backend }) => ({
+        backends: [
+          { name: 'graph-tools', path: '/mcp', url: backend.mcpUrl, downstreamTokens: [{ scopes: [GRAPH_USER_READ], via: 'on-behalf-of', header: 'x-graph-token' }] },
+        ],
+        upstream: {
+          entra: {
+            tenantId: ENTRA_TEST_TENANT,
+            clientId: 'gateway-app',
+            managedIdentity: { clientId: MI_CLIENT_ID, audience: 'api://AzureADTokenExchange' },
+            authorityHost: idp.authorityHost,
+            scopes: ['openid', 'profile', 'offline_access', GATEWAY_API_SCOPE],
+          },
         },
-      },
-      // What Azure's managed identity endpoint gives for api://AzureADTokenExchange.
-      getFederatedAssertion: async () => {
-        const token = await new SignJWT({ azp: MI_CLIENT_ID, oid: MI_PRINCIPAL_ID, tid: ENTRA_TEST_TENANT, idtyp: 'app', ver: '2.0' })
-          .setProtectedHeader({ alg: 'RS256', kid: 'mi-key', typ: 'JWT' })
-          .setIssuer(MI_ISSUER)
-          .setSubject(MI_PRINCIPAL_ID)
-          .setAudience('api://AzureADTokenExchange')
-          .setIssuedAt()
-          .setExpirationTime('1h')
-          .sign(privateKey);
-        federatedAssertions.push(token);
-        return token;
-      },
+        // What Azure's managed identity endpoint gives for api://AzureADTokenExchange.
+        getFederatedAssertion: async () => {
+          const token = await new SignJWT({ azp: MI_CLIENT_ID, oid: MI_PRINCIPAL_ID, tid: ENTRA_TEST_TENANT, idtyp: 'app', ver: '2.0' })
+            .setProtectedHeader({ alg: 'RS256', kid: 'mi-key', typ: 'JWT' })
+            .setIssuer(MI_ISSUER)
+            .setSubject(MI_PRINCIPAL_ID)
+            .setAudience('api://AzureADTokenExchange')
+            .setIssuedAt()
+            .setExpirationTime('1h')
+            .sign(privateKey);
+          federatedAssertions.push(token);
+          return token;
+        },
+      }),
     });
+    ({ idp, graph, gw } = chain);
     client = await connectSignedIn(gw.mcpUrl, new HeadlessOAuthProvider(ADELE));
   });
   after(async () => {
     await client?.close();
-    await gw?.close();
-    await backend?.close();
-    await graph?.close();
-    await idp?.close();
+    await chain?.close();
   });
 
   it("the backend's Graph call works with a token Entra issued on behalf of the user's token for the gateway's API", async () => {
@@ -317,9 +292,7 @@ describe('revoking the grant at /account stops token exchanges on every replica 
     redis = await startRedis();
     const [portA, portB] = [await freePort(), await freePort()];
     const publicUrl = `http://localhost:${portA}`;
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`${publicUrl}/callback`] },
-    });
+    idp = await startGatewayAppIdp(portA);
     graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
     // The backend pulls at replica B while its calls come through replica A.
     backend = await startDownstreamBackend({

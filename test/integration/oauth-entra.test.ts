@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, entraError, type InjectedFailure, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import { entraUpstream, startGatewayAppIdp } from '../support/entra-gateway.ts';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp, entraError, type InjectedFailure } from '../support/entra-shaped-idp.ts';
 import { type Harness, startHarness } from '../support/gateway-harness.ts';
 import { freePort } from '../support/ports.ts';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
@@ -18,22 +19,8 @@ describe('sign-in through the entra adapter (Entra-shaped oidc-provider)', () =>
   before(async () => {
     backend = await startMcpBackend();
     const port = await freePort();
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
-    });
-    gw = await startHarness({
-      port,
-      backends: [{ name: 'snippets', path: '/mcp', url: backend.mcpUrl }],
-      upstream: {
-        entra: {
-          tenantId: ENTRA_TEST_TENANT,
-          clientId: 'gateway-app',
-          clientSecret: 'gateway-secret',
-          authorityHost: idp.authorityHost,
-          scopes: ['openid', 'profile', 'email', 'offline_access'],
-        },
-      },
-    });
+    idp = await startGatewayAppIdp(port);
+    gw = await startHarness({ port, backends: [{ name: 'snippets', path: '/mcp', url: backend.mcpUrl }], upstream: entraUpstream(idp) });
   });
   after(async () => {
     await gw.close();

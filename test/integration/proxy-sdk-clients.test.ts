@@ -10,6 +10,32 @@ import { systemClock } from '../../src/ports/clock.ts';
 import { type McpBackend, startMcpBackend } from '../support/mcp-backend.ts';
 import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.ts';
 
+/** The SDK's two transports to the gateway at `url`, presenting `token`. */
+const TRANSPORTS = [
+  ['Streamable HTTP at /mcp', (url: string, token: string) => new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } })],
+  ['HTTP+SSE at /mcp/sse', (url: string, token: string) => new SSEClientTransport(new URL(`${url}/mcp/sse`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } })],
+] as const;
+
+/**
+ * Calls the backend's `progress` tool (4 notifications 200 ms apart) and checks that streaming is
+ * real: they arrive spread out, the first long before the result (a buffered relay delivers all four
+ * with the result). Bounds leave room for a loaded CPU delaying the first one (seen: 136, 240, 446,
+ * 648 ms). When each notification arrived and when the result did, in ms from the call.
+ */
+async function assertProgressStreamed(client: Client): Promise<{ arrivals: number[]; finishedAt: number }> {
+  const arrivals: number[] = [];
+  const started = Date.now();
+  const result = await client.callTool({ name: 'progress', arguments: { steps: 4, intervalMs: 200 } }, undefined, {
+    onprogress: () => arrivals.push(Date.now() - started),
+  });
+  const finishedAt = Date.now() - started;
+  assert.deepEqual(result.content, [{ type: 'text', text: 'done after 4 steps' }]);
+  assert.equal(arrivals.length, 4);
+  assert.ok(arrivals[3]! - arrivals[0]! >= 400, `progress spread ${arrivals.join(',')}`);
+  assert.ok(finishedAt - arrivals[0]! >= 400, `first progress at ${arrivals[0]} ms, result at ${finishedAt} ms`);
+  return { arrivals, finishedAt };
+}
+
 describe('MCP proxy: the official SDK client through the gateway', () => {
   let backend: McpBackend;
   let gateway: ProxyHarness;
@@ -27,15 +53,10 @@ describe('MCP proxy: the official SDK client through the gateway', () => {
     await backend.close();
   });
 
-  const requestInit = () => ({ headers: { Authorization: `Bearer ${token}` } });
-
-  for (const [name, transport] of [
-    ['Streamable HTTP at /mcp', () => new StreamableHTTPClientTransport(new URL(`${gateway.url}/mcp`), { requestInit: requestInit() })],
-    ['HTTP+SSE at /mcp/sse', () => new SSEClientTransport(new URL(`${gateway.url}/mcp/sse`), { requestInit: requestInit()})],
-  ] as const) {
+  for (const [name, transport] of TRANSPORTS) {
     it(`${name}: tools/list, tools/call, and progress that arrives spread over time`, async () => {
       const client = new Client({ name: 'proxy-test', version: '1.0.0' });
-      await client.connect(transport());
+      await client.connect(transport(gateway.url, token));
       try {
         const { tools } = await client.listTools();
         assert.ok(tools.some((t) => t.name === 'echo'));
@@ -44,19 +65,7 @@ describe('MCP proxy: the official SDK client through the gateway', () => {
         const echoed = await client.callTool({ name: 'echo', arguments: { text: 'héllo through the gateway' } });
         assert.deepEqual(echoed.content, [{ type: 'text', text: 'héllo through the gateway' }]);
 
-        const arrivals: number[] = [];
-        const started = Date.now();
-        const result = await client.callTool({ name: 'progress', arguments: { steps: 4, intervalMs: 200 } }, undefined, {
-          onprogress: () => arrivals.push(Date.now() - started),
-        });
-        const finishedAt = Date.now() - started;
-        assert.deepEqual(result.content, [{ type: 'text', text: 'done after 4 steps' }]);
-        assert.equal(arrivals.length, 4);
-        // Streaming is real: 4 notifications sent 200 ms apart arrive spread out, the first long before
-        // the result (a buffered relay delivers all four with the result). Bounds leave room for a
-        // loaded CPU delaying the first one (seen: 136, 240, 446, 648 ms).
-        assert.ok(arrivals[3]! - arrivals[0]! >= 400, `progress spread ${arrivals.join(',')}`);
-        assert.ok(finishedAt - arrivals[0]! >= 400, `first progress at ${arrivals[0]} ms, result at ${finishedAt} ms`);
+        const { arrivals, finishedAt } = await assertProgressStreamed(client);
         assert.ok(arrivals[3]! <= finishedAt);
       } finally {
         await client.close();
@@ -91,25 +100,12 @@ describe('MCP proxy with the audit trail on: answers are read on their way, stil
     await audit.close();
   });
 
-  for (const [name, transport] of [
-    ['Streamable HTTP at /mcp', () => new StreamableHTTPClientTransport(new URL(`${gateway.url}/mcp`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } })],
-    ['HTTP+SSE at /mcp/sse', () => new SSEClientTransport(new URL(`${gateway.url}/mcp/sse`), { requestInit: { headers: { Authorization: `Bearer ${token}` } } })],
-  ] as const) {
+  for (const [name, transport] of TRANSPORTS) {
     it(`${name}: progress arrives spread over time; the call is one record with the answer's outcome`, async () => {
       const client = new Client({ name: 'proxy-test', version: '1.0.0' });
-      await client.connect(transport());
-      const arrivals: number[] = [];
+      await client.connect(transport(gateway.url, token));
       try {
-        const started = Date.now();
-        const result = await client.callTool({ name: 'progress', arguments: { steps: 4, intervalMs: 200 } }, undefined, {
-          onprogress: () => arrivals.push(Date.now() - started),
-        });
-        const finishedAt = Date.now() - started;
-        assert.deepEqual(result.content, [{ type: 'text', text: 'done after 4 steps' }]);
-        assert.equal(arrivals.length, 4);
-        // As above: spread out, the first long before the result (bounds that a loaded CPU leaves standing).
-        assert.ok(arrivals[3]! - arrivals[0]! >= 400, `progress spread ${arrivals.join(',')}`);
-        assert.ok(finishedAt - arrivals[0]! >= 400, `first progress at ${arrivals[0]} ms, result at ${finishedAt} ms`);
+        await assertProgressStreamed(client);
         // A tool error's outcome comes from its answer (an SSE event on either transport).
         const missing = await client.callTool({ name: 'test_error_handling', arguments: {} });
         assert.equal(missing.isError, true);

@@ -4,11 +4,11 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
-import { type DownstreamBackend, startDownstreamBackend } from '../support/downstream-backend.ts';
-import { ENTRA_TEST_TENANT, type EntraShapedIdp, startEntraShapedIdp } from '../support/entra-shaped-idp.ts';
-import { type FakeGraph, startFakeGraph } from '../support/fake-graph.ts';
-import { type Harness, startHarness } from '../support/gateway-harness.ts';
-import { freePort } from '../support/ports.ts';
+import type { DownstreamBackend } from '../support/downstream-backend.ts';
+import { type EntraDownstream, startEntraDownstream } from '../support/entra-gateway.ts';
+import { ENTRA_TEST_TENANT, type EntraShapedIdp } from '../support/entra-shaped-idp.ts';
+import type { FakeGraph } from '../support/fake-graph.ts';
+import type { Harness } from '../support/gateway-harness.ts';
 import { connectSignedIn } from '../support/scale-cluster.ts';
 import { HeadlessOAuthProvider } from '../support/sdk-oauth.ts';
 
@@ -30,12 +30,9 @@ describe('RFC 8693 pull: a backend authenticates with its managed identity (an E
   let entraKeys: Server;
   let signMi: (claims?: Record<string, unknown>) => Promise<string>;
   let subjectToken: string;
+  let chain: EntraDownstream;
 
   before(async () => {
-    const port = await freePort();
-    idp = await startEntraShapedIdp({
-      client: { clientId: 'gateway-app', clientSecret: 'gateway-secret', redirectUris: [`http://localhost:${port}/callback`] },
-    });
     // What Azure's managed identity endpoint gives the backend for the gateway's app (resource api://gateway-app).
     const mi = await generateKeyPair('RS256');
     const jwk = { ...(await exportJWK(mi.publicKey)), kid: 'entra-mi', alg: 'RS256', use: 'sig' };
@@ -47,42 +44,30 @@ describe('RFC 8693 pull: a backend authenticates with its managed identity (an E
       const payload = { iss: `${idp.authorityHost}/${tid}/v2.0`, aud: GATEWAY_APP_URI, tid, iat: now, nbf: now, exp: now + 86_399, azp: BACKEND_MI, azpacr: '2', oid: BACKEND_MI_OBJECT, sub: BACKEND_MI_OBJECT, idtyp: 'app', ver: '2.0', uti: 'x', ...claims };
       return new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: 'entra-mi', typ: 'JWT' }).sign(mi.privateKey);
     };
-    graph = await startFakeGraph({ issuer: idp.accessTokenIssuer, jwksUri: idp.jwksUri });
-    backend = await startDownstreamBackend({ graphUrl: graph.url });
-    gw = await startHarness({
-      port,
-      config: {
-        clients: [{ clientId: 'graph-tools-backend', entraApp: { tenantId: ENTRA_TEST_TENANT, appId: BACKEND_MI }, grantTypes: [TOKEN_EXCHANGE] }],
-        workloads: {
-          entra: {
-            tenants: [ENTRA_TEST_TENANT, OTHER_TENANT],
-            audiences: [GATEWAY_APP_URI],
-            authorityHost: idp.authorityHost,
-            jwksUri: `http://127.0.0.1:${(entraKeys.address() as AddressInfo).port}/common/discovery/v2.0/keys`,
+    chain = await startEntraDownstream({
+      gateway: ({ idp, backend }) => ({
+        config: {
+          clients: [{ clientId: 'graph-tools-backend', entraApp: { tenantId: ENTRA_TEST_TENANT, appId: BACKEND_MI }, grantTypes: [TOKEN_EXCHANGE] }],
+          workloads: {
+            entra: {
+              tenants: [ENTRA_TEST_TENANT, OTHER_TENANT],
+              audiences: [GATEWAY_APP_URI],
+              authorityHost: idp.authorityHost,
+              jwksUri: `http://127.0.0.1:${(entraKeys.address() as AddressInfo).port}/common/discovery/v2.0/keys`,
+            },
           },
         },
-      },
-      backends: [{ name: 'graph-tools', path: '/mcp', url: backend.mcpUrl, tokenExchange: { clientIds: ['graph-tools-backend'] }, downstreamTokens: [{ scopes: [GRAPH_USER_READ] }] }],
-      upstream: {
-        entra: {
-          tenantId: ENTRA_TEST_TENANT,
-          clientId: 'gateway-app',
-          clientSecret: 'gateway-secret',
-          authorityHost: idp.authorityHost,
-          scopes: ['openid', 'profile', 'email', 'offline_access'],
-        },
-      },
+        backends: [{ name: 'graph-tools', path: '/mcp', url: backend.mcpUrl, tokenExchange: { clientIds: ['graph-tools-backend'] }, downstreamTokens: [{ scopes: [GRAPH_USER_READ] }] }],
+      }),
     });
+    ({ idp, graph, backend, gw } = chain);
     client = await connectSignedIn(gw.mcpUrl, new HeadlessOAuthProvider({ login: 'adele@contoso.test', password: 'correct horse' }));
     await client.callTool({ name: 'echo_plain', arguments: {} });
     subjectToken = String(backend.requests.findLast((h) => h['x-mcp-identity'])!['x-mcp-identity']);
   });
   after(async () => {
     await client?.close();
-    await gw?.close();
-    await backend?.close();
-    await graph?.close();
-    await idp?.close();
+    await chain?.close();
     await new Promise<void>((resolve) => entraKeys?.close(() => resolve()));
   });
 

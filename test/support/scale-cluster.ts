@@ -287,8 +287,8 @@ export async function startForwarder(port: number, targets: string[]): Promise<F
 }
 
 /** The SDK client signed in headless: 401 → discovery → register → consent → sign-in → token, then connected. */
-export async function connectSignedIn(mcpUrl: string, provider: HeadlessOAuthProvider): Promise<Client> {
-  const client = new Client({ name: 'scale-test', version: '1.0.0' });
+export async function connectSignedIn(mcpUrl: string, provider: HeadlessOAuthProvider, clientName = 'scale-test'): Promise<Client> {
+  const client = new Client({ name: clientName, version: '1.0.0' });
   try {
     await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }));
     return client;
@@ -297,7 +297,7 @@ export async function connectSignedIn(mcpUrl: string, provider: HeadlessOAuthPro
   }
   const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
   await transport.finishAuth(provider.authorizationCode!);
-  const signedIn = new Client({ name: 'scale-test', version: '1.0.0' });
+  const signedIn = new Client({ name: clientName, version: '1.0.0' });
   await signedIn.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }));
   return signedIn;
 }

@@ -3,7 +3,7 @@ import { createFolderStorage } from '../../servers/snippets/folder-storage.ts';
 import type { Clock } from '../../src/ports/clock.ts';
 import type { Store } from '../../src/ports/store.ts';
 import { type RunningSnippetsServer, startSnippetsServer } from '../../servers/snippets/http.ts';
-import { type Harness, startHarness } from './gateway-harness.ts';
+import { type Harness, type HarnessOptions, startHarness } from './gateway-harness.ts';
 import { freePort } from './ports.ts';
 import { type BackendInput, type ProxyHarness, type ProxyHarnessOptions, startProxyHarness } from './proxy-harness.ts';
 
@@ -16,8 +16,10 @@ export async function startSnippetsBehindGateway(
   dataDir: string,
   /** Extra keys of the snippets backend (e.g. `policy`, `scopes`). */
   backend: Record<string, unknown> = {},
+  /** The gateway's port (default: a free one) and upstream IdP (default: the dev IdP). */
+  harness: Pick<HarnessOptions, 'port' | 'upstream'> = {},
 ): Promise<{ gateway: Harness; snippets: RunningSnippetsServer; close(): Promise<void> }> {
-  const port = await freePort();
+  const port = harness.port ?? (await freePort());
   const snippets = await startSnippetsServer({
     storage: await createFolderStorage(dataDir),
     port: 0,
@@ -28,6 +30,7 @@ export async function startSnippetsBehindGateway(
   });
   const gateway = await startHarness({
     port,
+    ...(harness.upstream ? { upstream: harness.upstream } : {}),
     backends: [
       {
         name: 'snippets',
