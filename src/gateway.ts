@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { rootCertificates } from 'node:tls';
 import pino, { type Logger } from 'pino';
 import { createAudit } from './audit/audit.ts';
 import type { AuditSink } from './audit/sinks.ts';
 import type { Config } from './config/load.ts';
+import { tlsTrustOptions } from './config/tls.ts';
 import { createHttpApp } from './http/app.ts';
 import { allowAnyOrigin } from './http/cors.ts';
 import { registerLanding } from './http/landing.ts';
@@ -256,6 +256,6 @@ async function openStore(config: Config, clock: Clock, getRedisCredential: Gatew
     clock,
     getCredential: entraAuth && (getRedisCredential ?? entraRedisCredential(entraAuth)),
     // rediss:// verifies against the system CAs; a configured CA is trusted in addition.
-    tls: tls && { ...(tls.ca ? { ca: [...rootCertificates, tls.ca] } : {}), ...(tls.servername ? { servername: tls.servername } : {}) },
+    tls: tls && tlsTrustOptions(tls),
   });
 }

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { describe, it } from 'node:test';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { selfSignedCertificate } from '../../test/support/tls.ts';
 import { ConfigError, loadConfig } from './load.ts';
 
 const VALID = `
@@ -138,4 +142,45 @@ describe('loadConfig', () => {
     assert.equal(config.secrets.cookieKey, 'k'.repeat(40));
     assert.equal(config.secrets.encryptionKeys[0]!.key, `${'e'.repeat(43)}=`);
   });
+});
+
+describe('loadConfig: backends[].tls (a private CA for an https backend)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcpgw-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cert } = selfSignedCertificate();
+  writeFileSync(join(dir, 'ca.pem'), `${cert}\n${cert}`);
+  writeFileSync(join(dir, 'key.pem'), SIGNING_PEM);
+  writeFileSync(join(dir, 'broken.pem'), cert.replace(/^(-----BEGIN CERTIFICATE-----\n)..../, '$1AAAA'));
+  const withTls = (tls: string, url = 'https://backend.internal/mcp') =>
+    VALID.replace('url: http://127.0.0.1:7071/mcp }', `url: ${url}, tls: ${tls} }`);
+  const load = (yamlText: string) => {
+    try {
+      return loadConfig({ yamlText, env: ENV, baseDir: dir });
+    } catch (error) {
+      if (error instanceof ConfigError) return error.problems;
+      throw error;
+    }
+  };
+
+  it('reads the CA bundle from its file (relative to the config) with the servername', () => {
+    const config = load(withTls('{ ca: { file: ca.pem }, servername: mcp.internal }'));
+    assert.ok(!Array.isArray(config), String(config));
+    assert.deepEqual(config.backends[0]!.tls, { ca: `${cert}\n${cert}`.trim(), servername: 'mcp.internal' });
+  });
+
+  const cases: [string, string, string[]][] = [
+    ['a CA file that is missing', withTls('{ ca: { file: missing.pem } }'), [`backends.0.tls.ca: cannot read file ${join(dir, 'missing.pem')} (ENOENT)`]],
+    ['a CA file that is no certificate', withTls('{ ca: { file: key.pem } }'), ['backends.0.tls.ca: not a PEM certificate (no -----BEGIN CERTIFICATE----- block)']],
+    ['a CA certificate that does not parse', withTls('{ ca: { file: broken.pem } }'), ['backends.0.tls.ca: certificate 1 of the PEM bundle does not parse']],
+    ['tls on an http backend', withTls('{ ca: { file: ca.pem } }', 'http://127.0.0.1:7071/mcp'), ['backends.0.tls: needs an https:// backend (url is http://)']],
+    ['an unknown tls key', withTls('{ ca: { file: ca.pem }, rejectUnauthorized: false }'), ['backends.0.tls: unknown key "rejectUnauthorized"']],
+    [
+      'the Store shares the check',
+      VALID.replace('backends:', 'store: { kind: redis, url: rediss://redis.internal:6380, tls: { ca: { file: key.pem } } }\nbackends:'),
+      ['store.tls.ca: not a PEM certificate (no -----BEGIN CERTIFICATE----- block)'],
+    ],
+  ];
+  for (const [name, yamlText, expected] of cases) {
+    it(`names the key: ${name}`, () => assert.deepEqual(load(yamlText), expected));
+  }
 });

@@ -162,6 +162,40 @@ const upstreamSchema = z
     message: 'exactly one of dev, oidc or entra is required',
   });
 
+/** PEM certificates: at least one `-----BEGIN CERTIFICATE-----` block, every block an X.509 certificate. */
+function pemCertificatesProblem(pem: string): string | undefined {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g);
+  if (!blocks) return 'not a PEM certificate (no -----BEGIN CERTIFICATE----- block)';
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new X509Certificate(block);
+    } catch {
+      return `certificate ${i + 1} of the PEM bundle does not parse`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Extra trust for a TLS server the gateway connects to (the Redis Store, a backend): a private CA
+ * trusted in addition to the system's, and the name checked against the server's certificate.
+ */
+const tlsTrustSchema = z
+  .object({
+    /** PEM CA bundle trusted for the server (in addition to the system's); usually `{ file: … }`. */
+    ca: secretSchema
+      .superRefine((pem, ctx) => {
+        const problem = pemCertificatesProblem(pem);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+    /** Name checked against the server certificate when it differs from the URL host. */
+    servername: z.string().min(1).optional(),
+  })
+  .strict();
+
+export type TlsTrustConfig = z.infer<typeof tlsTrustSchema>;
+
 const storeSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('sqlite'), path: z.string().min(1).default('./data/gateway.db') }).strict(),
   z
@@ -171,15 +205,7 @@ const storeSchema = z.discriminatedUnion('kind', [
       url: secretSchema,
       keyPrefix: z.string().default('mcpgw:'),
       /** rediss:// turns TLS on with the system CAs; this adds a private CA or a server name. */
-      tls: z
-        .object({
-          /** PEM CA bundle trusted for the Redis server (in addition to the system's). */
-          ca: secretSchema.optional(),
-          /** Name checked against the server certificate when it differs from the URL host. */
-          servername: z.string().min(1).optional(),
-        })
-        .strict()
-        .optional(),
+      tls: tlsTrustSchema.optional(),
       /**
        * Authenticate with a Microsoft Entra token instead of a password (Azure Managed Redis's
        * default; then the url carries no password): `{}` for DefaultAzureCredential, or the client
@@ -340,6 +366,8 @@ const backendSchema = z
       })
       .strict()
       .prefault({}),
+    /** An https backend's certificate from a private CA: `{ ca: { file: … }, servername }`. */
+    tls: tlsTrustSchema.optional(),
     connectTimeoutMs: z.number().int().positive().default(5000),
     headersTimeoutMs: z.number().int().positive().default(60000),
     maxBodyBytes: z.number().int().positive().default(4 * 1024 * 1024),
@@ -354,7 +382,11 @@ const backendSchema = z
     tokenExchange: z.object({ clientIds: z.array(z.string().min(1)).min(1) }).strict().optional(),
   })
   .strict()
-  .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' });
+  .refine((b) => b.url || b.sseUrl, { message: 'at least one of url or sseUrl is required' })
+  .superRefine((b, ctx) => {
+    const plain = (['url', 'sseUrl'] as const).find((key) => /^http:/i.test(b[key] ?? ''));
+    if (b.tls && plain) ctx.addIssue({ code: 'custom', path: ['tls'], message: `needs an https:// backend (${plain} is http://)` });
+  });
 
 /** RFC 7523 / RFC 7591 grant type of a JWT bearer assertion (ID-JAG, Entra app-only token). */
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';

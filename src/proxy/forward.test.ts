@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
@@ -17,7 +18,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function forwarder(url: string): Forwarder {
+function forwarder(url: string, extra: Partial<BackendConfig> = {}): Forwarder {
   const backend: BackendConfig = {
     name: 'b',
     path: '/mcp',
@@ -27,6 +28,7 @@ function forwarder(url: string): Forwarder {
     connectTimeoutMs: 500,
     headersTimeoutMs: 150,
     maxBodyBytes: 1024,
+    ...extra,
   };
   const created = createForwarder(backend);
   cleanups.push(() => created.close());
@@ -179,8 +181,26 @@ describe('forwarder: connections', () => {
     });
     server.on('tlsClientError', () => {});
     const served = await listen(server, 'https', 'localhost');
-    await assert.rejects(post(forwarder(served.url), served.url), failure(502, 'Bad Gateway: backend b is unreachable'));
+    await assert.rejects(post(forwarder(served.url), served.url), failure(502, "Bad Gateway: backend b's TLS certificate is not trusted (DEPTH_ZERO_SELF_SIGNED_CERT)"));
     assert.deepEqual(servernames, ['localhost']);
+  });
+
+  it('backends[].tls: trusts the configured CA (besides the system ones) and sends its servername as SNI', async () => {
+    const { key, cert } = selfSignedCertificate();
+    const servernames: string[] = [];
+    const sni = (servername: string, callback: (error: null) => void) => {
+      servernames.push(servername);
+      callback(null);
+    };
+    const server = createHttpsServer({ key, cert, SNICallback: sni }, (_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    server.on('tlsClientError', () => {});
+    const served = await listen(server, 'https', 'localhost');
+    assert.equal((await post(forwarder(served.url, { tls: { ca: cert } }), served.url)).statusCode, 200);
+    await assert.rejects(
+      post(forwarder(served.url, { tls: { ca: cert, servername: 'other.internal' } }), served.url),
+      failure(502, "Bad Gateway: backend b's TLS certificate is not trusted (ERR_TLS_CERT_ALTNAME_INVALID)"),
+    );
+    assert.deepEqual(servernames, ['localhost', 'other.internal']);
   });
 });
 

@@ -1,7 +1,9 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
+import { createSecureContext } from 'node:tls';
 import { type Dispatcher, Pool, util } from 'undici';
 import type { BackendConfig } from '../config/schema.ts';
+import { tlsTrustOptions } from '../config/tls.ts';
 import { GatewayError, TruncatedResponseError } from './errors.ts';
 
 /**
@@ -148,6 +150,10 @@ const DEFAULT_IDLE_MS = 4000;
  */
 export function createForwarder(backend: BackendConfig): Forwarder {
   const pools = new Map<string, Pool>();
+  // backends[].tls: one secure context for all the backend's connections (built per connection,
+  // the system CAs plus a private one would be parsed on every TLS handshake).
+  const { ca, servername } = backend.tls ? tlsTrustOptions(backend.tls) : {};
+  const tls = { ...(ca ? { secureContext: createSecureContext({ ca }) } : {}), ...(servername ? { servername } : {}) };
   // The path and pool of a URL, worked out once per URL object (a backend's URL is one object
   // for all its calls; URL getters re-slice the href on every access).
   const targets = new WeakMap<URL, { pool: Pool; path: string }>();
@@ -157,7 +163,7 @@ export function createForwarder(backend: BackendConfig): Forwarder {
       let pool = pools.get(url.origin);
       if (pool === undefined) {
         pool = new Pool(url.origin, {
-          connect: { timeout: backend.connectTimeoutMs, keepAlive: true, noDelay: true },
+          connect: { timeout: backend.connectTimeoutMs, keepAlive: true, noDelay: true, ...tls },
           headersTimeout: backend.headersTimeoutMs,
           bodyTimeout: 0,
           keepAliveTimeout: DEFAULT_IDLE_MS,
@@ -358,6 +364,9 @@ function abortError(): Error {
  * Failures before the answer: 504 when the backend is slow, 502 when it is unreachable or its
  * answer breaks HTTP/1.1 (said as such: the backend is up, but broken).
  */
+/** Node's codes for a server certificate it refused: OpenSSL's X509_V_ERR_* names, or a name mismatch. */
+const CERTIFICATE_REFUSED = /^(?!ERR_SSL_)(ERR_TLS_CERT_ALTNAME_INVALID|[A-Z_]*CERT[A-Z_]*|UNABLE_TO_[A-Z_]+|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH_EXCEEDED|HOSTNAME_MISMATCH)$/;
+
 function toGatewayError(error: unknown, backend: BackendConfig): unknown {
   // The request body's own failure (413 or 408 from limitBytes) and aborts pass as they are.
   if (error instanceof GatewayError || (error as Error).name === 'AbortError') return error;
@@ -370,6 +379,11 @@ function toGatewayError(error: unknown, backend: BackendConfig): unknown {
   }
   if (typeof code === 'string' && (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO')) {
     return new GatewayError(502, `Bad Gateway: backend ${backend.name} sent an invalid HTTP response`, undefined, { cause: error });
+  }
+  if (typeof code === 'string' && CERTIFICATE_REFUSED.test(code)) {
+    // The name of the check that failed (DEPTH_ZERO_SELF_SIGNED_CERT, ERR_TLS_CERT_ALTNAME_INVALID…)
+    // tells an operator what to fix (backends[].tls); it says nothing about the backend's content.
+    return new GatewayError(502, `Bad Gateway: backend ${backend.name}'s TLS certificate is not trusted (${code})`, undefined, { cause: error });
   }
   return new GatewayError(502, `Bad Gateway: backend ${backend.name} is unreachable`, undefined, { cause: error });
 }

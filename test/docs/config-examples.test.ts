@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test';
 import { parse as parseYaml, stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.ts';
 import { docBlocks } from '../support/doc-blocks.ts';
+import { selfSignedCertificate } from '../support/tls.ts';
 
 /**
  * Every ```yaml block of README.md and docs/ is a gateway config, checked against the schema as a
@@ -25,6 +26,7 @@ const DOCUMENTED_ENV = {
   AUDIT_APPLICATIONINSIGHTS_CONNECTION_STRING: 'InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/',
 };
 const DOCUMENTED_FILES = {
+  'internal-ca.pem': selfSignedCertificate().cert,
   'assertion-key.pem': generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
 };
 
