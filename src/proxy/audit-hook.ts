@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import { pipeline, type Readable, Transform } from 'node:stream';
 import { NOT_JSON, type ParsedBody } from '../http/parsed-body.ts';
@@ -49,6 +50,12 @@ export interface Operations {
    * 2026-07-28 request). Returns the body to send.
    */
   sending<B>(headers: Record<string, string>, body: B, backendUrl: URL): B | Buffer;
+  /**
+   * Runs `work` with the operation's sampled SERVER span active, so that what it calls (the Store:
+   * a quota's counter, the session binding) records child spans; as is when the body is not one
+   * sampled operation (a batch's Store calls belong to no single operation).
+   */
+  inSpan<T>(work: () => T): T;
 }
 
 /**
@@ -130,6 +137,12 @@ class OperationsTracker implements Operations, SseWatcher {
       }
     }
     res.once('close', () => this.closed(res.statusCode));
+  }
+
+  inSpan<T>(work: () => T): T {
+    const spans = this.operations.length === 1 ? this.operations[0]!.spans : undefined;
+    if (spans === undefined || !spans.server.isRecording()) return work();
+    return context.with(trace.setSpan(ROOT_CONTEXT, spans.server), work);
   }
 
   /** Bound: handed to Enforcer.screen as a callback. */

@@ -163,7 +163,9 @@ export function registerLegacySse(
       : undefined;
     if (enforcer && parsed) {
       // A promise only when a quota applies to a call of the body (one Store round trip).
-      const screened = enforcer.screen(parsed, await enforcer.subject(req, caller.record), operations?.judged);
+      const subject = await enforcer.subject(req, caller.record);
+      const screen = () => enforcer.screen(parsed, subject, operations?.judged);
+      const screened = operations ? operations.inSpan(screen) : screen();
       const { refusal, retryAfterSeconds } = screened instanceof Promise ? await screened : screened;
       if (refusal && 'missingScopes' in refusal) {
         // The same 403 as on /mcp, in the POST's answer, never on the stream: only an HTTP

@@ -83,7 +83,8 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       const found = enforcer.subject(req, caller.record);
       subject = found instanceof Promise ? await found : found;
       // A promise only when a quota applies to a call of the body (one Store round trip).
-      const screened = enforcer.screen(parsed, subject, operations?.judged);
+      const screen = () => enforcer.screen(parsed, subject!, operations?.judged);
+      const screened = operations ? operations.inSpan(screen) : screen();
       const { refusal, asksForLists: lists } = screened instanceof Promise ? await screened : screened;
       if (refusal && 'missingScopes' in refusal) {
         // MCP 2025-11-25 authorization §Scope Challenge Handling: the SDK clients re-authorize with this scope and retry.
@@ -111,8 +112,11 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
     const watcher = operations?.watch(response);
     try {
       const issued = response.headers['mcp-session-id'];
-      if (typeof issued === 'string' && issued !== sessionId && !(await ctx.sessions.bindIssued(resource.resource, issued, caller.record.userKey))) {
-        throw new GatewayError(502, 'Bad Gateway: the backend issued a session id that belongs to another user');
+      if (typeof issued === 'string' && issued !== sessionId) {
+        const bind = () => ctx.sessions.bindIssued(resource.resource, issued, caller.record.userKey);
+        if (!(await (operations ? operations.inSpan(bind) : bind()))) {
+          throw new GatewayError(502, 'Bad Gateway: the backend issued a session id that belongs to another user');
+        }
       }
       if (method === 'DELETE' && sessionId !== undefined && response.statusCode < 300) {
         await ctx.sessions.forget(resource.resource, sessionId);

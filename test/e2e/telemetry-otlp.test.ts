@@ -86,6 +86,9 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
     assert.equal(hello.isError, undefined);
     const missing = (await client.callTool({ name: 'get_snippet', arguments: { snippetname: 'nowhere' } })) as ToolResult;
     assert.equal(missing.isError, true);
+    // A call a quota applies to (dev policy: save_snippet, 30 a minute): its counter is read in the operation's span.
+    const saved = (await client.callTool({ name: 'save_snippet', arguments: { snippetname: 'traced', snippet: 'counted' } })) as ToolResult;
+    assert.equal(saved.isError, undefined);
     const metrics = await (await fetch(`http://127.0.0.1:${ports[3]}/metrics`)).text();
     await client.close();
     const tokens = provider.tokens()!;
@@ -147,6 +150,18 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
       assert.deepEqual(Object.keys(rest).sort(), ['db.operation.name', 'db.system.name'], `${call.name}: ${JSON.stringify(attributes(call))}`);
       assert.match(String(collection), /^[a-z-]+$/, `${call.name}: the key prefix only`);
     }
+    // On the MCP path too: the quota's Store calls (a sliding window: this minute's counter and the
+    // last) are children of the operation's SERVER span, and the session binding of `initialize`'s.
+    const save = spans.find((s) => s.name === 'tools/call save_snippet' && s.kind === SERVER && s.scope === 'mcp-entra-gateway');
+    assert.ok(save, 'no SERVER span tools/call save_snippet');
+    const quotaCalls = spans.filter((s) => s.parentSpanId === save.spanId && attributes(s)['db.system.name'] !== undefined).map((s) => s.name);
+    assert.deepEqual(quotaCalls.sort(), ['get quota', 'increment quota']);
+    const initialize = spans.find((s) => s.name === 'initialize' && s.kind === SERVER && s.scope === 'mcp-entra-gateway');
+    assert.ok(initialize, 'no SERVER span initialize');
+    assert.deepEqual(
+      spans.filter((s) => s.parentSpanId === initialize.spanId && attributes(s)['db.system.name'] !== undefined).map((s) => s.name),
+      ['setIfAbsent mcp-session'],
+    );
     const exportedSpans = JSON.stringify(receiver.bodies.get('/v1/traces'));
     for (const secret of [tokens.access_token, tokens.refresh_token!, provider.authorizationCode!]) assert.ok(!exportedSpans.includes(secret), 'no token or code in any span');
 
