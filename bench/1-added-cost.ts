@@ -128,6 +128,10 @@ function featureVariants(tmp: string, otlpUrl: string): FeatureVariant[] {
       args: { auditFile: auditFile('auditTrace100'), telemetry: true },
       env: otel('parentbased_always_on', '1'),
     },
+    // A/A: a gateway configured as the plain one. What it "adds" is the pairing's own bias (the plain
+    // gateway serves every round and is warmer; three processes share the measured core), which the
+    // goals subtract (bench/lib/goals.ts, "net of the control pair").
+    { key: 'control', name: '(control: configured as the plain one)', args: {} },
   ];
 }
 
@@ -465,6 +469,16 @@ async function measureFeatures(
     section.figures[`real${name}AddedCpuUs16Q3`] = added.q3;
     section.figures[`real${name}CpuVsPlain16`] = ratio.median;
   }
+  // Net of the control pair (A/A): the feature's own cost, the pairing's bias taken out.
+  const control = results.has('control') ? { added: section.figures['realControlAddedCpuUs16']!, ratio: section.figures['realControlCpuVsPlain16']! } : undefined;
+  if (control) {
+    for (const pair of pairs) {
+      if (pair.key === 'control') continue;
+      const name = `${pair.key[0]!.toUpperCase()}${pair.key.slice(1)}`;
+      section.figures[`real${name}NetAddedCpuUs16`] = section.figures[`real${name}AddedCpuUs16`]! - control.added;
+      section.figures[`real${name}NetCpuVsPlain16`] = section.figures[`real${name}CpuVsPlain16`]! / control.ratio;
+    }
+  }
   // What the features did, so a variant that silently did nothing shows: OTLP exports received, audit bytes written.
   const auditBytes = readdirSync(ctx.tmp)
     .filter((file) => file.startsWith('b1-audit-'))
@@ -472,7 +486,7 @@ async function measureFeatures(
   section.figures['otlpExports'] = otlp.requests();
   section.figures['auditMiB'] = auditBytes / 2 ** 20;
   section.extra = [
-    `Cost of features (real backend, tools/call hello_mcp; each gateway its own process, all before the same snippets server): ${rounds} paired rounds per variant, in each the plain gateway and the variant loaded at the same time (${connections} connections each, one load worker each, sides swapped every round) for ${settleSeconds} s (discarded) + ${durationSeconds} s, after a ${warmupSeconds} s warm-up of each; gateway CPU per call from /proc schedstat (ns). “added” is the median over rounds of (variant − plain beside it), with its interquartile range and (min … max); “× plain” the median of the per-round ratios; req/s and CPU are medians. The plain row: over all its tools/call rounds. The last row pairs the policy gateway with the plain one on tools/list (the list filter). The tracing variants sent ${fmtInt(otlp.requests())} OTLP exports to a sink that discards, the audit variants wrote ${round(auditBytes / 2 ** 20, 1)} MiB of records.`,
+    `Cost of features (real backend, tools/call hello_mcp; each gateway its own process, all before the same snippets server): ${rounds} paired rounds per variant, in each the plain gateway and the variant loaded at the same time (${connections} connections each, one load worker each, sides swapped every round) for ${settleSeconds} s (discarded) + ${durationSeconds} s, after a ${warmupSeconds} s warm-up of each; gateway CPU per call from /proc schedstat (ns). “added” is the median over rounds of (variant − plain beside it), with its interquartile range and (min … max); “× plain” the median of the per-round ratios; req/s and CPU are medians. The plain row: over all its tools/call rounds. The control row pairs the plain gateway with one configured the same (A/A): its “added” is the pairing's own bias, which the goals subtract (“net of the control pair”). The last row pairs the policy gateway with the plain one on tools/list (the list filter). The tracing variants sent ${fmtInt(otlp.requests())} OTLP exports to a sink that discards, the audit variants wrote ${round(auditBytes / 2 ** 20, 1)} MiB of records.`,
     '',
     '| gateway | req/s | gateway CPU µs/call | added µs/call (median of paired differences) | added: IQR (min … max) | × plain CPU | backend CPU µs/call |',
     '| --- | --- | --- | --- | --- | --- | --- |',

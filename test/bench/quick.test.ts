@@ -46,13 +46,15 @@ test('bench --quick runs all five benchmarks and reports their rows', { timeout:
     assert.equal(rowsOf(1).length, 2 * 2 * (nginx ? 4 : 3));
     assert.deepEqual([...new Set(rowsOf(1).map((row) => row[0]))], ['snippets', 'minimal']);
     if (!nginx) assert.match(output, /skipping nginx: nginx is not installed/);
-    // Benchmark 1's cost of features: the plain gateway and five variants before the same snippets server.
+    // Benchmark 1's cost of features: the plain gateway, five variants and an A/A control before the same snippets server.
     const figures = report.sections.find((s) => s.id === 1)!.figures;
-    const variants = ['Policy', 'Audit', 'Trace100', 'Trace10', 'AuditTrace100'];
+    const variants = ['Policy', 'Audit', 'Trace100', 'Trace10', 'AuditTrace100', 'Control'];
     for (const name of ['realPlainCpuUs16', ...variants.flatMap((v) => [`real${v}CpuUs16`, `real${v}AddedCpuUs16`, `real${v}CpuVsPlain16`])]) {
       assert.ok(Number.isFinite(figures[name]), name);
     }
     // Issue 12: the policy paired on tools/list too (the list filter), and its own CPU per call in process.
+    // Net of the control pair (A/A), for the goals.
+    for (const name of ['realPolicyNetAddedCpuUs16', 'realAuditNetCpuVsPlain16', 'realTrace10NetCpuVsPlain16']) assert.ok(Number.isFinite(figures[name]), name);
     for (const name of ['realPolicyListAddedCpuUs16', 'policyInProcessCallUs', 'policyInProcessListJsonUs', 'policyInProcessListSseUs']) {
       assert.ok(Number.isFinite(figures[name]), name);
     }
