@@ -15,6 +15,14 @@ import { type ProxyHarness, startProxyHarness } from '../support/proxy-harness.t
 const RULES = DEV_POLICY_RULES.map((rule) => ({ ...rule, effect: 'allow' as const }));
 const READ_TOOLS = ['get_snippet', 'hello_mcp', 'list_snippets'];
 
+type PolicyRules = NonNullable<Parameters<typeof startProxyHarness>[0]['backends'][number]['policy']>['rules'];
+
+/** A gateway with one backend `name` at /mcp, proxying to the local `backend`, under `rules`. */
+function startPolicyGateway(name: string, backend: Server, rules: PolicyRules, options: { trustProxy?: boolean | string[] } = {}): Promise<ProxyHarness> {
+  const url = `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`;
+  return startProxyHarness({ ...options, backends: [{ name, path: '/mcp', url, policy: { rules } }] });
+}
+
 describe('policy: the dev sample policy on the snippets server, with the SDK client', () => {
   let dir: string;
   let gateway: ProxyHarness;
@@ -128,21 +136,10 @@ describe('policy: list results filtered inside SSE and JSON answers, page by pag
   let gateway: ProxyHarness;
   before(async () => {
     backend = await startPagedBackend();
-    gateway = await startProxyHarness({
-      backends: [
-        {
-          name: 'paged',
-          path: '/mcp',
-          url: `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`,
-          policy: {
-            rules: [
-              { name: 'readers', effect: 'allow', tools: ['read_*'], prompts: ['summary'] },
-              { name: 'writers', effect: 'allow', tools: ['write_*'], roles: ['Writer'] },
-            ],
-          },
-        },
-      ],
-    });
+    gateway = await startPolicyGateway('paged', backend, [
+      { name: 'readers', effect: 'allow', tools: ['read_*'], prompts: ['summary'] },
+      { name: 'writers', effect: 'allow', tools: ['write_*'], roles: ['Writer'] },
+    ]);
   });
   after(async () => {
     await gateway.close();
@@ -219,21 +216,10 @@ describe('policy: Mcp-Param-* headers as request.params (2026-07-28 custom heade
       });
     });
     await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
-    gateway = await startProxyHarness({
-      backends: [
-        {
-          name: 'regional',
-          path: '/mcp',
-          url: `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`,
-          policy: {
-            rules: [
-              { name: 'eu-only', effect: 'allow', tools: ['query'], when: 'request.params.region == "eu-west"' },
-              { name: 'no-dry-run', effect: 'deny', tools: ['query'], when: 'has(request.params.mode) && request.params.mode == "dry"' },
-            ],
-          },
-        },
-      ],
-    });
+    gateway = await startPolicyGateway('regional', backend, [
+      { name: 'eu-only', effect: 'allow', tools: ['query'], when: 'request.params.region == "eu-west"' },
+      { name: 'no-dry-run', effect: 'deny', tools: ['query'], when: 'has(request.params.mode) && request.params.mode == "dry"' },
+    ]);
   });
   after(async () => {
     await gateway.close();
@@ -308,12 +294,11 @@ describe('policy: request.ip honours trustProxy on the MCP routes, as fastify do
 
   /** A gateway whose tool `office` is allowed from 203.0.113.7 alone, and `local` from 127.0.0.1. */
   async function gatewayWith(trustProxy: boolean | string[]) {
-    const url = `http://127.0.0.1:${(backend.address() as AddressInfo).port}/mcp`;
     const rules = [
       { name: 'office-only', effect: 'allow' as const, tools: ['office'], when: 'request.ip == "203.0.113.7"' },
       { name: 'local-only', effect: 'allow' as const, tools: ['local'], when: 'request.ip == "127.0.0.1"' },
     ];
-    const gateway = await startProxyHarness({ trustProxy, backends: [{ name: 'office', path: '/mcp', url, policy: { rules } }] });
+    const gateway = await startPolicyGateway('office', backend, rules, { trustProxy });
     gateways.push(gateway);
     const token = await gateway.tokenFor('bob', 'office');
     return async (forwardedFor?: string, tool = 'office') => {
