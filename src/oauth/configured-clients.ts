@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import type { ConfiguredClientConfig } from '../config/schema.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { ClientRecord } from '../ports/records.ts';
-import { OAuthError } from './errors.ts';
 import { redirectUriProblem } from './redirect-uri.ts';
 import { createConfiguredFetch, remoteJwks } from './remote-jwks.ts';
 import { sha256 } from './secrets.ts';
@@ -46,10 +45,7 @@ export function createConfiguredClients(
     }
     if (config.jwksUri) {
       const fetch = configuredFetch(config.jwksUri, `clients[${i}].jwksUri`);
-      keys = remoteJwks(new URL(config.jwksUri), fetch, (href, reason) => {
-        options.logger.warn({ clientId: config.clientId, jwksUri: href, reason }, KEYS_NOT_FETCHED);
-        return new OAuthError('temporarily_unavailable', KEYS_NOT_FETCHED);
-      });
+      keys = remoteJwks(new URL(config.jwksUri), fetch, { logger: options.logger, message: KEYS_NOT_FETCHED, fields: { clientId: config.clientId } });
     }
     const record: ClientRecord = {
       clientId: config.clientId,

@@ -21,10 +21,7 @@ export function createIdJagIssuerKeys(options: { dev: boolean; logger: Pick<Logg
   const { logger } = options;
 
   function remoteKeys(issuer: string, url: URL, fetch: SafeFetch): JWTVerifyGetKey {
-    return remoteJwks(url, fetch, (href, reason) => {
-      logger.warn({ issuer, jwksUri: href, reason }, KEYS_NOT_FETCHED);
-      return new OAuthError('temporarily_unavailable', KEYS_NOT_FETCHED);
-    });
+    return remoteJwks(url, fetch, { logger, message: KEYS_NOT_FETCHED, fields: { issuer } });
   }
 
   /** A discovered jwks_uri: the issuer's own origin is fetched as the issuer is; another must be https at a public address. */

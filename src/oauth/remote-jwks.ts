@@ -1,5 +1,7 @@
 import { createRemoteJWKSet, customFetch, type JWTVerifyGetKey } from 'jose';
+import type { Logger } from 'pino';
 import { isLoopbackHost } from '../config/schema.ts';
+import { OAuthError } from './errors.ts';
 import { createSafeFetch, type SafeFetch, type SafeFetchResult } from './safe-fetch.ts';
 
 export const REMOTE_FETCH_TIMEOUT_MS = 5000;
@@ -29,11 +31,19 @@ export function createConfiguredFetch(options: { dev: boolean }): ConfiguredFetc
   };
 }
 
+/** How a failed fetch of a JWK Set is told: `message` logged (with `fields`, the URL and the reason) and answered. */
+export interface KeysNotFetched {
+  logger: Pick<Logger, 'warn'>;
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
 /**
  * The JWK Set at `url`, cached by jose (refetched on an unknown kid), each fetch through `fetch`;
- * a failed fetch throws what `failed` makes of it (the reason is for the log, not the caller).
+ * a failed fetch is logged with its reason and throws temporarily_unavailable with `message` alone
+ * (the reason is for the log, not the caller).
  */
-export function remoteJwks(url: URL, fetch: SafeFetch, failed: (href: string, reason: string) => Error): JWTVerifyGetKey {
+export function remoteJwks(url: URL, fetch: SafeFetch, notFetched: KeysNotFetched): JWTVerifyGetKey {
   return createRemoteJWKSet(url, {
     timeoutDuration: REMOTE_FETCH_TIMEOUT_MS,
     [customFetch]: async (href: string) => {
@@ -41,7 +51,8 @@ export function remoteJwks(url: URL, fetch: SafeFetch, failed: (href: string, re
       try {
         answer = await fetch(new URL(href));
       } catch (error) {
-        throw failed(href, (error as Error).message);
+        notFetched.logger.warn({ ...notFetched.fields, jwksUri: href, reason: (error as Error).message }, notFetched.message);
+        throw new OAuthError('temporarily_unavailable', notFetched.message);
       }
       // jose refuses anything but 200 with a JSON body.
       return new Response(answer.status === 200 ? answer.body : null, { status: answer.status });

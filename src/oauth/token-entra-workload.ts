@@ -34,10 +34,7 @@ export function createEntraAppTokens(ctx: AuthServerContext, config: EntraWorklo
   // Fetched with the SSRF guard (remote-jwks.ts); a bad URL fails the start, naming its key.
   const jwksUri = config.jwksUri ?? `${authority}/common/discovery/v2.0/keys`;
   const fetch = createConfiguredFetch({ dev: ctx.config.mode === 'dev' })(jwksUri, config.jwksUri ? 'workloads.entra.jwksUri' : 'workloads.entra.authorityHost');
-  const keys = remoteJwks(new URL(jwksUri), fetch, (href, reason) => {
-    ctx.logger.warn({ jwksUri: href, reason }, KEYS_NOT_FETCHED);
-    return new OAuthError('temporarily_unavailable', KEYS_NOT_FETCHED);
-  });
+  const keys = remoteJwks(new URL(jwksUri), fetch, { logger: ctx.logger, message: KEYS_NOT_FETCHED });
 
   /** True for an issuer of Entra's shape (any tenant): the assertion is then judged as an Entra app-only token. */
   function claims(issuer: unknown): boolean {
