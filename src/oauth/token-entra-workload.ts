@@ -74,7 +74,6 @@ export function createEntraAppTokens(ctx: AuthServerContext, config: EntraWorklo
 
   return { claims, verify };
 }
-export type EntraAppTokens = ReturnType<typeof createEntraAppTokens>;
 
 export interface EntraWorkloadGrant {
   /** True for an issuer of Entra's shape (any tenant): the assertion is then judged as an Entra app-only token. */
