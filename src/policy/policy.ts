@@ -35,6 +35,9 @@ interface CompiledRule {
   decided: Readonly<Decision>;
 }
 
+/** A condition reads the call's `Mcp-Param-*` headers (`request.params`). */
+export const READS_PARAMS = /\brequest\s*\.\s*params\b/;
+
 /** No rule allowed it. */
 const NOT_ALLOWED: Readonly<Decision> = Object.freeze({ allowed: false });
 
@@ -118,7 +121,7 @@ function compileRule(rule: PolicyRuleConfig): CompiledRule {
     deny: rule.effect === 'deny',
     matches: matcherOf(rule),
     condition: expression === undefined ? undefined : compileCondition(expression),
-    usesArguments: expression !== undefined && /\barguments\b|\brequest\s*\.\s*params\b/.test(expression),
+    usesArguments: expression !== undefined && (/\barguments\b/.test(expression) || READS_PARAMS.test(expression)),
     requires: stepUp ? (rule.scopes ?? []) : undefined,
     // A deny rule decides by denying, an allow rule by allowing (a step-up rule's decision names the scopes it misses: built per call).
     decided: Object.freeze({ allowed: rule.effect !== 'deny', rule: rule.name }),
