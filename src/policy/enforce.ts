@@ -238,7 +238,7 @@ function screen(
     }
   }
   // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
-  if (missing !== undefined && missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
+  if (missing !== undefined) return { refusal: { missingScopes: [...missing] }, asksForLists };
   if (refusals !== undefined) return { refusal: answerOf(batch, messages, refusals), asksForLists };
   // Only calls the policy lets through are counted (none when it refuses one of a batch), and
   // only a call a quota applies to waits for the Store.
