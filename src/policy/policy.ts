@@ -133,19 +133,19 @@ export function conditionOf(rule: Pick<PolicyRuleConfig, 'roles' | 'groups' | 's
   const parts: string[] = [];
   // roles / groups: any one of them; scopes: all of them (a grant either carries a scope or not).
   // One `in` test per name: the cheapest form cel-js evaluates (no comprehension, no list built).
-  if (rule.roles) parts.push(anyOf(rule.roles, 'user.roles', `user.roles.exists(r, r in ${celList(rule.roles)})`));
-  if (rule.groups) parts.push(anyOf(rule.groups, 'user.groups', `user.groups.exists(g, g in ${celList(rule.groups)})`));
-  if (rule.scopes) parts.push(rule.scopes.length === 0 ? `${celList(rule.scopes)}.all(s, s in scopes)` : `(${rule.scopes.map((s) => `${JSON.stringify(s)} in scopes`).join(' && ')})`);
+  if (rule.roles) parts.push(inList(rule.roles, 'user.roles', ' || ', `user.roles.exists(r, r in ${celList(rule.roles)})`));
+  if (rule.groups) parts.push(inList(rule.groups, 'user.groups', ' || ', `user.groups.exists(g, g in ${celList(rule.groups)})`));
+  if (rule.scopes) parts.push(inList(rule.scopes, 'scopes', ' && ', `${celList(rule.scopes)}.all(s, s in scopes)`));
   if (rule.when) parts.push(`(${rule.when})`);
   return parts.length === 0 ? undefined : parts.join(' && ');
 }
 
 /**
- * `"a" in list || "b" in list`: true when the list holds one of them, an error when the list
- * cannot be read (as `exists` over it). None named: the `exists` form, which reads the list too.
+ * `"a" in list || "b" in list` (any of them) or `… && …` (all of them), an error when the list
+ * cannot be read (as `exists` / `all` over it). None named: `none`, the comprehension form.
  */
-function anyOf(values: readonly string[], list: string, none: string): string {
-  return values.length === 0 ? none : `(${values.map((v) => `${JSON.stringify(v)} in ${list}`).join(' || ')})`;
+function inList(values: readonly string[], list: string, join: ' || ' | ' && ', none: string): string {
+  return values.length === 0 ? none : `(${values.map((v) => `${JSON.stringify(v)} in ${list}`).join(join)})`;
 }
 
 function celList(values: readonly string[]): string {
