@@ -9,7 +9,7 @@ import type { AccessTokenRecord } from '../ports/records.ts';
 import type { Store } from '../ports/store.ts';
 import { ClientFactsCel, type PolicyInput, RequestFacts, type RequestSource, UserFacts } from './cel.ts';
 import { paramHeadersOf } from './param-headers.ts';
-import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy } from './policy.ts';
+import { compilePolicy, type Decision, isGoverned, LIST_ITEMS, type Policy, READS_PARAMS } from './policy.ts';
 import { createQuotas, type QuotaExceeded, type Quotas, quotaTerms, type ScopedQuota } from './quota.ts';
 
 /**
@@ -120,7 +120,7 @@ export function createEnforcer(
   const readsClient = conditions.some((when) => when !== undefined && /\bclient\s*\.\s*(name|kind)\b/.test(when));
   const readsGroups = rules.some((r) => r.groups !== undefined) || conditions.some((when) => when !== undefined && /\buser\s*\.\s*groups\b/.test(when));
   // The Mcp-Param-* headers are read only for a condition that reads them (none: no cost per call).
-  const readsParams = conditions.some((when) => when !== undefined && /\brequest\s*\.\s*params\b/.test(when));
+  const readsParams = conditions.some((when) => when !== undefined && READS_PARAMS.test(when));
   const clientIp = deps.clientIp ?? ((req: IncomingMessage) => req.socket.remoteAddress ?? '');
   const requestSource: RequestSource<IncomingMessage> = { ip: clientIp, nowMs: () => nowMsOf(deps.clock) };
   // The user and client of a token without lookups, built once per record: the token cache
@@ -238,7 +238,7 @@ function screen(
     }
   }
   // A step-up is answered for the whole body (HTTP 403): the client re-authorizes and sends it again.
-  if (missing !== undefined && missing.size > 0) return { refusal: { missingScopes: [...missing] }, asksForLists };
+  if (missing !== undefined) return { refusal: { missingScopes: [...missing] }, asksForLists };
   if (refusals !== undefined) return { refusal: answerOf(batch, messages, refusals), asksForLists };
   // Only calls the policy lets through are counted (none when it refuses one of a batch), and
   // only a call a quota applies to waits for the Store.

@@ -35,6 +35,9 @@ interface CompiledRule {
   decided: Readonly<Decision>;
 }
 
+/** A condition reads the call's `Mcp-Param-*` headers (`request.params`). */
+export const READS_PARAMS = /\brequest\s*\.\s*params\b/;
+
 /** No rule allowed it. */
 const NOT_ALLOWED: Readonly<Decision> = Object.freeze({ allowed: false });
 
@@ -118,7 +121,7 @@ function compileRule(rule: PolicyRuleConfig): CompiledRule {
     deny: rule.effect === 'deny',
     matches: matcherOf(rule),
     condition: expression === undefined ? undefined : compileCondition(expression),
-    usesArguments: expression !== undefined && /\barguments\b|\brequest\s*\.\s*params\b/.test(expression),
+    usesArguments: expression !== undefined && (/\barguments\b/.test(expression) || READS_PARAMS.test(expression)),
     requires: stepUp ? (rule.scopes ?? []) : undefined,
     // A deny rule decides by denying, an allow rule by allowing (a step-up rule's decision names the scopes it misses: built per call).
     decided: Object.freeze({ allowed: rule.effect !== 'deny', rule: rule.name }),
@@ -130,19 +133,19 @@ export function conditionOf(rule: Pick<PolicyRuleConfig, 'roles' | 'groups' | 's
   const parts: string[] = [];
   // roles / groups: any one of them; scopes: all of them (a grant either carries a scope or not).
   // One `in` test per name: the cheapest form cel-js evaluates (no comprehension, no list built).
-  if (rule.roles) parts.push(anyOf(rule.roles, 'user.roles', `user.roles.exists(r, r in ${celList(rule.roles)})`));
-  if (rule.groups) parts.push(anyOf(rule.groups, 'user.groups', `user.groups.exists(g, g in ${celList(rule.groups)})`));
-  if (rule.scopes) parts.push(rule.scopes.length === 0 ? `${celList(rule.scopes)}.all(s, s in scopes)` : `(${rule.scopes.map((s) => `${JSON.stringify(s)} in scopes`).join(' && ')})`);
+  if (rule.roles) parts.push(inList(rule.roles, 'user.roles', ' || ', `user.roles.exists(r, r in ${celList(rule.roles)})`));
+  if (rule.groups) parts.push(inList(rule.groups, 'user.groups', ' || ', `user.groups.exists(g, g in ${celList(rule.groups)})`));
+  if (rule.scopes) parts.push(inList(rule.scopes, 'scopes', ' && ', `${celList(rule.scopes)}.all(s, s in scopes)`));
   if (rule.when) parts.push(`(${rule.when})`);
   return parts.length === 0 ? undefined : parts.join(' && ');
 }
 
 /**
- * `"a" in list || "b" in list`: true when the list holds one of them, an error when the list
- * cannot be read (as `exists` over it). None named: the `exists` form, which reads the list too.
+ * `"a" in list || "b" in list` (any of them) or `… && …` (all of them), an error when the list
+ * cannot be read (as `exists` / `all` over it). None named: `none`, the comprehension form.
  */
-function anyOf(values: readonly string[], list: string, none: string): string {
-  return values.length === 0 ? none : `(${values.map((v) => `${JSON.stringify(v)} in ${list}`).join(' || ')})`;
+function inList(values: readonly string[], list: string, join: ' || ' | ' && ', none: string): string {
+  return values.length === 0 ? none : `(${values.map((v) => `${JSON.stringify(v)} in ${list}`).join(join)})`;
 }
 
 function celList(values: readonly string[]): string {

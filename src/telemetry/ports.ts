@@ -8,23 +8,19 @@ const IDP_OPERATIONS = ['authorizationUrl', 'completeSignIn', 'refresh', 'ping']
 
 /** The Store with each call timed and its failures counted (`mcpgw_store_*`). */
 export function instrumentStore(store: Store, metrics: GatewayMetrics): Store {
-  const instrumented = Object.create(store) as Store;
-  for (const operation of STORE_OPERATIONS) {
-    const call = (store[operation] as (...args: unknown[]) => Promise<unknown>).bind(store);
-    (instrumented as unknown as Record<string, unknown>)[operation] = (...args: unknown[]) => {
-      const started = performance.now();
-      return call(...args).then(
-        (value) => {
-          metrics.storeCall(operation, (performance.now() - started) / 1000, false);
-          return value;
-        },
-        (error: unknown) => {
-          metrics.storeCall(operation, (performance.now() - started) / 1000, true);
-          throw error;
-        },
-      );
-    };
-  }
+  const instrumented = wrapEach(store, STORE_OPERATIONS, (operation, call) => (...args) => {
+    const started = performance.now();
+    return call(...args).then(
+      (value) => {
+        metrics.storeCall(operation, (performance.now() - started) / 1000, false);
+        return value;
+      },
+      (error: unknown) => {
+        metrics.storeCall(operation, (performance.now() - started) / 1000, true);
+        throw error;
+      },
+    );
+  });
   instrumented.close = () => store.close();
   return instrumented;
 }
@@ -60,37 +56,39 @@ export function traceStore(store: Store, tracer: Tracer, database: StoreDatabase
   const common: Attributes = { 'db.system.name': database.system };
   if (database.address !== undefined) common['server.address'] = database.address;
   if (database.port !== undefined) common['server.port'] = database.port;
-  const traced = Object.create(store) as Store;
-  for (const operation of STORE_OPERATIONS) {
-    const call = (store[operation] as (...args: unknown[]) => Promise<unknown>).bind(store);
-    (traced as unknown as Record<string, unknown>)[operation] = (...args: unknown[]) => {
-      if (!trace.getActiveSpan()) return call(...args);
-      // delete(...keys) names its collection when every key is of one kind.
-      const prefixes = new Set(operation === 'ping' ? [] : (operation === 'delete' ? args : args.slice(0, 1)).map(keyPrefix));
-      const collection = prefixes.size === 1 ? [...prefixes][0] : undefined;
-      const attributes: Attributes = { ...common, 'db.operation.name': operation };
-      if (collection !== undefined) attributes['db.collection.name'] = collection;
-      const span = tracer.startSpan(collection === undefined ? operation : `${operation} ${collection}`, { kind: SpanKind.CLIENT, attributes });
-      return endedWith(span, call(...args));
-    };
-  }
+  const traced = wrapEach(store, STORE_OPERATIONS, (operation, call) => (...args) => {
+    if (!trace.getActiveSpan()) return call(...args);
+    // delete(...keys) names its collection when every key is of one kind.
+    const prefixes = new Set(operation === 'ping' ? [] : (operation === 'delete' ? args : args.slice(0, 1)).map(keyPrefix));
+    const collection = prefixes.size === 1 ? [...prefixes][0] : undefined;
+    const attributes: Attributes = { ...common, 'db.operation.name': operation };
+    if (collection !== undefined) attributes['db.collection.name'] = collection;
+    const span = tracer.startSpan(collection === undefined ? operation : `${operation} ${collection}`, { kind: SpanKind.CLIENT, attributes });
+    return endedWith(span, call(...args));
+  });
   traced.close = () => store.close();
   return traced;
 }
 
 /** The upstream IdP with a CLIENT span `idp <operation>` per call, under the request's span. */
 export function traceIdp(idp: UpstreamIdp, tracer: Tracer): UpstreamIdp {
-  const traced = Object.create(idp) as UpstreamIdp;
-  for (const operation of IDP_OPERATIONS) {
-    const call = (idp[operation] as (...args: unknown[]) => Promise<unknown>).bind(idp);
-    (traced as unknown as Record<string, unknown>)[operation] = (...args: unknown[]) => {
-      if (!trace.getActiveSpan()) return call(...args);
-      return tracer.startActiveSpan(`idp ${operation}`, { kind: SpanKind.CLIENT, attributes: { 'gateway.upstream.kind': idp.kind } }, (span) =>
-        endedWith(span, call(...args)),
-      );
-    };
+  return wrapEach(idp, IDP_OPERATIONS, (operation, call) => (...args) => {
+    if (!trace.getActiveSpan()) return call(...args);
+    return tracer.startActiveSpan(`idp ${operation}`, { kind: SpanKind.CLIENT, attributes: { 'gateway.upstream.kind': idp.kind } }, (span) =>
+      endedWith(span, call(...args)),
+    );
+  });
+}
+
+type Call = (...args: unknown[]) => Promise<unknown>;
+
+/** `target` with each of `operations` replaced by `wrap` of its bound method; everything else inherited from it. */
+function wrapEach<T extends object, K extends keyof T & string>(target: T, operations: readonly K[], wrap: (operation: K, call: Call) => Call): T {
+  const wrapped = Object.create(target) as T;
+  for (const operation of operations) {
+    (wrapped as Record<string, unknown>)[operation] = wrap(operation, (target[operation] as Call).bind(target));
   }
-  return traced;
+  return wrapped;
 }
 
 /** `call`'s outcome, `span` ended when it settles (a failure recorded on it first). */
