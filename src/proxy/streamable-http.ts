@@ -98,7 +98,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       }
       asksForLists = lists;
     }
-    const built = backendHeaders(ctx, req.headers, caller, resource, body);
+    const built = backendHeaders(ctx, req.headers, caller, resource, parsed);
     const headers = built instanceof Promise ? await built : built;
     if (operations) body = operations.sending(headers, body, upstream);
     const longLived = isLongLived(req);
