@@ -185,7 +185,6 @@ function answerClientError(error: NodeJS.ErrnoException, socket: Duplex, headers
 }
 
 export type RawHandler = (req: IncomingMessage, res: ServerResponse) => void;
-export type { ResponseObserver };
 
 /** Routes served by a plain node:http handler instead of fastify (the app's other routes stay on fastify). */
 export interface RawRoutes {

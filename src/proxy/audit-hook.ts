@@ -364,7 +364,7 @@ function unreadOperation(fields: Record<string, unknown>, reason: 'unread' | 'in
 /**
  * A 2026-07-28 body with each traced request's trace context in its `params._meta` (SEP-414;
  * gen-ai/mcp.md, Context propagation), and `headers` content-length updated. The body was read
- * whole and checked (streamable-http requestBody): it parses.
+ * whole and checked (streamable-http checkMirroredHeaders): it parses.
  */
 function withTraceMeta(body: Buffer, operations: Operation[], headers: Record<string, string>): Buffer {
   const parsed: unknown = JSON.parse(body.toString('utf8'));

@@ -1,7 +1,7 @@
-import type { Readable } from 'node:stream';
 import type { BackendConfig } from '../config/schema.ts';
 import { DownstreamConsentError, type DownstreamTokens } from '../oauth/downstream-tokens.ts';
 import { OAuthError } from '../oauth/errors.ts';
+import { NOT_JSON, type ParsedBody } from '../http/parsed-body.ts';
 import { GatewayError, JSONRPC_SERVER_ERROR } from './errors.ts';
 import type { Admitted } from './gate.ts';
 import { idOf, isObject } from './jsonrpc.ts';
@@ -21,7 +21,7 @@ const CONSENT_WAIT_MS = 30_000;
 const INITIALIZE = Buffer.from('"initialize"');
 
 /** Adds a backend's pushed downstream tokens to the headers of one backend request. */
-export type DownstreamPush = (headers: Record<string, string>, caller: Admitted, body: Buffer | Readable | undefined) => Promise<void>;
+export type DownstreamPush = (headers: Record<string, string>, caller: Admitted, body: ParsedBody | undefined) => Promise<void>;
 
 /**
  * The push of `backend.downstreamTokens` that name a `header`: each minted from the caller's
@@ -39,8 +39,7 @@ export function createDownstreamPush(tokens: DownstreamTokens | undefined, backe
   const anyToolList = specs.some((t) => t.tools);
 
   return async (headers, caller, body) => {
-    const held = Buffer.isBuffer(body) ? body : undefined;
-    let message = held && (anyToolList || held.includes(INITIALIZE)) ? parsed(held) : undefined;
+    let message = body && (anyToolList || body.bytes.includes(INITIALIZE)) ? messageOf(body) : undefined;
     if (isObject(message) && message['method'] === 'initialize') await rememberCapabilities(tokens, caller, message);
     const tool = isObject(message) && message['method'] === TOOLS_CALL && isObject(message['params']) ? message['params']['name'] : undefined;
     for (const spec of specs) {
@@ -49,7 +48,7 @@ export function createDownstreamPush(tokens: DownstreamTokens | undefined, backe
         const token = await tokens.tokenFor(caller.record.grantId, spec);
         headers[spec.header] = `Bearer ${token.accessToken}`;
       } catch (error) {
-        message ??= held && parsed(held);
+        message ??= body && messageOf(body);
         // MCP 2026-07-28 patterns/mrtr: a retry that accepted our consent link waits for the page to finish.
         if (error instanceof DownstreamConsentError && acceptedConsent(message) && (await tokens.consentCompleted(caller.record.grantId, error, CONSENT_WAIT_MS))) {
           const token = await tokens.tokenFor(caller.record.grantId, spec).catch((again: unknown) => {
@@ -65,12 +64,10 @@ export function createDownstreamPush(tokens: DownstreamTokens | undefined, backe
   };
 }
 
-function parsed(body: Buffer): unknown {
-  try {
-    return JSON.parse(body.toString('utf8'));
-  } catch {
-    return undefined;
-  }
+/** The body's message, parsed once for everyone who reads it (src/http/parsed-body.ts); undefined when not JSON. */
+function messageOf(body: ParsedBody): unknown {
+  const message = body.message;
+  return message === NOT_JSON ? undefined : message;
 }
 
 /** MCP 2025-11-25 client/elicitation §Capabilities: `elicitation.url` declared at initialize. */

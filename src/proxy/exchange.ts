@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { RawRoutes } from '../http/app.ts';
+import type { ParsedBody } from '../http/parsed-body.ts';
 import { onResponseClose } from '../http/raw-response.ts';
 import type { Enforcer } from '../policy/enforce.ts';
 import type { ProtectedResource } from '../oauth/resources.ts';
@@ -58,7 +59,7 @@ export function backendHeaders(
   incoming: IncomingHttpHeaders,
   caller: Admitted,
   resource: ProtectedResource,
-  body?: Buffer | Readable,
+  body?: ParsedBody,
 ): Record<string, string> | Promise<Record<string, string>> {
   const headers = forwardedRequestHeaders(incoming);
   const { credential, identityAssertion } = resource.backend;

@@ -190,7 +190,7 @@ export function registerLegacySse(
     } else if (!Buffer.isBuffer(body)) {
       body = source?.pipe(limitBytes(backend.maxBodyBytes, ctx.bodyTimeoutMs));
     }
-    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource, body));
+    const headers = legacyHeaders(await backendHeaders(ctx, req.headers, caller, resource, parsed));
     const url = new URL(session.messageUrl);
     if (operations) body = operations.sending(headers, body, url);
     const response = await openBackend(ctx, res, resource, { url, method: 'POST', headers, body });

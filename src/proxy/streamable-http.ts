@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import type { ProtectedResource } from '../oauth/resources.ts';
-import { parsedBody } from '../http/parsed-body.ts';
+import { NOT_JSON, type ParsedBody, parsedBody } from '../http/parsed-body.ts';
 import { backendHeaders, openBackend, type ProxyContext, sendBackendResponse } from './exchange.ts';
 import {
   GatewayError,
@@ -71,8 +71,10 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       body = read instanceof Promise ? await read : read;
     }
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
-    // Parsed at most once, for the audit trail, tracing and the policy together.
+    // Parsed at most once, for the header check, the audit trail, tracing and the policy together.
     const parsed = Buffer.isBuffer(body) ? parsedBody(body) : undefined;
+    // 2026-07-28 transports/streamable-http §Server Validation (requestBody read such a POST whole).
+    if (parsed && header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION) checkMirroredHeaders(req, parsed);
     const operations =
       (ctx.audit || ctx.telemetry.tracer) && method === 'POST'
         ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: parsed, clientAddress: ctx.clientIp(req) })
@@ -98,7 +100,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       }
       asksForLists = lists;
     }
-    const built = backendHeaders(ctx, req.headers, caller, resource, body);
+    const built = backendHeaders(ctx, req.headers, caller, resource, parsed);
     const headers = built instanceof Promise ? await built : built;
     if (operations) body = operations.sending(headers, body, upstream);
     const longLived = isLongLived(req);
@@ -135,7 +137,7 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
 /**
  * The POST body for the backend: streamed through a byte counter, except for small ones and
  * those `held` for a policy, read whole, and 2026-07-28 requests, read (bounded) so the mirrored
- * headers can be checked against the body (2026-07-28 transports/streamable-http §Server Validation).
+ * headers can be checked against the body (checkMirroredHeaders, on the request's shared parse).
  */
 function requestBody(
   req: IncomingMessage,
@@ -148,13 +150,10 @@ function requestBody(
   if (length > maxBytes) throw tooLarge(maxBytes);
   if (source === undefined) return undefined;
   const validate = header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION;
-  if (!validate && !held) {
-    // A small body of known length is read whole: the backend request then goes out in one
-    // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
-    if (length <= WHOLE_BODY_BYTES) return readWhole(source, maxBytes, timeoutMs, length);
-    return source.pipe(limitBytes(maxBytes, timeoutMs));
-  }
-  return readValidated(req, readWhole(source, maxBytes, timeoutMs, length), validate);
+  // A small body of known length is read whole: the backend request then goes out in one
+  // write, without a stream pipeline per call (bench/README.md, benchmark 1). Others stream.
+  if (validate || held || length <= WHOLE_BODY_BYTES) return readWhole(source, maxBytes, timeoutMs, length);
+  return source.pipe(limitBytes(maxBytes, timeoutMs));
 }
 
 /**
@@ -165,15 +164,10 @@ function readWhole(source: Readable, maxBytes: number, timeoutMs: number, length
   return arrivedWhole(source, maxBytes, length) ?? readBounded(source, maxBytes, timeoutMs);
 }
 
-async function readValidated(req: IncomingMessage, read: Buffer | Promise<Buffer>, validate: boolean): Promise<Buffer> {
-  const raw = read instanceof Promise ? await read : read;
-  if (!validate) return raw;
-  let message: unknown;
-  try {
-    message = JSON.parse(raw.toString('utf8'));
-  } catch {
-    throw new GatewayError(400, 'Parse error: request body is not valid JSON', JSONRPC_PARSE_ERROR);
-  }
+/** A 2026-07-28 POST's mirrored headers against its body (the shared parse): a 400 when they differ. */
+function checkMirroredHeaders(req: IncomingMessage, body: ParsedBody): void {
+  const message = body.message;
+  if (message === NOT_JSON) throw new GatewayError(400, 'Parse error: request body is not valid JSON', JSONRPC_PARSE_ERROR);
   if (!isObject(message)) {
     throw new GatewayError(400, 'Invalid Request: the body must be a single JSON-RPC message', JSONRPC_INVALID_REQUEST);
   }
@@ -190,13 +184,12 @@ async function readValidated(req: IncomingMessage, read: Buffer | Promise<Buffer
     error.id = idOf(message);
     throw error;
   }
-  return raw;
 }
 
 /**
  * GET streams, and 2026-07-28 `subscriptions/listen` requests, whose answer is a stream that stays
  * open for change notifications (2026-07-28 transports/streamable-http §Receiving Messages). Read
- * from `Mcp-Method`: on a 2026-07-28 request it was checked against the body (requestBody).
+ * from `Mcp-Method`: on a 2026-07-28 request it was checked against the body (checkMirroredHeaders).
  */
 function isLongLived(req: IncomingMessage): boolean {
   if (req.method === 'GET') return true;
