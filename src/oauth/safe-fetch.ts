@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns';
 import { BlockList, isIP } from 'node:net';
-import { rootCertificates } from 'node:tls';
 import { Agent, request } from 'undici';
+import { tlsTrustOptions } from '../config/tls.ts';
 
 /**
  * Addresses a server-side fetch must not reach unless explicitly allowed (SSRF guard for
@@ -95,7 +95,7 @@ export function createSafeFetch(options: SafeFetchOptions) {
   const agent = new Agent({
     connect: {
       timeout: options.timeoutMs,
-      ...(options.extraCa ? { ca: [...rootCertificates, options.extraCa] } : {}),
+      ...tlsTrustOptions({ ca: options.extraCa }),
       lookup(hostname, lookupOptions, callback) {
         lookup(hostname, { ...lookupOptions, all: true }, (error, addresses) => {
           if (error) return callback(error, '', 0);
