@@ -128,9 +128,9 @@ function featureVariants(tmp: string, otlpUrl: string): FeatureVariant[] {
       args: { auditFile: auditFile('auditTrace100'), telemetry: true },
       env: otel('parentbased_always_on', '1'),
     },
-    // A/A: a gateway configured as the plain one. What it "adds" is the pairing's own bias (the plain
-    // gateway serves every round and is warmer; three processes share the measured core), which the
-    // goals subtract (bench/lib/goals.ts, "net of the control pair").
+    // A/A: a gateway configured as the plain one. What it "adds" is the method's own bias (it was
+    // +85 µs while the variants had a 10 s warm-up against the plain gateway's whole main row), which
+    // the goals subtract (bench/lib/goals.ts, "net of the control pair").
     { key: 'control', name: '(control: configured as the plain one)', args: {} },
   ];
 }
@@ -232,6 +232,22 @@ async function measureRow(ctx: BenchContext, section: Section, { kind, backend, 
   const warmupSeconds = ctx.quick ? 0.3 : 1;
   // The minimal row keeps the figure names the goals table has always read; the real row's are prefixed.
   const figure = (name: string) => (kind === 'minimal' ? name : `real${name[0]!.toUpperCase()}${name.slice(1)}`);
+    // V8 needs tens of thousands of calls to optimise a Node proxy's path (the gateway's CPU per call on
+    // the snippets row still fell by a fifth between its 10th and 30th second of load): each path is
+    // loaded before anything is measured, so the first measured round does not catch a cold one.
+    for (const target of targets) {
+      await load.call<LoadResult>({
+        type: 'run',
+        url: target.url,
+        connections: 16,
+        durationSeconds: ctx.quick ? 0.3 : kind === 'snippets' ? PATH_WARMUP_SECONDS : PATH_WARMUP_SECONDS / 2,
+        warmupSeconds: 0,
+        method: 'POST',
+        headers: { ...MCP_HEADERS, ...target.headers },
+        body: kind === 'snippets' ? HELLO_CALL_BODY : TOOLS_CALL_BODY,
+        uniqueIds: kind === 'snippets',
+      });
+    }
     const results = new Map<string, LoadResult[]>();
     for (const connections of connectionLevels) {
       for (let r = 0; r < rounds; r++) {
@@ -340,6 +356,9 @@ async function measureRow(ctx: BenchContext, section: Section, { kind, backend, 
     return summary;
 }
 
+/** Seconds each path of the snippets row is loaded before its first measured round (the minimal row: half). */
+const PATH_WARMUP_SECONDS = 20;
+
 /** The tools/list request of the list-filtering pair (ids made unique per call, as for tools/call). */
 const LIST_BODY = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
 
@@ -386,8 +405,11 @@ async function measureFeatures(
   const rounds = ctx.quick ? 3 : 8;
   const durationSeconds = ctx.quick ? 0.5 : 2.5;
   const settleSeconds = ctx.quick ? 0.2 : 0.5;
-  // The variants have served nothing yet (V8 optimises a path after thousands of calls): a long first warm-up.
-  const warmupSeconds = ctx.quick ? 1.5 : 10;
+  // The variants have served nothing yet, the plain gateway the whole main row: each variant (and the
+  // control) is loaded as long before its rounds. With a 10 s warm-up the control (configured as the
+  // plain one) "added" +43 … +85 µs per call (1.2–1.34×); after 40 s of load, 1.01× (bench/RESULTS.md, Session 6).
+  const warmupSeconds = ctx.quick ? 1.5 : 35;
+  const blockWarmupSeconds = ctx.quick ? 0.2 : 1;
   const policy = variants.find((v) => v.key === 'policy');
   const pairs: Pair[] = [
     ...variants.map(({ key, target }) => ({ key, name: target.name, target, body: HELLO_CALL_BODY })),
@@ -414,11 +436,13 @@ async function measureFeatures(
   }
 
   const results = new Map<string, { plain: LoadResult; variant: LoadResult }[]>();
-  for (let r = 0; r < rounds; r++) {
-    // Rotate the order, and which load worker drives which side, so neither is always first or always the same.
-    const order = pairs.map((_, i) => pairs[(i + r) % pairs.length]!);
-    for (const [i, pair] of order.entries()) {
-      const [plainLoad, variantLoad] = (r + i) % 2 === 0 ? loads : ([loads[1], loads[0]] as const);
+  // One pair at a time, its rounds back to back: both sides serve the same rounds, so neither sits idle
+  // (and cools: caches, V8's heap shrunk by its memory reducer) while the other serves other pairs.
+  for (const pair of pairs) {
+    await Promise.all([run(loads[0], plain, pair.body, blockWarmupSeconds, 0), run(loads[1], pair.target, pair.body, blockWarmupSeconds, 0)]);
+    for (let r = 0; r < rounds; r++) {
+      // Which load worker drives which side swaps every round.
+      const [plainLoad, variantLoad] = r % 2 === 0 ? loads : ([loads[1], loads[0]] as const);
       const [plainResult, variantResult] = await Promise.all([
         run(plainLoad, plain, pair.body, durationSeconds, settleSeconds, { proxy: plain.proxyPids, backend: [backend.pid] }),
         run(variantLoad, pair.target, pair.body, durationSeconds, settleSeconds, { proxy: pair.target.proxyPids }),
@@ -486,7 +510,7 @@ async function measureFeatures(
   section.figures['otlpExports'] = otlp.requests();
   section.figures['auditMiB'] = auditBytes / 2 ** 20;
   section.extra = [
-    `Cost of features (real backend, tools/call hello_mcp; each gateway its own process, all before the same snippets server): ${rounds} paired rounds per variant, in each the plain gateway and the variant loaded at the same time (${connections} connections each, one load worker each, sides swapped every round) for ${settleSeconds} s (discarded) + ${durationSeconds} s, after a ${warmupSeconds} s warm-up of each; gateway CPU per call from /proc schedstat (ns). “added” is the median over rounds of (variant − plain beside it), with its interquartile range and (min … max); “× plain” the median of the per-round ratios; req/s and CPU are medians. The plain row: over all its tools/call rounds. The control row pairs the plain gateway with one configured the same (A/A): its “added” is the pairing's own bias, which the goals subtract (“net of the control pair”). The last row pairs the policy gateway with the plain one on tools/list (the list filter). The tracing variants sent ${fmtInt(otlp.requests())} OTLP exports to a sink that discards, the audit variants wrote ${round(auditBytes / 2 ** 20, 1)} MiB of records.`,
+    `Cost of features (real backend, tools/call hello_mcp; each gateway its own process, all before the same snippets server): ${rounds} paired rounds per variant, back to back after a ${blockWarmupSeconds} s paired warm-up, in each the plain gateway and the variant loaded at the same time (${connections} connections each, one load worker each, sides swapped every round) for ${settleSeconds} s (discarded) + ${durationSeconds} s; every variant was first loaded ${warmupSeconds} s (two at a time), as long as V8 needs to optimise its path (the plain gateway had the main row); gateway CPU per call from /proc schedstat (ns). “added” is the median over rounds of (variant − plain beside it), with its interquartile range and (min … max); “× plain” the median of the per-round ratios; req/s and CPU are medians. The plain row: over all its tools/call rounds. The control row pairs the plain gateway with one configured the same (A/A): its “added” is the pairing's own bias, which the goals subtract (“net of the control pair”). The last row pairs the policy gateway with the plain one on tools/list (the list filter). The tracing variants sent ${fmtInt(otlp.requests())} OTLP exports to a sink that discards, the audit variants wrote ${round(auditBytes / 2 ** 20, 1)} MiB of records.`,
     '',
     '| gateway | req/s | gateway CPU µs/call | added µs/call (median of paired differences) | added: IQR (min … max) | × plain CPU | backend CPU µs/call |',
     '| --- | --- | --- | --- | --- | --- | --- |',
