@@ -8,7 +8,7 @@ import pino from 'pino';
 import { stalledSocket } from '../../test/support/stalled-socket.ts';
 import { systemClock } from '../ports/clock.ts';
 import { auditArguments, canonicalJson } from './arguments.ts';
-import { type AuditConfig, createAudit } from './audit.ts';
+import { type AuditConfig, createAudit, isoTime } from './audit.ts';
 import { streamSink } from './sinks.ts';
 import { verifyAuditFile } from './verify.ts';
 
@@ -78,3 +78,23 @@ describe('audit trail', () => {
     }
   });
 });
+
+describe('isoTime', () => {
+  it('writes what Date#toISOString writes, across seconds, for every width of milliseconds', () => {
+    let now = Date.UTC(2026, 11, 4, 16, 39, 21, 0);
+    const time = isoTime({ nowSeconds: () => Math.floor(now / 1000), nowMs: () => now });
+    for (const step of [0, 5, 45, 900, 49, 1, 1000, 86_400_000 + 7, 999]) {
+      now += step;
+      assert.equal(time(), new Date(now).toISOString());
+    }
+    // A fractional clock (a test's fake one) is cut to the millisecond, as Date does.
+    now += 0.75;
+    assert.equal(time(), new Date(Math.floor(now)).toISOString());
+  });
+
+  it('keeps six-digit years as Date does', () => {
+    const at = Date.UTC(20000, 0, 1, 0, 0, 0, 12);
+    assert.equal(isoTime({ nowSeconds: () => Math.floor(at / 1000), nowMs: () => at })(), '+020000-01-01T00:00:00.012Z');
+  });
+});
+
