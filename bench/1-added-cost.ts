@@ -91,7 +91,7 @@ interface Row {
 }
 
 /** A gateway with features on, for the cost-of-features table; `key` names its figures. */
-interface FeatureVariant {
+export interface FeatureVariant {
   key: string;
   name: string;
   args: Partial<GatewayWorkerArgs>;
@@ -104,7 +104,7 @@ interface FeatureVariant {
  * as in production, by the OpenTelemetry SDK's environment variables (docs/configuration.md,
  * Telemetry), exporting OTLP/HTTP protobuf (the SDK's default) to a sink that discards.
  */
-function featureVariants(tmp: string, otlpUrl: string): FeatureVariant[] {
+export function featureVariants(tmp: string, otlpUrl: string): FeatureVariant[] {
   const otel = (sampler: string, ratio: string): Record<string, string> => ({
     OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
     OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',

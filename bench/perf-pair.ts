@@ -1,0 +1,113 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { featureVariants } from './1-added-cost.ts';
+import { type LoadResult, MCP_HEADERS } from './lib/context.ts';
+import { HELLO_CALL_BODY, openSession, startBackend } from './lib/mcp-session.ts';
+import { startOtlpSink } from './lib/otlp-sink.ts';
+import { startWorker, type Worker } from './lib/procs.ts';
+import { freePort } from '../test/support/ports.ts';
+
+/**
+ * npm run bench:perf-pair -- VARIANT [--warm=40] [--seconds=15] [--top=40]
+ * Where a feature's CPU goes in the gateway as it really runs, against the plain gateway: the two
+ * (VARIANT one of benchmark 1's cost-of-features keys: policy, audit, trace100, trace10,
+ * auditTrace100, control) before one snippets server, loaded at the same time (16 connections each)
+ * after a warm-up, both sampled by `perf record -e cpu-clock` (a software clock: it works without
+ * hardware counters, as on this project's VMs) with V8's perf maps for JIT code. Prints each
+ * gateway's CPU per call and, by symbol, µs per call of the variant minus the plain one. Needs
+ * `perf` (Debian: linux-perf). A V8 profile (--cpu-prof) of the same path costs the gateway more
+ * than the feature does and hides V8's own runtime (inline-cache misses, transitions, GC).
+ */
+const argv = process.argv.slice(2);
+const flag = (name: string, fallback: string) => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback;
+const key = argv.find((a) => !a.startsWith('--')) ?? 'audit';
+const warmSeconds = Number(flag('warm', '40'));
+const seconds = Number(flag('seconds', '15'));
+const top = Number(flag('top', '40'));
+const SAMPLES_PER_SECOND = 4000;
+
+const tmp = mkdtempSync(join(tmpdir(), 'mcpgw-perf-pair-'));
+const port = await freePort();
+const origin = `http://127.0.0.1:${port}`;
+const backend = await startBackend('snippets', tmp, origin);
+const otlp = await startOtlpSink();
+const variant = featureVariants(tmp, otlp.url).find((v) => v.key === key);
+if (!variant) throw new Error(`unknown variant ${key}`);
+// As benchmark 1's variants: one signing key and public URL, so the snippets server accepts both.
+const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+const base = { backendUrl: String(backend.ready['url']), publicUrl: origin, signingKey };
+const started: { name: string; worker: Worker; url: string; headers: Record<string, string> }[] = [];
+for (const [name, args, env] of [
+  ['plain', { port }, undefined],
+  [key, variant.args, variant.env],
+] as const) {
+  const worker = await startWorker('gateway', {
+    role: 'server',
+    nodeArgs: ['--perf-basic-prof-only-functions'],
+    args: { ...base, store: { kind: 'sqlite', path: join(tmp, `${name}.db`) }, ...args },
+    ...(env ? { env } : {}),
+  });
+  const url = String(worker.ready['mcpUrl']);
+  const headers: Record<string, string> = { authorization: `Bearer ${String(worker.ready['token'])}` };
+  headers['mcp-session-id'] = await openSession(url, headers);
+  started.push({ name, worker, url, headers });
+}
+const loads = [await startWorker('load', { role: 'client', maxFds: 65_536 }), await startWorker('load', { role: 'client', maxFds: 65_536 })];
+const loadBoth = (duration: number) =>
+  Promise.all(
+    started.map((gateway, i) =>
+      loads[i]!.call<LoadResult>({
+        type: 'run',
+        url: gateway.url,
+        connections: 16,
+        durationSeconds: duration,
+        warmupSeconds: 0.3,
+        method: 'POST',
+        headers: { ...MCP_HEADERS, ...gateway.headers },
+        body: HELLO_CALL_BODY,
+        uniqueIds: true,
+        cpuPids: { proxy: [gateway.worker.pid] },
+      }),
+    ),
+  );
+const data = join(tmp, 'perf.data');
+try {
+  console.log(`warming both gateways for ${warmSeconds} s`);
+  await loadBoth(warmSeconds);
+  const pids = started.map((g) => g.worker.pid).join(',');
+  const perf = spawn('perf', ['record', '-q', '-e', 'cpu-clock', '-F', String(SAMPLES_PER_SECOND), '-o', data, '-p', pids, '--', 'sleep', String(seconds)], {
+    stdio: 'inherit',
+  });
+  const results = await loadBoth(seconds);
+  await once(perf, 'exit');
+  const calls = results.map((r) => r.requests * (seconds / (seconds - 0.3)));
+  for (const [i, gateway] of started.entries()) {
+    console.log(`${gateway.name}: ${results[i]!.requests} calls, ${results[i]!.cpuUsPerRequest['proxy']!.toFixed(1)} µs CPU per call (from /proc)`);
+  }
+  const report = execFileSync('perf', ['report', '-i', data, '--no-children', '--sort', 'pid,sym', '-q', '-n'], { encoding: 'utf8', maxBuffer: 1 << 28 });
+  // "  1.68%   376   30872:MainThread   [.] Builtins_LoadIC": samples per (thread, symbol).
+  const bySymbol = started.map(() => new Map<string, number>());
+  for (const line of report.split('\n')) {
+    const match = /^\s*[\d.]+%\s+(\d+)\s+(\d+):\S+\s+\[.\]\s+(.*)$/.exec(line);
+    const side = match ? started.findIndex((g) => String(g.worker.pid) === match[2]) : -1;
+    if (!match || side < 0) continue;
+    const symbol = match[3]!.trim().replace(/\/\S*node_modules\//, '~/');
+    bySymbol[side]!.set(symbol, (bySymbol[side]!.get(symbol) ?? 0) + Number(match[1]));
+  }
+  const usPerCall = (side: number, symbol: string) => ((bySymbol[side]!.get(symbol) ?? 0) * 1e6) / SAMPLES_PER_SECOND / calls[side]!;
+  const total = (side: number) => [...bySymbol[side]!.keys()].reduce((sum, symbol) => sum + usPerCall(side, symbol), 0);
+  console.log(`main thread, sampled: plain ${total(0).toFixed(1)} µs per call, ${key} ${total(1).toFixed(1)}\n\n  ${key} − plain (plain, ${key}) µs per call`);
+  const symbols = [...new Set([...bySymbol[0]!.keys(), ...bySymbol[1]!.keys()])];
+  const rows = symbols.map((symbol) => ({ symbol, a: usPerCall(0, symbol), b: usPerCall(1, symbol) })).sort((x, y) => y.b - y.a - (x.b - x.a));
+  for (const { symbol, a, b } of rows.slice(0, top)) console.log(`${(b - a).toFixed(2).padStart(7)} (${a.toFixed(2)}, ${b.toFixed(2)})  ${symbol.slice(0, 140)}`);
+} finally {
+  for (const worker of [...loads, ...started.map((g) => g.worker), backend]) await worker.stop();
+  await otlp.close();
+  rmSync(tmp, { recursive: true, force: true });
+  // V8 writes its perf maps to /tmp and leaves them.
+  for (const gateway of started) rmSync(`/tmp/perf-${gateway.worker.pid}.map`, { force: true });
+}
