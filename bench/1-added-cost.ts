@@ -56,7 +56,7 @@ export async function addedCost(ctx: BenchContext): Promise<Section> {
     'snippets: servers/snippets (official SDK McpServer, folder storage) answering `hello_mcp` as an SSE stream in one Streamable HTTP session per path (JSON-RPC ids unique per call); it checks x-functions-key (injected by nginx, the node proxy and the gateway) and verifies the identity assertion (ES256) on every call (direct, nginx and node proxy send one the gateway signed). minimal: bench/procs/backend.ts, one fixed JSON answer, no session.',
     'CPU µs/call: user + system CPU time of the proxy process(es) (nginx: master and worker; gateway; node proxy) and of the backend over the measured period, from /proc (the time on CPU in ns of all its threads, from schedstat), divided by the calls answered. Unlike req/s it does not depend on how the shared core is split.',
     '"node proxy" is bench/procs/node-proxy.ts: node:http server + undici Pool#dispatch (the gateway\'s client), no auth or header policy: the cost of Node\'s HTTP stack alone, the floor under any Node gateway.',
-    'Ratios and added latency (gateway minus direct; nginx minus direct for comparison):',
+    'Ratios and added latency (gateway minus direct; nginx minus direct for comparison). The "paired" rows (measurePairedCpu): the gateway and its reference (the node proxy on the minimal row, nginx on the real one) loaded at the same time, 8 rounds; the CPU cells are the medians in the pairs, the last cell the median per-round ratio to that reference:',
   );
   // The cost-of-features table (measureFeatures), when the real row ran, follows the ratios.
   const featuresTable = section.extra;
@@ -367,7 +367,8 @@ const PATH_WARMUP_SECONDS = 20;
  * Measured one after the other (the rows above), the same ratio swings ±20% from round to round on
  * a shared machine; in pairs both sides meet the same disturbance (in the first paired runs the
  * minimal-row ratio stayed within 1.19–1.22 in 9 rounds of 10, against 1.23–2.16 one at a time).
- * Per-call figures are lower than alone (three processes share the core: more calls per wake-up).
+ * Per-call figures in a pair differ from those alone (three processes share the core), either way:
+ * compare the ratios, not the µs.
  */
 async function measurePairedCpu(ctx: BenchContext, section: Section, kind: BackendKind, loads: [Worker, Worker], targets: Target[]): Promise<string[]> {
   const gateway = targets.find((t) => t.name === 'gateway')!;
@@ -375,33 +376,31 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
   if (!reference) return [];
   const rounds = ctx.quick ? 2 : 8;
   const lines: string[] = [];
+  const run = async (load: Worker, target: Target, connections: number) => {
+    const result = await load.call<LoadResult>({
+      type: 'run',
+      url: target.url,
+      connections,
+      durationSeconds: ctx.quick ? 0.4 : 2,
+      warmupSeconds: ctx.quick ? 0.1 : 0.3,
+      method: 'POST',
+      headers: { ...MCP_HEADERS, ...target.headers },
+      body: kind === 'snippets' ? HELLO_CALL_BODY : TOOLS_CALL_BODY,
+      uniqueIds: kind === 'snippets',
+      cpuPids: { proxy: target.proxyPids },
+    });
+    if (result.errors + result.non2xx > 0) throw new Error(`paired CPU: ${target.name}: ${result.errors} errors, ${result.non2xx} non-2xx`);
+    return result;
+  };
   for (const connections of ctx.quick ? [16] : [16, 64]) {
     const ratios: number[] = [];
     const cpu: { gateway: number[]; reference: number[] } = { gateway: [], reference: [] };
     for (let r = 0; r < rounds; r++) {
       // Which load worker drives which side swaps every round.
       const [a, b] = r % 2 === 0 ? loads : ([loads[1], loads[0]] as const);
-      const [g, n] = await Promise.all(
-        [
-          [a, gateway],
-          [b, reference],
-        ].map(([load, target]) =>
-          (load as Worker).call<LoadResult>({
-            type: 'run',
-            url: (target as Target).url,
-            connections,
-            durationSeconds: ctx.quick ? 0.4 : 2,
-            warmupSeconds: ctx.quick ? 0.1 : 0.3,
-            method: 'POST',
-            headers: { ...MCP_HEADERS, ...(target as Target).headers },
-            body: kind === 'snippets' ? HELLO_CALL_BODY : TOOLS_CALL_BODY,
-            uniqueIds: kind === 'snippets',
-            cpuPids: { proxy: (target as Target).proxyPids },
-          }),
-        ),
-      );
-      cpu.gateway.push(g!.cpuUsPerRequest['proxy']!);
-      cpu.reference.push(n!.cpuUsPerRequest['proxy']!);
+      const [g, n] = await Promise.all([run(a, gateway, connections), run(b, reference, connections)]);
+      cpu.gateway.push(g.cpuUsPerRequest['proxy']!);
+      cpu.reference.push(n.cpuUsPerRequest['proxy']!);
       ratios.push(cpu.gateway.at(-1)! / cpu.reference.at(-1)!);
     }
     const ratio = spread(ratios);
@@ -462,10 +461,12 @@ async function measureFeatures(
   const durationSeconds = ctx.quick ? 0.5 : 2.5;
   const settleSeconds = ctx.quick ? 0.2 : 0.5;
   // The variants have served nothing yet, the plain gateway the whole main row: each variant (and the
-  // control) is loaded as long before its rounds. With a 10 s warm-up the control (configured as the
-  // plain one) "added" +43 … +85 µs per call (1.2–1.34×); after 40 s of load, 1.01× (bench/RESULTS.md, Session 6).
+  // control) is loaded as long first. With a 10 s warm-up the control (configured as the plain one)
+  // "added" +43 … +85 µs per call (1.2–1.34×); after 40 s of load, ~1.01× (bench/RESULTS.md, Session 6).
   const warmupSeconds = ctx.quick ? 1.5 : 35;
-  const blockWarmupSeconds = ctx.quick ? 0.2 : 1;
+  // Before its block each pair is loaded again: what idling since its warm-up cooled (CPU caches, a heap
+  // V8's memory reducer shrank) comes back in seconds; the optimised code stays.
+  const blockWarmupSeconds = ctx.quick ? 0.2 : 5;
   const policy = variants.find((v) => v.key === 'policy');
   const pairs: Pair[] = [
     ...variants.map(({ key, target }) => ({ key, name: target.name, target, body: HELLO_CALL_BODY })),
@@ -492,8 +493,8 @@ async function measureFeatures(
   }
 
   const results = new Map<string, { plain: LoadResult; variant: LoadResult }[]>();
-  // One pair at a time, its rounds back to back: both sides serve the same rounds, so neither sits idle
-  // (and cools: caches, V8's heap shrunk by its memory reducer) while the other serves other pairs.
+  // One pair at a time, its rounds back to back (after the pair's own warm-up): within a block neither
+  // side sits idle while the other serves other pairs.
   for (const pair of pairs) {
     await Promise.all([run(loads[0], plain, pair.body, blockWarmupSeconds, 0), run(loads[1], pair.target, pair.body, blockWarmupSeconds, 0)]);
     for (let r = 0; r < rounds; r++) {

@@ -30,52 +30,58 @@ const seconds = Number(flag('seconds', '15'));
 const top = Number(flag('top', '40'));
 const SAMPLES_PER_SECOND = 4000;
 
+const VARIANT_KEYS = ['policy', 'audit', 'trace100', 'trace10', 'auditTrace100', 'control'];
+if (!VARIANT_KEYS.includes(key)) throw new Error(`unknown variant ${key}: one of ${VARIANT_KEYS.join(', ')}`);
+
 const tmp = mkdtempSync(join(tmpdir(), 'mcpgw-perf-pair-'));
-const port = await freePort();
-const origin = `http://127.0.0.1:${port}`;
-const backend = await startBackend('snippets', tmp, origin);
-const otlp = await startOtlpSink();
-const variant = featureVariants(tmp, otlp.url).find((v) => v.key === key);
-if (!variant) throw new Error(`unknown variant ${key}`);
-// As benchmark 1's variants: one signing key and public URL, so the snippets server accepts both.
-const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-const base = { backendUrl: String(backend.ready['url']), publicUrl: origin, signingKey };
+const workers: Worker[] = [];
 const started: { name: string; worker: Worker; url: string; headers: Record<string, string> }[] = [];
-for (const [name, args, env] of [
-  ['plain', { port }, undefined],
-  [key, variant.args, variant.env],
-] as const) {
-  const worker = await startWorker('gateway', {
-    role: 'server',
-    nodeArgs: ['--perf-basic-prof-only-functions'],
-    args: { ...base, store: { kind: 'sqlite', path: join(tmp, `${name}.db`) }, ...args },
-    ...(env ? { env } : {}),
-  });
-  const url = String(worker.ready['mcpUrl']);
-  const headers: Record<string, string> = { authorization: `Bearer ${String(worker.ready['token'])}` };
-  headers['mcp-session-id'] = await openSession(url, headers);
-  started.push({ name, worker, url, headers });
-}
-const loads = [await startWorker('load', { role: 'client', maxFds: 65_536 }), await startWorker('load', { role: 'client', maxFds: 65_536 })];
-const loadBoth = (duration: number) =>
-  Promise.all(
-    started.map((gateway, i) =>
-      loads[i]!.call<LoadResult>({
-        type: 'run',
-        url: gateway.url,
-        connections: 16,
-        durationSeconds: duration,
-        warmupSeconds: 0.3,
-        method: 'POST',
-        headers: { ...MCP_HEADERS, ...gateway.headers },
-        body: HELLO_CALL_BODY,
-        uniqueIds: true,
-        cpuPids: { proxy: [gateway.worker.pid] },
-      }),
-    ),
-  );
-const data = join(tmp, 'perf.data');
+const otlp = await startOtlpSink();
 try {
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const backend = await startBackend('snippets', tmp, origin);
+  workers.push(backend);
+  const variant = featureVariants(tmp, otlp.url).find((v) => v.key === key)!;
+  // As benchmark 1's variants: one signing key and public URL, so the snippets server accepts both.
+  const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const base = { backendUrl: String(backend.ready['url']), publicUrl: origin, signingKey };
+  for (const [name, args, env] of [
+    ['plain', { port }, undefined],
+    [key, variant.args, variant.env],
+  ] as const) {
+    const worker = await startWorker('gateway', {
+      role: 'server',
+      nodeArgs: ['--perf-basic-prof-only-functions'],
+      args: { ...base, store: { kind: 'sqlite', path: join(tmp, `${name}.db`) }, ...args },
+      ...(env ? { env } : {}),
+    });
+    workers.push(worker);
+    const url = String(worker.ready['mcpUrl']);
+    const headers: Record<string, string> = { authorization: `Bearer ${String(worker.ready['token'])}` };
+    headers['mcp-session-id'] = await openSession(url, headers);
+    started.push({ name, worker, url, headers });
+  }
+  const loads = [await startWorker('load', { role: 'client', maxFds: 65_536 }), await startWorker('load', { role: 'client', maxFds: 65_536 })];
+  workers.push(...loads);
+  const loadBoth = (duration: number) =>
+    Promise.all(
+      started.map((gateway, i) =>
+        loads[i]!.call<LoadResult>({
+          type: 'run',
+          url: gateway.url,
+          connections: 16,
+          durationSeconds: duration,
+          warmupSeconds: 0.3,
+          method: 'POST',
+          headers: { ...MCP_HEADERS, ...gateway.headers },
+          body: HELLO_CALL_BODY,
+          uniqueIds: true,
+          cpuPids: { proxy: [gateway.worker.pid] },
+        }),
+      ),
+    );
+  const data = join(tmp, 'perf.data');
   console.log(`warming both gateways for ${warmSeconds} s`);
   await loadBoth(warmSeconds);
   const pids = started.map((g) => g.worker.pid).join(',');
@@ -84,7 +90,8 @@ try {
   });
   const results = await loadBoth(seconds);
   await once(perf, 'exit');
-  const calls = results.map((r) => r.requests * (seconds / (seconds - 0.3)));
+  // The load worker's settling comes before its measured `seconds`, which perf samples.
+  const calls = results.map((r) => r.requests);
   for (const [i, gateway] of started.entries()) {
     console.log(`${gateway.name}: ${results[i]!.requests} calls, ${results[i]!.cpuUsPerRequest['proxy']!.toFixed(1)} µs CPU per call (from /proc)`);
   }
@@ -105,7 +112,7 @@ try {
   const rows = symbols.map((symbol) => ({ symbol, a: usPerCall(0, symbol), b: usPerCall(1, symbol) })).sort((x, y) => y.b - y.a - (x.b - x.a));
   for (const { symbol, a, b } of rows.slice(0, top)) console.log(`${(b - a).toFixed(2).padStart(7)} (${a.toFixed(2)}, ${b.toFixed(2)})  ${symbol.slice(0, 140)}`);
 } finally {
-  for (const worker of [...loads, ...started.map((g) => g.worker), backend]) await worker.stop();
+  for (const worker of workers.reverse()) await worker.stop();
   await otlp.close();
   rmSync(tmp, { recursive: true, force: true });
   // V8 writes its perf maps to /tmp and leaves them.

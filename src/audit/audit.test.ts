@@ -89,7 +89,11 @@ describe('isoTime', () => {
     }
     // A fractional clock (a test's fake one) is cut to the millisecond, as Date does.
     now += 0.75;
-    assert.equal(time(), new Date(Math.floor(now)).toISOString());
+    assert.equal(time(), new Date(now).toISOString());
+    for (const before of [-0.5, -1, -999.5, -1000, -1001]) {
+      now = before;
+      assert.equal(time(), new Date(now).toISOString());
+    }
   });
 
   it('keeps six-digit years as Date does', () => {
@@ -97,4 +101,3 @@ describe('isoTime', () => {
     assert.equal(isoTime({ nowSeconds: () => Math.floor(at / 1000), nowMs: () => at })(), '+020000-01-01T00:00:00.012Z');
   });
 });
-

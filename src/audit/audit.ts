@@ -233,7 +233,8 @@ export function isoTime(clock: Clock): () => string {
   let second = Number.NaN;
   let prefix = '';
   return () => {
-    const ms = Math.floor(nowMsOf(clock));
+    // Date keeps whole milliseconds, cut toward zero (ECMA-262 §21.4.1.31 TimeClip).
+    const ms = Math.trunc(nowMsOf(clock));
     const at = Math.floor(ms / 1000);
     if (at !== second) {
       second = at;
