@@ -12,7 +12,7 @@ import { type BackendResponse, isEventStream, wholeBody } from './forward.ts';
 import type { Admitted } from './gate.ts';
 import { HEADER_VALIDATION_PROTOCOL_VERSION, isObject } from './jsonrpc.ts';
 import { header } from './respond.ts';
-import { eventData, SseEvents, type SseWatcher } from './sse-events.ts';
+import { SseEvents, type SseWatcher } from './sse-events.ts';
 import { endOperation, injectContext, type OperationSpans, propagated, type ProxyTelemetry, startClientSpan, startServerSpan } from './telemetry-hook.ts';
 
 /** The audit record of one MCP operation (docs/security.md, Audit trail). */
@@ -198,8 +198,8 @@ class OperationsTracker implements Operations, SseWatcher {
     return this.byId.size > 0;
   }
 
-  event(text: string): void {
-    const message = eventMessage(text);
+  data(data: string): void {
+    const message = eventMessage(data);
     if (message !== undefined) this.answered(message, this.answerStatus);
   }
 
@@ -322,7 +322,7 @@ export function createSessionAnswers(): SessionAnswers {
   }
   return {
     watch(body) {
-      const events = new SseEvents({ watching: () => waiting.size > 0, event: (text) => seen(eventMessage(text)) }, true);
+      const events = new SseEvents({ watching: () => waiting.size > 0, data: (data) => seen(eventMessage(data)) }, true);
       const inspector = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
           events.push(chunk);
@@ -417,11 +417,9 @@ function isJson(type: string | undefined): boolean {
   return typeof type === 'string' && /^application\/json\b/i.test(type);
 }
 
-/** The JSON-RPC message of an SSE event; events that cannot be an answer (no id) are not parsed. */
-function eventMessage(event: string): unknown {
-  if (!event.includes('"id"')) return undefined;
-  const data = eventData(event);
-  if (data === undefined) return undefined;
+/** The JSON-RPC message of an SSE event's data; events that cannot be an answer (no id) are not parsed. */
+function eventMessage(data: string): unknown {
+  if (!data.includes('"id"')) return undefined;
   try {
     return JSON.parse(data);
   } catch {
