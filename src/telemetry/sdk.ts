@@ -1,6 +1,13 @@
 import { type MeterProvider, metrics, type Tracer, trace } from '@opentelemetry/api';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider as SdkMeterProvider, type IMetricReader } from '@opentelemetry/sdk-metrics';
+import {
+  AggregationTemporality,
+  AggregationType,
+  type IMetricReader,
+  InstrumentType,
+  type PushMetricExporter,
+  MeterProvider as SdkMeterProvider,
+} from '@opentelemetry/sdk-metrics';
 
 /** The instrumentation scope of every span and instrument the gateway makes. */
 export const SCOPE_NAME = 'mcp-entra-gateway';
@@ -16,10 +23,11 @@ export function isServiceNamed(env: Record<string, string | undefined>): boolean
 export type TelemetryExport = { kind: 'off' } | { kind: 'otlp' } | { kind: 'azure-monitor'; connectionString: string };
 
 export interface Telemetry {
-  /** The gateway's instruments are made here; /metrics (Prometheus) reads them, and OTLP or Azure Monitor when on. */
+  /**
+   * The gateway's instruments are made here; /metrics (Prometheus) reads them, and OTLP or Azure
+   * Monitor when on (with OTLP's cumulative default, /metrics reads the OTLP reader: servesPrometheus).
+   */
   meterProvider: MeterProvider;
-  /** The Prometheus reader /metrics serves (no server of its own). */
-  prometheus: PrometheusExporter;
   /** The Prometheus text (format 0.0.4) of every instrument, as /metrics answers. */
   scrape(): Promise<string>;
   /** Undefined when no SDK exports spans: then no span, attribute or context is ever made per call. */
@@ -49,15 +57,31 @@ function prometheusReader(): PrometheusExporter {
 
 const serializer = new PrometheusSerializer('', false, undefined, true, true);
 
-function scraper(prometheus: PrometheusExporter): () => Promise<string> {
-  return async () => serializer.serialize((await prometheus.collect()).resourceMetrics);
+/** /metrics from `reader`'s collection (no server of its own). */
+function scraper(reader: IMetricReader): () => Promise<string> {
+  return async () => serializer.serialize((await reader.collect()).resourceMetrics);
+}
+
+/**
+ * Whether the OTLP metrics reader can also serve /metrics: when it keeps cumulative sums and the
+ * default aggregations, its collection is what a Prometheus reader's would be (collecting it
+ * more often changes nothing it exports). Then every recording is kept once, not once per reader
+ * (the SDK hashes a measurement's attributes for each reader; benchmark 1, tracing variants).
+ * A delta or low-memory temporality preference, or exponential histograms, keep a reader of their own.
+ */
+export function servesPrometheus(exporter: Pick<PushMetricExporter, 'selectAggregationTemporality' | 'selectAggregation'>): boolean {
+  return Object.values(InstrumentType).every(
+    (type) =>
+      (exporter.selectAggregationTemporality?.(type) ?? AggregationTemporality.CUMULATIVE) === AggregationTemporality.CUMULATIVE &&
+      (exporter.selectAggregation?.(type).type ?? AggregationType.DEFAULT) === AggregationType.DEFAULT,
+  );
 }
 
 /** Metrics for /metrics only, no SDK: what every gateway without telemetry export (and every test gateway) uses. */
 export function localTelemetry(): Telemetry {
   const prometheus = prometheusReader();
   const meterProvider = new SdkMeterProvider({ readers: [prometheus] });
-  return { meterProvider, prometheus, scrape: scraper(prometheus), tracer: undefined, shutdown: () => meterProvider.shutdown() };
+  return { meterProvider, scrape: scraper(prometheus), tracer: undefined, shutdown: () => meterProvider.shutdown() };
 }
 
 /**
@@ -66,9 +90,9 @@ export function localTelemetry(): Telemetry {
  */
 export async function startTelemetry(exported: TelemetryExport, env: Record<string, string | undefined>): Promise<Telemetry> {
   if (exported.kind === 'off') return localTelemetry();
-  const prometheus = prometheusReader();
   const serviceName = isServiceNamed(env) ? undefined : DEFAULT_SERVICE_NAME;
   if (exported.kind === 'azure-monitor') {
+    const prometheus = prometheusReader();
     const { useAzureMonitor, shutdownAzureMonitor } = await import('@azure/monitor-opentelemetry');
     const { resourceFromAttributes } = await import('@opentelemetry/resources');
     useAzureMonitor({
@@ -83,24 +107,32 @@ export async function startTelemetry(exported: TelemetryExport, env: Record<stri
     return started(prometheus, shutdownAzureMonitor);
   }
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
-  const metricReaders: IMetricReader[] = [prometheus];
+  const metricReaders: IMetricReader[] = [];
+  let scraped: IMetricReader | undefined;
   // OTEL_METRICS_EXPORTER (default otlp): NodeSDK reads it only when given no readers, so the OTLP reader is built as it would.
   const metricsExporters = (env['OTEL_METRICS_EXPORTER'] ?? 'otlp').split(',').map((name) => name.trim());
   if (metricsExporters.includes('otlp') && !metricsExporters.includes('none')) {
     // sdk-node's own env helpers (build/src/utils, not re-exported by its entry point): the reader NodeSDK would build.
     const utils: OtlpMetricsFromEnv = await import('@opentelemetry/sdk-node/build/src/utils.js');
-    metricReaders.push(utils.getPeriodicExportingMetricReaderFromEnv(utils.getOtlpMetricExporterFromEnv()));
+    const exporter = utils.getOtlpMetricExporterFromEnv();
+    const reader = utils.getPeriodicExportingMetricReaderFromEnv(exporter);
+    metricReaders.push(reader);
+    if (servesPrometheus(exporter)) scraped = reader;
+  }
+  if (scraped === undefined) {
+    scraped = prometheusReader();
+    metricReaders.unshift(scraped);
   }
   const sdk = new NodeSDK({ metricReaders, instrumentations: [], ...(serviceName ? { serviceName } : {}) });
   sdk.start();
-  return started(prometheus, () => sdk.shutdown());
+  return started(scraped, () => sdk.shutdown());
 }
 
 interface OtlpMetricsFromEnv {
-  getOtlpMetricExporterFromEnv(): unknown;
-  getPeriodicExportingMetricReaderFromEnv(exporter: unknown): IMetricReader;
+  getOtlpMetricExporterFromEnv(): PushMetricExporter;
+  getPeriodicExportingMetricReaderFromEnv(exporter: PushMetricExporter): IMetricReader;
 }
 
-function started(prometheus: PrometheusExporter, shutdown: () => Promise<void>): Telemetry {
-  return { meterProvider: metrics.getMeterProvider(), prometheus, scrape: scraper(prometheus), tracer: trace.getTracer(SCOPE_NAME), shutdown };
+function started(scraped: IMetricReader, shutdown: () => Promise<void>): Telemetry {
+  return { meterProvider: metrics.getMeterProvider(), scrape: scraper(scraped), tracer: trace.getTracer(SCOPE_NAME), shutdown };
 }
