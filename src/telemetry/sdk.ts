@@ -123,7 +123,10 @@ export async function startTelemetry(exported: TelemetryExport, env: Record<stri
     scraped = prometheusReader();
     metricReaders.unshift(scraped);
   }
-  const sdk = new NodeSDK({ metricReaders, instrumentations: [], ...(serviceName ? { serviceName } : {}) });
+  // Spans in OTLP protobuf (the default) with our body writer (span-exporter.ts); other exporters as the SDK builds them from the environment.
+  const spans = await import('./span-exporter.ts');
+  const traceExporter = spans.wantsProtobufSpans(env) ? new spans.ProtobufSpanExporter() : undefined;
+  const sdk = new NodeSDK({ metricReaders, instrumentations: [], ...(traceExporter ? { traceExporter } : {}), ...(serviceName ? { serviceName } : {}) });
   sdk.start();
   return started(scraped, () => sdk.shutdown());
 }
