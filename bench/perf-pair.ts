@@ -30,6 +30,8 @@ const seconds = Number(flag('seconds', '15'));
 const top = Number(flag('top', '40'));
 // --callers: also record call graphs and print which JS functions V8's runtime and builtins ran for (variant side).
 const callers = argv.includes('--callers');
+// --stacks=NAME: also the JS call chains (innermost first) of the samples with a frame whose name contains NAME.
+const stacksOf = flag('stacks', '');
 const SAMPLES_PER_SECOND = 4000;
 
 const VARIANT_KEYS = ['policy', 'audit', 'trace100', 'trace10', 'auditTrace100', 'control'];
@@ -87,7 +89,7 @@ try {
   console.log(`warming both gateways for ${warmSeconds} s`);
   await loadBoth(warmSeconds);
   const pids = started.map((g) => g.worker.pid).join(',');
-  const perf = spawn('perf', ['record', '-q', ...(callers ? ['-g'] : []), '-e', 'cpu-clock', '-F', String(SAMPLES_PER_SECOND), '-o', data, '-p', pids, '--', 'sleep', String(seconds)], {
+  const perf = spawn('perf', ['record', '-q', ...(callers || stacksOf ? ['-g'] : []), '-e', 'cpu-clock', '-F', String(SAMPLES_PER_SECOND), '-o', data, '-p', pids, '--', 'sleep', String(seconds)], {
     stdio: 'inherit',
   });
   const results = await loadBoth(seconds);
@@ -113,7 +115,10 @@ try {
   const symbols = [...new Set([...bySymbol[0]!.keys(), ...bySymbol[1]!.keys()])];
   const rows = symbols.map((symbol) => ({ symbol, a: usPerCall(0, symbol), b: usPerCall(1, symbol) })).sort((x, y) => y.b - y.a - (x.b - x.a));
   for (const { symbol, a, b } of rows.slice(0, top)) console.log(`${(b - a).toFixed(2).padStart(7)} (${a.toFixed(2)}, ${b.toFixed(2)})  ${symbol.slice(0, 140)}`);
-  if (callers) printCallers(data, started.map((g) => g.worker.pid), (side, samples) => (samples * 1e6) / SAMPLES_PER_SECOND / calls[side]!);
+  const perCall = (side: number, samples: number) => (samples * 1e6) / SAMPLES_PER_SECOND / calls[side]!;
+  const samples = callers || stacksOf ? readSamples(data, started.map((g) => g.worker.pid)) : [];
+  if (callers) printCallers(samples, perCall);
+  if (stacksOf) printStacks(samples, stacksOf, perCall);
 } finally {
   for (const worker of workers.reverse()) await worker.stop();
   await otlp.close();
@@ -122,27 +127,60 @@ try {
   for (const gateway of started) rmSync(`/tmp/perf-${gateway.worker.pid}.map`, { force: true });
 }
 
+/** One perf sample: its side (index of the pid) and its frames, innermost first. */
+interface Sample {
+  side: number;
+  frames: string[];
+}
+
+function readSamples(data: string, pids: number[]): Sample[] {
+  const script = execFileSync('perf', ['script', '-i', data, '-F', 'pid,ip,sym'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const samples: Sample[] = [];
+  for (const text of script.split('\n\n')) {
+    const lines = text.split('\n').filter((line) => line.trim() !== '');
+    const side = pids.indexOf(Number(lines[0]?.trim().split(/\s+/)[0]));
+    if (side < 0) continue;
+    samples.push({ side, frames: lines.slice(1).map((line) => line.trim().replace(/^[0-9a-f]+\s+/, '').replace(/\/\S*node_modules\//, '~/')) });
+  }
+  return samples;
+}
+
+/** Rows of `name (plain, variant)` by µs per call, largest difference first. */
+function printDifferences(title: string, counts: Map<string, number>[], usPerCall: (side: number, samples: number) => number): void {
+  const names = [...new Set([...counts[0]!.keys(), ...counts[1]!.keys()])];
+  const rows = names
+    .map((name) => ({ name, a: usPerCall(0, counts[0]!.get(name) ?? 0), b: usPerCall(1, counts[1]!.get(name) ?? 0) }))
+    .sort((x, y) => y.b - y.a - (x.b - x.a));
+  console.log(`\n  ${title}: variant − plain (plain, variant) µs per call`);
+  for (const { name, a, b } of rows.slice(0, top)) console.log(`${(b - a).toFixed(2).padStart(7)} (${a.toFixed(2)}, ${b.toFixed(2)})  ${name.slice(0, 240)}`);
+}
+
 /**
  * Samples outside JS (V8 builtins and runtime, native code) charged to the nearest JS function on
  * their stack, per side: the difference says which of our or a library's functions the runtime
  * cost belongs to (an inline-cache miss is charged to the function whose load missed).
  */
-function printCallers(data: string, pids: number[], usPerCall: (side: number, samples: number) => number): void {
-  const script = execFileSync('perf', ['script', '-i', data, '-F', 'pid,ip,sym'], { encoding: 'utf8', maxBuffer: 1 << 30 });
-  const byCaller = pids.map(() => new Map<string, number>());
-  for (const sample of script.split('\n\n')) {
-    const lines = sample.split('\n').filter((line) => line.trim() !== '');
-    const side = pids.indexOf(Number(lines[0]?.trim().split(/\s+/)[0]));
-    if (side < 0) continue;
-    const frames = lines.slice(1).map((line) => line.trim().replace(/^[0-9a-f]+\s+/, '').replace(/\/\S*node_modules\//, '~/'));
+function printCallers(samples: Sample[], usPerCall: (side: number, samples: number) => number): void {
+  const counts = [new Map<string, number>(), new Map<string, number>()];
+  for (const { side, frames } of samples) {
     if (frames[0]?.startsWith('JS:')) continue;
     const caller = frames.find((frame) => frame.startsWith('JS:')) ?? '(no JS frame)';
-    byCaller[side]!.set(caller, (byCaller[side]!.get(caller) ?? 0) + 1);
+    counts[side]!.set(caller, (counts[side]!.get(caller) ?? 0) + 1);
   }
-  const names = [...new Set([...byCaller[0]!.keys(), ...byCaller[1]!.keys()])];
-  const rows = names
-    .map((name) => ({ name, a: usPerCall(0, byCaller[0]!.get(name) ?? 0), b: usPerCall(1, byCaller[1]!.get(name) ?? 0) }))
-    .sort((x, y) => y.b - y.a - (x.b - x.a));
-  console.log('\n  runtime and builtins by nearest JS caller: variant − plain (plain, variant) µs per call');
-  for (const { name, a, b } of rows.slice(0, top)) console.log(`${(b - a).toFixed(2).padStart(7)} (${a.toFixed(2)}, ${b.toFixed(2)})  ${name.slice(0, 140)}`);
+  printDifferences('runtime and builtins by nearest JS caller', counts, usPerCall);
+}
+
+/** The JS call chains (six frames, innermost first) of the samples with a frame named like `name`. */
+function printStacks(samples: Sample[], name: string, usPerCall: (side: number, samples: number) => number): void {
+  const counts = [new Map<string, number>(), new Map<string, number>()];
+  for (const { side, frames } of samples) {
+    if (!frames.some((frame) => frame.includes(name))) continue;
+    const chain = frames
+      .filter((frame) => frame.startsWith('JS:'))
+      .slice(0, 6)
+      .map((frame) => frame.replace(/^JS:\S?'?/, '').replace(/ (file:\/\/\/\S*\/|~\/|node:)/, ' '))
+      .join(' < ');
+    counts[side]!.set(chain, (counts[side]!.get(chain) ?? 0) + 1);
+  }
+  printDifferences(`JS chains of samples in ${name}`, counts, usPerCall);
 }

@@ -6,8 +6,8 @@ export type ResponseObserver = (route: string, method: string, status: number, s
 /**
  * The response class of the app's server (createHttpApp). A raw route's answer has one 'close'
  * listener, shared by every response (no closure or listener of its own per call: benchmark 1),
- * which reports it to the response observer (metrics) and runs the one hook a handler set with
- * `onResponseClose` (the proxy's abort of its backend exchange).
+ * which reports it to the response observer (metrics) and runs the hooks handlers set with
+ * `onResponseClose` (the proxy's abort of its backend exchange, the audit trail's records).
  */
 export class RawResponse extends ServerResponse {
   watched = false;
@@ -15,6 +15,8 @@ export class RawResponse extends ServerResponse {
   route = '';
   startedAt = 0;
   closeHook: (() => void) | undefined = undefined;
+  /** Hooks set after the first (an audited call's request and operation records), in order. */
+  moreCloseHooks: (() => void)[] | undefined = undefined;
 }
 
 /** A raw route's response from here on: observed when it closes, and ready for one `onResponseClose` hook. */
@@ -32,15 +34,23 @@ function rawResponseClosed(this: RawResponse): void {
     this.closeHook = undefined;
     hook();
   }
+  const more = this.moreCloseHooks;
+  if (more !== undefined) {
+    this.moreCloseHooks = undefined;
+    for (const next of more) next();
+  }
   const observer = this.observer;
   if (observer !== undefined) observer(this.route, (this.req as IncomingMessage).method!, this.statusCode, (performance.now() - this.startedAt) / 1000);
 }
 
 /**
  * Runs `hook` once when `res` closes (finished or not; it checks `writableFinished` itself): on a
- * watched raw response in its shared listener, else by a listener of its own.
+ * watched raw response in its shared listener (hooks in the order they were set), else by a
+ * listener of its own.
  */
 export function onResponseClose(res: ServerResponse, hook: () => void): void {
-  if (res instanceof RawResponse && res.watched && res.closeHook === undefined) res.closeHook = hook;
-  else res.once('close', hook);
+  if (!(res instanceof RawResponse) || !res.watched) res.once('close', hook);
+  else if (res.closeHook === undefined) res.closeHook = hook;
+  else if (res.moreCloseHooks === undefined) res.moreCloseHooks = [hook];
+  else res.moreCloseHooks.push(hook);
 }

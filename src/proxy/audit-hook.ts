@@ -3,6 +3,7 @@ import { context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { performance } from 'node:perf_hooks';
 import { pipeline, type Readable, Transform } from 'node:stream';
 import { NOT_JSON, type ParsedBody } from '../http/parsed-body.ts';
+import { onResponseClose } from '../http/raw-response.ts';
 import { auditArguments } from '../audit/arguments.ts';
 import type { Audit, AuditEvent } from '../audit/audit.ts';
 import { addUserFields } from '../audit/events.ts';
@@ -136,7 +137,7 @@ class OperationsTracker implements Operations, SseWatcher {
         });
       }
     }
-    res.once('close', () => this.closed(res.statusCode));
+    onResponseClose(res, () => this.closed(res.statusCode));
   }
 
   inSpan<T>(work: () => T): T {

@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { Audit } from '../audit/audit.ts';
 import { userFields } from '../audit/events.ts';
 import type { RawHandler } from '../http/app.ts';
+import { onResponseClose } from '../http/raw-response.ts';
 import type { Admitted } from './gate.ts';
 import { header } from './respond.ts';
 
@@ -31,7 +32,7 @@ export function auditedRequests(audit: Audit, backend: string, clientIp: (req: I
     pending.set(res, state);
     // Read now: once the socket is gone (a stream recorded when it ends) it has no address.
     const address = clientIp(req);
-    res.once('close', () => {
+    onResponseClose(res, () => {
       if (state.covered) return;
       const url = req.url ?? '';
       const query = url.indexOf('?');
