@@ -395,18 +395,21 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
   for (const connections of ctx.quick ? [16] : [16, 64]) {
     const ratios: number[] = [];
     const cpu: { gateway: number[]; reference: number[] } = { gateway: [], reference: [] };
+    const rps: { gateway: number[]; reference: number[] } = { gateway: [], reference: [] };
     for (let r = 0; r < rounds; r++) {
       // Which load worker drives which side swaps every round.
       const [a, b] = r % 2 === 0 ? loads : ([loads[1], loads[0]] as const);
       const [g, n] = await Promise.all([run(a, gateway, connections), run(b, reference, connections)]);
       cpu.gateway.push(g.cpuUsPerRequest['proxy']!);
       cpu.reference.push(n.cpuUsPerRequest['proxy']!);
+      rps.gateway.push(g.rps);
+      rps.reference.push(n.rps);
       ratios.push(cpu.gateway.at(-1)! / cpu.reference.at(-1)!);
     }
     const ratio = spread(ratios);
     const prefix = kind === 'minimal' ? 'gatewayCpuVsNodeProxyPaired' : 'realGatewayCpuVsNginxPaired';
     section.figures[`${prefix}${connections}`] = ratio.median;
-    ctx.log(`  ${kind} ${connections} conn paired with ${reference.name}: gateway/${reference.name} CPU per call ${round(ratio.median, 3)} (${ratios.map((x) => round(x, 2)).join(' ')})`);
+    ctx.log(`  ${kind} ${connections} conn paired with ${reference.name}: gateway/${reference.name} CPU per call ${round(ratio.median, 3)} (${ratios.map((x) => round(x, 2)).join(' ')}); req/s ${rps.gateway.map((x) => Math.round(x)).join(' ')} / ${rps.reference.map((x) => Math.round(x)).join(' ')}`);
     lines.push(
       `| ${kind} | ${connections}, paired | | | | | | | | ${round(spread(cpu.gateway).median, 1)} / ${kind === 'minimal' ? round(spread(cpu.reference).median, 1) : '–'} / ${kind === 'minimal' ? '–' : round(spread(cpu.reference).median, 1)} | ${kind === 'minimal' ? `${round(ratio.median, 3)} × node proxy (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})` : `${round(ratio.median, 3)} (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})`} |`,
     );

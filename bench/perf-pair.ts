@@ -12,10 +12,10 @@ import { startWorker, type Worker } from './lib/procs.ts';
 import { freePort } from '../test/support/ports.ts';
 
 /**
- * npm run bench:perf-pair -- VARIANT [--warm=40] [--seconds=15] [--top=40]
+ * npm run bench:perf-pair -- VARIANT [--warm=40] [--seconds=15] [--top=40] [--connections=16] [--callers] [--stacks=NAME]
  * Where a feature's CPU goes in the gateway as it really runs, against the plain gateway: the two
  * (VARIANT one of benchmark 1's cost-of-features keys: policy, audit, trace100, trace10,
- * auditTrace100, control) before one snippets server, loaded at the same time (16 connections each)
+ * auditTrace100, control) before one snippets server, loaded at the same time (16 connections each by default)
  * after a warm-up, both sampled by `perf record -e cpu-clock` (a software clock: it works without
  * hardware counters, as on this project's VMs) with V8's perf maps for JIT code. Prints each
  * gateway's CPU per call and, by symbol, µs per call of the variant minus the plain one. Needs
@@ -28,6 +28,7 @@ const key = argv.find((a) => !a.startsWith('--')) ?? 'audit';
 const warmSeconds = Number(flag('warm', '40'));
 const seconds = Number(flag('seconds', '15'));
 const top = Number(flag('top', '40'));
+const connections = Number(flag('connections', '16'));
 // --callers: also record call graphs and print which JS functions V8's runtime and builtins ran for (variant side).
 const callers = argv.includes('--callers');
 // --stacks=NAME: also the JS call chains (innermost first) of the samples with a frame whose name contains NAME.
@@ -74,7 +75,7 @@ try {
         loads[i]!.call<LoadResult>({
           type: 'run',
           url: gateway.url,
-          connections: 16,
+          connections,
           durationSeconds: duration,
           warmupSeconds: 0.3,
           method: 'POST',
