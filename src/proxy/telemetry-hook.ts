@@ -69,11 +69,24 @@ function spanAttributes(fields: Record<string, unknown>, names: readonly string[
  */
 export function startServerSpan(tracer: Tracer, fields: Record<string, unknown>, meta: unknown, headers: IncomingHttpHeaders): OperationSpans {
   const parent =
-    isObject(meta) && typeof meta['traceparent'] === 'string' ? propagation.extract(ROOT_CONTEXT, meta) : propagation.extract(ROOT_CONTEXT, headers);
+    isObject(meta) && typeof meta['traceparent'] === 'string'
+      ? propagation.extract(ROOT_CONTEXT, meta)
+      : carriesContext(headers)
+        ? propagation.extract(ROOT_CONTEXT, headers)
+        : ROOT_CONTEXT;
   const name = spanName(fields);
   const server = tracer.startSpan(name, { kind: SpanKind.SERVER }, parent);
   if (server.isRecording()) server.setAttributes(spanAttributes(fields, SPAN_FIELDS));
   return { server, name };
+}
+
+/**
+ * Whether the request has a header the configured propagators read (`traceparent`, `baggage`, B3's…):
+ * most calls have none, and extracting from nothing still costs each propagator's parse.
+ */
+function carriesContext(headers: IncomingHttpHeaders): boolean {
+  for (const field of propagation.fields()) if (headers[field] !== undefined) return true;
+  return false;
 }
 
 /** The backend's address attributes, per backend URL (one object per configured URL). */

@@ -89,6 +89,20 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
     // A call a quota applies to (dev policy: save_snippet, 30 a minute): its counter is read in the operation's span.
     const saved = (await client.callTool({ name: 'save_snippet', arguments: { snippetname: 'traced', snippet: 'counted' } })) as ToolResult;
     assert.equal(saved.isError, undefined);
+    // W3C Trace Context from the client (traceparent, §3.2): the operation's SERVER span continues the client's trace.
+    const callerTrace = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7' };
+    const continued = await fetch(system.mcpUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${provider.tokens()!.access_token}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-11-25',
+        traceparent: `00-${callerTrace.traceId}-${callerTrace.spanId}-01`,
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'traced', method: 'tools/list', params: {} }),
+    });
+    await continued.arrayBuffer();
     const metrics = await (await fetch(`http://127.0.0.1:${ports[3]}/metrics`)).text();
     await client.close();
     const tokens = provider.tokens()!;
@@ -124,6 +138,11 @@ describe('OpenTelemetry over OTLP/HTTP (http/json): client → gateway → snipp
     assert.ok(snippets, 'the snippets server span continues the trace from the traceparent the gateway sent');
     assert.equal(snippets.name, 'tools/call hello_mcp');
     assert.equal(snippets.traceId, server.traceId);
+
+    const underCaller = spans.find((s) => s.scope === 'mcp-entra-gateway' && s.kind === SERVER && s.traceId === callerTrace.traceId);
+    assert.ok(underCaller, 'the request with a traceparent has its SERVER span in the caller’s trace');
+    assert.equal(underCaller.name, 'tools/list');
+    assert.equal(underCaller.parentSpanId, callerTrace.spanId);
 
     const toolError = spans.find((s) => s.name === 'tools/call get_snippet' && s.kind === SERVER && s.scope === 'mcp-entra-gateway');
     assert.ok(toolError);
