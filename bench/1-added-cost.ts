@@ -196,10 +196,12 @@ async function startRow(ctx: BenchContext, kind: BackendKind, nginxBinary: strin
       otlp = await startOtlpSink();
       const started = await Promise.allSettled(
         featureVariants(ctx.tmp, otlp.url).map(async (variant) => {
+          // Ports handed out here, in one process: six workers picking their own could pick the same one.
+          const port = await freePort();
           const worker = await startWorker('gateway', {
             role: 'server',
             nodeArgs: ctx.gatewayNodeArgs,
-            args: { ...gatewayArgs(`gateway-${variant.key}`), ...variant.args },
+            args: { ...gatewayArgs(`gateway-${variant.key}`), port, ...variant.args },
             ...(variant.env ? { env: variant.env } : {}),
           });
           workers.push(worker);

@@ -53,7 +53,7 @@ try {
   const base = { backendUrl: String(backend.ready['url']), publicUrl: origin, signingKey };
   for (const [name, args, env] of [
     ['plain', { port }, undefined],
-    [key, variant.args, variant.env],
+    [key, { ...variant.args, port: await freePort() }, variant.env],
   ] as const) {
     const worker = await startWorker('gateway', {
       role: 'server',
