@@ -412,7 +412,7 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
       // A saturated backend (the snippets server at 64 + 64 connections) may serve one side's
       // connections and starve the other's (session 7: 786 vs 5 req/s in one round): the starved
       // side's CPU per call then counts its fixed costs over a few calls. Such a round is left out.
-      if (Math.min(g.rps, n.rps) < BALANCED_PAIR * Math.max(g.rps, n.rps)) continue;
+      if (!(Math.min(g.rps, n.rps) >= BALANCED_PAIR * Math.max(g.rps, n.rps) && Math.min(g.rps, n.rps) > 0)) continue;
       cpu.gateway.push(g.cpuUsPerRequest['proxy']!);
       cpu.reference.push(n.cpuUsPerRequest['proxy']!);
       ratios.push(cpu.gateway.at(-1)! / cpu.reference.at(-1)!);

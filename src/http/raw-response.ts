@@ -46,10 +46,12 @@ function rawResponseClosed(this: RawResponse): void {
 /**
  * Runs `hook` once when `res` closes (finished or not; it checks `writableFinished` itself): on a
  * watched raw response in its shared listener (hooks in the order they were set), else by a
- * listener of its own.
+ * listener of its own; on a response already closed, in a microtask.
  */
 export function onResponseClose(res: ServerResponse, hook: () => void): void {
-  if (!(res instanceof RawResponse) || !res.watched) res.once('close', hook);
+  // Closed already (the client left while the handler awaited): its 'close' will not come again.
+  if (res.closed) queueMicrotask(hook);
+  else if (!(res instanceof RawResponse) || !res.watched) res.once('close', hook);
   else if (res.closeHook === undefined) res.closeHook = hook;
   else if (res.moreCloseHooks === undefined) res.moreCloseHooks = [hook];
   else res.moreCloseHooks.push(hook);

@@ -175,7 +175,8 @@ export class ResponseSink implements BodySink, IdleStream {
 
   /** Hands the chunk's complete events to the watcher (before they reach the client). */
   private see(chunk: Buffer): void {
-    if (!this.events!.push(chunk)) this.events = undefined;
+    // Undefined once the watcher stopped watching (an earlier chunk of the same write may have done it).
+    if (this.events !== undefined && !this.events.push(chunk)) this.events = undefined;
   }
 
   private atBoundary(): boolean {

@@ -75,6 +75,13 @@ describe('SSE events (WHATWG HTML §9.2.6)', () => {
     assert.deepEqual(data, ['half way', 'seen']);
   });
 
+  it('a byte order mark opening the stream is ignored, also cut across chunks; one later is data', () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const stream = Buffer.concat([bom, Buffer.from('data: a\n\ndata: \ufeffb\n\n')]);
+    for (let at = 0; at <= stream.length; at++) assert.deepEqual(read([stream.subarray(0, at), stream.subarray(at)]).data, ['a', '\ufeffb'], `cut at ${at}`);
+    assert.deepEqual(read([Buffer.concat([bom, Buffer.from('\ndata: c\n\n')])]).data, ['c']);
+  });
+
   it('a large data line in many small chunks', () => {
     const big = JSON.stringify({ id: 2, result: { text: 'x'.repeat(200_000) } });
     const bytes = Buffer.from(`data: ${big}\n\n`);

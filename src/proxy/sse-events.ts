@@ -33,6 +33,8 @@ export class SseEvents {
   private afterCr = false;
   /** The current event's data lines so far. */
   private dataLines: string[] = [];
+  /** No line ended yet: a byte order mark may open the stream. */
+  private firstLine = true;
 
   constructor(watcher: SseWatcher, lasting = false) {
     this.watcher = watcher;
@@ -76,6 +78,11 @@ export class SseEvents {
   }
 
   private line(bytes: Buffer, start: number, end: number): void {
+    if (this.firstLine) {
+      // §9.2.6: one leading U+FEFF BYTE ORDER MARK of the stream is ignored.
+      this.firstLine = false;
+      if (end - start >= 3 && bytes[start] === 0xef && bytes[start + 1] === 0xbb && bytes[start + 2] === 0xbf) start += 3;
+    }
     if (start === end) {
       // A blank line dispatches the event, if it has data.
       if (this.dataLines.length === 0) return;

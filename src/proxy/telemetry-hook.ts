@@ -80,13 +80,23 @@ export function startServerSpan(tracer: Tracer, fields: Record<string, unknown>,
   return { server, name };
 }
 
+/** The headers the W3C propagators (the SDK's default, `tracecontext,baggage`) read, which are all they write. */
+const W3C_FIELDS: ReadonlySet<string> = new Set(['traceparent', 'tracestate', 'baggage']);
+
 /**
- * Whether the request has a header the configured propagators read (`traceparent`, `baggage`, B3's…):
- * most calls have none, and extracting from nothing still costs each propagator's parse.
+ * Whether extracting the request's context could find one: with the W3C propagators only when it
+ * has one of their headers (most calls have none, and extracting from nothing still costs each
+ * propagator's work); with any other (B3, Jaeger) always, as they read more headers than their
+ * `fields()` name (B3 single and multi, Jaeger's `uberctx-*`).
  */
 function carriesContext(headers: IncomingHttpHeaders): boolean {
-  for (const field of propagation.fields()) if (headers[field] !== undefined) return true;
-  return false;
+  const fields = propagation.fields();
+  let found = false;
+  for (const field of fields) {
+    if (!W3C_FIELDS.has(field)) return true;
+    if (headers[field] !== undefined) found = true;
+  }
+  return found;
 }
 
 /** The backend's address attributes, per backend URL (one object per configured URL). */

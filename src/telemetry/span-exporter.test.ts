@@ -48,6 +48,7 @@ describe('ProtobufSpanExporter: OTLP/HTTP protobuf with our body writer', () => 
     assert.equal(wantsProtobufSpans({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' }), false);
     assert.equal(wantsProtobufSpans({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/protobuf' }), true);
     assert.equal(wantsProtobufSpans({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' }), false);
+    assert.equal(wantsProtobufSpans({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: '', OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }), false);
     assert.equal(wantsProtobufSpans({ OTEL_TRACES_EXPORTER: 'otlp,console' }), false);
     assert.equal(wantsProtobufSpans({ OTEL_TRACES_EXPORTER: 'zipkin' }), false);
   });

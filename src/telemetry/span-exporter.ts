@@ -31,6 +31,7 @@ export class ProtobufSpanExporter extends OTLPExporterBase<ReadableSpan[]> imple
 export function wantsProtobufSpans(env: Record<string, string | undefined>): boolean {
   const exporters = env['OTEL_TRACES_EXPORTER']?.trim();
   if (exporters && exporters !== 'otlp') return false;
-  const protocol = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL'] ?? env['OTEL_EXPORTER_OTLP_PROTOCOL'])?.trim() || 'http/protobuf';
+  // An empty variable counts as unset, as the SDK reads them (getStringFromEnv).
+  const protocol = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() || env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() || 'http/protobuf';
   return protocol === 'http/protobuf';
 }
