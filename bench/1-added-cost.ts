@@ -374,6 +374,8 @@ const PATH_WARMUP_SECONDS = 20;
  */
 /** A paired round counts when the slower side was served at least this share of the faster side's req/s. */
 const BALANCED_PAIR = 0.5;
+/** The paced rate of each side of a saturating pair, as a share of both sides' unpaced req/s together. */
+const PACED_SHARE = 0.4;
 /** Fewer balanced rounds than this give no figure. */
 const MIN_BALANCED_ROUNDS = 3;
 
@@ -383,11 +385,12 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
   if (!reference) return [];
   const rounds = ctx.quick ? 2 : 8;
   const lines: string[] = [];
-  const run = async (load: Worker, target: Target, connections: number) => {
+  const run = async (load: Worker, target: Target, connections: number, overallRate?: number) => {
     const result = await load.call<LoadResult>({
       type: 'run',
       url: target.url,
       connections,
+      ...(overallRate ? { overallRate } : {}),
       durationSeconds: ctx.quick ? 0.4 : 2,
       warmupSeconds: ctx.quick ? 0.1 : 0.3,
       method: 'POST',
@@ -403,10 +406,18 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
     const ratios: number[] = [];
     const cpu: { gateway: number[]; reference: number[] } = { gateway: [], reference: [] };
     const rps: { gateway: number[]; reference: number[] } = { gateway: [], reference: [] };
+    // At 64 + 64 connections the snippets server is saturated and serves one side, starving the
+    // other (see below): both are then paced at the same rate, 40% each of what they got together
+    // in one unpaced round, so the backend keeps up and the CPU per call compares at equal load.
+    let rate: number | undefined;
+    if (kind === 'snippets' && connections === 64 && !ctx.quick) {
+      const [g, n] = await Promise.all([run(loads[0], gateway, connections), run(loads[1], reference, connections)]);
+      rate = Math.max(1, Math.round(PACED_SHARE * (g.rps + n.rps)));
+    }
     for (let r = 0; r < rounds; r++) {
       // Which load worker drives which side swaps every round.
       const [a, b] = r % 2 === 0 ? loads : ([loads[1], loads[0]] as const);
-      const [g, n] = await Promise.all([run(a, gateway, connections), run(b, reference, connections)]);
+      const [g, n] = await Promise.all([run(a, gateway, connections, rate), run(b, reference, connections, rate)]);
       rps.gateway.push(g.rps);
       rps.reference.push(n.rps);
       // A saturated backend (the snippets server at 64 + 64 connections) may serve one side's
@@ -417,7 +428,7 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
       cpu.reference.push(n.cpuUsPerRequest['proxy']!);
       ratios.push(cpu.gateway.at(-1)! / cpu.reference.at(-1)!);
     }
-    const rpsLog = `req/s ${rps.gateway.map((x) => Math.round(x)).join(' ')} / ${rps.reference.map((x) => Math.round(x)).join(' ')}`;
+    const rpsLog = `${rate ? `paced at ${rate} req/s each; ` : ''}req/s ${rps.gateway.map((x) => Math.round(x)).join(' ')} / ${rps.reference.map((x) => Math.round(x)).join(' ')}`;
     if (ratios.length < Math.min(MIN_BALANCED_ROUNDS, rounds)) {
       ctx.log(`  ${kind} ${connections} conn paired with ${reference.name}: ${ratios.length} of ${rounds} rounds balanced, no figure; ${rpsLog}`);
       lines.push(`| ${kind} | ${connections}, paired | | | | | | | | – | not measured: ${ratios.length} of ${rounds} rounds had both sides served (the backend starved one) |`);
@@ -428,7 +439,7 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
     section.figures[`${prefix}${connections}`] = ratio.median;
     ctx.log(`  ${kind} ${connections} conn paired with ${reference.name}: gateway/${reference.name} CPU per call ${round(ratio.median, 3)} (${ratios.map((x) => round(x, 2)).join(' ')}; ${ratios.length} of ${rounds} rounds balanced); ${rpsLog}`);
     lines.push(
-      `| ${kind} | ${connections}, paired | | | | | | | | ${round(spread(cpu.gateway).median, 1)} / ${kind === 'minimal' ? round(spread(cpu.reference).median, 1) : '–'} / ${kind === 'minimal' ? '–' : round(spread(cpu.reference).median, 1)} | ${kind === 'minimal' ? `${round(ratio.median, 3)} × node proxy (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})` : `${round(ratio.median, 3)} (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})`} |`,
+      `| ${kind} | ${connections}, paired | | | | | | | | ${round(spread(cpu.gateway).median, 1)} / ${kind === 'minimal' ? round(spread(cpu.reference).median, 1) : '–'} / ${kind === 'minimal' ? '–' : round(spread(cpu.reference).median, 1)} | ${kind === 'minimal' ? `${round(ratio.median, 3)} × node proxy (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})` : `${round(ratio.median, 3)} (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})${rate ? `; both paced at ${rate} req/s` : ''}`} |`,
     );
   }
   return lines;

@@ -15,6 +15,8 @@ interface LoadRequest {
   tokens?: string[];
   /** Each request's JSON-RPC `id` made unique (`body` must have `"id":1`): an MCP session answers ids, not connections. */
   uniqueIds?: boolean;
+  /** Requests per second over all connections (autocannon's overallRate); unset: as fast as answers come. */
+  overallRate?: number;
   /** Processes whose CPU time over the measured period is reported per request (benchmark 1). */
   cpuPids?: Record<string, number[]>;
 }
@@ -33,6 +35,7 @@ function load(options: LoadRequest, seconds: number, counter: { next: number }, 
         url: options.url,
         connections: options.connections,
         ...(amount ? { amount } : { duration: seconds }),
+        ...(options.overallRate ? { overallRate: options.overallRate } : {}),
         method: (options.method ?? 'POST') as 'POST',
         headers: options.headers,
         body: options.body,
