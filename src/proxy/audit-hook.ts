@@ -7,6 +7,7 @@ import { onResponseClose } from '../http/raw-response.ts';
 import { auditArguments } from '../audit/arguments.ts';
 import type { Audit, AuditEvent } from '../audit/audit.ts';
 import { addUserFields } from '../audit/events.ts';
+import { type AnswerOutcome, eachAnswer, outcomeOf } from './answer-outcome.ts';
 import { auditCovered } from './audit-request.ts';
 import type { Decision } from '../policy/policy.ts';
 import { type BackendResponse, isEventStream, wholeBody } from './forward.ts';
@@ -29,7 +30,7 @@ interface Operation {
   meta?: unknown;
   spans?: OperationSpans;
   /** Its answer, come on a legacy session's stream before the POST's own answer was sent. */
-  answer?: Record<string, unknown>;
+  answer?: AnswerOutcome;
   /** Stops waiting for its answer on a legacy session's stream. */
   stopWaiting?: () => void;
 }
@@ -130,10 +131,10 @@ class OperationsTracker implements Operations, SseWatcher {
     if (answers) {
       for (const op of operations) {
         if (op.id === undefined) continue;
-        op.stopWaiting = answers.expect(op.id, (message) => {
+        op.stopWaiting = answers.expect(op.id, (outcome) => {
           op.stopWaiting = undefined;
-          if (this.closedStatus === undefined) op.answer = message;
-          else this.finish(op, this.closedStatus, message);
+          if (this.closedStatus === undefined) op.answer = outcome;
+          else this.finish(op, this.closedStatus, outcome);
         });
       }
     }
@@ -155,8 +156,10 @@ class OperationsTracker implements Operations, SseWatcher {
   };
 
   answered(answer: unknown, status: number): void {
-    if (Array.isArray(answer)) for (const message of answer) this.answeredBy(message, status);
-    else this.answeredBy(answer, status);
+    for (const message of Array.isArray(answer) ? answer : [answer]) {
+      const outcome = outcomeOf(message);
+      if (outcome !== undefined) this.answeredWith(outcome, status);
+    }
   }
 
   sending<B>(headers: Record<string, string>, body: B, backendUrl: URL): B | Buffer {
@@ -185,11 +188,8 @@ class OperationsTracker implements Operations, SseWatcher {
       if (whole === undefined) return this;
       new SseEvents(this).push(whole);
     } else if (whole !== undefined && isJson(response.headers['content-type'])) {
-      try {
-        this.answered(JSON.parse(whole.toString('utf8')), response.statusCode);
-      } catch {
-        // not JSON after all: recorded with the status when the exchange ends
-      }
+      // Not JSON after all: recorded with the status when the exchange ends.
+      eachAnswer(whole.toString('utf8'), (outcome) => this.answeredWith(outcome, response.statusCode));
     }
     return undefined;
   }
@@ -200,16 +200,12 @@ class OperationsTracker implements Operations, SseWatcher {
   }
 
   data(data: string): void {
-    const message = eventMessage(data);
-    if (message !== undefined) this.answered(message, this.answerStatus);
+    eachAnswer(data, (outcome) => this.answeredWith(outcome, this.answerStatus));
   }
 
-  private answeredBy(message: unknown, status: number): void {
-    // A request of the server's (JSON-RPC 2.0 §4: it has a method) is no answer, whatever its id.
-    if (!isObject(message) || 'method' in message) return;
-    const id = message['id'];
-    const op = typeof id === 'string' || typeof id === 'number' ? this.byId.get(id) : undefined;
-    if (op) this.finish(op, status, message);
+  private answeredWith(outcome: AnswerOutcome, status: number): void {
+    const op = this.byId.get(outcome.id);
+    if (op) this.finish(op, status, outcome);
   }
 
   private closed(status: number): void {
@@ -221,7 +217,7 @@ class OperationsTracker implements Operations, SseWatcher {
     }
   }
 
-  private finish(op: Operation, status: number, answer?: Record<string, unknown>): void {
+  private finish(op: Operation, status: number, answer?: AnswerOutcome): void {
     if (op.done) return;
     op.done = true;
     op.stopWaiting?.();
@@ -229,11 +225,9 @@ class OperationsTracker implements Operations, SseWatcher {
     const fields = op.fields;
     fields['http.response.status_code'] = status;
     if (answer) {
-      const error = answer['error'];
-      if (isObject(error) && typeof error['code'] === 'number') fields['rpc.jsonrpc.error_code'] = error['code'];
-      const result = answer['result'];
+      if (answer.errorCode !== undefined) fields['rpc.jsonrpc.error_code'] = answer.errorCode;
       // MCP server/tools §Error Handling: a tool's own failure is a result with isError.
-      if (fields['mcp.method.name'] === 'tools/call' && isObject(result) && result['isError'] === true) fields['error.type'] = 'tool_error';
+      if (fields['mcp.method.name'] === 'tools/call' && answer.isError) fields['error.type'] = 'tool_error';
     }
     const now = performance.now();
     if (fields['mcp.method.name'] !== undefined) {
@@ -302,28 +296,23 @@ export interface SessionAnswers {
    * `arrived` gets the answer to `id` when it passes (undefined if the stream ends first). Returns
    * how to stop waiting, or undefined when it cannot wait (stream ended, id already waited for, too many).
    */
-  expect(id: Id, arrived: (answer: Record<string, unknown> | undefined) => void): (() => void) | undefined;
+  expect(id: Id, arrived: (answer: AnswerOutcome | undefined) => void): (() => void) | undefined;
   /** The stream ended: whoever still waits is told. */
   end(): void;
 }
 
 export function createSessionAnswers(): SessionAnswers {
-  const waiting = new Map<Id, (answer: Record<string, unknown> | undefined) => void>();
+  const waiting = new Map<Id, (answer: AnswerOutcome | undefined) => void>();
   let ended = false;
-  function seen(received: unknown): void {
-    for (const message of Array.isArray(received) ? received : [received]) {
-      // A request of the server's (it has a method) is no answer, whatever its id.
-      if (!isObject(message) || 'method' in message) continue;
-      const id = message['id'];
-      const arrived = typeof id === 'string' || typeof id === 'number' ? waiting.get(id) : undefined;
-      if (arrived === undefined) continue;
-      waiting.delete(id as Id);
-      arrived(message);
-    }
+  function seen(outcome: AnswerOutcome): void {
+    const arrived = waiting.get(outcome.id);
+    if (arrived === undefined) return;
+    waiting.delete(outcome.id);
+    arrived(outcome);
   }
   return {
     watch(body) {
-      const events = new SseEvents({ watching: () => waiting.size > 0, data: (data) => seen(eventMessage(data)) }, true);
+      const events = new SseEvents({ watching: () => waiting.size > 0, data: (data) => eachAnswer(data, seen) }, true);
       const inspector = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
           events.push(chunk);
@@ -416,14 +405,4 @@ function withTraceMeta(body: Buffer, operations: Operation[], headers: Record<st
 
 function isJson(type: string | undefined): boolean {
   return typeof type === 'string' && /^application\/json\b/i.test(type);
-}
-
-/** The JSON-RPC message of an SSE event's data; events that cannot be an answer (no id) are not parsed. */
-function eventMessage(data: string): unknown {
-  if (!data.includes('"id"')) return undefined;
-  try {
-    return JSON.parse(data);
-  } catch {
-    return undefined; // not JSON: not an answer the gateway can read
-  }
 }
