@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { featureVariants } from './1-added-cost.ts';
-import { type LoadResult, MCP_HEADERS } from './lib/context.ts';
+import { type LoadResult, MCP_HEADERS, TOOLS_CALL_BODY } from './lib/context.ts';
 import { HELLO_CALL_BODY, openSession, startBackend } from './lib/mcp-session.ts';
 import { startOtlpSink } from './lib/otlp-sink.ts';
 import { startWorker, type Worker } from './lib/procs.ts';
@@ -16,6 +16,8 @@ import { freePort } from '../test/support/ports.ts';
  * Where a feature's CPU goes in the gateway as it really runs, against the plain gateway: the two
  * (VARIANT one of benchmark 1's cost-of-features keys: policy, audit, trace100, trace10,
  * auditTrace100, control) before one snippets server, loaded at the same time (16 connections each by default)
+ * — or, with VARIANT `floor`, the plain gateway against the node proxy (the floor, bench/procs/node-proxy.ts)
+ * before benchmark 1's minimal backend: where the gateway's CPU above the floor goes (issue 11's minimal path)
  * after a warm-up, both sampled by `perf record -e cpu-clock` (a software clock: it works without
  * hardware counters, as on this project's VMs) with V8's perf maps for JIT code. Prints each
  * gateway's CPU per call and, by symbol, µs per call of the variant minus the plain one. Needs
@@ -35,7 +37,8 @@ const callers = argv.includes('--callers');
 const stacksOf = flag('stacks', '');
 const SAMPLES_PER_SECOND = 4000;
 
-const VARIANT_KEYS = ['policy', 'audit', 'trace100', 'trace10', 'auditTrace100', 'control'];
+const VARIANT_KEYS = ['policy', 'audit', 'trace100', 'trace10', 'auditTrace100', 'control', 'floor'];
+const floor = key === 'floor';
 if (!VARIANT_KEYS.includes(key)) throw new Error(`unknown variant ${key}: one of ${VARIANT_KEYS.join(', ')}`);
 
 const tmp = mkdtempSync(join(tmpdir(), 'mcpgw-perf-pair-'));
@@ -45,16 +48,28 @@ const otlp = await startOtlpSink();
 try {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const backend = await startBackend('snippets', tmp, origin);
+  const backend = await startBackend(floor ? 'minimal' : 'snippets', tmp, origin);
   workers.push(backend);
-  const variant = featureVariants(tmp, otlp.url).find((v) => v.key === key)!;
+  const variant = floor ? { args: {}, env: undefined } : featureVariants(tmp, otlp.url).find((v) => v.key === key)!;
   // As benchmark 1's variants: one signing key and public URL, so the snippets server accepts both.
   const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const base = { backendUrl: String(backend.ready['url']), publicUrl: origin, signingKey };
-  for (const [name, args, env] of [
-    ['plain', { port }, undefined],
-    [key, { ...variant.args, port: await freePort() }, variant.env],
-  ] as const) {
+  if (floor) {
+    // The "plain" side is the node proxy; the variant the plain gateway.
+    const worker = await startWorker('node-proxy', {
+      role: 'server',
+      nodeArgs: ['--perf-basic-prof-only-functions'],
+      args: { backendUrl: `${base.backendUrl}/mcp` },
+    });
+    workers.push(worker);
+    started.push({ name: 'node proxy', worker, url: String(worker.ready['url']), headers: {} });
+  }
+  for (const [name, args, env] of (floor
+    ? [['gateway', { port }, undefined]]
+    : [
+        ['plain', { port }, undefined],
+        [key, { ...variant.args, port: await freePort() }, variant.env],
+      ]) as [string, Record<string, unknown>, Record<string, string> | undefined][]) {
     const worker = await startWorker('gateway', {
       role: 'server',
       nodeArgs: ['--perf-basic-prof-only-functions'],
@@ -64,7 +79,7 @@ try {
     workers.push(worker);
     const url = String(worker.ready['mcpUrl']);
     const headers: Record<string, string> = { authorization: `Bearer ${String(worker.ready['token'])}` };
-    headers['mcp-session-id'] = await openSession(url, headers);
+    if (!floor) headers['mcp-session-id'] = await openSession(url, headers);
     started.push({ name, worker, url, headers });
   }
   const loads = [await startWorker('load', { role: 'client', maxFds: 65_536 }), await startWorker('load', { role: 'client', maxFds: 65_536 })];
@@ -80,8 +95,8 @@ try {
           warmupSeconds: 0.3,
           method: 'POST',
           headers: { ...MCP_HEADERS, ...gateway.headers },
-          body: HELLO_CALL_BODY,
-          uniqueIds: true,
+          body: floor ? TOOLS_CALL_BODY : HELLO_CALL_BODY,
+          uniqueIds: !floor,
           cpuPids: { proxy: [gateway.worker.pid] },
         }),
       ),

@@ -5,6 +5,8 @@
  */
 export interface ParsedBody {
   readonly bytes: Buffer;
+  /** The bytes as UTF-8 text, decoded once. */
+  readonly text: string;
   /** The body's JSON value, or NOT_JSON (the backend answers it with its own parse error). */
   readonly message: unknown;
 }
@@ -17,16 +19,21 @@ export function parsedBody(bytes: Buffer): ParsedBody {
 
 class LazyParsedBody implements ParsedBody {
   readonly bytes: Buffer;
+  #text: string | undefined;
   #message: unknown;
   #parsed = false;
   constructor(bytes: Buffer) {
     this.bytes = bytes;
   }
+  get text(): string {
+    this.#text ??= this.bytes.toString('utf8');
+    return this.#text;
+  }
   get message(): unknown {
     if (!this.#parsed) {
       this.#parsed = true;
       try {
-        this.#message = JSON.parse(this.bytes.toString('utf8'));
+        this.#message = JSON.parse(this.text);
       } catch {
         this.#message = NOT_JSON;
       }

@@ -7,7 +7,7 @@ import { onResponseClose } from '../http/raw-response.ts';
 import { auditArguments } from '../audit/arguments.ts';
 import type { Audit, AuditEvent } from '../audit/audit.ts';
 import { addUserFields } from '../audit/events.ts';
-import { type AnswerOutcome, eachAnswer, outcomeOf } from './answer-outcome.ts';
+import { type AnswerOutcome, eachAnswer, outcomeOf, outlineOf, READ_WHOLE, readRequest, type RequestOutline } from './message-scan.ts';
 import { auditCovered } from './audit-request.ts';
 import type { Decision } from '../policy/policy.ts';
 import { type BackendResponse, isEventStream, wholeBody } from './forward.ts';
@@ -340,37 +340,36 @@ export function createSessionAnswers(): SessionAnswers {
 
 function operationsOf(body: ParsedBody | undefined, common: () => Record<string, unknown>, audit: Audit | undefined): (Operation | undefined)[] {
   if (body === undefined) return [unreadOperation(common(), 'unread')];
+  // One message (the usual body) is outlined without being parsed (message-scan.ts); the policy
+  // parses it when it judges it.
+  const outline = readRequest(body.text, audit !== undefined && audit.arguments !== 'off');
+  if (outline !== READ_WHOLE) return [operationOf(outline, common, audit)];
   // Shared with the policy (one parse per body): read, never changed.
   const parsed = body.message;
   if (parsed === NOT_JSON) return [unreadOperation(common(), 'invalid')];
   // Indexed as the body's messages (Enforcer.screen judges by index); holes where a message is no operation.
-  const operations: (Operation | undefined)[] = [];
-  for (const message of Array.isArray(parsed) ? parsed : [parsed]) {
-    if (!isObject(message) || typeof message['method'] !== 'string') {
-      operations.push(undefined);
-      continue;
-    }
-    const method = message['method'];
-    const params = isObject(message['params']) ? message['params'] : {};
-    const rawId = message['id'];
-    const id = typeof rawId === 'string' || typeof rawId === 'number' ? rawId : undefined;
-    const fields = common();
-    fields['mcp.method.name'] = method;
-    fields['gateway.policy.decision'] = 'allowed';
-    if (id !== undefined) fields['jsonrpc.request.id'] = String(id);
-    // OpenTelemetry MCP semantic conventions: the operation's target by method.
-    if (method === 'tools/call' && typeof params['name'] === 'string') {
-      fields['gen_ai.tool.name'] = params['name'];
-      const args = audit && auditArguments(audit.arguments, params['arguments'], audit.redact);
-      if (args !== undefined) fields['gen_ai.tool.call.arguments'] = args;
-    } else if (method === 'prompts/get' && typeof params['name'] === 'string') {
-      fields['gen_ai.prompt.name'] = params['name'];
-    } else if (method === 'resources/read' && typeof params['uri'] === 'string') {
-      fields['mcp.resource.uri'] = params['uri'];
-    }
-    operations.push({ fields, id, done: false, meta: params['_meta'] });
+  return (Array.isArray(parsed) ? parsed : [parsed]).map((message) => operationOf(outlineOf(message), common, audit));
+}
+
+/** The operation of one message; undefined for a message that is none (no method: a client's answer). */
+function operationOf(outline: RequestOutline, common: () => Record<string, unknown>, audit: Audit | undefined): Operation | undefined {
+  const { method, id, name } = outline;
+  if (method === undefined) return undefined;
+  const fields = common();
+  fields['mcp.method.name'] = method;
+  fields['gateway.policy.decision'] = 'allowed';
+  if (id !== undefined) fields['jsonrpc.request.id'] = String(id);
+  // OpenTelemetry MCP semantic conventions: the operation's target by method.
+  if (method === 'tools/call' && name !== undefined) {
+    fields['gen_ai.tool.name'] = name;
+    const args = audit && auditArguments(audit.arguments, outline.arguments, audit.redact);
+    if (args !== undefined) fields['gen_ai.tool.call.arguments'] = args;
+  } else if (method === 'prompts/get' && name !== undefined) {
+    fields['gen_ai.prompt.name'] = name;
+  } else if (method === 'resources/read' && outline.uri !== undefined) {
+    fields['mcp.resource.uri'] = outline.uri;
   }
-  return operations;
+  return { fields, id, done: false, meta: outline.meta };
 }
 
 function unreadOperation(fields: Record<string, unknown>, reason: 'unread' | 'invalid'): Operation {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type AnswerOutcome, outcomeOf, READ_WHOLE, readAnswer } from './answer-outcome.ts';
+import { type AnswerOutcome, outcomeOf, outlineOf, READ_WHOLE, type RequestOutline, readAnswer, readRequest } from './message-scan.ts';
 
 /** What the gateway read of `text` before: JSON.parse, then the outcome of the parsed message. */
 function parsed(text: string): AnswerOutcome | undefined {
@@ -29,10 +29,11 @@ function random(seed: number): () => number {
 }
 
 const NAMES = ['id', 'method', 'error', 'result', 'code', 'isError', 'jsonrpc', 'content', 'i\\u0064', 'isErr\\u006fr', 'x'];
+const REQUEST_NAMES = ['id', 'method', 'params', 'name', 'uri', 'arguments', '_meta', 'jsonrpc', 'p\\u0061rams', 'n\\u0061me', 'x'];
 const STRINGS = ['', 'hello', 'a \\"quoted\\" \\\\ word', '\\u00e9t\\u00E9 \\n\\t', 'ünïcödé 😀', '{\\"id\\":1}', 'isError', '}]'];
 
 /** A random JSON text of JSON-RPC-like shape, with the names and spacing an answer can have. */
-function jsonText(next: () => number, depth: number): string {
+function jsonText(next: () => number, depth: number, names: readonly string[] = NAMES): string {
   const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
   const space = () => pick(['', '', ' ', '\n', '\r\n\t ']);
   const roll = next();
@@ -40,10 +41,10 @@ function jsonText(next: () => number, depth: number): string {
     return pick(['true', 'false', 'null', '0', '-1', '7', '12.5e-3', '1E400', '-0', `"${pick(STRINGS)}"`, `"${pick(STRINGS)}"`]);
   }
   if (roll < 0.5) {
-    const items = Array.from({ length: Math.floor(next() * 4) }, () => space() + jsonText(next, depth + 1) + space());
+    const items = Array.from({ length: Math.floor(next() * 4) }, () => space() + jsonText(next, depth + 1, names) + space());
     return `[${items.join(',')}]`;
   }
-  const members = Array.from({ length: Math.floor(next() * 6) }, () => `${space()}"${pick(NAMES)}"${space()}:${space()}${jsonText(next, depth + 1)}${space()}`);
+  const members = Array.from({ length: Math.floor(next() * 6) }, () => `${space()}"${pick(names)}"${space()}:${space()}${jsonText(next, depth + 1, names)}${space()}`);
   return `{${members.join(',')}}`;
 }
 
@@ -117,5 +118,91 @@ describe('readAnswer', () => {
     }
     // The generator makes answers often enough for the comparison to mean something.
     assert.ok(answers > 500, `only ${answers} answers`);
+  });
+});
+
+/** A request-shaped text (members in random order, some missing, values of random types), or any JSON text. */
+function requestText(next: () => number): string {
+  if (next() < 0.3) return jsonText(next, 0, REQUEST_NAMES);
+  const member = (name: string, value: string) => (next() < 0.85 ? [`"${name}" : ${value}`] : []);
+  const sometimes = (value: string) => (next() < 0.7 ? value : jsonText(next, 2, REQUEST_NAMES));
+  const params = [
+    ...member('name', sometimes(`"${STRINGS[Math.floor(next() * STRINGS.length)]}"`)),
+    ...member('uri', sometimes('"snippet://a"')),
+    ...member('arguments', jsonText(next, 1, REQUEST_NAMES)),
+    ...member('_meta', jsonText(next, 1, REQUEST_NAMES)),
+    ...member('x', jsonText(next, 2, REQUEST_NAMES)),
+  ].sort(() => next() - 0.5);
+  const members = [
+    ...member('jsonrpc', '"2.0"'),
+    ...member('id', sometimes(next() < 0.5 ? '7' : '"a"')),
+    ...member('method', sometimes('"tools/call"')),
+    ...member('params', next() < 0.8 ? `{${params.join(', ')}}` : jsonText(next, 1, REQUEST_NAMES)),
+  ].sort(() => next() - 0.5);
+  return `{${members.join(',')}}`;
+}
+
+/** What the gateway outlined of a request's text before: JSON.parse, then each message's outline. */
+function parsedRequest(text: string): RequestOutline | 'invalid' | 'batch' {
+  let message: unknown;
+  try {
+    message = JSON.parse(text);
+  } catch {
+    return 'invalid';
+  }
+  return Array.isArray(message) ? 'batch' : outlineOf(message);
+}
+
+describe('readRequest', () => {
+  it('outlines a tools/call, a resources/read and a notification', () => {
+    assert.deepEqual(readRequest('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hello_mcp","arguments":{"a":[1,"x"]},"_meta":{"traceparent":"00-1-2-01"}}}', true), {
+      method: 'tools/call',
+      id: 1,
+      name: 'hello_mcp',
+      uri: undefined,
+      arguments: { a: [1, 'x'] },
+      meta: { traceparent: '00-1-2-01' },
+    });
+    assert.deepEqual(readRequest('{"method":"resources/read","id":"r","params":{"uri":"snippet://a"}}', false), {
+      method: 'resources/read',
+      id: 'r',
+      name: undefined,
+      uri: 'snippet://a',
+      arguments: undefined,
+      meta: undefined,
+    });
+    assert.deepEqual(readRequest('{"jsonrpc":"2.0","method":"notifications/initialized","params":7}', true), {
+      method: 'notifications/initialized',
+      id: undefined,
+      name: undefined,
+      uri: undefined,
+      arguments: undefined,
+      meta: undefined,
+    });
+  });
+
+  it('leaves batches and invalid JSON to JSON.parse', () => {
+    assert.equal(readRequest('[{"method":"ping","id":1}]', true), READ_WHOLE);
+    assert.equal(readRequest('{"method":"ping","id":1', true), READ_WHOLE);
+    assert.equal(readRequest('{"method":"ping"} {}', true), READ_WHOLE);
+  });
+
+  it('says what JSON.parse says, on 20 000 random texts and their mutations', () => {
+    const next = random(11);
+    let requests = 0;
+    for (let i = 0; i < 10_000; i++) {
+      const text = requestText(next);
+      for (const candidate of [text, mutated(text, next)]) {
+        const expected = parsedRequest(candidate);
+        const outline = readRequest(candidate, true);
+        if (outline === READ_WHOLE) {
+          assert.ok(expected === 'invalid' || expected === 'batch' || !candidate.trimStart().startsWith('{'), candidate);
+          continue;
+        }
+        if (typeof expected !== 'string' && expected.method !== undefined && expected.name !== undefined) requests++;
+        assert.deepEqual(outline, expected, candidate);
+      }
+    }
+    assert.ok(requests > 200, `only ${requests} requests with a method and name`);
   });
 });
