@@ -128,7 +128,7 @@ export function outlineOf(message: unknown): RequestOutline {
 }
 
 /** The members named of the one JSON object `text` is; undefined when it is not valid JSON. */
-function wholeObject(text: string, names: ReadonlySet<string>): Members | undefined | typeof READ_WHOLE {
+function wholeObject(text: string, names: readonly string[]): Members | undefined | typeof READ_WHOLE {
   const scan = new Scan(text);
   scan.space();
   if (text.charCodeAt(scan.at) !== OPEN_BRACE) return READ_WHOLE;
@@ -147,18 +147,18 @@ type Span = [number, number];
 /** The value spans of an object's members by name (the last of duplicates, as JSON.parse keeps). */
 type Members = Partial<Record<string, Span>>;
 
-const ANSWER_MEMBERS: ReadonlySet<string> = new Set(['id', 'method', 'error', 'result']);
-const REQUEST_MEMBERS: ReadonlySet<string> = new Set(['id', 'method', 'params']);
-const PARAMS_MEMBERS: ReadonlySet<string> = new Set(['name', 'uri', 'arguments', '_meta']);
-const NONE: ReadonlySet<string> = new Set();
+const ANSWER_MEMBERS = ['id', 'method', 'error', 'result'];
+const REQUEST_MEMBERS = ['id', 'method', 'params'];
+const PARAMS_MEMBERS = ['name', 'uri', 'arguments', '_meta'];
+const NONE: readonly string[] = [];
 
 /** The value at `span`, or undefined when there is none. */
 function spanValue(text: string, span: Span | undefined): unknown {
   return span === undefined ? undefined : JSON.parse(text.slice(span[0], span[1]));
 }
 
-const CODE: ReadonlySet<string> = new Set(['code']);
-const IS_ERROR: ReadonlySet<string> = new Set(['isError']);
+const CODE = ['code'];
+const IS_ERROR = ['isError'];
 
 function errorCodeOf(text: string, span: Span | undefined): number | undefined {
   if (span === undefined || text.charCodeAt(span[0]) !== OPEN_BRACE) return undefined;
@@ -185,8 +185,23 @@ const COLON = 0x3a;
 // The string's pattern unrolled (runs of plain characters between escapes): no backtracking entry per character.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: RFC 8259 §7 excludes U+0000–U+001F from strings.
 const STRING = /"[^"\\\u0000-\u001f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\u0000-\u001f]*)*"/y;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: as STRING, without escapes (most strings, every name read).
+const PLAIN_STRING = /"[^"\\\u0000-\u001f]*"/y;
 const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-const SPACE = /[ \t\n\r]*/y;
+const TAB = 0x09;
+const LINE_FEED = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+const BLANK = 0x20;
+
+const PLAIN = 1;
+const ESCAPED = 2;
+const NO_STRING = 0;
+
+/** The one of `names` that text[start, end) is, without copying it. */
+function plainName(text: string, start: number, end: number, names: readonly string[]): string | undefined {
+  for (const name of names) if (name.length === end - start && text.startsWith(name, start)) return name;
+  return undefined;
+}
 
 /** A cursor over JSON text (RFC 8259) that checks values and skips them without building them. */
 class Scan {
@@ -198,17 +213,23 @@ class Scan {
     this.at = at;
   }
 
+  /** Skips whitespace (RFC 8259 §2: space, tab, LF, CR); a loop here, as there is rarely any. */
   space(): void {
-    SPACE.lastIndex = this.at;
-    SPACE.test(this.text);
-    this.at = SPACE.lastIndex;
+    const text = this.text;
+    let at = this.at;
+    for (;;) {
+      const code = text.charCodeAt(at);
+      if (code !== BLANK && code !== LINE_FEED && code !== CARRIAGE_RETURN && code !== TAB) break;
+      at++;
+    }
+    this.at = at;
   }
 
   /**
    * The object at the cursor (a `{`): the value spans of its members named in `names` (a name with
    * escapes is decoded first); undefined if it is not valid JSON.
    */
-  members(names: ReadonlySet<string>): Members | undefined {
+  members(names: readonly string[]): Members | undefined {
     const text = this.text;
     const members: Members = {};
     this.at++;
@@ -219,7 +240,8 @@ class Scan {
     }
     for (;;) {
       const keyStart = this.at;
-      if (!this.string()) return undefined;
+      const key = this.string();
+      if (key === NO_STRING) return undefined;
       const keyEnd = this.at;
       this.space();
       if (text.charCodeAt(this.at) !== COLON) return undefined;
@@ -227,10 +249,9 @@ class Scan {
       this.space();
       const valueStart = this.at;
       if (!this.value()) return undefined;
-      if (names.size > 0) {
-        const raw = text.slice(keyStart + 1, keyEnd - 1);
-        const name = raw.includes('\\') ? (JSON.parse(text.slice(keyStart, keyEnd)) as string) : raw;
-        if (names.has(name)) members[name] = [valueStart, this.at];
+      if (names.length > 0) {
+        const name = key === PLAIN ? plainName(text, keyStart + 1, keyEnd - 1, names) : (JSON.parse(text.slice(keyStart, keyEnd)) as string);
+        if (name !== undefined && names.includes(name)) members[name] = [valueStart, this.at];
       }
       this.space();
       const next = text.charCodeAt(this.at++);
@@ -244,7 +265,7 @@ class Scan {
   private value(): boolean {
     const text = this.text;
     const first = text.charCodeAt(this.at);
-    if (first === QUOTE) return this.string();
+    if (first === QUOTE) return this.string() !== NO_STRING;
     if (first === OPEN_BRACE) return this.members(NONE) !== undefined;
     if (first === OPEN_BRACKET) return this.array();
     if (text.startsWith('true', this.at)) return this.skip(4);
@@ -271,8 +292,11 @@ class Scan {
     }
   }
 
-  private string(): boolean {
-    return this.text.charCodeAt(this.at) === QUOTE && this.match(STRING);
+  /** Skips the string at the cursor: whether it had escapes, or NO_STRING when there is none. */
+  private string(): typeof PLAIN | typeof ESCAPED | typeof NO_STRING {
+    if (this.text.charCodeAt(this.at) !== QUOTE) return NO_STRING;
+    if (this.match(PLAIN_STRING)) return PLAIN;
+    return this.match(STRING) ? ESCAPED : NO_STRING;
   }
 
   private skip(length: number): boolean {
