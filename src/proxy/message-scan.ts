@@ -21,20 +21,26 @@ export const READ_WHOLE: unique symbol = Symbol('read whole');
 /**
  * The outcome of one JSON-RPC message's text, read without building it: undefined for valid JSON
  * that is no answer (a request or notification: it has a `method`; no string or number `id`) and
- * for an object that is not valid JSON; READ_WHOLE for what it leaves to JSON.parse. What it says is what
- * `outcomeOf(JSON.parse(text))` says (src/proxy/message-scan.test.ts compares the two).
+ * for an object that is not valid JSON; READ_WHOLE for what it leaves to JSON.parse. What it says
+ * is what `outcomeOf(JSON.parse(text))` says (src/proxy/message-scan.test.ts compares the two).
  *
  * Measured reason for not parsing: in the gateway, JSON.parse of a small SSE answer cost ~5–8 µs
  * of CPU per tool call (V8's key interning and hidden-class transition lookups for every object
  * of the result), and grows with the result, of which nothing is read (bench/RESULTS.md, session 8).
  */
 export function readAnswer(text: string): AnswerOutcome | undefined | typeof READ_WHOLE {
-  const members = wholeObject(text, ANSWER_MEMBERS);
+  const members = wholeObject(text, ANSWER, ANSWER_SLOTS);
   if (members === READ_WHOLE || members === undefined) return members;
-  if (members['method'] !== undefined) return undefined;
-  const id = spanValue(text, members['id']);
+  if (members[2 * A_METHOD]! >= 0) return undefined;
+  const id = memberValue(text, members, A_ID);
   if (typeof id !== 'string' && typeof id !== 'number') return undefined;
-  return { id, errorCode: errorCodeOf(text, members['error']), isError: isErrorOf(text, members['result']) };
+  const code = memberValue(text, members, A_ERROR_CODE);
+  const isError = members[2 * A_IS_ERROR]!;
+  return {
+    id,
+    errorCode: typeof code === 'number' ? code : undefined,
+    isError: isError >= 0 && members[2 * A_IS_ERROR + 1]! - isError === 4 && text.startsWith('true', isError),
+  };
 }
 
 /** The same outcome read from a parsed message (a batch's, the gateway's own refusals). */
@@ -93,22 +99,20 @@ export interface RequestOutline {
  * valid JSON, or nested too deep.
  */
 export function readRequest(text: string, withArguments: boolean): RequestOutline | typeof READ_WHOLE {
-  const members = wholeObject(text, REQUEST_MEMBERS);
+  const members = wholeObject(text, REQUEST, REQUEST_SLOTS);
   if (members === undefined) return READ_WHOLE;
   if (members === READ_WHOLE) return members;
-  const method = spanValue(text, members['method']);
-  const id = spanValue(text, members['id']);
-  const paramsAt = members['params'];
-  const params = paramsAt !== undefined && text.charCodeAt(paramsAt[0]) === OPEN_BRACE ? new Scan(text, paramsAt[0]).members(PARAMS_MEMBERS) : undefined;
-  const name = spanValue(text, params?.['name']);
-  const uri = spanValue(text, params?.['uri']);
+  const method = memberValue(text, members, R_METHOD);
+  const id = memberValue(text, members, R_ID);
+  const name = memberValue(text, members, R_NAME);
+  const uri = memberValue(text, members, R_URI);
   return {
     method: typeof method === 'string' ? method : undefined,
     id: typeof id === 'string' || typeof id === 'number' ? id : undefined,
     name: typeof name === 'string' ? name : undefined,
     uri: typeof uri === 'string' ? uri : undefined,
-    arguments: withArguments ? spanValue(text, params?.['arguments']) : undefined,
-    meta: spanValue(text, params?.['_meta']),
+    arguments: withArguments ? memberValue(text, members, R_ARGUMENTS) : undefined,
+    meta: memberValue(text, members, R_META),
   };
 }
 
@@ -127,51 +131,90 @@ export function outlineOf(message: unknown): RequestOutline {
   };
 }
 
-/** The members named of the one JSON object `text` is; undefined when it is not valid JSON. */
-function wholeObject(text: string, names: readonly string[]): Members | undefined | typeof READ_WHOLE {
+/**
+ * The members a reader wants of an object, each with its slot in Members; `inner`: the members
+ * wanted of its value when that is an object (read in the same pass).
+ */
+interface Wanted {
+  name: string;
+  slot: number;
+  inner?: readonly Wanted[];
+}
+
+/**
+ * Where the wanted members' values are, by slot: the value of slot `i` is
+ * text[members[2i], members[2i + 1]), -1 when there is none. The last of duplicate members
+ * counts, inner members included (as in JSON.parse).
+ */
+type Members = number[];
+
+const [A_ID, A_METHOD, A_ERROR, A_ERROR_CODE, A_RESULT, A_IS_ERROR] = [0, 1, 2, 3, 4, 5];
+const ANSWER_SLOTS = 6;
+const ANSWER: readonly Wanted[] = [
+  { name: 'id', slot: A_ID },
+  { name: 'method', slot: A_METHOD },
+  { name: 'error', slot: A_ERROR, inner: [{ name: 'code', slot: A_ERROR_CODE }] },
+  { name: 'result', slot: A_RESULT, inner: [{ name: 'isError', slot: A_IS_ERROR }] },
+];
+const [R_ID, R_METHOD, R_PARAMS, R_NAME, R_URI, R_ARGUMENTS, R_META] = [0, 1, 2, 3, 4, 5, 6];
+const REQUEST_SLOTS = 7;
+const REQUEST: readonly Wanted[] = [
+  { name: 'id', slot: R_ID },
+  { name: 'method', slot: R_METHOD },
+  {
+    name: 'params',
+    slot: R_PARAMS,
+    inner: [
+      { name: 'name', slot: R_NAME },
+      { name: 'uri', slot: R_URI },
+      { name: 'arguments', slot: R_ARGUMENTS },
+      { name: '_meta', slot: R_META },
+    ],
+  },
+];
+const NOTHING: readonly Wanted[] = [];
+
+/** The wanted members of the one JSON object `text` is; undefined when it is not valid JSON. */
+function wholeObject(text: string, wanted: readonly Wanted[], slots: number): Members | undefined | typeof READ_WHOLE {
   const scan = new Scan(text);
   scan.space();
   if (text.charCodeAt(scan.at) !== OPEN_BRACE) return READ_WHOLE;
+  const members: Members = new Array<number>(2 * slots).fill(-1);
   try {
-    const members = scan.members(names);
-    scan.space();
-    return members === undefined || scan.at !== text.length ? undefined : members;
+    if (!scan.object(wanted, members)) return undefined;
   } catch {
     return READ_WHOLE; // nested beyond the stack (JSON.parse is not recursive)
   }
+  scan.space();
+  return scan.at === text.length ? members : undefined;
 }
 
-/** A value's text: [start, end) in the message. */
-type Span = [number, number];
-
-/** The value spans of an object's members by name (the last of duplicates, as JSON.parse keeps). */
-type Members = Partial<Record<string, Span>>;
-
-const ANSWER_MEMBERS = ['id', 'method', 'error', 'result'];
-const REQUEST_MEMBERS = ['id', 'method', 'params'];
-const PARAMS_MEMBERS = ['name', 'uri', 'arguments', '_meta'];
-const NONE: readonly string[] = [];
-
-/** The value at `span`, or undefined when there is none. */
-function spanValue(text: string, span: Span | undefined): unknown {
-  return span === undefined ? undefined : JSON.parse(text.slice(span[0], span[1]));
+/** The (checked) value in `slot`, or undefined when there is none; a string without escapes and a number as they are. */
+function memberValue(text: string, members: Members, slot: number): unknown {
+  const start = members[2 * slot]!;
+  if (start < 0) return undefined;
+  const end = members[2 * slot + 1]!;
+  const first = text.charCodeAt(start);
+  if (first === QUOTE) {
+    const inner = text.slice(start + 1, end - 1);
+    if (!inner.includes('\\')) return inner;
+  } else if (first === MINUS || (first >= DIGIT_0 && first <= DIGIT_9)) {
+    // RFC 8259 §6 number, checked by the scan: Number reads it as JSON.parse does (-0, 1E400 too).
+    return Number(text.slice(start, end));
+  }
+  return JSON.parse(text.slice(start, end));
 }
 
-const CODE = ['code'];
-const IS_ERROR = ['isError'];
-
-function errorCodeOf(text: string, span: Span | undefined): number | undefined {
-  if (span === undefined || text.charCodeAt(span[0]) !== OPEN_BRACE) return undefined;
-  const value = spanValue(text, new Scan(text, span[0]).members(CODE)?.['code']);
-  return typeof value === 'number' ? value : undefined;
+/** Forgets what an earlier member of the same name noted (the last one counts). */
+function forget(wanted: Wanted, members: Members): void {
+  members[2 * wanted.slot] = -1;
+  members[2 * wanted.slot + 1] = -1;
+  if (wanted.inner) for (const inner of wanted.inner) forget(inner, members);
 }
 
-function isErrorOf(text: string, span: Span | undefined): boolean {
-  if (span === undefined || text.charCodeAt(span[0]) !== OPEN_BRACE) return false;
-  const isError = new Scan(text, span[0]).members(IS_ERROR)?.['isError'];
-  return isError !== undefined && isError[1] - isError[0] === 4 && text.startsWith('true', isError[0]);
-}
-
+const MINUS = 0x2d;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const OPEN_BRACKET = 0x5b;
@@ -179,27 +222,29 @@ const CLOSE_BRACKET = 0x5d;
 const QUOTE = 0x22;
 const COMMA = 0x2c;
 const COLON = 0x3a;
-
-// RFC 8259 §7 string (no raw control characters; escapes as listed), §6 number, §2 whitespace.
-// Sticky: each matches exactly at `lastIndex` (irregexp runs them natively, no per-character JS).
-// The string's pattern unrolled (runs of plain characters between escapes): no backtracking entry per character.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: RFC 8259 §7 excludes U+0000–U+001F from strings.
-const STRING = /"[^"\\\u0000-\u001f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\u0000-\u001f]*)*"/y;
-// biome-ignore lint/suspicious/noControlCharactersInRegex: as STRING, without escapes (most strings, every name read).
-const PLAIN_STRING = /"[^"\\\u0000-\u001f]*"/y;
-const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const BACKSLASH = 0x5c;
 const TAB = 0x09;
 const LINE_FEED = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
 const BLANK = 0x20;
 
+// RFC 8259 §7 string (no raw control characters; escapes as listed), §6 number. Sticky: each
+// matches exactly at `lastIndex` (irregexp runs them natively, no per-character JS). The string's
+// pattern unrolled (runs of plain characters between escapes): no backtracking entry per character.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: RFC 8259 §7 excludes U+0000–U+001F from strings.
+const STRING = /"[^"\\\u0000-\u001f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\u0000-\u001f]*)*"/y;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: as STRING, without escapes.
+const PLAIN_STRING = /"[^"\\\u0000-\u001f]*"/y;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+/** Strings up to this long are read in a loop (cheaper than a pattern's call), longer ones by the patterns. */
+const SHORT_STRING = 64;
 const PLAIN = 1;
 const ESCAPED = 2;
 const NO_STRING = 0;
 
-/** The one of `names` that text[start, end) is, without copying it. */
-function plainName(text: string, start: number, end: number, names: readonly string[]): string | undefined {
-  for (const name of names) if (name.length === end - start && text.startsWith(name, start)) return name;
+/** The one of `wanted` whose name text[start, end) is, without copying it. */
+function plainName(text: string, start: number, end: number, wanted: readonly Wanted[]): Wanted | undefined {
+  for (const one of wanted) if (one.name.length === end - start && text.startsWith(one.name, start)) return one;
   return undefined;
 }
 
@@ -226,37 +271,44 @@ class Scan {
   }
 
   /**
-   * The object at the cursor (a `{`): the value spans of its members named in `names` (a name with
-   * escapes is decoded first); undefined if it is not valid JSON.
+   * Skips the object at the cursor (a `{`), noting in `members` where the values of the `wanted`
+   * members are (a name with escapes is decoded first); false if it is not valid JSON.
    */
-  members(names: readonly string[]): Members | undefined {
+  object(wanted: readonly Wanted[], members: Members): boolean {
     const text = this.text;
-    const members: Members = {};
     this.at++;
     this.space();
     if (text.charCodeAt(this.at) === CLOSE_BRACE) {
       this.at++;
-      return members;
+      return true;
     }
     for (;;) {
       const keyStart = this.at;
       const key = this.string();
-      if (key === NO_STRING) return undefined;
+      if (key === NO_STRING) return false;
       const keyEnd = this.at;
       this.space();
-      if (text.charCodeAt(this.at) !== COLON) return undefined;
+      if (text.charCodeAt(this.at) !== COLON) return false;
       this.at++;
       this.space();
       const valueStart = this.at;
-      if (!this.value()) return undefined;
-      if (names.length > 0) {
-        const name = key === PLAIN ? plainName(text, keyStart + 1, keyEnd - 1, names) : (JSON.parse(text.slice(keyStart, keyEnd)) as string);
-        if (name !== undefined && names.includes(name)) members[name] = [valueStart, this.at];
+      const one =
+        wanted.length === 0
+          ? undefined
+          : key === PLAIN
+            ? plainName(text, keyStart + 1, keyEnd - 1, wanted)
+            : wanted.find((w) => w.name === JSON.parse(text.slice(keyStart, keyEnd)));
+      if (one !== undefined) forget(one, members);
+      const inner = one?.inner !== undefined && text.charCodeAt(valueStart) === OPEN_BRACE;
+      if (!(inner ? this.object(one.inner!, members) : this.value())) return false;
+      if (one !== undefined) {
+        members[2 * one.slot] = valueStart;
+        members[2 * one.slot + 1] = this.at;
       }
       this.space();
       const next = text.charCodeAt(this.at++);
-      if (next === CLOSE_BRACE) return members;
-      if (next !== COMMA) return undefined;
+      if (next === CLOSE_BRACE) return true;
+      if (next !== COMMA) return false;
       this.space();
     }
   }
@@ -266,7 +318,7 @@ class Scan {
     const text = this.text;
     const first = text.charCodeAt(this.at);
     if (first === QUOTE) return this.string() !== NO_STRING;
-    if (first === OPEN_BRACE) return this.members(NONE) !== undefined;
+    if (first === OPEN_BRACE) return this.object(NOTHING, NO_MEMBERS);
     if (first === OPEN_BRACKET) return this.array();
     if (text.startsWith('true', this.at)) return this.skip(4);
     if (text.startsWith('false', this.at)) return this.skip(5);
@@ -294,7 +346,18 @@ class Scan {
 
   /** Skips the string at the cursor: whether it had escapes, or NO_STRING when there is none. */
   private string(): typeof PLAIN | typeof ESCAPED | typeof NO_STRING {
-    if (this.text.charCodeAt(this.at) !== QUOTE) return NO_STRING;
+    const text = this.text;
+    if (text.charCodeAt(this.at) !== QUOTE) return NO_STRING;
+    // A short string without escapes (names, most values) in a loop; the patterns for the rest.
+    const limit = Math.min(text.length, this.at + SHORT_STRING);
+    for (let at = this.at + 1; at < limit; at++) {
+      const code = text.charCodeAt(at);
+      if (code === QUOTE) {
+        this.at = at + 1;
+        return PLAIN;
+      }
+      if (code === BACKSLASH || code < 0x20) break;
+    }
     if (this.match(PLAIN_STRING)) return PLAIN;
     return this.match(STRING) ? ESCAPED : NO_STRING;
   }
@@ -311,3 +374,5 @@ class Scan {
     return true;
   }
 }
+
+const NO_MEMBERS: Members = [];
