@@ -29,7 +29,7 @@ export const READ_WHOLE: unique symbol = Symbol('read whole');
  * of the result), and grows with the result, of which nothing is read (bench/RESULTS.md, session 8).
  */
 export function readAnswer(text: string): AnswerOutcome | undefined | typeof READ_WHOLE {
-  const members = wholeObject(text, ANSWER, ANSWER_SLOTS);
+  const members = wholeObject(text, ANSWER, ANSWER_NONE);
   if (members === READ_WHOLE || members === undefined) return members;
   if (members[2 * A_METHOD]! >= 0) return undefined;
   const id = memberValue(text, members, A_ID);
@@ -99,7 +99,7 @@ export interface RequestOutline {
  * valid JSON, or nested too deep.
  */
 export function readRequest(text: string, withArguments: boolean): RequestOutline | typeof READ_WHOLE {
-  const members = wholeObject(text, REQUEST, REQUEST_SLOTS);
+  const members = wholeObject(text, REQUEST, REQUEST_NONE);
   if (members === undefined) return READ_WHOLE;
   if (members === READ_WHOLE) return members;
   const method = memberValue(text, members, R_METHOD);
@@ -138,7 +138,7 @@ export function outlineOf(message: unknown): RequestOutline {
 interface Wanted {
   name: string;
   slot: number;
-  inner?: readonly Wanted[];
+  inner: readonly Wanted[] | undefined;
 }
 
 /**
@@ -149,37 +149,38 @@ interface Wanted {
 type Members = number[];
 
 const [A_ID, A_METHOD, A_ERROR, A_ERROR_CODE, A_RESULT, A_IS_ERROR] = [0, 1, 2, 3, 4, 5];
-const ANSWER_SLOTS = 6;
+/** Members with none of ANSWER's found (copied per message: a packed array of small integers). */
+const ANSWER_NONE: readonly number[] = new Array<number>(2 * 6).fill(-1);
 const ANSWER: readonly Wanted[] = [
-  { name: 'id', slot: A_ID },
-  { name: 'method', slot: A_METHOD },
-  { name: 'error', slot: A_ERROR, inner: [{ name: 'code', slot: A_ERROR_CODE }] },
-  { name: 'result', slot: A_RESULT, inner: [{ name: 'isError', slot: A_IS_ERROR }] },
+  { name: 'id', slot: A_ID, inner: undefined },
+  { name: 'method', slot: A_METHOD, inner: undefined },
+  { name: 'error', slot: A_ERROR, inner: [{ name: 'code', slot: A_ERROR_CODE, inner: undefined }] },
+  { name: 'result', slot: A_RESULT, inner: [{ name: 'isError', slot: A_IS_ERROR, inner: undefined }] },
 ];
 const [R_ID, R_METHOD, R_PARAMS, R_NAME, R_URI, R_ARGUMENTS, R_META] = [0, 1, 2, 3, 4, 5, 6];
-const REQUEST_SLOTS = 7;
+const REQUEST_NONE: readonly number[] = new Array<number>(2 * 7).fill(-1);
 const REQUEST: readonly Wanted[] = [
-  { name: 'id', slot: R_ID },
-  { name: 'method', slot: R_METHOD },
+  { name: 'id', slot: R_ID, inner: undefined },
+  { name: 'method', slot: R_METHOD, inner: undefined },
   {
     name: 'params',
     slot: R_PARAMS,
     inner: [
-      { name: 'name', slot: R_NAME },
-      { name: 'uri', slot: R_URI },
-      { name: 'arguments', slot: R_ARGUMENTS },
-      { name: '_meta', slot: R_META },
+      { name: 'name', slot: R_NAME, inner: undefined },
+      { name: 'uri', slot: R_URI, inner: undefined },
+      { name: 'arguments', slot: R_ARGUMENTS, inner: undefined },
+      { name: '_meta', slot: R_META, inner: undefined },
     ],
   },
 ];
 const NOTHING: readonly Wanted[] = [];
 
 /** The wanted members of the one JSON object `text` is; undefined when it is not valid JSON. */
-function wholeObject(text: string, wanted: readonly Wanted[], slots: number): Members | undefined | typeof READ_WHOLE {
+function wholeObject(text: string, wanted: readonly Wanted[], none: readonly number[]): Members | undefined | typeof READ_WHOLE {
   const scan = new Scan(text);
   scan.space();
   if (text.charCodeAt(scan.at) !== OPEN_BRACE) return READ_WHOLE;
-  const members: Members = new Array<number>(2 * slots).fill(-1);
+  const members: Members = none.slice();
   try {
     if (!scan.object(wanted, members)) return undefined;
   } catch {
@@ -299,8 +300,8 @@ class Scan {
             ? plainName(text, keyStart + 1, keyEnd - 1, wanted)
             : wanted.find((w) => w.name === JSON.parse(text.slice(keyStart, keyEnd)));
       if (one !== undefined) forget(one, members);
-      const inner = one?.inner !== undefined && text.charCodeAt(valueStart) === OPEN_BRACE;
-      if (!(inner ? this.object(one.inner!, members) : this.value())) return false;
+      const inner = one?.inner;
+      if (!(inner !== undefined && text.charCodeAt(valueStart) === OPEN_BRACE ? this.object(inner, members) : this.value())) return false;
       if (one !== undefined) {
         members[2 * one.slot] = valueStart;
         members[2 * one.slot + 1] = this.at;
