@@ -56,7 +56,7 @@ export async function addedCost(ctx: BenchContext): Promise<Section> {
     'snippets: servers/snippets (official SDK McpServer, folder storage) answering `hello_mcp` as an SSE stream in one Streamable HTTP session per path (JSON-RPC ids unique per call); it checks x-functions-key (injected by nginx, the node proxy and the gateway) and verifies the identity assertion (ES256) on every call (direct, nginx and node proxy send one the gateway signed). minimal: bench/procs/backend.ts, one fixed JSON answer, no session.',
     'CPU µs/call: user + system CPU time of the proxy process(es) (nginx: master and worker; gateway; node proxy) and of the backend over the measured period, from /proc (the time on CPU in ns of all its threads, from schedstat), divided by the calls answered. Unlike req/s it does not depend on how the shared core is split.',
     '"node proxy" is bench/procs/node-proxy.ts: node:http server + undici Pool#dispatch (the gateway\'s client), no auth or header policy: the cost of Node\'s HTTP stack alone, the floor under any Node gateway.',
-    'Ratios and added latency (gateway minus direct; nginx minus direct for comparison). The "paired" rows (measurePairedCpu): the gateway and its reference (the node proxy on the minimal row, nginx on the real one) loaded at the same time, 8 rounds; the CPU cells are the medians in the pairs, the last cell the median per-round ratio to that reference:',
+    'Ratios and added latency (gateway minus direct; nginx minus direct for comparison). The "paired" rows (measurePairedCpu): the gateway and its reference (the node proxy on the minimal row, nginx on the real one) loaded at the same time, 8 rounds; the CPU cells are the medians in the pairs, the last cell the median per-round ratio to that reference. On the real row the node proxy is paired with nginx the same way ("paired: node proxy / nginx"): the part of the gateway\'s ratio that is Node\'s own HTTP stack:',
   );
   // The cost-of-features table (measureFeatures), when the real row ran, follows the ratios.
   const featuresTable = section.extra;
@@ -350,7 +350,9 @@ async function measureRow(ctx: BenchContext, section: Section, { kind, backend, 
       ];
       summary.push(`| ${cells.join(' | ')} |`);
     }
-    summary.push(...(await measurePairedCpu(ctx, section, kind, [load, pairLoad], targets)));
+    summary.push(...(await measurePairedCpu(ctx, section, kind, [load, pairLoad], targets, 'gateway')));
+    // The floor under any Node data plane against nginx in the same pairs: how much of the gateway's ratio is Node's own.
+    if (kind === 'snippets') summary.push(...(await measurePairedCpu(ctx, section, kind, [load, pairLoad], targets, 'node proxy')));
     if (variants && otlp) {
       const plain = targets.find((t) => t.name === 'gateway')!;
       await measureFeatures(ctx, section, [load, pairLoad], backend, plain, variants, otlp);
@@ -379,8 +381,15 @@ const PACED_SHARE = 0.4;
 /** Fewer balanced rounds than this give no figure. */
 const MIN_BALANCED_ROUNDS = 3;
 
-async function measurePairedCpu(ctx: BenchContext, section: Section, kind: BackendKind, loads: [Worker, Worker], targets: Target[]): Promise<string[]> {
-  const gateway = targets.find((t) => t.name === 'gateway')!;
+async function measurePairedCpu(
+  ctx: BenchContext,
+  section: Section,
+  kind: BackendKind,
+  loads: [Worker, Worker],
+  targets: Target[],
+  subject: 'gateway' | 'node proxy',
+): Promise<string[]> {
+  const measured = targets.find((t) => t.name === subject)!;
   const reference = targets.find((t) => t.name === (kind === 'minimal' ? 'node proxy' : 'nginx'));
   if (!reference) return [];
   const rounds = ctx.quick ? 2 : 8;
@@ -402,44 +411,51 @@ async function measurePairedCpu(ctx: BenchContext, section: Section, kind: Backe
     if (result.errors + result.non2xx > 0) throw new Error(`paired CPU: ${target.name}: ${result.errors} errors, ${result.non2xx} non-2xx`);
     return result;
   };
+  const label = subject === 'node proxy' ? ': node proxy / nginx' : '';
   for (const connections of ctx.quick ? [16] : [16, 64]) {
     const ratios: number[] = [];
-    const cpu: { gateway: number[]; reference: number[] } = { gateway: [], reference: [] };
-    const rps: { gateway: number[]; reference: number[] } = { gateway: [], reference: [] };
+    const cpu: { measured: number[]; reference: number[] } = { measured: [], reference: [] };
+    const rps: { measured: number[]; reference: number[] } = { measured: [], reference: [] };
     // At 64 + 64 connections the snippets server is saturated and serves one side, starving the
     // other (see below): both are then paced at the same rate, 40% each of what they got together
     // in one unpaced round, so the backend keeps up and the CPU per call compares at equal load.
     let rate: number | undefined;
     if (kind === 'snippets' && connections === 64 && !ctx.quick) {
-      const [g, n] = await Promise.all([run(loads[0], gateway, connections), run(loads[1], reference, connections)]);
+      const [g, n] = await Promise.all([run(loads[0], measured, connections), run(loads[1], reference, connections)]);
       rate = Math.max(1, Math.round(PACED_SHARE * (g.rps + n.rps)));
     }
     for (let r = 0; r < rounds; r++) {
       // Which load worker drives which side swaps every round.
       const [a, b] = r % 2 === 0 ? loads : ([loads[1], loads[0]] as const);
-      const [g, n] = await Promise.all([run(a, gateway, connections, rate), run(b, reference, connections, rate)]);
-      rps.gateway.push(g.rps);
+      const [g, n] = await Promise.all([run(a, measured, connections, rate), run(b, reference, connections, rate)]);
+      rps.measured.push(g.rps);
       rps.reference.push(n.rps);
       // A saturated backend (the snippets server at 64 + 64 connections) may serve one side's
       // connections and starve the other's (session 7: 786 vs 5 req/s in one round): the starved
       // side's CPU per call then counts its fixed costs over a few calls. Such a round is left out.
       if (!(Math.min(g.rps, n.rps) >= BALANCED_PAIR * Math.max(g.rps, n.rps) && Math.min(g.rps, n.rps) > 0)) continue;
-      cpu.gateway.push(g.cpuUsPerRequest['proxy']!);
+      cpu.measured.push(g.cpuUsPerRequest['proxy']!);
       cpu.reference.push(n.cpuUsPerRequest['proxy']!);
-      ratios.push(cpu.gateway.at(-1)! / cpu.reference.at(-1)!);
+      ratios.push(cpu.measured.at(-1)! / cpu.reference.at(-1)!);
     }
-    const rpsLog = `${rate ? `paced at ${rate} req/s each; ` : ''}req/s ${rps.gateway.map((x) => Math.round(x)).join(' ')} / ${rps.reference.map((x) => Math.round(x)).join(' ')}`;
+    const rpsLog = `${rate ? `paced at ${rate} req/s each; ` : ''}req/s ${rps.measured.map((x) => Math.round(x)).join(' ')} / ${rps.reference.map((x) => Math.round(x)).join(' ')}`;
     if (ratios.length < Math.min(MIN_BALANCED_ROUNDS, rounds)) {
       ctx.log(`  ${kind} ${connections} conn paired with ${reference.name}: ${ratios.length} of ${rounds} rounds balanced, no figure; ${rpsLog}`);
-      lines.push(`| ${kind} | ${connections}, paired | | | | | | | | – | not measured: ${ratios.length} of ${rounds} rounds had both sides served (the backend starved one) |`);
+      lines.push(`| ${kind} | ${connections}, paired${label} | | | | | | | | – | not measured: ${ratios.length} of ${rounds} rounds had both sides served (the backend starved one) |`);
       continue;
     }
     const ratio = spread(ratios);
-    const prefix = kind === 'minimal' ? 'gatewayCpuVsNodeProxyPaired' : 'realGatewayCpuVsNginxPaired';
+    const prefix = subject === 'node proxy' ? 'realNodeProxyCpuVsNginxPaired' : kind === 'minimal' ? 'gatewayCpuVsNodeProxyPaired' : 'realGatewayCpuVsNginxPaired';
     section.figures[`${prefix}${connections}`] = ratio.median;
-    ctx.log(`  ${kind} ${connections} conn paired with ${reference.name}: gateway/${reference.name} CPU per call ${round(ratio.median, 3)} (${ratios.map((x) => round(x, 2)).join(' ')}; ${ratios.length} of ${rounds} rounds balanced); ${rpsLog}`);
+    ctx.log(`  ${kind} ${connections} conn paired: ${subject}/${reference.name} CPU per call ${round(ratio.median, 3)} (${ratios.map((x) => round(x, 2)).join(' ')}; ${ratios.length} of ${rounds} rounds balanced); ${rpsLog}`);
+    if (subject === 'node proxy') {
+      lines.push(
+        `| ${kind} | ${connections}, paired${label} | | | | | | | | – / ${round(spread(cpu.measured).median, 1)} / ${round(spread(cpu.reference).median, 1)} | ${round(ratio.median, 3)} node proxy ÷ nginx (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})${rate ? `; both paced at ${rate} req/s` : ''} |`,
+      );
+      continue;
+    }
     lines.push(
-      `| ${kind} | ${connections}, paired | | | | | | | | ${round(spread(cpu.gateway).median, 1)} / ${kind === 'minimal' ? round(spread(cpu.reference).median, 1) : '–'} / ${kind === 'minimal' ? '–' : round(spread(cpu.reference).median, 1)} | ${kind === 'minimal' ? `${round(ratio.median, 3)} × node proxy (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})` : `${round(ratio.median, 3)} (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})${rate ? `; both paced at ${rate} req/s` : ''}`} |`,
+      `| ${kind} | ${connections}, paired | | | | | | | | ${round(spread(cpu.measured).median, 1)} / ${kind === 'minimal' ? round(spread(cpu.reference).median, 1) : '–'} / ${kind === 'minimal' ? '–' : round(spread(cpu.reference).median, 1)} | ${kind === 'minimal' ? `${round(ratio.median, 3)} × node proxy (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})` : `${round(ratio.median, 3)} (IQR ${round(ratio.q1, 3)} … ${round(ratio.q3, 3)})${rate ? `; both paced at ${rate} req/s` : ''}`} |`,
     );
   }
   return lines;

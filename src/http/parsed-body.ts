@@ -1,7 +1,8 @@
 /**
  * A JSON-RPC request body parsed at most once, for everyone who reads it on its way to the backend
- * (the policy, src/policy/enforce.ts `screen`; the audit trail and tracing): `message` parses on
- * first read and keeps the result. Nobody may change the parsed value (it is shared).
+ * (the header check of 2026-07-28 requests, the policy, src/policy/enforce.ts `screen`; the audit
+ * trail and tracing, which read a body nobody else parses without parsing it, src/proxy/message-scan.ts):
+ * `message` parses on first read and keeps the result. Nobody may change the parsed value (it is shared).
  */
 export interface ParsedBody {
   readonly bytes: Buffer;
@@ -9,6 +10,8 @@ export interface ParsedBody {
   readonly text: string;
   /** The body's JSON value, or NOT_JSON (the backend answers it with its own parse error). */
   readonly message: unknown;
+  /** Whether `message` was read already (the body parsed). */
+  readonly parsed: boolean;
 }
 
 export const NOT_JSON: unique symbol = Symbol('not JSON');
@@ -24,6 +27,9 @@ class LazyParsedBody implements ParsedBody {
   #parsed = false;
   constructor(bytes: Buffer) {
     this.bytes = bytes;
+  }
+  get parsed(): boolean {
+    return this.#parsed;
   }
   get text(): string {
     this.#text ??= this.bytes.toString('utf8');

@@ -85,6 +85,8 @@ interface OperationsContext {
   sessionId: string | undefined;
   /** The body, when the gateway read it whole (parsed once, shared with the policy). */
   body: ParsedBody | undefined;
+  /** A policy judges the body (and so parses it): its parse is read rather than the text scanned. */
+  judged: boolean;
   /** trustProxy honoured (ProxyContext.clientIp). */
   clientAddress: string | undefined;
   /** A legacy session's stream on this replica, where the answers come (HTTP+SSE). */
@@ -114,7 +116,7 @@ class OperationsTracker implements Operations, SseWatcher {
     this.req = req;
     // Its operations' records stand for the request (no `mcp.request` record, audit-request.ts).
     if (audit) auditCovered(res);
-    const indexed = operationsOf(context.body, () => commonFields(req, context), audit);
+    const indexed = operationsOf(context.body, context.judged, () => commonFields(req, context), audit);
     this.indexed = indexed;
     const operations: Operation[] = [];
     const tracer = telemetry.tracer;
@@ -188,7 +190,7 @@ class OperationsTracker implements Operations, SseWatcher {
       if (whole === undefined) return this;
       new SseEvents(this).push(whole);
     } else if (whole !== undefined && isJson(response.headers['content-type'])) {
-      // Not JSON after all: recorded with the status when the exchange ends.
+      // An answer that is not JSON after all is recorded with the status when the exchange ends.
       eachAnswer(whole.toString('utf8'), (outcome) => this.answeredWith(outcome, response.statusCode));
     }
     return undefined;
@@ -200,7 +202,8 @@ class OperationsTracker implements Operations, SseWatcher {
   }
 
   data(data: string): void {
-    eachAnswer(data, (outcome) => this.answeredWith(outcome, this.answerStatus));
+    // Events that cannot be an answer (no id: progress and other notifications) are not read.
+    if (data.includes('"id"')) eachAnswer(data, (outcome) => this.answeredWith(outcome, this.answerStatus));
   }
 
   private answeredWith(outcome: AnswerOutcome, status: number): void {
@@ -312,7 +315,7 @@ export function createSessionAnswers(): SessionAnswers {
   }
   return {
     watch(body) {
-      const events = new SseEvents({ watching: () => waiting.size > 0, data: (data) => eachAnswer(data, seen) }, true);
+      const events = new SseEvents({ watching: () => waiting.size > 0, data: (data) => data.includes('"id"') && eachAnswer(data, seen) }, true);
       const inspector = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
           events.push(chunk);
@@ -338,12 +341,19 @@ export function createSessionAnswers(): SessionAnswers {
   };
 }
 
-function operationsOf(body: ParsedBody | undefined, common: () => Record<string, unknown>, audit: Audit | undefined): (Operation | undefined)[] {
+function operationsOf(
+  body: ParsedBody | undefined,
+  judged: boolean,
+  common: () => Record<string, unknown>,
+  audit: Audit | undefined,
+): (Operation | undefined)[] {
   if (body === undefined) return [unreadOperation(common(), 'unread')];
-  // One message (the usual body) is outlined without being parsed (message-scan.ts); the policy
-  // parses it when it judges it.
-  const outline = readRequest(body.text, audit !== undefined && audit.arguments !== 'off');
-  if (outline !== READ_WHOLE) return [operationOf(outline, common, audit)];
+  // A body nobody else parses (no policy; not a 2026-07-28 request, whose headers were checked
+  // against it) is outlined without being parsed when it is one message (message-scan.ts).
+  if (!judged && !body.parsed) {
+    const outline = readRequest(body.text, audit !== undefined && audit.arguments !== 'off');
+    if (outline !== READ_WHOLE) return [operationOf(outline, common, audit)];
+  }
   // Shared with the policy (one parse per body): read, never changed.
   const parsed = body.message;
   if (parsed === NOT_JSON) return [unreadOperation(common(), 'invalid')];

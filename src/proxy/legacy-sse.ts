@@ -149,7 +149,8 @@ export function registerLegacySse(
     // audit trail a small one of known length is read whole (others stream, recorded as unread).
     const readWhole = enforcer !== undefined || (observed && Number(req.headers['content-length']) <= WHOLE_BODY_BYTES);
     if (readWhole && source) body = await readBounded(source, backend.maxBodyBytes, ctx.bodyTimeoutMs);
-    // Parsed at most once, for the audit trail, tracing and the policy together.
+    // Parsed at most once, for the policy, the audit trail and tracing together (those two read a
+    // body nobody else parses without parsing it: message-scan.ts).
     const parsed = Buffer.isBuffer(body) ? parsedBody(body) : undefined;
     const operations = observed
       ? beginOperations(ctx.audit, ctx.telemetry, req, res, {
@@ -157,6 +158,7 @@ export function registerLegacySse(
           backend: resource.name,
           sessionId,
           body: parsed,
+          judged: enforcer !== undefined,
           answers: sessionAnswers.get(sessionId),
           clientAddress: ctx.clientIp(req),
         })

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type AnswerOutcome, outcomeOf, outlineOf, READ_WHOLE, type RequestOutline, readAnswer, readRequest } from './message-scan.ts';
+import { type AnswerOutcome, eachAnswer, outcomeOf, outlineOf, READ_WHOLE, type RequestOutline, readAnswer, readRequest } from './message-scan.ts';
 
 /** What the gateway read of `text` before: JSON.parse, then the outcome of the parsed message. */
 function parsed(text: string): AnswerOutcome | undefined {
@@ -152,6 +152,23 @@ function parsedRequest(text: string): RequestOutline | 'invalid' | 'batch' {
   }
   return Array.isArray(message) ? 'batch' : outlineOf(message);
 }
+
+describe('eachAnswer', () => {
+  it('hands on every answer of a batch, one message, and none of a request or invalid text', () => {
+    const seen = (text: string) => {
+      const outcomes: AnswerOutcome[] = [];
+      eachAnswer(text, (outcome) => outcomes.push(outcome));
+      return outcomes;
+    };
+    assert.deepEqual(seen(' [{"id":1,"result":{}},{"id":"b","error":{"code":-32601}},{"method":"ping","id":3},7]'), [
+      { id: 1, errorCode: undefined, isError: false },
+      { id: 'b', errorCode: -32601, isError: false },
+    ]);
+    assert.deepEqual(seen('{"jsonrpc":"2.0","i\\u0064":4,"result":{"isError":true}}'), [{ id: 4, errorCode: undefined, isError: true }]);
+    assert.deepEqual(seen('{"method":"ping","id":3}'), []);
+    assert.deepEqual(seen('[{"id":1,"result":{}'), []);
+  });
+});
 
 describe('readRequest', () => {
   it('outlines a tools/call, a resources/read and a notification', () => {

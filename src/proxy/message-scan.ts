@@ -15,7 +15,10 @@ export interface AnswerOutcome {
   isError: boolean;
 }
 
-/** Not read here (not one JSON object: a batch, or no JSON; or nested too deep): read it with JSON.parse. */
+/**
+ * Not read here: not one JSON object (a batch, or no JSON), or beyond the scanner's stack (deep
+ * nesting; a string of millions of escapes, irregexp's backtrack stack): read it with JSON.parse.
+ */
 export const READ_WHOLE: unique symbol = Symbol('read whole');
 
 /**
@@ -57,12 +60,8 @@ export function outcomeOf(message: unknown): AnswerOutcome | undefined {
   };
 }
 
-/**
- * Hands `seen` the outcome of each answer in one message's text (an SSE event's data, a JSON
- * body: one message or a batch). Text without `"id"` holds no answer and is not read.
- */
+/** Hands `seen` the outcome of each answer in one message's text (an SSE event's data, a JSON body: one message or a batch). */
 export function eachAnswer(text: string, seen: (outcome: AnswerOutcome) => void): void {
-  if (!text.includes('"id"')) return;
   const outcome = readAnswer(text);
   if (outcome !== READ_WHOLE) {
     if (outcome !== undefined) seen(outcome);
@@ -150,7 +149,7 @@ type Members = number[];
 
 const [A_ID, A_METHOD, A_ERROR, A_ERROR_CODE, A_RESULT, A_IS_ERROR] = [0, 1, 2, 3, 4, 5];
 /** Members with none of ANSWER's found (copied per message: a packed array of small integers). */
-const ANSWER_NONE: readonly number[] = new Array<number>(2 * 6).fill(-1);
+const ANSWER_NONE: readonly number[] = Array.from({ length: 2 * 6 }, () => -1);
 const ANSWER: readonly Wanted[] = [
   { name: 'id', slot: A_ID, inner: undefined },
   { name: 'method', slot: A_METHOD, inner: undefined },
@@ -158,7 +157,7 @@ const ANSWER: readonly Wanted[] = [
   { name: 'result', slot: A_RESULT, inner: [{ name: 'isError', slot: A_IS_ERROR, inner: undefined }] },
 ];
 const [R_ID, R_METHOD, R_PARAMS, R_NAME, R_URI, R_ARGUMENTS, R_META] = [0, 1, 2, 3, 4, 5, 6];
-const REQUEST_NONE: readonly number[] = new Array<number>(2 * 7).fill(-1);
+const REQUEST_NONE: readonly number[] = Array.from({ length: 2 * 7 }, () => -1);
 const REQUEST: readonly Wanted[] = [
   { name: 'id', slot: R_ID, inner: undefined },
   { name: 'method', slot: R_METHOD, inner: undefined },
@@ -184,7 +183,7 @@ function wholeObject(text: string, wanted: readonly Wanted[], none: readonly num
   try {
     if (!scan.object(wanted, members)) return undefined;
   } catch {
-    return READ_WHOLE; // nested beyond the stack (JSON.parse is not recursive)
+    return READ_WHOLE; // beyond the stack: deep nesting, or millions of escapes in one string (JSON.parse has no such limit)
   }
   scan.space();
   return scan.at === text.length ? members : undefined;
@@ -231,7 +230,7 @@ const BLANK = 0x20;
 
 // RFC 8259 §7 string (no raw control characters; escapes as listed), §6 number. Sticky: each
 // matches exactly at `lastIndex` (irregexp runs them natively, no per-character JS). The string's
-// pattern unrolled (runs of plain characters between escapes): no backtracking entry per character.
+// pattern unrolled (runs of plain characters between escapes): a backtracking entry per escape, none per character.
 // biome-ignore lint/suspicious/noControlCharactersInRegex: RFC 8259 §7 excludes U+0000–U+001F from strings.
 const STRING = /"[^"\\\u0000-\u001f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\u0000-\u001f]*)*"/y;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: as STRING, without escapes.
@@ -249,14 +248,20 @@ function plainName(text: string, start: number, end: number, wanted: readonly Wa
   return undefined;
 }
 
+/** The one of `wanted` whose name the (checked) escaped name `quoted` is. */
+function escapedName(quoted: string, wanted: readonly Wanted[]): Wanted | undefined {
+  const name = JSON.parse(quoted) as string;
+  return wanted.find((one) => one.name === name);
+}
+
 /** A cursor over JSON text (RFC 8259) that checks values and skips them without building them. */
 class Scan {
   readonly text: string;
   at: number;
 
-  constructor(text: string, at = 0) {
+  constructor(text: string) {
     this.text = text;
-    this.at = at;
+    this.at = 0;
   }
 
   /** Skips whitespace (RFC 8259 §2: space, tab, LF, CR); a loop here, as there is rarely any. */
@@ -298,7 +303,7 @@ class Scan {
           ? undefined
           : key === PLAIN
             ? plainName(text, keyStart + 1, keyEnd - 1, wanted)
-            : wanted.find((w) => w.name === JSON.parse(text.slice(keyStart, keyEnd)));
+            : escapedName(text.slice(keyStart, keyEnd), wanted);
       if (one !== undefined) forget(one, members);
       const inner = one?.inner;
       if (!(inner !== undefined && text.charCodeAt(valueStart) === OPEN_BRACE ? this.object(inner, members) : this.value())) return false;

@@ -71,13 +71,21 @@ function streamableHttpHandler(ctx: ProxyContext & { gate: Gate; sessions: Sessi
       body = read instanceof Promise ? await read : read;
     }
     // The audit trail reads a body the gateway holds whole; a streamed one is recorded as unread.
-    // Parsed at most once, for the header check, the audit trail, tracing and the policy together.
+    // Parsed at most once, for the header check, the policy, the audit trail and tracing together
+    // (those two read a body nobody else parses without parsing it: message-scan.ts).
     const parsed = Buffer.isBuffer(body) ? parsedBody(body) : undefined;
     // 2026-07-28 transports/streamable-http §Server Validation (requestBody read such a POST whole).
     if (parsed && header(req.headers, 'mcp-protocol-version') === HEADER_VALIDATION_PROTOCOL_VERSION) checkMirroredHeaders(req, parsed);
     const operations =
       (ctx.audit || ctx.telemetry.tracer) && method === 'POST'
-        ? beginOperations(ctx.audit, ctx.telemetry, req, res, { caller, backend: resource.name, sessionId, body: parsed, clientAddress: ctx.clientIp(req) })
+        ? beginOperations(ctx.audit, ctx.telemetry, req, res, {
+            caller,
+            backend: resource.name,
+            sessionId,
+            body: parsed,
+            judged: enforcer !== undefined,
+            clientAddress: ctx.clientIp(req),
+          })
         : undefined;
     let subject: Subject | undefined;
     let asksForLists = false;
