@@ -148,8 +148,6 @@ interface Wanted {
 type Members = number[];
 
 const [A_ID, A_METHOD, A_ERROR, A_ERROR_CODE, A_RESULT, A_IS_ERROR] = [0, 1, 2, 3, 4, 5];
-/** Members with none of ANSWER's found (copied per message: a packed array of small integers). */
-const ANSWER_NONE: readonly number[] = Array.from({ length: 2 * 6 }, () => -1);
 const ANSWER: readonly Wanted[] = [
   { name: 'id', slot: A_ID, inner: undefined },
   { name: 'method', slot: A_METHOD, inner: undefined },
@@ -157,7 +155,6 @@ const ANSWER: readonly Wanted[] = [
   { name: 'result', slot: A_RESULT, inner: [{ name: 'isError', slot: A_IS_ERROR, inner: undefined }] },
 ];
 const [R_ID, R_METHOD, R_PARAMS, R_NAME, R_URI, R_ARGUMENTS, R_META] = [0, 1, 2, 3, 4, 5, 6];
-const REQUEST_NONE: readonly number[] = Array.from({ length: 2 * 7 }, () => -1);
 const REQUEST: readonly Wanted[] = [
   { name: 'id', slot: R_ID, inner: undefined },
   { name: 'method', slot: R_METHOD, inner: undefined },
@@ -173,6 +170,14 @@ const REQUEST: readonly Wanted[] = [
   },
 ];
 const NOTHING: readonly Wanted[] = [];
+
+/** Members with none of `wanted` found (copied per message: a packed array of small integers). */
+function noneFound(wanted: readonly Wanted[]): readonly number[] {
+  const slots = (list: readonly Wanted[]): number => list.reduce((count, one) => count + 1 + (one.inner ? slots(one.inner) : 0), 0);
+  return Array.from({ length: 2 * slots(wanted) }, () => -1);
+}
+const ANSWER_NONE = noneFound(ANSWER);
+const REQUEST_NONE = noneFound(REQUEST);
 
 /** The wanted members of the one JSON object `text` is; undefined when it is not valid JSON. */
 function wholeObject(text: string, wanted: readonly Wanted[], none: readonly number[]): Members | undefined | typeof READ_WHOLE {
